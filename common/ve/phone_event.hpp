@@ -1,0 +1,89 @@
+#pragma once
+// PhoneEvent: the one event type every component reports into the journey tracker.
+// Steps are numbered as in shared/docs/phone-boot-sequence.md.
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "ve/mac.hpp"
+
+namespace ve {
+
+enum class Step : int {
+  Power = 1,
+  Firmware = 2,
+  VoiceVlan = 3,
+  Dhcp = 4,
+  CtlFile = 5,
+  ItlFile = 6,
+  ConfigFile = 7,
+  FirmwareLoad = 8,
+  DialRules = 9,
+  CallManagerConnect = 10,
+  Register = 11,
+  Locale = 12,
+  Softkeys = 13,
+  Ringtones = 14,
+};
+inline constexpr int kStepCount = 14;
+
+inline std::string_view to_string(Step s) {
+  switch (s) {
+    case Step::Power: return "power";
+    case Step::Firmware: return "firmware-boot";
+    case Step::VoiceVlan: return "voice-vlan";
+    case Step::Dhcp: return "dhcp";
+    case Step::CtlFile: return "ctl";
+    case Step::ItlFile: return "itl";
+    case Step::ConfigFile: return "config";
+    case Step::FirmwareLoad: return "firmware-load";
+    case Step::DialRules: return "dial-rules";
+    case Step::CallManagerConnect: return "callmanager-connect";
+    case Step::Register: return "register";
+    case Step::Locale: return "locale";
+    case Step::Softkeys: return "softkeys";
+    case Step::Ringtones: return "ringtones";
+  }
+  return "?";
+}
+
+// Ok: the step succeeded. Expected: an answer that is not success but is normal (CTL not found on
+// a non-secure site). Failed: the phone cannot go on. Info: something happened worth recording
+// (a refresh, an unplug) that does not change whether the step succeeded.
+enum class Outcome { Ok, Expected, Failed, Info };
+
+inline std::string_view to_string(Outcome o) {
+  switch (o) {
+    case Outcome::Ok: return "ok";
+    case Outcome::Expected: return "expected";
+    case Outcome::Failed: return "failed";
+    case Outcome::Info: return "info";
+  }
+  return "?";
+}
+
+struct PhoneEvent {
+  MacAddress mac;
+  Step step = Step::Power;
+  Outcome outcome = Outcome::Info;
+  std::string detail;  // short, never a secret
+  std::chrono::system_clock::time_point time = std::chrono::system_clock::now();
+  // Optional attributes a component knows and the tracker keeps for Device Status.
+  std::string port;  // phone-facing interface, if known
+  std::string ip;    // phone's IPv4 address, if known
+};
+
+// Components get an EventSink& at construction and never see the tracker.
+class EventSink {
+public:
+  virtual ~EventSink() = default;
+  virtual void report(PhoneEvent event) = 0;
+};
+
+// A sink that drops everything, for components run without a tracker.
+class NullEventSink final : public EventSink {
+public:
+  void report(PhoneEvent) override {}
+};
+
+}  // namespace ve

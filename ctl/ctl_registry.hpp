@@ -1,0 +1,36 @@
+#pragma once
+// voiceedgectl's command table. Each part brings ctl/<name>_render.cpp defining
+// `void add_<name>_commands(CommandTable&)`; ctl/CMakeLists.txt generates the list.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ve::ctl {
+
+struct Command {
+  std::vector<std::string> words;      // {"show", "cdp", "neighbors"} -> request "show.cdp.neighbors"
+  std::vector<std::string> arg_names;  // positional words after the command, e.g. {"phone"}
+  std::string help;                    // one line for --help
+  // Turns the daemon's JSON `data` into the human table. `args` holds positional args and flags.
+  std::function<std::string(const nlohmann::json& data, const nlohmann::json& args)> render;
+  std::vector<std::string> flags = {};  // boolean flags it accepts, e.g. {"detail"} for --detail
+};
+
+class CommandTable {
+public:
+  void add(Command c) { commands_.push_back(std::move(c)); }
+  const std::vector<Command>& commands() const { return commands_; }
+
+private:
+  std::vector<Command> commands_;
+};
+
+void add_all_commands(CommandTable& arg);
+
+// Helpers for renderers: a left-aligned text table with a header row.
+std::string render_table(const std::vector<std::string>& header,
+                         const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace ve::ctl
