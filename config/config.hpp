@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "ve/mac.hpp"
 #include "ve/result.hpp"
 
@@ -235,6 +237,9 @@ using LoadResult = Result<SiteConfigPtr, std::vector<ConfigError>>;
 LoadResult load_file(const std::filesystem::path& path);
 // Same, from text (for tests); `name` is used in error messages.
 LoadResult load_string(const std::string& yaml, const std::string& name = "<string>");
+
+// The config as JSON for `show config`: every password is "***".
+nlohmann::json to_json(const SiteConfig& config);
 
 std::string_view to_string(PoeMode m);
 std::string_view to_string(PoePriority p);

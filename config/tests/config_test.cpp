@@ -1,0 +1,219 @@
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "config/config.hpp"
+
+namespace ve::config {
+namespace {
+
+const char* kMinimal = R"(site: { name: b1 }
+state_dir: /tmp/ve
+ports:
+  - name: eth1
+    voice_vlan: 100
+    data_vlan: 10
+dhcp:
+  subnets:
+    - vlan: 100
+      interface: eth1
+      prefix: 10.10.100.0/24
+      pool: 10.10.100.100-10.10.100.199
+      router: 10.10.100.1
+      tftp_servers: [10.10.100.1, 10.10.100.2]
+phones:
+  - mac: "00:11:22:33:44:55"
+    lines:
+      - { extension: "1001", password: "pw" }
+)";
+
+std::vector<ConfigError> errors_of(const std::string& yaml) {
+  auto r = load_string(yaml, "site.yaml");
+  if (r) return {};
+  return r.error();
+}
+
+// Finds the one error whose message contains `needle`; fails if none.
+ConfigError find_error(const std::vector<ConfigError>& errors, const std::string& needle) {
+  for (const auto& e : errors)
+    if (e.message.find(needle) != std::string::npos) return e;
+  std::string all;
+  for (const auto& e : errors) all += e.to_string() + "\n";
+  ADD_FAILURE() << "no error containing '" << needle << "' in:\n" << all;
+  return {};
+}
+
+TEST(ConfigLoader, ExampleSiteFileIsValid) {
+  auto r = load_file(std::filesystem::path(VE_SOURCE_DIR) / "examples/site.yaml");
+  ASSERT_TRUE(r) << (r ? "" : r.error().front().to_string());
+  const auto& c = **r;
+  EXPECT_EQ(c.site.name, "branch-01");
+  ASSERT_EQ(c.ports.size(), 2u);
+  EXPECT_EQ(c.ports[0].voice_vlan, 100);
+  EXPECT_EQ(c.ports[0].poe.priority, PoePriority::High);
+  EXPECT_DOUBLE_EQ(c.ports[0].poe.max_watts, 15.4);
+  ASSERT_EQ(c.dhcp.subnets.size(), 1u);
+  ASSERT_EQ(c.dhcp.subnets[0].tftp_servers.size(), 2u);
+  EXPECT_EQ(c.dhcp.subnets[0].tftp_servers[1].to_string(), "10.10.100.2");
+  EXPECT_EQ(c.provisioning.call_manager_group.front().name, "cm1");
+  ASSERT_EQ(c.phones.size(), 2u);
+  EXPECT_EQ(c.phones[1].mac.sep_name(), "SEP001122334466");
+  EXPECT_EQ(c.phones[1].lines[0].auth_user, "1002") << "auth_user defaults to the extension";
+  EXPECT_EQ(c.phones[1].lines[1].password.reveal(), "th1rd");
+  EXPECT_EQ(c.sip.listen.size(), 2u);
+  EXPECT_EQ(c.sip.listen[1].transport, "tcp");
+}
+
+TEST(ConfigLoader, DefaultsApplyWhenKeysAreAbsent) {
+  auto r = load_string(kMinimal);
+  ASSERT_TRUE(r);
+  const auto& c = **r;
+  EXPECT_EQ(c.cdp.interval_s, 60);
+  EXPECT_EQ(c.cdp.holdtime_s, 180);
+  EXPECT_EQ(c.sip.min_expires_s, 60);
+  EXPECT_EQ(c.poe.driver, "sim");
+  EXPECT_EQ(c.provisioning.tftp.listen.port, 69);
+  EXPECT_EQ(c.provisioning.http.listen.port, 6970);
+  EXPECT_EQ(c.dhcp.phone_match.vendor_class_prefixes.at(0), "Cisco Systems, Inc. IP Phone");
+  EXPECT_EQ(c.net.mode, NetMode::Bridge);
+  EXPECT_EQ(c.phones[0].lines[0].button, 1);
+}
+
+TEST(ConfigLoader, UnknownKeyIsReportedAtItsPosition) {
+  auto errs = errors_of("site: { name: b1 }\nstate_dir: /tmp/ve\nportz: []\n");
+  auto e = find_error(errs, "unknown key");
+  EXPECT_EQ(e.line, 3);
+  EXPECT_EQ(e.column, 1);
+  EXPECT_EQ(e.key_path, "portz");
+  EXPECT_EQ(e.to_string().rfind("site.yaml:3:1: portz: unknown key", 0), 0u) << e.to_string();
+}
+
+TEST(ConfigLoader, VlanOutOfRange) {
+  std::string y = kMinimal;
+  y.replace(y.find("voice_vlan: 100"), 15, "voice_vlan: 4095");
+  auto e = find_error(errors_of(y), "out of range 1-4094");
+  EXPECT_EQ(e.line, 5);
+  EXPECT_EQ(e.column, 17);
+}
+
+TEST(ConfigLoader, WrongTypeSaysWhatWasExpected) {
+  std::string y = kMinimal;
+  y.replace(y.find("data_vlan: 10"), 13, "data_vlan: ten");
+  auto e = find_error(errors_of(y), "expected an integer, got 'ten'");
+  EXPECT_EQ(e.line, 6);
+}
+
+TEST(ConfigLoader, PoolOutsidePrefix) {
+  std::string y = kMinimal;
+  y.replace(y.find("10.10.100.100-10.10.100.199"), 27, "10.10.100.100-10.10.101.5");
+  auto e = find_error(errors_of(y), "is not inside prefix 10.10.100.0/24");
+  EXPECT_EQ(e.line, 12);
+}
+
+TEST(ConfigLoader, BadAddressesAndPrefixes) {
+  std::string y = kMinimal;
+  y.replace(y.find("prefix: 10.10.100.0/24"), 22, "prefix: 10.10.100.7/24");
+  y.replace(y.find("router: 10.10.100.1"), 19, "router: 10.10.300.1");
+  auto errs = errors_of(y);
+  find_error(errs, "has host bits set");
+  auto e = find_error(errs, "'10.10.300.1' is not an IPv4 address");
+  EXPECT_EQ(e.line, 13);
+}
+
+TEST(ConfigLoader, BadMacFormat) {
+  std::string y = kMinimal;
+  y.replace(y.find("00:11:22:33:44:55"), 17, "00:11:22:33:44");
+  auto e = find_error(errors_of(y), "is not a MAC");
+  EXPECT_EQ(e.line, 16);
+}
+
+TEST(ConfigLoader, DuplicatesAreErrors) {
+  std::string y = kMinimal;
+  y += R"(  - mac: "0011.2233.4455"
+    lines:
+      - { extension: "1001", password: "pw" }
+)";
+  y.replace(y.find("ports:\n"), 7, "ports:\n  - { name: eth1, voice_vlan: 100 }\n");
+  auto errs = errors_of(y);
+  auto mac = find_error(errs, "MAC 00:11:22:33:44:55 is already phones[0]");
+  EXPECT_EQ(mac.line, 20);
+  find_error(errs, "extension 1001 is already");
+  find_error(errs, "duplicate port 'eth1'");
+}
+
+TEST(ConfigLoader, AllErrorsAreReportedAtOnceInFileOrder) {
+  std::string y = kMinimal;
+  y.replace(y.find("voice_vlan: 100"), 15, "voice_vlan: 0");
+  y.replace(y.find("router: 10.10.100.1"), 19, "router: nope");
+  y += "sip: { listen: [\"sctp:0.0.0.0:5060\"] }\n";
+  auto errs = errors_of(y);
+  ASSERT_EQ(errs.size(), 3u);
+  EXPECT_LT(errs[0].line, errs[1].line);
+  EXPECT_LT(errs[1].line, errs[2].line);
+  find_error(errs, "transport 'sctp' is not udp or tcp");
+}
+
+TEST(ConfigLoader, YamlSyntaxErrorHasPosition) {
+  auto errs = errors_of("site:\n  name: [unclosed\nports: []\n");
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_GT(errs[0].line, 0);
+  EXPECT_NE(errs[0].to_string().find("site.yaml:"), std::string::npos);
+}
+
+TEST(ConfigLoader, ExpiresOrderIsChecked) {
+  std::string y = kMinimal;
+  y += "sip: { min_expires_s: 600, max_expires_s: 300 }\n";
+  find_error(errors_of(y), "min 600 is above max 300");
+}
+
+TEST(ConfigLoader, MissingRequiredKeys) {
+  std::string y = kMinimal;
+  y.replace(y.find("      router: 10.10.100.1\n"), 26, "");
+  find_error(errors_of(y), "missing required key 'router'");
+}
+
+TEST(ConfigLoader, PasswordFileIsReadAndNeverPrinted) {
+  auto dir = std::filesystem::temp_directory_path() / ("ve-config-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "pw") << "t0ps3cret\n";
+    std::string y = kMinimal;
+    y.replace(y.find("password: \"pw\""), 14, "password_file: pw");
+    std::ofstream(dir / "site.yaml") << y;
+  }
+  auto r = load_file(dir / "site.yaml");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)->phones[0].lines[0].password.reveal(), "t0ps3cret");
+  const auto dumped = to_json(**r).dump();
+  EXPECT_EQ(dumped.find("t0ps3cret"), std::string::npos);
+  EXPECT_NE(dumped.find("\"password\":\"***\""), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigLoader, MissingPasswordFileIsAnError) {
+  std::string y = kMinimal;
+  y.replace(y.find("password: \"pw\""), 14, "password_file: /nonexistent/pw");
+  find_error(errors_of(y), "cannot read '/nonexistent/pw'");
+}
+
+TEST(ConfigLoader, UnreadableFileSaysWhy) {
+  auto r = load_file("/nonexistent/site.yaml");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error()[0].to_string().find("cannot open"), std::string::npos);
+}
+
+TEST(MacAddress, AcceptsAllDocumentedForms) {
+  for (const char* s : {"00:11:22:33:44:55", "0011.2233.4455", "001122334455", "SEP001122334455", "sep001122334455",
+                        "00-11-22-33-44-55"}) {
+    auto m = MacAddress::parse(s);
+    ASSERT_TRUE(m) << s;
+    EXPECT_EQ(m->sep_name(), "SEP001122334455");
+  }
+  for (const char* s : {"0011223344", "00:11:22:33:44:55:66", "00:11-22:33:44:55", "zz1122334455", "0:011:22:33:44:55"})
+    EXPECT_FALSE(MacAddress::parse(s)) << s;
+}
+
+}  // namespace
+}  // namespace ve::config
