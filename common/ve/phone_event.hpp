@@ -4,6 +4,8 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "ve/mac.hpp"
 
@@ -71,6 +73,9 @@ struct PhoneEvent {
   // Optional attributes a component knows and the tracker keeps for Device Status.
   std::string port;  // phone-facing interface, if known
   std::string ip;    // phone's IPv4 address, if known
+  // Further facts for Device Status, by name: "model", "vlan", "power_w", "registered_with",
+  // "active_load", "inactive_load", "device_name", "user_agent". Never a secret.
+  std::vector<std::pair<std::string, std::string>> attributes;
 };
 
 // Components get an EventSink& at construction and never see the tracker.
