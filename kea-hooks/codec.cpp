@@ -1,0 +1,284 @@
+// Pure parts of the DHCP side: phone classification, option 150/66 building, lease-report format.
+// Input here comes from DHCP clients (option 60/55) and from a datagram socket: every length is
+// checked, nothing throws.
+#include <algorithm>
+#include <charconv>
+
+#include <nlohmann/json.hpp>
+
+#include "kea-hooks/kea_hooks.hpp"
+
+namespace ve::kea_hooks {
+
+std::string_view to_string(PhoneReason r) {
+  switch (r) {
+    case PhoneReason::NotPhone: return "no";
+    case PhoneReason::VendorClass: return "vendor-class";
+    case PhoneReason::Oui: return "oui";
+    case PhoneReason::Listed: return "listed";
+  }
+  return "?";
+}
+
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<PhoneReason> parse_phone_reason(std::string_view text) {
+  for (auto r : {PhoneReason::NotPhone, PhoneReason::VendorClass, PhoneReason::Oui, PhoneReason::Listed})
+    if (to_string(r) == text) return r;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::array<std::uint8_t, 3>> parse_oui(std::string_view text) {
+  std::array<std::uint8_t, 3> out{};
+  int nibbles = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const int v = hex_digit(c);
+    if (v < 0) {
+      // Separators only between byte groups.
+      if ((c != ':' && c != '-' && c != '.') || nibbles % 2 != 0 || nibbles == 0) return std::nullopt;
+      continue;
+    }
+    if (nibbles >= 6) return std::nullopt;
+    auto& b = out[static_cast<std::size_t>(nibbles / 2)];
+    b = static_cast<std::uint8_t>((b << 4) | v);
+    ++nibbles;
+  }
+  if (nibbles != 6) return std::nullopt;
+  return out;
+}
+
+PhoneMatcher::PhoneMatcher(const config::PhoneMatch& match, const std::vector<config::Phone>& phones) {
+  for (const auto& p : match.vendor_class_prefixes)
+    if (!p.empty()) prefixes_.push_back(p);  // an empty prefix would make every client a phone
+  for (const auto& o : match.ouis)
+    if (auto parsed = parse_oui(o)) ouis_.push_back(*parsed);
+  for (const auto& p : phones) listed_.push_back(p.mac);
+  std::sort(listed_.begin(), listed_.end());
+}
+
+PhoneReason PhoneMatcher::classify(const std::optional<MacAddress>& mac,
+                                   std::span<const std::uint8_t> vendor_class) const {
+  if (mac) {
+    if (std::binary_search(listed_.begin(), listed_.end(), *mac)) return PhoneReason::Listed;
+    const auto& b = mac->bytes();
+    for (const auto& oui : ouis_)
+      if (b[0] == oui[0] && b[1] == oui[1] && b[2] == oui[2]) return PhoneReason::Oui;
+  }
+  for (const auto& prefix : prefixes_) {
+    if (vendor_class.size() < prefix.size()) continue;
+    if (std::equal(prefix.begin(), prefix.end(), vendor_class.begin(),
+                   [](char a, std::uint8_t b) { return static_cast<std::uint8_t>(a) == b; }))
+      return PhoneReason::VendorClass;
+  }
+  return PhoneReason::NotPhone;
+}
+
+RequestedOptions RequestedOptions::parse(std::span<const std::uint8_t> prl) {
+  RequestedOptions r;
+  for (auto code : prl) r.codes_.set(code);
+  return r;
+}
+
+PhoneOptions build_phone_options(PhoneReason reason, const RequestedOptions& requested,
+                                 const config::Subnet* subnet) {
+  PhoneOptions out;
+  if (reason == PhoneReason::NotPhone || subnet == nullptr || subnet->tftp_servers.empty()) return out;
+  if (reason == PhoneReason::Listed || requested.contains(kOptionTftpServers)) {
+    for (const auto& s : subnet->tftp_servers) out.tftp_servers.push_back(s.value);
+  }
+  if (requested.contains(kOptionTftpServerName)) out.tftp_server_name = format_ipv4(subnet->tftp_servers.front().value);
+  return out;
+}
+
+std::vector<std::uint8_t> encode_option150(std::span<const std::uint32_t> servers) {
+  std::vector<std::uint8_t> out;
+  out.reserve(servers.size() * 4);
+  for (auto s : servers) {
+    out.push_back(static_cast<std::uint8_t>(s >> 24));
+    out.push_back(static_cast<std::uint8_t>(s >> 16));
+    out.push_back(static_cast<std::uint8_t>(s >> 8));
+    out.push_back(static_cast<std::uint8_t>(s));
+  }
+  return out;
+}
+
+const config::Subnet* find_subnet(const std::vector<config::Subnet>& subnets, std::uint32_t network, int length) {
+  for (const auto& s : subnets)
+    if (s.prefix.length == length && (s.prefix.network.value & s.prefix.mask()) == (network & s.prefix.mask()))
+      return &s;
+  return nullptr;
+}
+
+const config::Subnet* find_subnet_containing(const std::vector<config::Subnet>& subnets, std::uint32_t address) {
+  const config::Subnet* best = nullptr;
+  for (const auto& s : subnets) {
+    if ((address & s.prefix.mask()) != (s.prefix.network.value & s.prefix.mask())) continue;
+    if (best == nullptr || s.prefix.length > best->prefix.length) best = &s;  // longest match
+  }
+  return best;
+}
+
+std::string format_ipv4(std::uint32_t a) {
+  std::string s;
+  s.reserve(15);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    s += std::to_string((a >> shift) & 0xff);
+    if (shift != 0) s.push_back('.');
+  }
+  return s;
+}
+
+std::optional<std::uint32_t> parse_ipv4(std::string_view text) {
+  std::uint32_t out = 0;
+  const char* p = text.data();
+  const char* end = text.data() + text.size();
+  for (int part = 0; part < 4; ++part) {
+    if (part != 0) {
+      if (p == end || *p != '.') return std::nullopt;
+      ++p;
+    }
+    if (p == end || *p < '0' || *p > '9') return std::nullopt;
+    unsigned v = 0;
+    auto [next, ec] = std::from_chars(p, std::min(end, p + 3), v);
+    if (ec != std::errc{} || v > 255) return std::nullopt;
+    p = next;
+    out = (out << 8) | v;
+  }
+  if (p != end) return std::nullopt;
+  return out;
+}
+
+std::optional<std::pair<std::uint32_t, int>> parse_prefix(std::string_view text) {
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  auto net = parse_ipv4(text.substr(0, slash));
+  const auto len_text = text.substr(slash + 1);
+  int len = -1;
+  auto [next, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
+  if (!net || ec != std::errc{} || next != len_text.data() + len_text.size() || len < 0 || len > 32)
+    return std::nullopt;
+  return std::pair{*net, len};
+}
+
+std::string printable(std::span<const std::uint8_t> bytes, std::size_t max_len) {
+  std::string out;
+  const std::size_t n = std::min(bytes.size(), max_len);
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = bytes[i];
+    out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  }
+  return out;
+}
+
+std::string printable(std::string_view text, std::size_t max_len) {
+  return printable(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), max_len);
+}
+
+std::string_view to_string(LeaseEventKind k) {
+  switch (k) {
+    case LeaseEventKind::Offer: return "offer";
+    case LeaseEventKind::Ack: return "ack";
+    case LeaseEventKind::Release: return "release";
+    case LeaseEventKind::Decline: return "decline";
+    case LeaseEventKind::Expire: return "expire";
+  }
+  return "?";
+}
+
+std::optional<LeaseEventKind> parse_lease_event_kind(std::string_view text) {
+  for (auto k : {LeaseEventKind::Offer, LeaseEventKind::Ack, LeaseEventKind::Release, LeaseEventKind::Decline,
+                 LeaseEventKind::Expire})
+    if (to_string(k) == text) return k;
+  return std::nullopt;
+}
+
+std::string_view to_string(ReportError e) {
+  switch (e) {
+    case ReportError::Empty: return "empty datagram";
+    case ReportError::TooLarge: return "datagram too large";
+    case ReportError::NotJson: return "not JSON";
+    case ReportError::NotObject: return "not a JSON object";
+    case ReportError::BadVersion: return "unknown report version";
+    case ReportError::MissingField: return "missing field";
+    case ReportError::BadField: return "bad field";
+  }
+  return "?";
+}
+
+std::string encode_lease_report(const LeaseReport& r) {
+  // Strings are printable ASCII (hence valid UTF-8, so dump() cannot throw) and bounded, so the
+  // datagram stays under kMaxReportBytes.
+  nlohmann::json j = {
+      {"v", 1},
+      {"event", std::string(to_string(r.kind))},
+      {"mac", r.mac.to_string()},
+      {"ip", format_ipv4(r.ip)},
+      {"subnet", printable(r.subnet, 18)},
+      {"hostname", printable(r.hostname)},
+      {"vendor_class", printable(r.vendor_class)},
+      {"phone", std::string(to_string(r.phone))},
+      {"lifetime", r.lifetime_s},
+  };
+  return j.dump();
+}
+
+Result<LeaseReport, ReportError> decode_lease_report(std::span<const std::uint8_t> datagram) {
+  if (datagram.empty()) return unexpected(ReportError::Empty);
+  if (datagram.size() > kMaxReportBytes) return unexpected(ReportError::TooLarge);
+  // No exceptions: a parse error yields a "discarded" value.
+  const auto j = nlohmann::json::parse(datagram.begin(), datagram.end(), nullptr, false);
+  if (j.is_discarded()) return unexpected(ReportError::NotJson);
+  if (!j.is_object()) return unexpected(ReportError::NotObject);
+
+  auto str = [&](const char* key) -> const std::string* {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return nullptr;
+    return it->get_ptr<const std::string*>();
+  };
+  auto version = j.find("v");
+  if (version == j.end() || !version->is_number_unsigned() || version->get<std::uint64_t>() != 1)
+    return unexpected(ReportError::BadVersion);
+
+  const auto* event = str("event");
+  const auto* mac = str("mac");
+  const auto* ip = str("ip");
+  if (event == nullptr || mac == nullptr || ip == nullptr) return unexpected(ReportError::MissingField);
+
+  LeaseReport r;
+  auto kind = parse_lease_event_kind(*event);
+  auto parsed_mac = MacAddress::parse(*mac);
+  auto parsed_ip = parse_ipv4(*ip);
+  if (!kind || !parsed_mac || !parsed_ip) return unexpected(ReportError::BadField);
+  r.kind = *kind;
+  r.mac = *parsed_mac;
+  r.ip = *parsed_ip;
+  if (const auto* s = str("subnet")) {
+    if (!s->empty() && !parse_prefix(*s)) return unexpected(ReportError::BadField);
+    r.subnet = *s;
+  }
+  if (const auto* s = str("hostname")) r.hostname = printable(*s);
+  if (const auto* s = str("vendor_class")) r.vendor_class = printable(*s);
+  if (const auto* s = str("phone")) {
+    auto reason = parse_phone_reason(*s);
+    if (!reason) return unexpected(ReportError::BadField);
+    r.phone = *reason;
+  }
+  if (auto it = j.find("lifetime"); it != j.end()) {
+    if (!it->is_number_unsigned() || it->get<std::uint64_t>() > 0xffffffffu) return unexpected(ReportError::BadField);
+    r.lifetime_s = static_cast<std::uint32_t>(it->get<std::uint64_t>());
+  }
+  return r;
+}
+
+}  // namespace ve::kea_hooks

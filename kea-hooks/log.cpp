@@ -1,0 +1,45 @@
+// The message catalogue of libdhcp_voiceedge.so. Each ID has its text (Kea substitutes %1, %2...)
+// and, in the comment above it, when it appears. Kea's hook loader installs the texts into its
+// dictionary after load().
+#include "kea-hooks/log.hpp"
+
+#include <log/message_initializer.h>
+
+namespace ve::kea_hooks {
+
+isc::log::Logger hook_logger("voiceedge-hooks");
+
+// Info, once per (re)load of the library by Kea: the site file was read.
+const isc::log::MessageID VOICEEDGE_LOAD_OK = "VOICEEDGE_LOAD_OK";
+// Error: load() refused to start (bad or missing site file, bad parameters, wrong process). Kea
+// rejects the configuration that names the library; the reason is in %1.
+const isc::log::MessageID VOICEEDGE_LOAD_ERROR = "VOICEEDGE_LOAD_ERROR";
+// Info: Kea unloaded the library (shutdown or reconfiguration), with report counters.
+const isc::log::MessageID VOICEEDGE_UNLOAD = "VOICEEDGE_UNLOAD";
+// Error: a callout caught an exception. The packet is still answered, without our options.
+const isc::log::MessageID VOICEEDGE_CALLOUT_ERROR = "VOICEEDGE_CALLOUT_ERROR";
+// Debug: options 150/66 were added to a phone's response.
+const isc::log::MessageID VOICEEDGE_PHONE_OPTIONS = "VOICEEDGE_PHONE_OPTIONS";
+// Debug: a phone got an address in a subnet the site file does not describe: no option 150.
+const isc::log::MessageID VOICEEDGE_PHONE_NO_SUBNET = "VOICEEDGE_PHONE_NO_SUBNET";
+// Debug: a lease report could not be handed to the daemon (not running, or its queue is full).
+const isc::log::MessageID VOICEEDGE_REPORT_DROPPED = "VOICEEDGE_REPORT_DROPPED";
+
+namespace {
+
+// ID, text, ID, text..., nullptr: the layout isc::log::MessageInitializer expects.
+const char* message_texts[] = {
+    "VOICEEDGE_LOAD_OK", "voiceedge hooks library loaded: site %1, %2 subnet(s), lease reports to %3",
+    "VOICEEDGE_LOAD_ERROR", "voiceedge hooks library failed to load: %1",
+    "VOICEEDGE_UNLOAD", "voiceedge hooks library unloaded: %1 lease reports sent, %2 dropped",
+    "VOICEEDGE_CALLOUT_ERROR", "voiceedge callout %1 failed, packet answered without voiceedge options: %2",
+    "VOICEEDGE_PHONE_OPTIONS", "phone %1 (%2) in %3: option 150 [%4], option 66 %5",
+    "VOICEEDGE_PHONE_NO_SUBNET", "phone %1 (%2): no site subnet for %3, no TFTP options added",
+    "VOICEEDGE_REPORT_DROPPED", "lease report %1 for %2 not delivered to %3",
+    nullptr,
+};
+
+const isc::log::MessageInitializer message_initializer(message_texts);
+
+}  // namespace
+}  // namespace ve::kea_hooks
