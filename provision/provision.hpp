@@ -1,0 +1,207 @@
+#pragma once
+// Provisioning: one virtual file tree (phone configs rendered from the site file + static files
+// under provisioning.root) served over TFTP (udp/69) and HTTP (tcp/6970). Every request becomes a
+// PhoneEvent for the boot step the file belongs to (steps 5-9, 12-14).
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "config/config.hpp"
+#include "provision/tftp_codec.hpp"
+#include "ve/mac.hpp"
+#include "ve/phone_event.hpp"
+#include "ve/result.hpp"
+
+namespace ve::provision {
+
+// ---------------------------------------------------------------- rendering
+
+// File names the rendered configs point at; the files themselves are static files in the root.
+inline constexpr std::string_view kDialTemplateFile = "dialplan.xml";
+inline constexpr std::string_view kSoftKeyFile = "softkeys.xml";
+
+// SEP<MAC>.cnf.xml for one phone of the site. Carries the line passwords: never log it.
+std::string render_phone_config(const config::SiteConfig& site, const config::Phone& phone);
+// XMLDefault.cnf.xml: call-manager group and default load, for phones not in `phones:`.
+std::string render_default_config(const config::SiteConfig& site);
+// "English_United_States" -> "United_States" (the network locale named in the user locale).
+std::string network_locale_for(std::string_view user_locale);
+
+// ---------------------------------------------------------------- the file tree
+
+using Bytes = std::shared_ptr<const std::vector<std::byte>>;
+
+// Which boot step a requested file belongs to; nullopt for files outside the 14 steps.
+std::optional<Step> classify(std::string_view filename);
+// SEP<12 hex digits> anywhere in the name (CTLSEP…tlv, ITLSEP…tlv, SEP….cnf.xml), any case.
+std::optional<MacAddress> mac_in_name(std::string_view filename);
+
+struct File {
+  std::string name;  // generated name, or the path relative to the root as found on disk
+  Bytes bytes;
+  bool generated = false;
+};
+
+struct LookupError {
+  enum class Kind { NotFound, Refused };
+  Kind kind = Kind::NotFound;
+  // Not found is the normal answer here (CTL/ITL/.sgn on a non-secure site).
+  bool expected = false;
+  std::string reason;  // for logs: "escapes root", "path has ..", …
+};
+
+// Static files are read once and shared by every transfer; the cache is keyed by path and
+// revalidated by mtime+size on each lookup. Entries still in use survive eviction.
+class StaticFileCache {
+public:
+  explicit StaticFileCache(std::size_t max_bytes = std::size_t{1} << 30) : max_bytes_(max_bytes) {}
+  // `path` must already be canonical and checked to lie in the root.
+  Result<Bytes, std::string> get(const std::filesystem::path& path);
+  std::size_t cached_bytes() const;
+  std::size_t reads() const;  // how many times a file was read from disk
+
+private:
+  struct Entry {
+    std::filesystem::file_time_type mtime;
+    std::uintmax_t size = 0;
+    Bytes bytes;
+    std::uint64_t last_use = 0;
+  };
+  void evict_locked();
+  mutable std::mutex mutex_;  // the daemon is single-threaded; tests read counters from another thread
+  std::map<std::string, Entry> entries_;
+  std::size_t max_bytes_;
+  std::size_t total_ = 0;
+  std::size_t reads_ = 0;
+  std::uint64_t clock_ = 0;
+};
+
+inline constexpr std::size_t kMaxRequestName = 255;
+
+// Immutable view of one site file's tree; a reload builds a new one sharing the cache.
+class FileTree {
+public:
+  FileTree(config::SiteConfigPtr site, std::shared_ptr<StaticFileCache> cache);
+  Result<File, LookupError> open(std::string_view requested) const;
+  // Generated files by name (SEP….cnf.xml, XMLDefault.cnf.xml).
+  const std::map<std::string, Bytes>& generated() const { return generated_; }
+  const config::SiteConfig& site() const { return *site_; }
+
+private:
+  Result<File, LookupError> open_static(std::string_view relative) const;
+  config::SiteConfigPtr site_;
+  std::shared_ptr<StaticFileCache> cache_;
+  std::filesystem::path root_;  // canonical, empty if it does not exist
+  std::map<std::string, Bytes> generated_;  // key: upper-cased name
+};
+
+// ---------------------------------------------------------------- activity
+
+enum class Protocol { Tftp, Http };
+std::string_view to_string(Protocol p);
+
+struct TransferRecord {
+  Protocol protocol = Protocol::Tftp;
+  std::string client_ip;
+  std::optional<MacAddress> mac;
+  std::string file;
+  std::optional<Step> step;
+  Outcome outcome = Outcome::Ok;
+  std::string result;  // "ok", "not-found", "refused", "timeout", "client-error", "busy", …
+  std::uint64_t bytes = 0;
+  std::chrono::milliseconds duration{0};
+  std::chrono::system_clock::time_point time;
+};
+
+struct Counters {
+  std::uint64_t tftp_requests = 0;
+  std::uint64_t tftp_ok = 0;
+  std::uint64_t tftp_not_found = 0;
+  std::uint64_t tftp_refused = 0;
+  std::uint64_t tftp_failed = 0;
+  std::uint64_t tftp_busy = 0;
+  std::uint64_t tftp_malformed = 0;
+  std::uint64_t tftp_retransmits = 0;
+  std::uint64_t http_requests = 0;
+  std::uint64_t http_ok = 0;
+  std::uint64_t http_not_found = 0;
+  std::uint64_t http_refused = 0;
+  std::uint64_t http_bad_method = 0;
+  std::uint64_t http_busy = 0;
+  std::uint64_t http_malformed = 0;
+  std::uint64_t http_failed = 0;
+  std::uint64_t bytes_sent = 0;
+};
+
+using MacLookup = std::function<std::optional<MacAddress>(const std::string& ip)>;
+
+// ---------------------------------------------------------------- the servers
+
+struct TftpOptions {
+  config::Endpoint listen{"udp", "0.0.0.0", 69};  // port 0: any free port (tests)
+  int max_transfers = 1000;
+  int max_per_client = 16;
+  std::chrono::milliseconds retransmit_timeout{1000};  // unless the client asks (RFC 2349)
+  int max_retries = 5;
+  tftp::NegotiationLimits limits;
+};
+
+struct HttpOptions {
+  config::Endpoint listen{"tcp", "0.0.0.0", 6970};
+  int max_connections = 1000;
+  std::size_t header_limit = 8192;
+  std::chrono::seconds idle_timeout{30};
+};
+
+struct ProvisionerOptions {
+  TftpOptions tftp;
+  HttpOptions http;
+  std::size_t cache_bytes = std::size_t{1} << 30;
+  std::size_t recent_records = 200;
+};
+
+// Options from the site file (listen endpoints and limits); the rest stay at their defaults.
+ProvisionerOptions options_from(const config::SiteConfig& site);
+
+// Owns the tree, both servers and the activity log. Runs on one io_context thread.
+class Provisioner {
+public:
+  Provisioner(boost::asio::io_context& io, config::SiteConfigPtr site, ProvisionerOptions options,
+              EventSink& events, MacLookup mac_for_ip = {});
+  ~Provisioner();
+  Provisioner(const Provisioner&) = delete;
+  Provisioner& operator=(const Provisioner&) = delete;
+
+  // Binds both sockets. An error names the endpoint and the reason (e.g. port in use).
+  Result<void, std::string> start();
+  void stop();
+  // New site file: rebuilds the rendered files; transfers in flight finish with what they have.
+  void reconfigure(config::SiteConfigPtr site);
+
+  std::uint16_t tftp_port() const;
+  std::uint16_t http_port() const;
+  Counters counters() const;
+  std::vector<TransferRecord> recent() const;  // oldest first
+  std::size_t active_tftp_transfers() const;
+  std::size_t open_http_connections() const;
+  std::shared_ptr<const FileTree> tree() const;
+
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ve::provision

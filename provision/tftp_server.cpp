@@ -1,0 +1,377 @@
+// TFTP read server on the io_context: one listening socket, then one object per transfer owning
+// its own socket (the server's TID), block window and retransmit timer. No thread per transfer.
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "provision/internal.hpp"
+#include "ve/log.hpp"
+
+namespace ve::provision {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::span<const std::byte> as_span(const std::vector<std::byte>& v) { return {v.data(), v.size()}; }
+
+std::chrono::milliseconds elapsed_since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+}
+
+}  // namespace
+
+class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
+public:
+  struct Setup {
+    std::uint64_t id;
+    udp::endpoint peer;
+    Bytes payload;
+    tftp::Negotiated negotiated;
+    std::chrono::milliseconds retransmit_timeout;
+    int max_retries;
+    TransferRecord record;  // filled with what is known at the request
+  };
+
+  TftpTransfer(udp::socket socket, Setup setup, std::weak_ptr<TftpServer> server, std::shared_ptr<Shared> shared)
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        setup_(std::move(setup)),
+        server_(std::move(server)),
+        shared_(std::move(shared)),
+        started_(Clock::now()) {
+    const auto size = setup_.payload->size();
+    // The last block is always short, so a size that is a multiple of blksize ends with an empty one.
+    total_blocks_ = size / setup_.negotiated.blksize + 1;
+  }
+
+  void start() {
+    receive();
+    if (!setup_.negotiated.oack.empty()) {
+      awaiting_oack_ack_ = true;
+      send_oack();
+    } else {
+      send_window();
+    }
+  }
+
+  // Server shutdown: drop everything without reporting.
+  void abort() {
+    finished_ = true;
+    timer_.cancel();
+    boost::system::error_code bec;
+    socket_.close(bec);
+  }
+
+private:
+  void receive() {
+    socket_.async_receive(asio::buffer(buffer_), [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+      self->on_receive(ec, n);
+    });
+  }
+
+  void on_receive(const boost::system::error_code& ec, std::size_t n) {
+    if (finished_) return;
+    if (ec) {
+      // ICMP port unreachable on a connected socket: the client is gone.
+      if (ec == asio::error::connection_refused) return finish(Outcome::Failed, "client-gone");
+      if (ec == asio::error::operation_aborted) return;
+      return finish(Outcome::Failed, "socket-error");
+    }
+    auto packet = tftp::decode(std::span<const std::byte>(buffer_.data(), n));
+    if (!packet) {
+      shared_->activity.bump(&Counters::tftp_malformed);
+    } else if (const auto* ack = std::get_if<tftp::Ack>(&*packet)) {
+      on_ack(ack->block);
+      if (finished_) return;
+    } else if (const auto* err = std::get_if<tftp::Error>(&*packet)) {
+      client_error_ = err->message;
+      return finish(Outcome::Failed, err->code == tftp::ErrorCode::OptionRefused ? "option-refused" : "client-error");
+    } else {
+      // DATA, OACK or a request on the transfer port: not part of a read.
+      shared_->activity.bump(&Counters::tftp_malformed);
+    }
+    receive();
+  }
+
+  void on_ack(std::uint16_t wire_block) {
+    if (awaiting_oack_ack_) {
+      if (wire_block != 0) return;
+      awaiting_oack_ack_ = false;
+      retries_ = 0;
+      send_window();
+      return;
+    }
+    // Map the 16-bit block number onto the absolute block in [acked_, window_end_]; the window is
+    // far smaller than 65536 so the match is unique across rollovers.
+    const std::uint64_t offset = static_cast<std::uint16_t>(wire_block - static_cast<std::uint16_t>(acked_));
+    const std::uint64_t block = acked_ + offset;
+    // A duplicate or stale ACK never triggers a resend: only the timer does (no Sorcerer's Apprentice).
+    if (block <= acked_ || block > window_end_) return;
+    acked_ = block;
+    retries_ = 0;
+    if (acked_ >= total_blocks_) return finish(Outcome::Ok, "ok");
+    // With windowsize > 1 an ACK inside the window means the client lost the rest: go on from it.
+    send_window();
+  }
+
+  void send_oack() {
+    const auto wire = tftp::encode(tftp::OptionAck{setup_.negotiated.oack});
+    boost::system::error_code ec;
+    socket_.send(asio::buffer(wire.data(), wire.size()), 0, ec);  // would_block = lost; the timer resends
+    arm_timer();
+  }
+
+  void send_window() {
+    const std::size_t blksize = setup_.negotiated.blksize;
+    const auto& data = *setup_.payload;
+    const std::uint64_t last = std::min<std::uint64_t>(acked_ + setup_.negotiated.windowsize, total_blocks_);
+    for (std::uint64_t block = acked_ + 1; block <= last; ++block) {
+      const std::size_t begin = static_cast<std::size_t>((block - 1) * blksize);
+      const std::size_t length = std::min(blksize, data.size() - std::min(begin, data.size()));
+      const auto header = tftp::data_header(static_cast<std::uint16_t>(block & 0xffff));
+      const std::array<asio::const_buffer, 2> gather{asio::buffer(header), asio::buffer(data.data() + begin, length)};
+      boost::system::error_code ec;
+      socket_.send(gather, 0, ec);
+      if (ec && ec != asio::error::would_block) {
+        if (ec == asio::error::connection_refused) return finish(Outcome::Failed, "client-gone");
+        break;
+      }
+      sent_bytes_ += length;
+    }
+    window_end_ = last;
+    arm_timer();
+  }
+
+  void arm_timer() {
+    const auto timeout = setup_.negotiated.timeout_s ? std::chrono::milliseconds(*setup_.negotiated.timeout_s * 1000)
+                                                     : setup_.retransmit_timeout;
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this(), generation = ++timer_generation_](const boost::system::error_code& ec) {
+      if (ec || self->finished_ || generation != self->timer_generation_) return;
+      self->on_timeout();
+    });
+  }
+
+  void on_timeout() {
+    if (++retries_ > setup_.max_retries) return finish(Outcome::Failed, "timeout");
+    shared_->activity.bump(&Counters::tftp_retransmits);
+    if (awaiting_oack_ack_) send_oack();
+    else send_window();
+  }
+
+  void finish(Outcome outcome, const std::string& result) {
+    if (finished_) return;
+    finished_ = true;
+    timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    auto record = std::move(setup_.record);
+    record.outcome = outcome;
+    record.result = result;
+    record.bytes = outcome == Outcome::Ok ? setup_.payload->size() : std::min<std::uint64_t>(sent_bytes_, setup_.payload->size());
+    record.duration = elapsed_since(started_);
+    const auto log = ve::logger("provision");
+    if (outcome == Outcome::Ok) {
+      log->debug("tftp {} sent {} to {} ({} B, {} ms)", record.mac ? record.mac->sep_name() : "-", record.file,
+                 record.client_ip, record.bytes, record.duration.count());
+    } else {
+      log->warn("tftp {} transfer of {} to {} ended: {}{}{}", record.mac ? record.mac->sep_name() : "-", record.file,
+                record.client_ip, result, client_error_.empty() ? "" : ": ", client_error_);
+    }
+    shared_->activity.record(std::move(record));
+    if (auto server = server_.lock()) server->transfer_finished(setup_.id, setup_.peer.address());
+  }
+
+  udp::socket socket_;
+  asio::steady_timer timer_;
+  Setup setup_;
+  std::weak_ptr<TftpServer> server_;
+  std::shared_ptr<Shared> shared_;
+  Clock::time_point started_;
+  std::array<std::byte, 1024> buffer_{};
+  std::uint64_t total_blocks_ = 0;
+  std::uint64_t acked_ = 0;       // highest block the client acknowledged (0: none yet)
+  std::uint64_t window_end_ = 0;  // highest block sent
+  std::uint64_t sent_bytes_ = 0;
+  std::uint64_t timer_generation_ = 0;
+  int retries_ = 0;
+  bool awaiting_oack_ack_ = false;
+  bool finished_ = false;
+  std::string client_error_;
+};
+
+// ---------------------------------------------------------------- TftpServer
+
+TftpServer::TftpServer(asio::io_context& io, TftpOptions options, std::shared_ptr<Shared> shared)
+    : io_(io), options_(std::move(options)), shared_(std::move(shared)), socket_(io) {}
+
+Result<void, std::string> TftpServer::start() {
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(options_.listen.host, ec);
+  if (ec) return unexpected("tftp listen address " + options_.listen.host + ": " + ec.message());
+  const udp::endpoint endpoint(address, options_.listen.port);
+  socket_.open(endpoint.protocol(), ec);
+  if (!ec) socket_.bind(endpoint, ec);
+  if (ec) return unexpected("tftp listen " + options_.listen.to_string() + ": " + ec.message());
+  port_ = socket_.local_endpoint(ec).port();
+  stopped_ = false;
+  receive();
+  ve::logger("provision")->info("tftp listening on {}:{}", options_.listen.host, port_);
+  return {};
+}
+
+void TftpServer::stop() {
+  stopped_ = true;
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  for (auto& [id, transfer] : transfers_) transfer->abort();
+  transfers_.clear();
+  per_client_.clear();
+  active_count_ = 0;
+}
+
+void TftpServer::receive() {
+  socket_.async_receive_from(asio::buffer(buffer_), sender_,
+                             [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                               if (self->stopped_ || ec == asio::error::operation_aborted) return;
+                               if (!ec) self->handle(std::span<const std::byte>(self->buffer_.data(), n), self->sender_);
+                               self->receive();
+                             });
+}
+
+bool TftpServer::warn_allowed() {
+  const auto now = Clock::now();
+  if (now - last_warn_ < std::chrono::seconds(1)) return false;
+  last_warn_ = now;
+  return true;
+}
+
+void TftpServer::reply_error(const udp::endpoint& to, tftp::ErrorCode code, std::string_view message) {
+  const auto wire = tftp::encode(tftp::Error{code, std::string(message)});
+  boost::system::error_code ignored;
+  socket_.send_to(asio::buffer(wire.data(), wire.size()), to, 0, ignored);
+}
+
+void TftpServer::handle(std::span<const std::byte> datagram, const udp::endpoint& from) {
+  const auto log = ve::logger("provision");
+  auto packet = tftp::decode(datagram);
+  if (!packet) {
+    shared_->activity.bump(&Counters::tftp_malformed);
+    log->debug("tftp malformed packet from {}: {}", from.address().to_string(), tftp::to_string(packet.error()));
+    reply_error(from, tftp::ErrorCode::IllegalOperation, "Illegal TFTP operation");
+    return;
+  }
+  const auto* request = std::get_if<tftp::Request>(&*packet);
+  if (request == nullptr) {
+    // DATA/ACK/ERROR/OACK to port 69 belong to no transfer here.
+    shared_->activity.bump(&Counters::tftp_malformed);
+    if (!std::holds_alternative<tftp::Error>(*packet)) reply_error(from, tftp::ErrorCode::UnknownTransferId, "Unknown transfer ID");
+    return;
+  }
+  shared_->activity.bump(&Counters::tftp_requests);
+  if (request->write) {
+    TransferRecord r;
+    r.protocol = Protocol::Tftp;
+    r.client_ip = from.address().to_string();
+    r.mac = shared_->activity.identify(r.client_ip, request->filename);
+    r.file = request->filename.substr(0, kMaxRequestName);
+    r.step = classify(r.file);
+    r.outcome = Outcome::Failed;
+    r.result = "refused";
+    r.time = std::chrono::system_clock::now();
+    log->warn("tftp write request for {} from {} refused", r.file, r.client_ip);
+    reply_error(from, tftp::ErrorCode::AccessViolation, "Write not supported");
+    shared_->activity.record(std::move(r));
+    return;
+  }
+  handle_read(*request, from);
+}
+
+void TftpServer::handle_read(const tftp::Request& request, const udp::endpoint& from) {
+  const auto log = ve::logger("provision");
+  TransferRecord record;
+  record.protocol = Protocol::Tftp;
+  record.client_ip = from.address().to_string();
+  record.file = request.filename.substr(0, kMaxRequestName);
+  record.step = classify(record.file);
+  record.mac = shared_->activity.identify(record.client_ip, record.file);
+  record.time = std::chrono::system_clock::now();
+  auto fail = [&](tftp::ErrorCode code, std::string_view message, Outcome outcome, std::string result) {
+    reply_error(from, code, message);
+    record.outcome = outcome;
+    record.result = std::move(result);
+    shared_->activity.record(std::move(record));
+  };
+
+  if (request.mode == tftp::Mode::Mail) return fail(tftp::ErrorCode::IllegalOperation, "Mail mode not supported", Outcome::Failed, "bad-mode");
+
+  auto& client_count = per_client_[from.address()];
+  if (transfers_.size() >= static_cast<std::size_t>(options_.max_transfers) || client_count >= options_.max_per_client) {
+    const bool total = transfers_.size() >= static_cast<std::size_t>(options_.max_transfers);
+    if (client_count == 0) per_client_.erase(from.address());
+    if (warn_allowed()) {
+      log->warn("tftp limit hit: {} (active {}/{}, {} from {}/{}); refusing {}", total ? "total transfers" : "transfers per client",
+                transfers_.size(), options_.max_transfers, client_count, record.client_ip, options_.max_per_client, record.file);
+    }
+    return fail(tftp::ErrorCode::NotDefined, "Server busy, try again", Outcome::Failed, "busy");
+  }
+  if (client_count == 0) per_client_.erase(from.address());
+
+  const auto tree = shared_->tree();
+  auto file = tree->open(request.filename);
+  if (!file) {
+    const auto how = outcome_of(file.error(), record.step);
+    if (file.error().kind == LookupError::Kind::Refused) {
+      log->warn("tftp refused {} from {}: {}", record.file, record.client_ip, file.error().reason);
+      return fail(tftp::ErrorCode::AccessViolation, "Access violation", how.outcome, how.result);
+    }
+    log->debug("tftp {} not found for {} ({})", record.file, record.client_ip, file.error().reason);
+    return fail(tftp::ErrorCode::FileNotFound, "File not found", how.outcome, how.result);
+  }
+
+  Bytes payload = file->bytes;
+  if (request.mode == tftp::Mode::Netascii) {
+    payload = std::make_shared<const std::vector<std::byte>>(tftp::to_netascii(as_span(*file->bytes)));
+  }
+  auto negotiated = tftp::negotiate(request.options, payload->size(), options_.limits);
+  if (!negotiated) {
+    return fail(tftp::ErrorCode::OptionRefused, tftp::to_string(negotiated.error()), Outcome::Failed, "bad-option");
+  }
+
+  // A fresh socket is the transfer's TID; connecting it makes the kernel drop other senders.
+  boost::system::error_code ec;
+  udp::socket socket(io_);
+  socket.open(from.protocol(), ec);
+  const auto local = socket_.local_endpoint(ec);
+  if (!ec) socket.bind(udp::endpoint(local.address(), 0), ec);
+  if (!ec) socket.connect(from, ec);
+  if (!ec) socket.non_blocking(true, ec);
+  if (ec) {
+    log->error("tftp cannot open a transfer socket for {}: {}", record.client_ip, ec.message());
+    return fail(tftp::ErrorCode::NotDefined, "Server error", Outcome::Failed, "socket-error");
+  }
+
+  const std::uint64_t id = next_id_++;
+  TftpTransfer::Setup setup{id, from, std::move(payload), std::move(negotiated.value()), options_.retransmit_timeout,
+                            options_.max_retries, std::move(record)};
+  auto transfer = std::make_shared<TftpTransfer>(std::move(socket), std::move(setup), weak_from_this(), shared_);
+  transfers_.emplace(id, transfer);
+  ++per_client_[from.address()];
+  active_count_ = transfers_.size();
+  transfer->start();
+}
+
+void TftpServer::transfer_finished(std::uint64_t id, const asio::ip::address& client) {
+  // Called from inside the transfer; keep it alive until its handler returns.
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  auto keep = std::move(it->second);
+  transfers_.erase(it);
+  if (auto c = per_client_.find(client); c != per_client_.end() && --c->second <= 0) per_client_.erase(c);
+  active_count_ = transfers_.size();
+  asio::post(io_, [keep = std::move(keep)] {});
+}
+
+}  // namespace ve::provision
