@@ -1,0 +1,229 @@
+// Real kea-dhcp4 with libdhcp_voiceedge.so in one namespace, a raw DHCP client (scapy) in another:
+// what phones and laptops actually receive, what the daemon is told, and that nothing the hook
+// does (or a missing daemon) gets in the way of Kea answering.
+#include <gtest/gtest.h>
+
+#include "kea-hooks/kea_hooks.hpp"
+#include "tests/dhcp_netns_util.hpp"
+
+namespace ve::test {
+namespace {
+
+constexpr const char* kPhoneClass = "Cisco Systems, Inc. IP Phone CP-7841";
+constexpr const char* kPhonePrl = "1,3,6,15,42,66,150";
+const std::string kOption150 = "0a0a64010a0a6402";  // 10.10.100.1, 10.10.100.2 in this order
+const std::string kOption66 = hex_of("10.10.100.1");
+
+std::string site_yaml(const NetnsPair& net, const fs::path& dir) {
+  return "site: { name: dhcp-test }\n"
+         "state_dir: " + dir.string() + "\n"
+         "ports:\n"
+         "  - name: " + net.server_if + "\n"
+         "    voice_vlan: 100\n"
+         "    data_vlan: 10\n"
+         "dhcp:\n"
+         "  kea:\n"
+         "    event_socket: " + (dir / "events.sock").string() + "\n"
+         "  subnets:\n"
+         "    - vlan: 100\n"
+         "      interface: " + net.server_if + "\n"
+         "      prefix: 10.10.100.0/24\n"
+         "      pool: 10.10.100.100-10.10.100.199\n"
+         "      router: 10.10.100.1\n"
+         "      tftp_servers: [10.10.100.1, 10.10.100.2]\n"
+         "phones:\n"
+         "  - mac: \"00:11:22:33:44:55\"\n"
+         "    lines:\n"
+         "      - { extension: \"1001\", password: \"pw\" }\n";
+}
+
+std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& site) {
+  nlohmann::json c = {{"Dhcp4",
+                       {{"interfaces-config", {{"interfaces", {net.server_if}}, {"dhcp-socket-type", "raw"}}},
+                        {"lease-database", {{"type", "memfile"}, {"persist", true}, {"name", (dir / "leases4.csv").string()}}},
+                        {"valid-lifetime", 3600},
+                        {"subnet4",
+                         {{{"id", 1},
+                           {"subnet", "10.10.100.0/24"},
+                           {"interface", net.server_if},
+                           {"pools", {{{"pool", "10.10.100.100 - 10.10.100.199"}}}},
+                           {"option-data", {{{"name", "routers"}, {"data", "10.10.100.1"}}}}}}},
+                        {"hooks-libraries",
+                         {{{"library", VE_HOOK_LIBRARY}, {"parameters", {{"site-file", site.string()}}}}}},
+                        {"loggers",
+                         {{{"name", "kea-dhcp4"},
+                           {"output_options", {{{"output", "stdout"}}}},
+                           {"severity", "DEBUG"},
+                           {"debuglevel", 55}}}}}}};
+  return c.dump(2);
+}
+
+class KeaWithHook : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_TRUE(net_.ok()) << "could not create namespaces/veth (needs root)";
+    site_ = dir_.path() / "site.yaml";
+    write_file(site_, site_yaml(net_, dir_.path()));
+  }
+
+  // Starts Kea with the hook; waits until it serves (or exits).
+  void start_kea() {
+    const auto conf = dir_.path() / "kea-dhcp4.json";
+    write_file(conf, kea_json(net_, dir_.path(), site_));
+    kea_ = Child({"ip", "netns", "exec", net_.server_ns, "kea-dhcp4", "-c", conf.string()}, log_path(),
+                 {{"KEA_PIDFILE_DIR", dir_.path().string()}, {"KEA_LOCKFILE_DIR", dir_.path().string()}});
+    ASSERT_TRUE(wait_for([&] { return kea_log().find("DHCP4_STARTED") != std::string::npos || !kea_.running(); },
+                         std::chrono::seconds(15)))
+        << kea_log();
+    ASSERT_TRUE(kea_.running()) << kea_log();
+  }
+
+  fs::path log_path() const { return dir_.path() / "kea.log"; }
+  std::string kea_log() const { return read_file(log_path()); }
+  std::string events_path() const { return (dir_.path() / "events.sock").string(); }
+
+  std::vector<kea_hooks::LeaseReport> decode_all(const std::vector<std::string>& datagrams) {
+    std::vector<kea_hooks::LeaseReport> out;
+    for (const auto& d : datagrams) {
+      auto r = kea_hooks::decode_lease_report(std::span(reinterpret_cast<const std::uint8_t*>(d.data()), d.size()));
+      EXPECT_TRUE(r) << d;
+      if (r) out.push_back(*r);
+    }
+    return out;
+  }
+
+  NetnsPair net_;
+  TempDir dir_;
+  fs::path site_;
+  Child kea_;
+};
+
+TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAck) {
+  DatagramReceiver daemon(events_path());
+  ASSERT_TRUE(daemon.bound());
+  start_kea();
+  auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:00:01", .vendor_class = kPhoneClass, .prl = kPhonePrl,
+                                    .hostname = "SEP00AABB000001"});
+  for (const char* step : {"offer", "ack"}) {
+    SCOPED_TRACE(step);
+    ASSERT_TRUE(reply[step].is_object()) << reply.dump() << kea_log();
+    EXPECT_EQ(reply[step]["options"].value("150", ""), kOption150);
+    EXPECT_EQ(reply[step]["options"].value("66", ""), kOption66);
+    EXPECT_EQ(reply[step]["options"].value("3", ""), "0a0a6401");  // Kea's own options still there
+  }
+  EXPECT_EQ(reply["ack"]["yiaddr"], reply["offer"]["yiaddr"]);
+
+  // The daemon was told about the offer and the ack, with what it needs for the phone's timeline.
+  std::vector<kea_hooks::LeaseReport> reports;
+  ASSERT_TRUE(wait_for([&] {
+    for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
+    return reports.size() >= 2;
+  }, std::chrono::seconds(3)));
+  EXPECT_EQ(reports[0].kind, kea_hooks::LeaseEventKind::Offer);
+  EXPECT_EQ(reports[1].kind, kea_hooks::LeaseEventKind::Ack);
+  for (const auto& r : reports) {
+    EXPECT_EQ(r.mac.to_string(), "00:aa:bb:00:00:01");
+    EXPECT_EQ(kea_hooks::format_ipv4(r.ip), reply["ack"]["yiaddr"].get<std::string>());
+    EXPECT_EQ(r.subnet, "10.10.100.0/24");
+    EXPECT_EQ(r.vendor_class, kPhoneClass);
+    EXPECT_EQ(r.hostname, "SEP00AABB000001");
+    EXPECT_EQ(r.phone, kea_hooks::PhoneReason::VendorClass);
+  }
+  EXPECT_EQ(reports[1].lifetime_s, 3600u);
+}
+
+TEST_F(KeaWithHook, LaptopGetsNeitherOption) {
+  DatagramReceiver daemon(events_path());
+  start_kea();
+  auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:00:02", .vendor_class = "MSFT 5.0", .prl = kPhonePrl});
+  for (const char* step : {"offer", "ack"}) {
+    SCOPED_TRACE(step);
+    ASSERT_TRUE(reply[step].is_object()) << reply.dump();
+    EXPECT_FALSE(reply[step]["options"].contains("150"));
+    EXPECT_FALSE(reply[step]["options"].contains("66"));
+  }
+  std::vector<kea_hooks::LeaseReport> reports;
+  ASSERT_TRUE(wait_for([&] {
+    for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
+    return reports.size() >= 2;
+  }, std::chrono::seconds(3)));
+  EXPECT_EQ(reports.back().phone, kea_hooks::PhoneReason::NotPhone);  // leases of laptops are reported too
+}
+
+TEST_F(KeaWithHook, PhoneGetsOnlyWhatItsPrlAsksForButAListedPhoneAlwaysGets150) {
+  start_kea();
+  auto only66 = dhcp_exchange(net_, {.mac = "00:aa:bb:00:00:03", .vendor_class = kPhoneClass, .prl = "1,3,66"});
+  ASSERT_TRUE(only66["offer"].is_object());
+  EXPECT_FALSE(only66["offer"]["options"].contains("150"));
+  EXPECT_EQ(only66["offer"]["options"].value("66", ""), kOption66);
+
+  // 00:11:22:33:44:55 is in phones: with no vendor class and a PRL without 150.
+  auto listed = dhcp_exchange(net_, {.mac = "00:11:22:33:44:55", .prl = "1,3"});
+  ASSERT_TRUE(listed["ack"].is_object());
+  EXPECT_EQ(listed["ack"]["options"].value("150", ""), kOption150);
+  EXPECT_FALSE(listed["ack"]["options"].contains("66"));
+}
+
+TEST_F(KeaWithHook, KeaKeepsAnsweringWithNoDaemonListening) {
+  // No socket at the event path at all (daemon gone, or a manage: false site without a daemon).
+  start_kea();
+  for (int i = 0; i < 3; ++i) {
+    auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:01:0" + std::to_string(i), .vendor_class = kPhoneClass,
+                                      .prl = kPhonePrl});
+    ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
+    EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
+  }
+  EXPECT_NE(kea_log().find("VOICEEDGE_REPORT_DROPPED"), std::string::npos);
+  EXPECT_TRUE(kea_.running());
+}
+
+TEST_F(KeaWithHook, KeaKeepsAnsweringWhenTheDaemonStopsReading) {
+  DatagramReceiver daemon(events_path());  // bound, but never read: its queue is full
+  ASSERT_GT(daemon.fill_queue(), 0);
+  start_kea();
+  auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:02:01", .vendor_class = kPhoneClass, .prl = kPhonePrl});
+  ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
+  EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
+  EXPECT_NE(kea_log().find("VOICEEDGE_REPORT_DROPPED"), std::string::npos);
+}
+
+TEST_F(KeaWithHook, SurvivesMalformedAndOversizedOption60And55) {
+  start_kea();
+  std::string long_prl;
+  for (int i = 0; i < 255; ++i) long_prl += (i ? "," : "") + std::to_string(i);
+  const std::vector<DhcpClientRequest> hostile = {
+      {.mac = "00:aa:bb:00:03:01", .vendor_class_hex = "", .prl = kPhonePrl},             // empty option 60
+      {.mac = "00:aa:bb:00:03:02", .vendor_class_hex = std::string(508, 'f') + "00", .prl = long_prl},  // 255 bytes of 0xff.., full PRL
+      {.mac = "00:aa:bb:00:03:03", .vendor_class = kPhoneClass, .raw_options_hex = "3700"},   // empty PRL
+      {.mac = "00:aa:bb:00:03:04", .raw_options_hex = "3c20436973636f"},                      // option 60 longer than the packet
+      {.mac = "00:aa:bb:00:03:05", .vendor_class = std::string(kPhoneClass) + std::string(200, '\x01'),
+       .prl = kPhonePrl, .raw_options_hex = "3c05414141414137029696"},                      // repeated 60 and 55
+      {.mac = "00:aa:bb:00:03:06", .vendor_class_hex = hex_of(kPhoneClass).substr(0, 20) + "00ff00ff", .prl = "150,150,66,0,255"},
+  };
+  for (const auto& req : hostile) {
+    auto copy = req;
+    copy.timeout_s = 1.0;
+    copy.tries = 1;
+    (void)dhcp_exchange(net_, copy);  // Kea may answer or drop: either way it must go on serving
+    ASSERT_TRUE(kea_.running()) << "Kea died after " << req.mac << "\n" << kea_log();
+  }
+  auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:03:10", .vendor_class = kPhoneClass, .prl = kPhonePrl});
+  ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
+  EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
+  EXPECT_EQ(kea_log().find("VOICEEDGE_CALLOUT_ERROR"), std::string::npos) << kea_log();
+}
+
+TEST_F(KeaWithHook, BadSiteFileFailsLoadWithAClearMessage) {
+  write_file(site_, "site: { name: x }\nstate_dir: relative/dir\nbogus_key: 1\n");
+  const auto conf = dir_.path() / "kea-dhcp4.json";
+  write_file(conf, kea_json(net_, dir_.path(), site_));
+  kea_ = Child({"ip", "netns", "exec", net_.server_ns, "kea-dhcp4", "-c", conf.string()}, log_path(),
+               {{"KEA_PIDFILE_DIR", dir_.path().string()}, {"KEA_LOCKFILE_DIR", dir_.path().string()}});
+  ASSERT_TRUE(wait_for([&] { return !kea_.running(); }, std::chrono::seconds(15))) << kea_log();
+  const auto log = kea_log();
+  EXPECT_NE(log.find("VOICEEDGE_LOAD_ERROR"), std::string::npos) << log;
+  EXPECT_NE(log.find(site_.string() + ":3:1"), std::string::npos) << log;  // FILE:LINE:COL of bogus_key
+}
+
+}  // namespace
+}  // namespace ve::test
