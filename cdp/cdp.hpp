@@ -263,10 +263,12 @@ Bytes encode_lldp(const LldpFrame& frame);
 class FrameLink {
 public:
   using Receiver = std::function<void(ByteView frame)>;
+  using FailureHandler = std::function<void(const std::string& why)>;
   virtual ~FrameLink() = default;
   // Starts delivering received CDP/LLDP frames to `receiver` on the io_context. False + reason on
-  // failure (interface missing, no permission).
-  virtual bool open(Receiver receiver, std::string& error) = 0;
+  // failure (interface missing, no permission). `on_failure` reports a later capture error (the
+  // interface went away); the link is then unusable until opened again.
+  virtual bool open(Receiver receiver, FailureHandler on_failure, std::string& error) = 0;
   virtual bool send(ByteView frame) = 0;
   virtual void close() = 0;
   virtual MacAddress mac() const = 0;

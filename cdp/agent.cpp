@@ -1,0 +1,845 @@
+// The per-port CDP/LLDP-MED agent and its libpcap link: the only file in cdp/ that touches
+// sockets or timers. Everything runs on one io_context; handlers hold weak references so an
+// agent can be destroyed while operations are pending.
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <pcap/pcap.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "cdp/cdp.hpp"
+#include "ve/log.hpp"
+
+namespace ve::cdp {
+
+namespace asio = boost::asio;
+using std::chrono::steady_clock;
+using std::chrono::system_clock;
+
+std::string_view to_string(Protocol p) {
+  switch (p) {
+    case Protocol::Cdp: return "cdp";
+    case Protocol::Lldp: return "lldp";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// libpcap link
+
+namespace {
+
+constexpr const char* kFilter = "ether dst 01:00:0c:cc:cc:cc or ether dst 01:80:c2:00:00:0e";
+constexpr int kSnapLength = 2048;
+constexpr int kMaxFramesPerWake = 64;  // bounds the work done per readiness event
+
+std::optional<MacAddress> read_interface_mac(const std::string& interface) {
+  std::ifstream in("/sys/class/net/" + interface + "/address");
+  std::string text;
+  if (!(in >> text)) return std::nullopt;
+  return MacAddress::parse(text);
+}
+
+class PcapLink final : public FrameLink {
+public:
+  PcapLink(asio::io_context& io, std::string interface) : state_(std::make_shared<State>(io, std::move(interface))) {}
+  ~PcapLink() override { close(); }
+
+  bool open(Receiver receiver, FailureHandler on_failure, std::string& error) override {
+    close();
+    State& s = *state_;
+    char errbuf[PCAP_ERRBUF_SIZE] = {};
+    pcap_t* p = pcap_create(s.interface.c_str(), errbuf);
+    if (p == nullptr) {
+      error = errbuf;
+      return false;
+    }
+    s.pcap = p;
+    pcap_set_snaplen(p, kSnapLength);
+    pcap_set_promisc(p, 0);  // multicast membership below is enough
+    pcap_set_immediate_mode(p, 1);
+    if (int rc = pcap_activate(p); rc < 0) {
+      error = std::string(pcap_statustostr(rc)) + ": " + pcap_geterr(p);
+      close();
+      return false;
+    }
+    if (pcap_datalink(p) != DLT_EN10MB) {
+      error = "not an Ethernet interface";
+      close();
+      return false;
+    }
+    // Only what arrives: our own transmissions would otherwise loop back as "neighbours".
+    pcap_setdirection(p, PCAP_D_IN);
+    bpf_program program{};
+    if (pcap_compile(p, &program, kFilter, 1, PCAP_NETMASK_UNKNOWN) != 0 || pcap_setfilter(p, &program) != 0) {
+      error = std::string("BPF filter: ") + pcap_geterr(p);
+      pcap_freecode(&program);
+      close();
+      return false;
+    }
+    pcap_freecode(&program);
+    if (pcap_setnonblock(p, 1, errbuf) != 0) {
+      error = errbuf;
+      close();
+      return false;
+    }
+    const int fd = pcap_get_selectable_fd(p);
+    if (fd < 0) {
+      error = "no selectable fd";
+      close();
+      return false;
+    }
+    join_multicast(fd);
+    s.mac = read_interface_mac(s.interface).value_or(MacAddress{});
+    s.receiver = std::move(receiver);
+    s.on_failure = std::move(on_failure);
+    s.descriptor.assign(fd);
+    s.open = true;
+    wait(state_);
+    return true;
+  }
+
+  bool send(ByteView frame) override {
+    State& s = *state_;
+    if (!s.open) return false;
+    return pcap_inject(s.pcap, frame.data(), frame.size()) == static_cast<int>(frame.size());
+  }
+
+  void close() override {
+    State& s = *state_;
+    s.open = false;
+    if (s.descriptor.is_open()) {
+      boost::system::error_code ignored;
+      s.descriptor.cancel(ignored);
+      (void)s.descriptor.release();  // pcap owns the fd and closes it
+    }
+    if (s.pcap != nullptr) {
+      pcap_close(s.pcap);
+      s.pcap = nullptr;
+    }
+  }
+
+  MacAddress mac() const override { return state_->mac; }
+
+private:
+  struct State {
+    State(asio::io_context& io, std::string name) : descriptor(io), interface(std::move(name)) {}
+    asio::posix::stream_descriptor descriptor;
+    std::string interface;
+    pcap_t* pcap = nullptr;
+    bool open = false;
+    MacAddress mac;
+    Receiver receiver;
+    FailureHandler on_failure;
+  };
+
+  void join_multicast(int fd) {
+    const unsigned index = if_nametoindex(state_->interface.c_str());
+    for (const auto& group : {kCdpMulticast, kLldpMulticast}) {
+      packet_mreq mreq{};
+      mreq.mr_ifindex = static_cast<int>(index);
+      mreq.mr_type = PACKET_MR_MULTICAST;
+      mreq.mr_alen = 6;
+      std::copy(group.begin(), group.end(), mreq.mr_address);
+      if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) {
+        logger("cdp")->warn("{}: cannot join multicast group: {}", state_->interface, std::strerror(errno));
+      }
+    }
+  }
+
+  static void wait(const std::shared_ptr<State>& state) {
+    std::weak_ptr<State> weak = state;
+    state->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
+                                 [weak](const boost::system::error_code& ec) {
+                                   auto s = weak.lock();
+                                   if (!s || ec == asio::error::operation_aborted || !s->open) return;
+                                   on_readable(s, ec);
+                                 });
+  }
+
+  static void on_readable(const std::shared_ptr<State>& s, const boost::system::error_code& ec) {
+    if (ec) {
+      fail(s, ec.message());
+      return;
+    }
+    // Copy frames out first: the receiver may send (pcap_inject) and must not run inside dispatch.
+    std::vector<Bytes> frames;
+    auto collect = [](u_char* user, const pcap_pkthdr* header, const u_char* bytes) {
+      auto* out = reinterpret_cast<std::vector<Bytes>*>(user);
+      out->emplace_back(bytes, bytes + header->caplen);
+    };
+    const int n = pcap_dispatch(s->pcap, kMaxFramesPerWake, collect, reinterpret_cast<u_char*>(&frames));
+    if (n < 0) {
+      fail(s, pcap_geterr(s->pcap));
+      return;
+    }
+    auto receiver = s->receiver;  // the receiver may close this link
+    for (const auto& f : frames) {
+      if (!s->open) return;
+      receiver(f);
+    }
+    if (s->open) wait(s);
+  }
+
+  static void fail(const std::shared_ptr<State>& s, const std::string& why) {
+    auto on_failure = s->on_failure;
+    if (on_failure) on_failure(why);
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace
+
+std::unique_ptr<FrameLink> make_pcap_link(asio::io_context& io, const std::string& interface) {
+  return std::make_unique<PcapLink>(io, interface);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent
+
+namespace {
+
+constexpr auto kReopenDelay = std::chrono::seconds(3);
+constexpr auto kExpiryPeriod = std::chrono::seconds(1);
+constexpr auto kMalformedWarnEvery = std::chrono::seconds(10);
+
+struct NeighborKey {
+  Protocol protocol;
+  MacAddress source;
+  friend auto operator<=>(const NeighborKey&, const NeighborKey&) = default;
+};
+
+std::optional<MacAddress> mac_from_sep_name(std::string_view name) {
+  if (name.size() != 15) return std::nullopt;
+  if (name.substr(0, 3) != "SEP" && name.substr(0, 3) != "sep") return std::nullopt;
+  return MacAddress::parse(name);
+}
+
+bool valid_vlan(int v) { return v >= 1 && v <= 4094; }
+
+}  // namespace
+
+struct Agent::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io_in, std::unique_ptr<FrameLink> link_in, PortSettings port_in, AgentSettings settings_in,
+       Hooks hooks_in)
+      : io(io_in),
+        link(std::move(link_in)),
+        port(std::move(port_in)),
+        settings(std::move(settings_in)),
+        hooks(std::move(hooks_in)),
+        advert_timer(io_in),
+        expiry_timer(io_in),
+        reopen_timer(io_in),
+        log(logger("cdp")) {
+    if (!hooks.steady_now) hooks.steady_now = [] { return steady_clock::now(); };
+    if (!hooks.wall_now) hooks.wall_now = [] { return system_clock::now(); };
+  }
+
+  asio::io_context& io;
+  std::unique_ptr<FrameLink> link;
+  PortSettings port;
+  AgentSettings settings;
+  Hooks hooks;
+  asio::steady_timer advert_timer;
+  asio::steady_timer expiry_timer;
+  asio::steady_timer reopen_timer;
+  std::shared_ptr<spdlog::logger> log;
+
+  bool running = false;
+  bool link_is_open = false;
+  bool link_up = true;
+  std::string last_error;
+  int fast_start_remaining = 0;
+  std::map<NeighborKey, Neighbor> table;
+  Counters counters;
+  steady_clock::time_point last_malformed_warn{};
+
+  // CDP power negotiation state (protocol-notes.md: request id echo, management id).
+  std::uint16_t last_request_id = 0;
+  std::uint16_t management_id = 1;
+  std::uint32_t cdp_granted_mw = 0;
+  bool have_cdp_request = false;
+  // LLDP-MED: MED TLVs are sent only once a MED endpoint has been seen (TIA-1057).
+  bool med_endpoint_seen = false;
+  std::optional<std::uint32_t> lldp_granted_mw;
+
+  // --- lifecycle -------------------------------------------------------------------------
+
+  void start() {
+    running = true;
+    open_link();
+    schedule_expiry();
+  }
+
+  void open_link() {
+    if (!running) return;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    std::string error;
+    const bool ok = link->open(
+        [weak](ByteView frame) {
+          if (auto self = weak.lock()) self->on_frame(frame);
+        },
+        [weak](const std::string& why) {
+          if (auto self = weak.lock()) self->on_link_failure(why);
+        },
+        error);
+    if (!ok) {
+      if (error != last_error) log->error("{}: cannot capture: {}", port.name, error);
+      last_error = error;
+      link_is_open = false;
+      schedule_reopen();
+      return;
+    }
+    if (!last_error.empty()) log->info("{}: capturing again", port.name);
+    last_error.clear();
+    link_is_open = true;
+    begin_fast_start();
+  }
+
+  void on_link_failure(const std::string& why) {
+    log->error("{}: capture failed: {}", port.name, why);
+    last_error = why;
+    link->close();
+    link_is_open = false;
+    drop_all_neighbors(true);
+    advert_timer.cancel();
+    schedule_reopen();
+  }
+
+  void schedule_reopen() {
+    reopen_timer.expires_after(kReopenDelay);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    reopen_timer.async_wait([weak](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec) return;
+      self->open_link();
+    });
+  }
+
+  void stop() {
+    if (!running) return;
+    running = false;
+    if (link_is_open) {
+      // TTL 0 tells neighbours to forget us now instead of at holdtime.
+      if (settings.cdp_enabled) send_cdp(0);
+      if (settings.lldp_enabled) send_lldp(0);
+    }
+    advert_timer.cancel();
+    expiry_timer.cancel();
+    reopen_timer.cancel();
+    link->close();
+    link_is_open = false;
+    table.clear();
+  }
+
+  void reconfigure(const PortSettings& new_port, const AgentSettings& new_settings) {
+    const bool vlans_changed = new_port.voice_vlan != port.voice_vlan || new_port.data_vlan != port.data_vlan;
+    const bool identity_changed = new_settings.device_id != settings.device_id ||
+                                  new_settings.cdp_enabled != settings.cdp_enabled ||
+                                  new_settings.lldp_enabled != settings.lldp_enabled ||
+                                  new_settings.lldp_med != settings.lldp_med ||
+                                  new_settings.voice_priority != settings.voice_priority ||
+                                  new_settings.voice_dscp != settings.voice_dscp;
+    const bool timers_changed = new_settings.interval_s != settings.interval_s ||
+                                new_settings.holdtime_s != settings.holdtime_s;
+    port = new_port;
+    settings = new_settings;
+    if (!running || !link_is_open) return;
+    if (vlans_changed || identity_changed) {
+      log->info("{}: configuration changed (voice vlan {}), fast start", port.name, port.voice_vlan);
+      begin_fast_start();
+    } else if (timers_changed && fast_start_remaining == 0) {
+      schedule_advert(std::chrono::seconds(std::max(1, settings.interval_s)));
+    }
+  }
+
+  void link_changed(bool up) {
+    if (up == link_up) return;
+    link_up = up;
+    if (!up) {
+      // Power negotiation restarts on the next link (protocol-notes.md): new management id.
+      drop_all_neighbors(true);
+      last_request_id = 0;
+      have_cdp_request = false;
+      cdp_granted_mw = 0;
+      bump_management_id();
+      med_endpoint_seen = false;
+      lldp_granted_mw.reset();
+      advert_timer.cancel();
+      return;
+    }
+    if (running && link_is_open) begin_fast_start();
+  }
+
+  // --- advertising -----------------------------------------------------------------------
+
+  void begin_fast_start() {
+    fast_start_remaining = std::max(1, settings.fast_start_count);
+    advert_tick();
+  }
+
+  void advert_tick() {
+    if (!running || !link_is_open || !link_up) return;
+    send_advertisements();
+    if (fast_start_remaining > 0) --fast_start_remaining;
+    if (fast_start_remaining > 0) {
+      schedule_advert(settings.fast_start_spacing);
+    } else {
+      schedule_advert(std::chrono::seconds(std::max(1, settings.interval_s)));
+    }
+  }
+
+  template <typename Duration>
+  void schedule_advert(Duration after) {
+    advert_timer.expires_after(after);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    advert_timer.async_wait([weak](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec) return;
+      self->advert_tick();
+    });
+  }
+
+  void send_advertisements() {
+    if (settings.cdp_enabled) send_cdp(holdtime());
+    if (settings.lldp_enabled) send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535)));
+  }
+
+  std::uint8_t holdtime() const { return static_cast<std::uint8_t>(std::clamp(settings.holdtime_s, 1, 255)); }
+
+  void send_cdp(std::uint8_t ttl) {
+    const Bytes frame = cdp_frame(ttl);
+    if (link->send(frame)) {
+      ++counters.cdp_sent;
+    } else {
+      ++counters.send_errors;
+    }
+  }
+
+  void send_lldp(std::uint16_t ttl) {
+    const Bytes frame = lldp_frame(ttl);
+    if (link->send(frame)) {
+      ++counters.lldp_sent;
+    } else {
+      ++counters.send_errors;
+    }
+  }
+
+  std::uint32_t current_available_mw() const {
+    if (have_cdp_request) return cdp_granted_mw;
+    if (hooks.available_power) return hooks.available_power(port.name);
+    return 0;
+  }
+
+  Bytes cdp_frame(std::uint8_t ttl) const {
+    CdpFrame f;
+    f.source = link->mac();
+    CdpPdu& p = f.pdu;
+    p.ttl_s = ttl;
+    p.device_id = settings.device_id;
+    if (settings.management_ipv4) p.addresses = std::vector<CdpAddress>{CdpAddress::ipv4(*settings.management_ipv4)};
+    p.port_id = port.name;
+    p.capabilities = capability::kSwitch | capability::kIgmp;
+    p.software_version = settings.software_version;
+    p.platform = settings.platform;
+    if (valid_vlan(port.data_vlan)) p.native_vlan = static_cast<std::uint16_t>(port.data_vlan);
+    p.full_duplex = true;
+    // Switches put the appliance VLAN in every advertisement, not only in replies.
+    if (valid_vlan(port.voice_vlan)) p.voip_vlan_reply = ApplianceVlan{1, static_cast<std::uint16_t>(port.voice_vlan)};
+    p.trust_bitmap = 0;
+    p.untrusted_cos = 0;
+    if (settings.management_ipv4) {
+      p.management_addresses = std::vector<CdpAddress>{CdpAddress::ipv4(*settings.management_ipv4)};
+    }
+    p.power_available = PowerAvailable{last_request_id, management_id, current_available_mw(), 0xffffffff};
+    return encode_cdp(f);
+  }
+
+  Bytes lldp_frame(std::uint16_t ttl) const {
+    LldpFrame f;
+    f.source = link->mac();
+    LldpPdu& p = f.pdu;
+    p.chassis_id = LldpId{4, Bytes(f.source.bytes().begin(), f.source.bytes().end())};
+    p.port_id = LldpId{5, Bytes(port.name.begin(), port.name.end())};
+    p.ttl_s = ttl;
+    if (ttl == 0) return encode_lldp(f);  // shutdown PDU: the mandatory TLVs only
+    p.port_description = port.name;
+    p.system_name = settings.device_id;
+    p.system_description = settings.platform + " " + settings.software_version;
+    p.system_capabilities = 0x0004;  // bridge
+    p.enabled_capabilities = 0x0004;
+    if (settings.management_ipv4) {
+      const auto a = CdpAddress::ipv4(*settings.management_ipv4).address;
+      p.management_addresses.push_back(LldpManagementAddress{1, a, 1, 0, {}});
+    }
+    if (settings.lldp_med && med_endpoint_seen) {
+      p.med_capabilities = MedCapabilities{static_cast<std::uint16_t>(lldp_med_capability::kCapabilities |
+                                                                      lldp_med_capability::kNetworkPolicy |
+                                                                      lldp_med_capability::kPowerPse),
+                                           MedDeviceType::NetworkConnectivity};
+      if (valid_vlan(port.voice_vlan)) {
+        p.network_policies.push_back(NetworkPolicy{1, false, true, static_cast<std::uint16_t>(port.voice_vlan),
+                                                   static_cast<std::uint8_t>(settings.voice_priority & 0x7),
+                                                   static_cast<std::uint8_t>(settings.voice_dscp & 0x3f)});
+      }
+      const std::uint32_t mw = lldp_granted_mw.value_or(current_available_mw());
+      p.extended_power = ExtendedPower{0, 1, port.lldp_power_priority,
+                                       static_cast<std::uint16_t>(std::min<std::uint32_t>(mw / 100, 0xffff))};
+    }
+    return encode_lldp(f);
+  }
+
+  // --- receiving -------------------------------------------------------------------------
+
+  void on_frame(ByteView frame) {
+    if (frame.size() >= 12 && link->mac() != MacAddress{} && std::equal(frame.begin() + 6, frame.begin() + 12, link->mac().bytes().begin())) {
+      ++counters.ignored;  // our own frame, if the kernel did not honour the direction filter
+      return;
+    }
+    if (frame.size() >= 6 && std::equal(kCdpMulticast.begin(), kCdpMulticast.end(), frame.begin())) {
+      auto decoded = decode_cdp(frame);
+      if (!decoded) return rejected(Protocol::Cdp, decoded.error());
+      ++counters.cdp_received;
+      on_cdp(decoded.value());
+      return;
+    }
+    auto decoded = decode_lldp(frame);
+    if (!decoded) return rejected(Protocol::Lldp, decoded.error());
+    ++counters.lldp_received;
+    on_lldp(decoded.value());
+  }
+
+  void rejected(Protocol protocol, DecodeError error) {
+    if (error == DecodeError::WrongProtocol) {
+      ++counters.ignored;  // VTP, DTP, PVST... share the CDP address
+      return;
+    }
+    ++counters.malformed;
+    const auto now = hooks.steady_now();
+    if (now - last_malformed_warn >= kMalformedWarnEvery) {  // untrusted input: rate-limited
+      last_malformed_warn = now;
+      log->warn("{}: malformed {} frame dropped ({}), {} so far", port.name, to_string(protocol), to_string(error),
+                counters.malformed);
+    }
+  }
+
+  // Finds or inserts a neighbour; nullptr when the table is full (flood protection).
+  Neighbor* upsert(Protocol protocol, const MacAddress& source, bool& is_new) {
+    NeighborKey key{protocol, source};
+    auto it = table.find(key);
+    is_new = it == table.end();
+    if (!is_new) return &it->second;
+    if (table.size() >= settings.max_neighbors_per_port) {
+      ++counters.neighbors_dropped;
+      return nullptr;
+    }
+    Neighbor n;
+    n.protocol = protocol;
+    n.port = port.name;
+    n.source = source;
+    n.first_seen = hooks.wall_now();
+    return &table.emplace(key, std::move(n)).first->second;
+  }
+
+  void forget(Protocol protocol, const MacAddress& source, std::string_view why) {
+    auto it = table.find(NeighborKey{protocol, source});
+    if (it == table.end()) return;
+    report_gone(it->second, why);
+    table.erase(it);
+  }
+
+  void on_cdp(const CdpFrame& f) {
+    const CdpPdu& p = f.pdu;
+    if (p.ttl_s == 0) {
+      forget(Protocol::Cdp, f.source, "sent cdp ttl 0");
+      return;
+    }
+    bool reply = false;
+    std::optional<std::uint32_t> requested;
+    std::uint32_t granted = 0;
+    if (p.power_requested && !p.power_requested->levels_mw.empty()) {
+      const auto& levels = p.power_requested->levels_mw;
+      requested = *std::max_element(levels.begin(), levels.end());
+      granted = negotiate(*requested);
+      if (!have_cdp_request || p.power_requested->request_id != last_request_id || granted != cdp_granted_mw) {
+        bump_management_id();
+      }
+      have_cdp_request = true;
+      last_request_id = p.power_requested->request_id;
+      cdp_granted_mw = granted;
+      ++counters.power_replies;
+      reply = true;
+    }
+    if (p.voip_vlan_query) {
+      ++counters.voice_vlan_replies;
+      reply = true;
+    }
+
+    bool is_new = false;
+    if (Neighbor* n = upsert(Protocol::Cdp, f.source, is_new)) {
+      n->device_id = p.device_id.value_or(f.source.to_string());
+      n->phone_mac = mac_from_sep_name(n->device_id).value_or(f.source);
+      n->platform = p.platform.value_or("");
+      n->port_id = p.port_id.value_or("");
+      n->software_version = p.software_version.value_or("");
+      n->capabilities = p.capabilities.value_or(0);
+      n->addresses.clear();
+      if (p.addresses) {
+        for (const auto& a : *p.addresses) n->addresses.push_back(a.to_string());
+      }
+      if (p.native_vlan) n->native_vlan = *p.native_vlan;
+      if (p.voip_vlan_query) n->asked_voice_vlan = true;
+      if (requested) {
+        n->power_requested_mw = requested;
+        n->power_granted_mw = granted;
+      }
+      touch(*n, p.ttl_s);
+      if (is_new) report_new(*n, (n->capabilities & capability::kPhone) != 0 || mac_from_sep_name(n->device_id));
+    }
+    // Answer at once: a phone waits for the voice VLAN and its power grant.
+    if (reply && running && link_is_open && settings.cdp_enabled) send_cdp(holdtime());
+  }
+
+  void on_lldp(const LldpFrame& f) {
+    const LldpPdu& p = f.pdu;
+    if (p.ttl_s == 0) {
+      forget(Protocol::Lldp, f.source, "sent lldp shutdown");
+      return;
+    }
+    bool reply = false;
+    if (p.is_med() && !med_endpoint_seen && settings.lldp_med) {
+      med_endpoint_seen = true;  // from now on our LLDPDUs carry MED TLVs, starting with a fast start
+      reply = true;
+    }
+    std::optional<std::uint32_t> requested;
+    if (p.extended_power && p.extended_power->power_type == 1 && settings.lldp_med) {
+      requested = p.extended_power->power_mw();
+      const std::uint32_t granted = negotiate(*requested);
+      if (lldp_granted_mw != granted) reply = true;
+      lldp_granted_mw = granted;
+      ++counters.power_replies;
+    }
+    bool is_new = false;
+    if (Neighbor* n = upsert(Protocol::Lldp, f.source, is_new)) {
+      n->device_id = p.system_name.value_or(p.chassis_id.to_string(true));
+      if (auto sep = mac_from_sep_name(n->device_id)) {
+        n->phone_mac = *sep;
+      } else if (p.chassis_id.subtype == 4 && p.chassis_id.value.size() == 6) {
+        n->phone_mac = MacAddress::parse(p.chassis_id.to_string(true)).value_or(f.source);
+      } else {
+        n->phone_mac = f.source;
+      }
+      n->platform = p.inventory.model.value_or(p.system_description.value_or(""));
+      n->port_id = p.port_description.value_or(p.port_id.to_string(false));
+      n->software_version = p.inventory.software_revision.value_or("");
+      n->capabilities = p.enabled_capabilities.value_or(0);
+      n->addresses.clear();
+      for (const auto& a : p.management_addresses) n->addresses.push_back(a.to_string());
+      if (requested) {
+        n->power_requested_mw = requested;
+        n->power_granted_mw = lldp_granted_mw;
+      }
+      touch(*n, p.ttl_s);
+      if (is_new) report_new(*n, p.is_med());
+    }
+    if (reply && running && link_is_open && settings.lldp_enabled) {
+      if (med_endpoint_seen) fast_start_remaining = std::max(fast_start_remaining, settings.med_fast_start_count - 1);
+      send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535)));
+      if (fast_start_remaining > 0) schedule_advert(settings.fast_start_spacing);
+    }
+  }
+
+  std::uint32_t negotiate(std::uint32_t requested_mw) {
+    if (hooks.negotiate_power) return hooks.negotiate_power(port.name, requested_mw);
+    return std::min(requested_mw, port.max_power_mw);
+  }
+
+  void bump_management_id() {
+    ++management_id;
+    if (management_id == 0) management_id = 1;  // 0 is never sent
+  }
+
+  void touch(Neighbor& n, std::uint16_t ttl) {
+    n.holdtime_s = ttl;
+    n.last_seen = hooks.wall_now();
+    n.expires = hooks.steady_now() + std::chrono::seconds(ttl);
+  }
+
+  // --- neighbour lifetime ----------------------------------------------------------------
+
+  void schedule_expiry() {
+    expiry_timer.expires_after(kExpiryPeriod);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    expiry_timer.async_wait([weak](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec || !self->running) return;
+      self->expire();
+      self->schedule_expiry();
+    });
+  }
+
+  std::size_t expire() {
+    const auto now = hooks.steady_now();
+    std::size_t removed = 0;
+    for (auto it = table.begin(); it != table.end();) {
+      if (it->second.expires <= now) {
+        report_gone(it->second, "holdtime expired");
+        it = table.erase(it);
+        ++removed;
+      } else {
+        ++it;
+      }
+    }
+    return removed;
+  }
+
+  void drop_all_neighbors(bool report) {
+    if (report) {
+      for (const auto& [key, n] : table) report_gone(n, "link down");
+    }
+    table.clear();
+  }
+
+  void report_new(const Neighbor& n, bool is_phone) {
+    std::string detail = std::string(to_string(n.protocol)) + " neighbour " + n.device_id + " on " + port.name;
+    Outcome outcome = Outcome::Info;
+    if (is_phone) {
+      if (valid_vlan(port.voice_vlan)) {
+        outcome = Outcome::Ok;
+        detail += ": voice vlan " + std::to_string(port.voice_vlan);
+      } else {
+        outcome = Outcome::Failed;
+        detail += ": port has no voice vlan";
+      }
+    }
+    log->info("{}: {} neighbour {} ({}) appeared", port.name, to_string(n.protocol), n.device_id, n.platform);
+    PhoneEvent e;
+    e.mac = n.phone_mac;
+    e.step = Step::VoiceVlan;
+    e.outcome = outcome;
+    e.detail = std::move(detail);
+    e.time = hooks.wall_now();
+    e.port = port.name;
+    if (!n.addresses.empty()) e.ip = n.addresses.front();
+    if (valid_vlan(port.voice_vlan)) e.attributes.emplace_back("vlan", std::to_string(port.voice_vlan));
+    if (!n.platform.empty()) e.attributes.emplace_back("model", n.platform);
+    e.attributes.emplace_back("device_name", n.device_id);
+    emit(std::move(e));
+  }
+
+  void report_gone(const Neighbor& n, std::string_view why) {
+    log->info("{}: {} neighbour {} gone ({})", port.name, to_string(n.protocol), n.device_id, why);
+    PhoneEvent e;
+    e.mac = n.phone_mac;
+    e.step = Step::VoiceVlan;
+    e.outcome = Outcome::Info;
+    e.detail = std::string(to_string(n.protocol)) + " neighbour " + n.device_id + " on " + port.name + ": " +
+               std::string(why);
+    e.time = hooks.wall_now();
+    e.port = port.name;
+    emit(std::move(e));
+  }
+
+  void emit(PhoneEvent e) {
+    if (hooks.events != nullptr) hooks.events->report(std::move(e));
+  }
+};
+
+Agent::Agent(asio::io_context& io, std::unique_ptr<FrameLink> link, PortSettings port, AgentSettings settings,
+             Hooks hooks)
+    : impl_(std::make_shared<Impl>(io, std::move(link), std::move(port), std::move(settings), std::move(hooks))) {}
+
+Agent::~Agent() {
+  impl_->advert_timer.cancel();
+  impl_->expiry_timer.cancel();
+  impl_->reopen_timer.cancel();
+  impl_->link->close();
+}
+
+void Agent::start() { impl_->start(); }
+void Agent::stop() { impl_->stop(); }
+void Agent::reconfigure(const PortSettings& port, const AgentSettings& settings) { impl_->reconfigure(port, settings); }
+void Agent::link_changed(bool up) { impl_->link_changed(up); }
+std::size_t Agent::expire_neighbors() { return impl_->expire(); }
+const std::string& Agent::port_name() const { return impl_->port.name; }
+const PortSettings& Agent::port() const { return impl_->port; }
+Counters Agent::counters() const { return impl_->counters; }
+bool Agent::link_open() const { return impl_->link_is_open; }
+std::string Agent::last_error() const { return impl_->last_error; }
+Bytes Agent::build_cdp_advertisement() const { return impl_->cdp_frame(impl_->holdtime()); }
+Bytes Agent::build_lldp_advertisement() const {
+  return impl_->lldp_frame(static_cast<std::uint16_t>(std::clamp(impl_->settings.holdtime_s, 0, 65535)));
+}
+
+std::vector<Neighbor> Agent::neighbors() const {
+  std::vector<Neighbor> out;
+  out.reserve(impl_->table.size());
+  for (const auto& [key, n] : impl_->table) out.push_back(n);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AgentSet
+
+AgentSet::AgentSet(asio::io_context& io, LinkFactory links, Hooks hooks)
+    : io_(io), links_(std::move(links)), hooks_(std::move(hooks)) {}
+
+AgentSet::~AgentSet() = default;
+
+void AgentSet::apply(const std::vector<PortSettings>& ports, const AgentSettings& settings) {
+  settings_ = settings;
+  const bool enabled = settings.cdp_enabled || settings.lldp_enabled;
+  // Ports that left the config (or everything, when both protocols are off) stop advertising.
+  for (auto it = agents_.begin(); it != agents_.end();) {
+    const bool kept = enabled && std::any_of(ports.begin(), ports.end(),
+                                             [&](const PortSettings& p) { return p.name == it->first; });
+    if (kept) {
+      ++it;
+      continue;
+    }
+    logger("cdp")->info("{}: no longer advertising", it->first);
+    it->second->stop();
+    it = agents_.erase(it);
+  }
+  if (!enabled) return;
+  for (const auto& p : ports) {
+    auto it = agents_.find(p.name);
+    if (it != agents_.end()) {
+      it->second->reconfigure(p, settings);
+      continue;
+    }
+    auto agent = std::make_unique<Agent>(io_, links_(p.name), p, settings, hooks_);
+    agent->start();
+    agents_.emplace(p.name, std::move(agent));
+  }
+}
+
+void AgentSet::stop_all() {
+  for (auto& [name, agent] : agents_) agent->stop();
+  agents_.clear();
+}
+
+void AgentSet::link_changed(const std::string& port, bool up) {
+  if (auto* a = find(port)) a->link_changed(up);
+}
+
+Agent* AgentSet::find(const std::string& port) {
+  auto it = agents_.find(port);
+  return it == agents_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const Agent*> AgentSet::agents() const {
+  std::vector<const Agent*> out;
+  for (const auto& [name, agent] : agents_) out.push_back(agent.get());
+  return out;
+}
+
+}  // namespace ve::cdp
