@@ -1,0 +1,352 @@
+// The TFTP server against a hand-driven client on loopback: every packet is checked.
+#include "provision/tests/server_fixture.hpp"
+
+namespace ve::provision {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ServerFixture;
+namespace t = tftp;
+
+// A blocking UDP client on 127.0.0.1 that sends raw TFTP packets and receives with a deadline.
+class UdpClient {
+public:
+  UdpClient() : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  ~UdpClient() { close(); }
+  UdpClient(const UdpClient&) = delete;
+  UdpClient& operator=(const UdpClient&) = delete;
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  void send(std::uint16_t port, const std::vector<std::byte>& bytes) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  struct Datagram {
+    std::vector<std::byte> bytes;
+    std::uint16_t from_port = 0;
+  };
+  std::optional<Datagram> receive(std::chrono::milliseconds timeout = 3s) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::nullopt;
+    Datagram d;
+    d.bytes.resize(70000);
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    const auto n = ::recvfrom(fd_, d.bytes.data(), d.bytes.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n < 0) return std::nullopt;
+    d.bytes.resize(static_cast<std::size_t>(n));
+    d.from_port = ntohs(from.sin_port);
+    return d;
+  }
+  std::optional<t::Packet> receive_packet(std::uint16_t* from_port = nullptr, std::chrono::milliseconds timeout = 3s) {
+    auto d = receive(timeout);
+    if (!d) return std::nullopt;
+    last_ = std::move(d->bytes);
+    if (from_port) *from_port = d->from_port;
+    auto p = t::decode(last_);
+    if (!p) return std::nullopt;
+    return *p;
+  }
+
+private:
+  int fd_;
+  std::vector<std::byte> last_;  // DATA payload views point here
+};
+
+t::Request rrq(const std::string& name, std::vector<t::Option> options = {}, t::Mode mode = t::Mode::Octet) {
+  return t::Request{false, name, mode, std::move(options)};
+}
+
+// Runs a whole read as a well-behaved client and returns the file (or an error text).
+struct Download {
+  std::string content;
+  std::optional<t::Error> error;
+  std::vector<t::Option> oack;
+  std::vector<std::uint16_t> blocks;  // wire block numbers in order received
+};
+
+Download download(UdpClient& client, std::uint16_t port, const t::Request& request) {
+  Download out;
+  client.send(port, t::encode(request));
+  std::uint16_t tid = 0;
+  std::uint64_t expected = 1;
+  std::size_t blksize = 512;
+  for (;;) {
+    std::uint16_t from = 0;
+    auto p = client.receive_packet(&from);
+    if (!p) {
+      out.error = t::Error{t::ErrorCode::NotDefined, "no answer"};
+      return out;
+    }
+    if (tid == 0) tid = from;
+    if (auto* e = std::get_if<t::Error>(&*p)) {
+      out.error = *e;
+      return out;
+    }
+    if (auto* o = std::get_if<t::OptionAck>(&*p)) {
+      out.oack = o->options;
+      for (const auto& opt : o->options) {
+        if (opt.name == "blksize") blksize = std::stoul(opt.value);
+      }
+      client.send(tid, t::encode(t::Ack{0}));
+      continue;
+    }
+    auto* d = std::get_if<t::Data>(&*p);
+    if (d == nullptr) continue;
+    if (d->block != static_cast<std::uint16_t>(expected)) continue;  // out of order: wait for resend
+    out.blocks.push_back(d->block);
+    out.content.append(reinterpret_cast<const char*>(d->payload.data()), d->payload.size());
+    std::size_t window = 1;
+    for (const auto& opt : out.oack) {
+      if (opt.name == "windowsize") window = std::stoul(opt.value);
+    }
+    const bool last = d->payload.size() < blksize;
+    if (last || expected % window == 0) client.send(tid, t::encode(t::Ack{d->block}));
+    if (last) return out;
+    ++expected;
+  }
+}
+
+class TftpServerTest : public ServerFixture {};
+
+TEST_F(TftpServerTest, SendsRenderedConfigWithoutOptions) {
+  start();
+  UdpClient client;
+  auto d = download(client, provisioner_->tftp_port(), rrq("SEP001122334455.cnf.xml"));
+  ASSERT_FALSE(d.error) << d.error->message;
+  EXPECT_TRUE(d.oack.empty());
+  EXPECT_EQ(d.content, generated("SEP001122334455.cnf.xml"));
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->active_tftp_transfers() == 0; }));
+  const auto events = sink_.events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].mac, *MacAddress::parse("00:11:22:33:44:55"));
+  EXPECT_EQ(events[0].step, Step::ConfigFile);
+  EXPECT_EQ(events[0].outcome, Outcome::Ok);
+  EXPECT_EQ(events[0].ip, "127.0.0.1");
+}
+
+TEST_F(TftpServerTest, NegotiatesBlksizeTsizeWindowsize) {
+  start();
+  UdpClient client;
+  auto d = download(client, provisioner_->tftp_port(),
+                    rrq("kern78xx.14-2-1-0001-14.sbn", {{"blksize", "1428"}, {"tsize", "0"}, {"windowsize", "16"}, {"foo", "1"}}));
+  ASSERT_FALSE(d.error) << d.error->message;
+  EXPECT_EQ(d.oack, (std::vector<t::Option>{{"blksize", "1428"}, {"tsize", std::to_string(300 * 1024 + 7)}, {"windowsize", "16"}}));
+  EXPECT_EQ(d.content, content_of("kern78xx.14-2-1-0001-14.sbn"));
+}
+
+TEST_F(TftpServerTest, SizeThatIsAMultipleOfBlksizeEndsWithEmptyBlock) {
+  start();
+  UdpClient client;
+  auto d = download(client, provisioner_->tftp_port(), rrq("exact512.bin"));
+  ASSERT_FALSE(d.error);
+  EXPECT_EQ(d.blocks, (std::vector<std::uint16_t>{1, 2, 3}));
+  EXPECT_EQ(d.content, content_of("exact512.bin"));
+}
+
+TEST_F(TftpServerTest, BlockNumbersRollOverPast65535) {
+  // 8-byte blocks: a 600 kB file needs 76800 blocks, so numbering wraps to 0 once.
+  root_.write("big.sbn", testing::random_bytes(600 * 1024, 9));
+  start();
+  UdpClient client;
+  auto d = download(client, provisioner_->tftp_port(), rrq("big.sbn", {{"blksize", "8"}, {"windowsize", "64"}}));
+  ASSERT_FALSE(d.error) << d.error->message;
+  EXPECT_EQ(d.content, content_of("big.sbn"));
+  ASSERT_EQ(d.blocks.size(), 76801u);
+  EXPECT_EQ(d.blocks[65534], 65535);
+  EXPECT_EQ(d.blocks[65535], 0);
+  EXPECT_EQ(d.blocks[65536], 1);
+}
+
+TEST_F(TftpServerTest, DuplicateAcksDoNotTriggerResends) {
+  ProvisionerOptions o;
+  o.tftp.retransmit_timeout = 2s;
+  start(o);
+  UdpClient client;
+  client.send(provisioner_->tftp_port(), t::encode(rrq("dialplan.xml", {{"blksize", "8"}})));
+  std::uint16_t tid = 0;
+  auto oack = client.receive_packet(&tid);
+  ASSERT_TRUE(oack && std::holds_alternative<t::OptionAck>(*oack));
+  client.send(tid, t::encode(t::Ack{0}));
+  auto first = client.receive_packet();
+  ASSERT_TRUE(first && std::get<t::Data>(*first).block == 1);
+  // The apprentice: three ACKs for block 1 must produce exactly one DATA 2.
+  for (int i = 0; i < 3; ++i) client.send(tid, t::encode(t::Ack{1}));
+  auto second = client.receive_packet();
+  ASSERT_TRUE(second && std::get<t::Data>(*second).block == 2);
+  EXPECT_FALSE(client.receive(300ms)) << "a duplicate ACK caused a resend";
+  // Stale ACK 0 is ignored too.
+  client.send(tid, t::encode(t::Ack{0}));
+  EXPECT_FALSE(client.receive(300ms));
+}
+
+TEST_F(TftpServerTest, RetransmitsOnTimeoutThenGivesUpAndReleasesTheTransfer) {
+  ProvisionerOptions o;
+  o.tftp.retransmit_timeout = 100ms;
+  o.tftp.max_retries = 2;
+  start(o);
+  UdpClient client;
+  client.send(provisioner_->tftp_port(), t::encode(rrq("dialplan.xml")));
+  int copies = 0;
+  while (auto p = client.receive_packet(nullptr, 1s)) {
+    ASSERT_EQ(std::get<t::Data>(*p).block, 1);
+    ++copies;
+  }
+  EXPECT_EQ(copies, 3);  // first send + 2 retries
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->active_tftp_transfers() == 0; }));
+  EXPECT_EQ(provisioner_->counters().tftp_retransmits, 2u);
+  const auto recent = provisioner_->recent();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].result, "timeout");
+  EXPECT_EQ(recent[0].outcome, Outcome::Failed);
+}
+
+TEST_F(TftpServerTest, ClientVanishingMidTransferReleasesIt) {
+  ProvisionerOptions o;
+  o.tftp.retransmit_timeout = 100ms;
+  o.tftp.max_retries = 3;
+  start(o);
+  {
+    UdpClient client;
+    client.send(provisioner_->tftp_port(), t::encode(rrq("kern78xx.14-2-1-0001-14.sbn")));
+    auto p = client.receive_packet();
+    ASSERT_TRUE(p);
+    client.close();  // the next send from the server meets a closed port
+  }
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->active_tftp_transfers() == 0; }));
+  const auto recent = provisioner_->recent();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].outcome, Outcome::Failed);
+  EXPECT_TRUE(recent[0].result == "client-gone" || recent[0].result == "timeout") << recent[0].result;
+}
+
+TEST_F(TftpServerTest, ClientErrorEndsTransfer) {
+  start();
+  UdpClient client;
+  client.send(provisioner_->tftp_port(), t::encode(rrq("kern78xx.14-2-1-0001-14.sbn")));
+  std::uint16_t tid = 0;
+  ASSERT_TRUE(client.receive_packet(&tid));
+  client.send(tid, t::encode(t::Error{t::ErrorCode::NotDefined, "user abort"}));
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->active_tftp_transfers() == 0; }));
+  EXPECT_EQ(provisioner_->recent().at(0).result, "client-error");
+}
+
+TEST_F(TftpServerTest, NetasciiModeConvertsLineEnds) {
+  start();
+  UdpClient client;
+  auto d = download(client, provisioner_->tftp_port(), rrq("dialplan.xml", {}, t::Mode::Netascii));
+  ASSERT_FALSE(d.error);
+  EXPECT_EQ(d.content, "<DIALTEMPLATE>\r\n</DIALTEMPLATE>\r\n");
+}
+
+struct Abuse {
+  const char* what;
+  std::vector<std::byte> packet;
+  t::ErrorCode expected;
+};
+
+TEST_F(TftpServerTest, RefusesOrSurvivesTheAbuseList) {
+  using namespace std::string_literals;
+  auto raw = [](const std::string& s) {
+    std::vector<std::byte> v;
+    for (char c : s) v.push_back(static_cast<std::byte>(c));
+    return v;
+  };
+  start();
+  const std::vector<Abuse> abuse = {
+      {"traversal", t::encode(rrq("../secret.txt")), t::ErrorCode::AccessViolation},
+      {"deep traversal", t::encode(rrq("English_United_States/../../../etc/passwd")), t::ErrorCode::AccessViolation},
+      {"absolute path", t::encode(rrq("/etc/passwd")), t::ErrorCode::FileNotFound},
+      {"symlink escape", t::encode(rrq("escape.txt")), t::ErrorCode::AccessViolation},
+      {"over-long name", t::encode(rrq(std::string(400, 'a'))), t::ErrorCode::AccessViolation},
+      {"control character", t::encode(rrq("dial\x01plan.xml")), t::ErrorCode::AccessViolation},
+      {"write request", t::encode(t::Request{true, "SEP001122334455.cnf.xml", t::Mode::Octet, {}}), t::ErrorCode::AccessViolation},
+      {"missing file", t::encode(rrq("nothere.xml")), t::ErrorCode::FileNotFound},
+      {"mail mode", t::encode(rrq("dialplan.xml", {}, t::Mode::Mail)), t::ErrorCode::IllegalOperation},
+      {"unknown opcode", raw("\x00\x09hello\0"s), t::ErrorCode::IllegalOperation},
+      {"truncated", raw("\x00"s), t::ErrorCode::IllegalOperation},
+      {"empty datagram", {}, t::ErrorCode::IllegalOperation},
+      {"unterminated name", raw("\x00\x01" "dialplan.xml"s), t::ErrorCode::IllegalOperation},
+      {"bad mode", raw("\x00\x01" "dialplan.xml\0binary\0"s), t::ErrorCode::IllegalOperation},
+      {"blksize too small", t::encode(rrq("dialplan.xml", {{"blksize", "7"}})), t::ErrorCode::OptionRefused},
+      {"blksize garbage", t::encode(rrq("dialplan.xml", {{"blksize", "12abc"}})), t::ErrorCode::OptionRefused},
+      {"timeout zero", t::encode(rrq("dialplan.xml", {{"timeout", "0"}})), t::ErrorCode::OptionRefused},
+      {"windowsize zero", t::encode(rrq("dialplan.xml", {{"windowsize", "0"}})), t::ErrorCode::OptionRefused},
+      {"stray ACK", t::encode(t::Ack{1}), t::ErrorCode::UnknownTransferId},
+  };
+  UdpClient client;
+  for (const auto& a : abuse) {
+    client.send(provisioner_->tftp_port(), a.packet);
+    auto p = client.receive_packet();
+    ASSERT_TRUE(p) << a.what;
+    auto* e = std::get_if<t::Error>(&*p);
+    ASSERT_NE(e, nullptr) << a.what;
+    EXPECT_EQ(e->code, a.expected) << a.what;
+  }
+  // A stray ERROR is dropped without an answer (answering errors could loop).
+  client.send(provisioner_->tftp_port(), t::encode(t::Error{t::ErrorCode::NotDefined, "x"}));
+  EXPECT_FALSE(client.receive(200ms));
+  EXPECT_EQ(provisioner_->active_tftp_transfers(), 0u);
+  // Still serving.
+  auto d = download(client, provisioner_->tftp_port(), rrq("XMLDefault.cnf.xml"));
+  ASSERT_FALSE(d.error);
+  EXPECT_EQ(d.content, generated("XMLDefault.cnf.xml"));
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->counters().tftp_ok == 1u; }));
+  const auto c = provisioner_->counters();
+  EXPECT_GE(c.tftp_malformed, 6u);
+  EXPECT_EQ(c.tftp_refused, 6u);
+}
+
+TEST_F(TftpServerTest, PacketsFromAnotherPortDoNotDisturbATransfer) {
+  start();
+  UdpClient client;
+  UdpClient intruder;
+  client.send(provisioner_->tftp_port(), t::encode(rrq("dialplan.xml", {{"blksize", "8"}})));
+  std::uint16_t tid = 0;
+  ASSERT_TRUE(client.receive_packet(&tid));  // OACK
+  intruder.send(tid, t::encode(t::Ack{0}));
+  intruder.send(tid, t::encode(t::Error{t::ErrorCode::NotDefined, "go away"}));
+  EXPECT_FALSE(intruder.receive(200ms));
+  client.send(tid, t::encode(t::Ack{0}));
+  auto p = client.receive_packet();
+  ASSERT_TRUE(p && std::holds_alternative<t::Data>(*p));
+  EXPECT_EQ(std::get<t::Data>(*p).block, 1);
+}
+
+TEST_F(TftpServerTest, EnforcesPerClientAndTotalLimits) {
+  ProvisionerOptions o;
+  o.tftp.max_per_client = 2;
+  o.tftp.max_transfers = 3;
+  o.tftp.retransmit_timeout = 5s;
+  start(o);
+  UdpClient a;
+  for (int i = 0; i < 2; ++i) {
+    a.send(provisioner_->tftp_port(), t::encode(rrq("dialplan.xml")));
+    auto p = a.receive_packet();
+    ASSERT_TRUE(p && std::holds_alternative<t::Data>(*p));
+  }
+  a.send(provisioner_->tftp_port(), t::encode(rrq("dialplan.xml")));
+  auto busy = a.receive_packet();
+  ASSERT_TRUE(busy && std::holds_alternative<t::Error>(*busy));
+  EXPECT_EQ(std::get<t::Error>(*busy).code, t::ErrorCode::NotDefined);
+  // The same host from another port counts as the same client (address, not port).
+  UdpClient b;
+  b.send(provisioner_->tftp_port(), t::encode(rrq("dialplan.xml")));
+  auto busy_b = b.receive_packet();
+  ASSERT_TRUE(busy_b && std::holds_alternative<t::Error>(*busy_b));
+  EXPECT_EQ(provisioner_->active_tftp_transfers(), 2u);
+  EXPECT_TRUE(testing::eventually([&] { return provisioner_->counters().tftp_busy == 2u; }));
+}
+
+}  // namespace
+}  // namespace ve::provision
