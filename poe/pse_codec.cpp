@@ -1,0 +1,246 @@
+// ethtool PSE generic-netlink messages: built with libnl's message API, parsed with its attribute
+// parser. No sockets here.
+#include "poe/pse_codec.hpp"
+
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
+#include <netlink/attr.h>
+#include <netlink/genl/genl.h>
+#include <netlink/msg.h>
+
+#include <array>
+#include <cstring>
+
+namespace ve::poe::pse {
+
+void NlMsgDeleter::operator()(nl_msg* m) const { nlmsg_free(m); }
+
+namespace {
+
+// Starts a request to `family` with the device header every PSE request carries.
+NlMsgPtr start_request(int family, std::uint8_t cmd, std::string_view ifname) {
+  NlMsgPtr msg(nlmsg_alloc());
+  if (!msg) return nullptr;
+  // NLM_F_ACK so that every exchange ends with an explicit ack or error.
+  if (genlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, NLM_F_REQUEST | NLM_F_ACK, cmd,
+                  kFamilyVersion) == nullptr) {
+    return nullptr;
+  }
+  // The kernel validates ethtool nests strictly: NLA_F_NESTED must be set.
+  nlattr* header = nla_nest_start(msg.get(), kAttrPseHeader | NLA_F_NESTED);
+  if (header == nullptr) return nullptr;
+  const std::string name(ifname);
+  if (nla_put_string(msg.get(), kAttrHeaderDevName, name.c_str()) < 0) return nullptr;
+  if (nla_nest_end(msg.get(), header) < 0) return nullptr;
+  return msg;
+}
+
+NlMsgPtr with_u32(NlMsgPtr msg, int attr, std::uint32_t value) {
+  if (!msg) return msg;
+  if (nla_put_u32(msg.get(), attr, value) < 0) return nullptr;
+  return msg;
+}
+
+std::optional<std::uint32_t> get_u32(nlattr* const* tb, int attr) {
+  if (tb[attr] == nullptr) return std::nullopt;
+  return nla_get_u32(tb[attr]);
+}
+
+}  // namespace
+
+NlMsgPtr build_get(int family, std::string_view ifname) {
+  return start_request(family, kMsgPseGet, ifname);
+}
+
+NlMsgPtr build_set_c33_admin(int family, std::string_view ifname, bool enabled) {
+  return with_u32(start_request(family, kMsgPseSet, ifname), kAttrC33AdminControl,
+                  enabled ? kAdminEnabled : kAdminDisabled);
+}
+
+NlMsgPtr build_set_podl_admin(int family, std::string_view ifname, bool enabled) {
+  return with_u32(start_request(family, kMsgPseSet, ifname), kAttrPodlAdminControl,
+                  enabled ? kAdminEnabled : kAdminDisabled);
+}
+
+NlMsgPtr build_set_power_limit(int family, std::string_view ifname, std::uint32_t mw) {
+  return with_u32(start_request(family, kMsgPseSet, ifname), kAttrC33AvailPwLimit, mw);
+}
+
+std::span<const std::byte> bytes_of(nl_msg* msg) {
+  nlmsghdr* hdr = nlmsg_hdr(msg);
+  return {reinterpret_cast<const std::byte*>(hdr), hdr->nlmsg_len};
+}
+
+std::string_view to_string(ParseError e) {
+  switch (e) {
+    case ParseError::Truncated: return "truncated";
+    case ParseError::NotGenetlink: return "not a generic netlink message";
+    case ParseError::WrongCommand: return "not a PSE reply or notification";
+    case ParseError::BadAttributes: return "bad attributes";
+  }
+  return "?";
+}
+
+Result<Reply, ParseError> parse_reply(std::span<const std::byte> message) {
+  if (message.size() < NLMSG_HDRLEN + GENL_HDRLEN) return unexpected(ParseError::Truncated);
+  // Netlink structures need 4-byte alignment; the input may be any slice (fuzzing, tests).
+  std::vector<std::uint32_t> aligned((message.size() + 3) / 4);
+  std::memcpy(aligned.data(), message.data(), message.size());
+  auto* nlh = reinterpret_cast<nlmsghdr*>(aligned.data());
+  if (nlh->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN || nlh->nlmsg_len > message.size()) {
+    return unexpected(ParseError::Truncated);
+  }
+  if (!genlmsg_valid_hdr(nlh, 0)) return unexpected(ParseError::NotGenetlink);
+  const auto* genl = static_cast<const genlmsghdr*>(nlmsg_data(nlh));
+  if (genl->cmd != kMsgPseGetReply && genl->cmd != kMsgPseNtf) {
+    return unexpected(ParseError::WrongCommand);
+  }
+
+  std::array<nla_policy, kAttrPseMax + 1> policy{};
+  policy[kAttrPseHeader].type = NLA_NESTED;
+  for (int a : {kAttrPodlAdminState, kAttrPodlAdminControl, kAttrPodlPwDStatus, kAttrC33AdminState,
+                kAttrC33AdminControl, kAttrC33PwDStatus, kAttrC33PwClass, kAttrC33ActualPw,
+                kAttrC33ExtState, kAttrC33ExtSubstate, kAttrC33AvailPwLimit, kAttrPwDId,
+                kAttrPrioMax, kAttrPrio}) {
+    policy[static_cast<std::size_t>(a)].type = NLA_U32;
+  }
+  policy[kAttrC33PwLimitRanges].type = NLA_NESTED;
+
+  std::array<nlattr*, kAttrPseMax + 1> tb{};
+  if (genlmsg_parse(nlh, 0, tb.data(), kAttrPseMax, policy.data()) < 0) {
+    return unexpected(ParseError::BadAttributes);
+  }
+
+  Reply reply;
+  reply.cmd = genl->cmd;
+  if (tb[kAttrPseHeader] != nullptr) {
+    std::array<nla_policy, kAttrHeaderMax + 1> hpol{};
+    hpol[kAttrHeaderDevIndex].type = NLA_U32;
+    hpol[kAttrHeaderDevName].type = NLA_UNSPEC;  // read by length below
+    hpol[kAttrHeaderFlags].type = NLA_U32;
+    std::array<nlattr*, kAttrHeaderMax + 1> htb{};
+    if (nla_parse_nested(htb.data(), kAttrHeaderMax, tb[kAttrPseHeader], hpol.data()) < 0) {
+      return unexpected(ParseError::BadAttributes);
+    }
+    reply.ifindex = get_u32(htb.data(), kAttrHeaderDevIndex);
+    if (nlattr* name = htb[kAttrHeaderDevName]) {
+      const auto* data = static_cast<const char*>(nla_data(name));
+      const auto len = static_cast<std::size_t>(nla_len(name));
+      reply.ifname.assign(data, strnlen(data, len));
+    }
+  }
+  reply.podl_admin_state = get_u32(tb.data(), kAttrPodlAdminState);
+  reply.podl_pw_d_status = get_u32(tb.data(), kAttrPodlPwDStatus);
+  reply.c33_admin_state = get_u32(tb.data(), kAttrC33AdminState);
+  reply.c33_pw_d_status = get_u32(tb.data(), kAttrC33PwDStatus);
+  reply.c33_pw_class = get_u32(tb.data(), kAttrC33PwClass);
+  reply.c33_actual_pw_mw = get_u32(tb.data(), kAttrC33ActualPw);
+  reply.c33_ext_state = get_u32(tb.data(), kAttrC33ExtState);
+  reply.c33_ext_substate = get_u32(tb.data(), kAttrC33ExtSubstate);
+  reply.c33_avail_pw_limit_mw = get_u32(tb.data(), kAttrC33AvailPwLimit);
+  reply.pw_d_id = get_u32(tb.data(), kAttrPwDId);
+  reply.prio_max = get_u32(tb.data(), kAttrPrioMax);
+  reply.prio = get_u32(tb.data(), kAttrPrio);
+
+  // Limit ranges repeat at the top level; nla_parse keeps only the last, so walk them all.
+  const int attrs_len = genlmsg_attrlen(genl, 0);
+  nlattr* head = genlmsg_attrdata(genl, 0);
+  nlattr* pos = nullptr;
+  int rem = 0;
+  nla_for_each_attr(pos, head, attrs_len, rem) {
+    if (nla_type(pos) != kAttrC33PwLimitRanges) continue;
+    std::array<nla_policy, kAttrRangeMax + 1> rpol{};
+    rpol[kAttrRangeMin].type = NLA_U32;
+    rpol[kAttrRangeMax].type = NLA_U32;
+    std::array<nlattr*, kAttrRangeMax + 1> rtb{};
+    if (nla_parse_nested(rtb.data(), kAttrRangeMax, pos, rpol.data()) < 0) {
+      return unexpected(ParseError::BadAttributes);
+    }
+    if (rtb[kAttrRangeMin] == nullptr || rtb[kAttrRangeMax] == nullptr) {
+      return unexpected(ParseError::BadAttributes);
+    }
+    reply.c33_pw_limit_ranges.push_back(
+        {nla_get_u32(rtb[kAttrRangeMin]), nla_get_u32(rtb[kAttrRangeMax])});
+  }
+  return reply;
+}
+
+std::string_view ext_state_text(std::uint32_t ext_state) {
+  switch (ext_state) {
+    case kExtErrorCondition: return "error condition";
+    case kExtMrMpsValid: return "no maintain power signature";
+    case kExtMrPseEnable: return "disabled by management";
+    case kExtOptionDetectTed: return "detection timing";
+    case kExtOptionVportLim: return "port voltage out of range";
+    case kExtOvldDetected: return "over-current";
+    case kExtPdDllPowerType: return "PD power type";
+    case kExtPowerNotAvailable: return "power not available";
+    case kExtShortDetected: return "short circuit";
+    default: return "fault";
+  }
+}
+
+namespace {
+
+AdminState admin_of(std::uint32_t v) {
+  switch (v) {
+    case kAdminDisabled: return AdminState::Disabled;
+    case kAdminEnabled: return AdminState::Enabled;
+    default: return AdminState::Unknown;
+  }
+}
+
+Detection c33_detection(std::uint32_t v) {
+  switch (v) {
+    case kC33Disabled: return Detection::Disabled;
+    case kC33Searching: return Detection::Searching;
+    case kC33Delivering: return Detection::Delivering;
+    case kC33Test: return Detection::Test;
+    case kC33Fault: return Detection::Fault;
+    case kC33OtherFault: return Detection::OtherFault;
+    default: return Detection::Unknown;
+  }
+}
+
+Detection podl_detection(std::uint32_t v) {
+  switch (v) {
+    case kPodlDisabled: return Detection::Disabled;
+    case kPodlSearching:
+    case kPodlSleep:
+    case kPodlIdle: return Detection::Searching;
+    case kPodlDelivering: return Detection::Delivering;
+    case kPodlError: return Detection::Fault;
+    default: return Detection::Unknown;
+  }
+}
+
+}  // namespace
+
+PortStatus to_port_status(const Reply& reply, const std::string& port) {
+  PortStatus s;
+  s.port = port;
+  // A port is C33 (PoE) or PoDL; prefer C33 when the kernel reports both.
+  if (reply.c33_admin_state) {
+    s.admin = admin_of(*reply.c33_admin_state);
+  } else if (reply.podl_admin_state) {
+    s.admin = admin_of(*reply.podl_admin_state);
+  }
+  if (reply.c33_pw_d_status) {
+    s.detection = c33_detection(*reply.c33_pw_d_status);
+  } else if (reply.podl_pw_d_status) {
+    s.detection = podl_detection(*reply.podl_pw_d_status);
+  }
+  if (reply.c33_pw_class) s.power_class = static_cast<int>(*reply.c33_pw_class);
+  if (reply.c33_actual_pw_mw) s.actual_mw = *reply.c33_actual_pw_mw;
+  s.limit_mw = reply.c33_avail_pw_limit_mw;
+  for (const auto& r : reply.c33_pw_limit_ranges) {
+    if (!s.limit_max_mw || r.max_mw > *s.limit_max_mw) s.limit_max_mw = r.max_mw;
+  }
+  if (s.detection == Detection::Fault || s.detection == Detection::OtherFault) {
+    s.fault = reply.c33_ext_state ? std::string(ext_state_text(*reply.c33_ext_state)) : "fault";
+  }
+  s.priority = reply.prio;
+  return s;
+}
+
+}  // namespace ve::poe::pse
