@@ -47,6 +47,12 @@ struct Services {
   void link_changed(const std::string& port, bool up) const {
     for (const auto& l : link_listeners) l(port, up);
   }
+  // Neighbour protocols (CDP/LLDP) → others: the device with `mac` is on `port` (PoE names the
+  // phone in its power events with it). Call on every neighbour appearance; listeners dedupe.
+  std::vector<std::function<void(const std::string& port, const MacAddress& mac)>> device_listeners;
+  void device_seen(const std::string& port, const MacAddress& mac) const {
+    for (const auto& l : device_listeners) l(port, mac);
+  }
 };
 
 struct Context {
