@@ -299,11 +299,16 @@ Plan plan(const Wanted& wanted, const Present& present, const KernelFeatures& fe
   std::string missing = missing_features(valid, features);
   if (!missing.empty()) {
     // Untagged operation: touch nothing, so the ports keep working as plain interfaces.
-    for (const auto& p : valid.ports)
+    for (const auto& p : valid.ports) {
+      if (present.find(p.name) == nullptr) {
+        out.issues.push_back({p.name, IssueKind::Absent, "port not present"});
+        continue;
+      }
       out.issues.push_back({p.name, IssueKind::Unsupported,
                             fmt::format("kernel lacks {}; port left untagged (data VLAN only){}", missing,
                                         p.voice_vlan != 0 ? fmt::format(", voice VLAN {} not carried", p.voice_vlan)
                                                           : std::string{})});
+    }
     return out;
   }
 
