@@ -348,5 +348,52 @@ TEST_F(TftpServerTest, EnforcesPerClientAndTotalLimits) {
   EXPECT_TRUE(testing::eventually([&] { return provisioner_->counters().tftp_busy == 2u; }));
 }
 
+TEST_F(TftpServerTest, PhoneRequestOrderGivesStepEvents) {
+  start();
+  lease("127.0.0.1", "00:11:22:33:44:55");  // DHCP knows the phone before it names itself
+  UdpClient client;
+  struct Want {
+    std::string file;
+    bool found;
+    Step step;
+    Outcome outcome;
+  };
+  const std::vector<Want> order = {
+      {"ITLFile.tlv", false, Step::ItlFile, Outcome::Expected},
+      {"CTLSEP001122334455.tlv", false, Step::CtlFile, Outcome::Expected},
+      {"ITLSEP001122334455.tlv", false, Step::ItlFile, Outcome::Expected},
+      {"SEP001122334455.cnf.xml", true, Step::ConfigFile, Outcome::Ok},
+      {"sip78xx.14-2-1-0001-14.loads", true, Step::FirmwareLoad, Outcome::Ok},
+      {"kern78xx.14-2-1-0001-14.sbn", true, Step::FirmwareLoad, Outcome::Ok},
+      {"dialplan.xml", true, Step::DialRules, Outcome::Ok},
+      {"/English_United_States/sp-sip.jar", true, Step::Locale, Outcome::Ok},
+      {"softkeys.xml", true, Step::Softkeys, Outcome::Ok},
+      {"Ringlist-wb.xml", true, Step::Ringtones, Outcome::Ok},
+      {"DistinctiveRingList.xml", false, Step::Ringtones, Outcome::Failed},
+  };
+  for (const auto& w : order) {
+    auto d = download(client, provisioner_->tftp_port(), rrq(w.file, {{"blksize", "1428"}, {"tsize", "0"}}));
+    if (w.found) {
+      ASSERT_FALSE(d.error) << w.file << ": " << d.error->message;
+      const auto relative = w.file.front() == '/' ? w.file.substr(1) : w.file;
+      EXPECT_EQ(d.content, w.file.starts_with("SEP") ? generated(w.file) : content_of(relative)) << w.file;
+    } else {
+      ASSERT_TRUE(d.error) << w.file;
+      EXPECT_EQ(d.error->code, t::ErrorCode::FileNotFound) << w.file;
+    }
+  }
+  ASSERT_TRUE(testing::eventually([&] { return sink_.events().size() == order.size(); }));
+  const auto events = sink_.events();
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(events[i].step, order[i].step) << order[i].file;
+    EXPECT_EQ(events[i].outcome, order[i].outcome) << order[i].file;
+    EXPECT_EQ(events[i].mac, *MacAddress::parse("00:11:22:33:44:55")) << order[i].file;
+    EXPECT_NE(events[i].detail.find(order[i].file), std::string::npos) << events[i].detail;
+  }
+  const auto c = provisioner_->counters();
+  EXPECT_EQ(c.tftp_ok, 7u);
+  EXPECT_EQ(c.tftp_not_found, 4u);
+}
+
 }  // namespace
 }  // namespace ve::provision
