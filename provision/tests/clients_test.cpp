@@ -1,0 +1,160 @@
+// Real clients (tftp-hpa's tftp, atftp, curl) against the servers on loopback, byte-compared.
+#include <sys/wait.h>
+
+#include <cstdio>
+
+#include "provision/tests/server_fixture.hpp"
+
+namespace ve::provision {
+namespace {
+
+using testing::ServerFixture;
+
+struct Run {
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs a shell command (with a hard time limit) and captures stdout+stderr.
+Run run(const std::string& command) {
+  Run r;
+  const std::string full = "timeout 60 " + command + " 2>&1";
+  FILE* pipe = ::popen(full.c_str(), "r");
+  if (pipe == nullptr) return r;
+  char chunk[4096];
+  while (std::size_t n = std::fread(chunk, 1, sizeof chunk, pipe)) r.output.append(chunk, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+bool have(const std::string& tool) { return run("sh -c 'command -v " + tool + "'").exit_code == 0; }
+
+class ClientsTest : public ServerFixture {
+protected:
+  void SetUp() override {
+    ServerFixture::SetUp();
+    for (const char* tool : {"tftp", "atftp", "curl"}) {
+      ASSERT_TRUE(have(tool)) << tool << " is not installed (scripts/deps installs tftp-hpa, atftp, curl)";
+    }
+    root_.write("big/sip78xx.14-2-1-0001-14.sbn", testing::random_bytes(3 * 1024 * 1024 + 123, 42));
+  }
+  std::string out(const std::string& name) const { return (out_.path() / name).string(); }
+  std::string read_out(const std::string& name) const {
+    std::ifstream in(out_.path() / name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string tftp_port() const { return std::to_string(provisioner_->tftp_port()); }
+  std::string http_url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(provisioner_->http_port()) + path;
+  }
+  testing::TempDir out_;
+};
+
+TEST_F(ClientsTest, TftpHpaDownloadsGeneratedAndStaticFiles) {
+  start();
+  for (const std::string file : {"SEP001122334455.cnf.xml", "XMLDefault.cnf.xml", "dialplan.xml",
+                                 "big/sip78xx.14-2-1-0001-14.sbn"}) {
+    auto r = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get " + file + " " + out("got"));
+    ASSERT_EQ(r.exit_code, 0) << file << ": " << r.output;
+    const auto want = file.ends_with(".cnf.xml") ? generated(file) : content_of(file);
+    EXPECT_EQ(read_out("got"), want) << file;
+  }
+  // Netascii (tftp-hpa's default mode) converts back to the original bytes on the client.
+  auto r = run("tftp -m ascii 127.0.0.1 " + tftp_port() + " -c get dialplan.xml " + out("ascii"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_out("ascii"), content_of("dialplan.xml"));
+}
+
+TEST_F(ClientsTest, TftpHpaReportsNotFoundAndRefusal) {
+  start();
+  auto ctl = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get CTLSEP001122334455.tlv " + out("ctl"));
+  EXPECT_NE(ctl.output.find("Error code 1"), std::string::npos) << ctl.output;
+  auto escape = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get ../secret.txt " + out("esc"));
+  EXPECT_NE(escape.output.find("Error code 2"), std::string::npos) << escape.output;
+  auto put = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c put " + (root_.path() / "dialplan.xml").string() + " x.xml");
+  EXPECT_NE(put.output.find("Error code 2"), std::string::npos) << put.output;
+  EXPECT_FALSE(std::filesystem::exists(root_.path() / "x.xml"));
+}
+
+TEST_F(ClientsTest, AtftpWithBlksizeTsizeWindowsize) {
+  start();
+  const std::string opts = "--option 'blksize 1428' --option 'tsize 0' --option 'windowsize 16' ";
+  for (const std::string file : {"SEP001122334455.cnf.xml", "big/sip78xx.14-2-1-0001-14.sbn", "/English_United_States/sp-sip.jar"}) {
+    std::filesystem::remove(out_.path() / "got");
+    auto r = run("atftp --trace " + opts + "-g -r " + file + " -l " + out("got") + " 127.0.0.1 " + tftp_port());
+    ASSERT_EQ(r.exit_code, 0) << file << ": " << r.output;
+    const std::string relative = file.front() == '/' ? file.substr(1) : file;
+    EXPECT_EQ(read_out("got"), relative.ends_with(".cnf.xml") ? generated(relative) : content_of(relative)) << file;
+    // atftp's trace shows the OACK the server sent.
+    const auto at = r.output.find("received OACK <");
+    ASSERT_NE(at, std::string::npos) << r.output.substr(0, 2000);
+    const auto oack = r.output.substr(at, r.output.find('\n', at) - at);
+    EXPECT_NE(oack.find("windowsize: 16"), std::string::npos) << oack;
+    EXPECT_NE(oack.find("blksize: 1428"), std::string::npos) << oack;
+    EXPECT_NE(oack.find("tsize: " + std::to_string(read_out("got").size())), std::string::npos) << oack;
+  }
+  // Largest block size, plain lockstep.
+  auto big = run("atftp --option 'blksize 65464' -g -r big/sip78xx.14-2-1-0001-14.sbn -l " + out("big") + " 127.0.0.1 " + tftp_port());
+  ASSERT_EQ(big.exit_code, 0) << big.output;
+  EXPECT_EQ(read_out("big"), content_of("big/sip78xx.14-2-1-0001-14.sbn"));
+  auto missing = run("atftp -g -r ITLFile.tlv -l " + out("itl") + " 127.0.0.1 " + tftp_port());
+  EXPECT_NE(missing.exit_code, 0);
+}
+
+TEST_F(ClientsTest, CurlOverTftp) {
+  start();
+  const std::string base = "tftp://127.0.0.1:" + tftp_port() + "/";
+  auto plain = run("curl -sS --tftp-no-options -o " + out("a") + " " + base + "SEP001122334455.cnf.xml");
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_EQ(read_out("a"), generated("SEP001122334455.cnf.xml"));
+  auto blk = run("curl -sS --tftp-blksize 1428 -o " + out("b") + " " + base + "big/sip78xx.14-2-1-0001-14.sbn");
+  ASSERT_EQ(blk.exit_code, 0) << blk.output;
+  EXPECT_EQ(read_out("b"), content_of("big/sip78xx.14-2-1-0001-14.sbn"));
+  auto missing = run("curl -sS -o " + out("c") + " " + base + "CTLSEP001122334455.tlv");
+  EXPECT_EQ(missing.exit_code, 68) << missing.output;  // CURLE_TFTP_NOTFOUND
+}
+
+TEST_F(ClientsTest, CurlOverHttp6970) {
+  start();
+  // Two files over one connection (keep-alive): curl reports one connect.
+  auto two = run("curl -sS -w '%{num_connects} ' -o " + out("a") + " " + http_url("/SEP001122334455.cnf.xml") + " -o " +
+                 out("b") + " " + http_url("/big/sip78xx.14-2-1-0001-14.sbn"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_EQ(two.output, "1 0 ");
+  EXPECT_EQ(read_out("a"), generated("SEP001122334455.cnf.xml"));
+  EXPECT_EQ(read_out("b"), content_of("big/sip78xx.14-2-1-0001-14.sbn"));
+  auto range = run("curl -sS -r 1000-1999 -o " + out("r") + " " + http_url("/big/sip78xx.14-2-1-0001-14.sbn"));
+  ASSERT_EQ(range.exit_code, 0) << range.output;
+  EXPECT_EQ(read_out("r"), content_of("big/sip78xx.14-2-1-0001-14.sbn").substr(1000, 1000));
+  auto head = run("curl -sS -I " + http_url("/dialplan.xml"));
+  EXPECT_NE(head.output.find("Content-Length: " + std::to_string(content_of("dialplan.xml").size())), std::string::npos) << head.output;
+  auto missing = run("curl -s -o /dev/null -w '%{http_code}' " + http_url("/ITLSEP001122334455.tlv"));
+  EXPECT_EQ(missing.output, "404");
+  auto post = run("curl -s -o /dev/null -w '%{http_code}' -X POST " + http_url("/dialplan.xml"));
+  EXPECT_EQ(post.output, "405");
+  auto traversal = run("curl -s --path-as-is -o /dev/null -w '%{http_code}' " + http_url("/../secret.txt"));
+  EXPECT_EQ(traversal.output, "403");
+}
+
+TEST_F(ClientsTest, ManyConcurrentClientsOnOneThread) {
+  ProvisionerOptions o;
+  o.tftp.max_per_client = 200;
+  start(o);
+  // 50 atftp processes at once against the single-threaded server; every copy must be exact.
+  {
+    std::ofstream script(out_.path() / "many.sh");
+    script << "set -e\npids=\nfor i in $(seq 1 50); do\n  atftp --option 'blksize 1428' --option 'windowsize 8' -g -r "
+              "big/sip78xx.14-2-1-0001-14.sbn -l " << out("c") << "$i 127.0.0.1 " << tftp_port() << " &\n  pids=\"$pids $!\"\n"
+              "done\nfor p in $pids; do wait $p; done\n";
+  }
+  auto r = run("bash " + out("many.sh"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto want = content_of("big/sip78xx.14-2-1-0001-14.sbn");
+  for (int i = 1; i <= 50; ++i) EXPECT_EQ(read_out("c" + std::to_string(i)), want) << i;
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->active_tftp_transfers() == 0; }));
+  EXPECT_EQ(provisioner_->counters().tftp_ok, 50u);
+}
+
+}  // namespace
+}  // namespace ve::provision
