@@ -1,0 +1,19 @@
+# net/: root / network-namespace tests (label netns) and the qemu VLAN proof (label qemu).
+# Included by tests/CMakeLists.txt.
+if(TARGET ve_net)
+  pkg_check_modules(VE_NET_TEST_LIBNL REQUIRED IMPORTED_TARGET libnl-3.0 libnl-route-3.0)
+  add_executable(net_netns_tests net_netns_test.cpp net_testns.cpp)
+  target_link_libraries(net_netns_tests PRIVATE ve_net PkgConfig::VE_NET_TEST_LIBNL GTest::gtest GTest::gtest_main)
+  target_include_directories(net_netns_tests PRIVATE ${PROJECT_SOURCE_DIR})
+  gtest_discover_tests(net_netns_tests DISCOVERY_TIMEOUT 60 PROPERTIES LABELS netns TIMEOUT 60)
+
+  # The VLAN data plane on a kernel that has 8021q and bridge VLAN filtering: Debian's kernel
+  # under qemu (software emulation). Skips (exit 77) only when qemu or the kernel cannot run.
+  add_executable(net_vlan_proof qemu/net_vlan_proof.cpp net_testns.cpp)
+  target_link_libraries(net_vlan_proof PRIVATE ve_net PkgConfig::VE_NET_TEST_LIBNL)
+  target_include_directories(net_vlan_proof PRIVATE ${PROJECT_SOURCE_DIR})
+  add_test(NAME net_qemu_vlan_proof
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/run_net_vlan_proof.sh $<TARGET_FILE:net_vlan_proof>
+                   ${CMAKE_CURRENT_BINARY_DIR}/net_qemu)
+  set_tests_properties(net_qemu_vlan_proof PROPERTIES LABELS qemu TIMEOUT 240 SKIP_RETURN_CODE 77)
+endif()
