@@ -3,6 +3,7 @@
 // checked, nothing throws.
 #include <algorithm>
 #include <charconv>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -279,6 +280,74 @@ Result<LeaseReport, ReportError> decode_lease_report(std::span<const std::uint8_
     r.lifetime_s = static_cast<std::uint32_t>(it->get<std::uint64_t>());
   }
   return r;
+}
+
+namespace {
+
+std::vector<std::string_view> split_csv_row(std::string_view line) {
+  // Kea escapes commas inside fields (&#x2c), so a plain split is exact.
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto comma = line.find(',', start);
+    out.push_back(line.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+template <typename T>
+bool parse_number(std::string_view text, T& out) {
+  auto [next, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc{} && next == text.data() + text.size();
+}
+
+}  // namespace
+
+std::vector<MemfileLease> parse_memfile_leases(std::string_view csv) {
+  std::map<std::uint32_t, MemfileLease> by_address;
+  std::vector<std::string> columns;
+  int col_address = -1, col_hwaddr = -1, col_valid = -1, col_expire = -1, col_hostname = -1, col_state = -1;
+  std::size_t pos = 0;
+  while (pos < csv.size()) {
+    auto nl = csv.find('\n', pos);
+    auto line = csv.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? csv.size() : nl + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    const auto fields = split_csv_row(line);
+    if (col_address < 0) {  // header
+      for (std::size_t i = 0; i < fields.size(); ++i) {
+        const int idx = static_cast<int>(i);
+        if (fields[i] == "address") col_address = idx;
+        else if (fields[i] == "hwaddr") col_hwaddr = idx;
+        else if (fields[i] == "valid_lifetime") col_valid = idx;
+        else if (fields[i] == "expire") col_expire = idx;
+        else if (fields[i] == "hostname") col_hostname = idx;
+        else if (fields[i] == "state") col_state = idx;
+      }
+      if (col_address < 0 || col_hwaddr < 0 || col_valid < 0 || col_expire < 0) return {};
+      continue;
+    }
+    auto field = [&](int idx) -> std::string_view {
+      return idx >= 0 && static_cast<std::size_t>(idx) < fields.size() ? fields[static_cast<std::size_t>(idx)] : "";
+    };
+    MemfileLease l;
+    auto ip = parse_ipv4(field(col_address));
+    auto mac = MacAddress::parse(field(col_hwaddr));
+    if (!ip || !mac || !parse_number(field(col_valid), l.valid_lifetime_s) || !parse_number(field(col_expire), l.expire))
+      continue;
+    l.ip = *ip;
+    l.mac = *mac;
+    l.hostname = printable(field(col_hostname));
+    if (!field(col_state).empty() && !parse_number(field(col_state), l.state)) continue;
+    by_address[l.ip] = std::move(l);
+  }
+  std::vector<MemfileLease> out;
+  out.reserve(by_address.size());
+  for (auto& [ip, l] : by_address) out.push_back(std::move(l));
+  return out;
 }
 
 }  // namespace ve::kea_hooks

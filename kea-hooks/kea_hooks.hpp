@@ -119,6 +119,21 @@ std::string_view to_string(ReportError e);
 std::string encode_lease_report(const LeaseReport& report);
 Result<LeaseReport, ReportError> decode_lease_report(std::span<const std::uint8_t> datagram);
 
+// ---- Kea's memfile (CSV) lease file: seeds the daemon's lease table after a restart -----------
+
+struct MemfileLease {
+  std::uint32_t ip = 0;
+  MacAddress mac;
+  std::uint32_t valid_lifetime_s = 0;  // 0: released
+  std::int64_t expire = 0;             // unix time
+  std::string hostname;
+  int state = 0;  // 0 default, 1 declined, 2 expired-reclaimed
+};
+
+// Parses Kea's lease4 CSV (header row names the columns). Later rows for an address replace
+// earlier ones, as in Kea; malformed rows are skipped. Result in address order.
+std::vector<MemfileLease> parse_memfile_leases(std::string_view csv);
+
 // ---- The hook's sender (ve_kea_hooks, report.cpp) ----------------------------------------------
 
 // Sends lease reports to the daemon's unix datagram socket. Never blocks, never throws: a missing,

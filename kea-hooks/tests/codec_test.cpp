@@ -207,3 +207,27 @@ TEST(LeaseReport, RejectsEachKindOfBadDatagram) {
 
 }  // namespace
 }  // namespace ve::kea_hooks
+
+namespace ve::kea_hooks {
+namespace {
+
+TEST(MemfileLeases, LaterRowsWinAndJunkIsSkipped) {
+  const std::string csv =
+      "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context\n"
+      "10.10.100.100,00:aa:bb:00:00:01,,3600,1700003600,1,0,0,SEP00AABB000001,0,\n"
+      "10.10.100.101,00:aa:bb:00:00:02,01:02,3600,1700003600,1,0,0,,0,\n"
+      "10.10.100.100,00:aa:bb:00:00:01,,0,1700000100,1,0,0,,0,\n"  // released later
+      "bogus,00:aa:bb:00:00:03,,3600,1,1,0,0,,0,\n"
+      "10.10.100.102,zz,,3600,1,1,0,0,,0,\n"
+      "10.10.100.103,00:aa:bb:00:00:04,,3600\n";  // truncated row
+  auto leases = parse_memfile_leases(csv);
+  ASSERT_EQ(leases.size(), 2u);
+  EXPECT_EQ(format_ipv4(leases[0].ip), "10.10.100.100");
+  EXPECT_EQ(leases[0].valid_lifetime_s, 0u);
+  EXPECT_EQ(leases[1].mac.to_string(), "00:aa:bb:00:00:02");
+  EXPECT_EQ(leases[1].expire, 1700003600);
+  EXPECT_TRUE(parse_memfile_leases("no header here\n1,2,3\n").empty());
+}
+
+}  // namespace
+}  // namespace ve::kea_hooks

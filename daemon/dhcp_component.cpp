@@ -1,0 +1,330 @@
+// The daemon's DHCP part: runs Kea (kea_supervisor), receives the hook's lease reports on a unix
+// datagram socket, keeps the lease table (show.dhcp.leases, Services::mac_for_ip) and turns lease
+// events of phones into journey events (step 4).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include <boost/asio/local/datagram_protocol.hpp>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include "daemon/daemon_registry.hpp"
+#include "daemon/kea_config.hpp"
+#include "daemon/kea_supervisor.hpp"
+#include "kea-hooks/kea_hooks.hpp"
+#include "ve/log.hpp"
+
+namespace ve::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+namespace kh = ve::kea_hooks;
+using Clock = std::chrono::system_clock;
+
+constexpr std::size_t kMaxLeases = 65536;  // bounds the table whatever arrives on the socket
+
+struct LeaseEntry {
+  MacAddress mac;
+  std::uint32_t ip = 0;
+  std::string state;  // offered | bound | released | declined | expired
+  std::string subnet;
+  std::string hostname;
+  std::string vendor_class;
+  kh::PhoneReason phone = kh::PhoneReason::NotPhone;
+  std::optional<Clock::time_point> expires;
+  Clock::time_point updated;
+};
+
+std::string_view state_for(kh::LeaseEventKind k) {
+  switch (k) {
+    case kh::LeaseEventKind::Offer: return "offered";
+    case kh::LeaseEventKind::Ack: return "bound";
+    case kh::LeaseEventKind::Release: return "released";
+    case kh::LeaseEventKind::Decline: return "declined";
+    case kh::LeaseEventKind::Expire: return "expired";
+  }
+  return "?";
+}
+
+// Leases by address. Guarded: mac_for_ip may be called from any component.
+class LeaseTable {
+public:
+  void apply(const kh::LeaseReport& r, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    auto it = by_ip_.find(r.ip);
+    if (it == by_ip_.end()) {
+      if (by_ip_.size() >= kMaxLeases) evict_oldest();
+      it = by_ip_.emplace(r.ip, LeaseEntry{}).first;
+    } else if (r.kind == kh::LeaseEventKind::Offer && it->second.state == "bound" && it->second.mac == r.mac) {
+      // A renewing client's offer does not undo its binding.
+      it->second.updated = now;
+      return;
+    }
+    auto& e = it->second;
+    e.mac = r.mac;
+    e.ip = r.ip;
+    e.state = std::string(state_for(r.kind));
+    if (!r.subnet.empty()) e.subnet = r.subnet;
+    if (!r.hostname.empty()) e.hostname = r.hostname;
+    if (!r.vendor_class.empty()) e.vendor_class = r.vendor_class;
+    if (r.phone != kh::PhoneReason::NotPhone || r.kind == kh::LeaseEventKind::Offer ||
+        r.kind == kh::LeaseEventKind::Ack)
+      e.phone = r.phone;
+    e.expires = r.lifetime_s > 0 ? std::optional(now + std::chrono::seconds(r.lifetime_s)) : std::nullopt;
+    e.updated = now;
+  }
+
+  void seed(const kh::MemfileLease& l, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    if (by_ip_.size() >= kMaxLeases || by_ip_.count(l.ip) != 0) return;
+    LeaseEntry e;
+    e.mac = l.mac;
+    e.ip = l.ip;
+    e.state = "bound";
+    e.hostname = l.hostname;
+    e.expires = Clock::from_time_t(static_cast<std::time_t>(l.expire));
+    e.updated = now;
+    by_ip_.emplace(l.ip, std::move(e));
+  }
+
+  std::optional<MacAddress> mac_for_ip(std::uint32_t ip) const {
+    std::lock_guard lock(mutex_);
+    auto it = by_ip_.find(ip);
+    if (it == by_ip_.end() || (it->second.state != "bound" && it->second.state != "offered")) return std::nullopt;
+    return it->second.mac;
+  }
+
+  nlohmann::json to_json(Clock::time_point now) const {
+    std::lock_guard lock(mutex_);
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& [ip, e] : by_ip_) {
+      nlohmann::json row = {{"ip", kh::format_ipv4(ip)},
+                            {"mac", e.mac.to_string()},
+                            {"state", e.state},
+                            {"subnet", e.subnet},
+                            {"hostname", e.hostname},
+                            {"vendor_class", e.vendor_class},
+                            {"phone", std::string(kh::to_string(e.phone))},
+                            {"updated", fmt::format("{:%FT%TZ}", std::chrono::floor<std::chrono::seconds>(e.updated))}};
+      if (e.phone != kh::PhoneReason::NotPhone) row["device"] = e.mac.sep_name();
+      row["expires_in_s"] = e.expires ? nlohmann::json(std::chrono::duration_cast<std::chrono::seconds>(*e.expires - now).count())
+                                      : nlohmann::json(nullptr);
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return by_ip_.size();
+  }
+
+private:
+  void evict_oldest() {
+    auto oldest = by_ip_.begin();
+    for (auto it = by_ip_.begin(); it != by_ip_.end(); ++it)
+      if (it->second.updated < oldest->second.updated) oldest = it;
+    if (oldest != by_ip_.end()) by_ip_.erase(oldest);
+  }
+
+  mutable std::mutex mutex_;
+  std::map<std::uint32_t, LeaseEntry> by_ip_;
+};
+
+class DhcpComponent final : public Component {
+public:
+  explicit DhcpComponent(Context& ctx)
+      : ctx_(ctx), config_(ctx.config), log_(ve::logger("dhcp")), socket_(ctx.io), kea_(ctx.io, log_) {}
+
+  std::string_view name() const override { return "dhcp"; }
+
+  void start() override {
+    seed_from_memfile();
+    open_event_socket();
+    if (config_->dhcp.kea.manage) {
+      kea_.start(*config_);
+      kea_running_ = true;
+    } else {
+      log_->info("dhcp.kea.manage is false: not running Kea; lease reports on {}", config_->dhcp.kea.event_socket);
+    }
+  }
+
+  void reconfigure(const config::SiteConfigPtr& config) override {
+    const bool socket_moved = config->dhcp.kea.event_socket != config_->dhcp.kea.event_socket;
+    config_ = config;
+    if (socket_moved) open_event_socket();
+    if (config_->dhcp.kea.manage && kea_running_) {
+      kea_.reconfigure(*config_);
+    } else if (config_->dhcp.kea.manage) {
+      kea_.start(*config_);
+      kea_running_ = true;
+    } else if (kea_running_) {
+      log_->info("dhcp.kea.manage turned off: stopping the managed kea-dhcp4");
+      kea_.stop();
+      kea_running_ = false;
+    }
+  }
+
+  void stop() override {
+    if (kea_running_) kea_.stop();
+    kea_running_ = false;
+    close_event_socket();
+  }
+
+  nlohmann::json leases() const { return table_.to_json(Clock::now()); }
+
+  nlohmann::json status() const {
+    nlohmann::json kea = kea_running_ ? kea_.status() : nlohmann::json{{"managed", config_->dhcp.kea.manage}};
+    return {{"kea", kea},
+            {"event_socket", config_->dhcp.kea.event_socket},
+            {"reports_received", reports_received_},
+            {"reports_malformed", reports_malformed_},
+            {"leases", table_.size()}};
+  }
+
+  std::optional<MacAddress> mac_for_ip(const std::string& ip) const {
+    auto parsed = kh::parse_ipv4(ip);
+    if (!parsed) return std::nullopt;
+    return table_.mac_for_ip(*parsed);
+  }
+
+private:
+  // After a daemon restart the table would be empty until phones renew: Kea's lease file has them.
+  void seed_from_memfile() {
+    const auto path = kea_paths(*config_).leases;
+    std::ifstream in(path);
+    if (!in) return;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const auto now = Clock::now();
+    int seeded = 0;
+    for (const auto& l : kh::parse_memfile_leases(ss.str())) {
+      if (l.valid_lifetime_s == 0 || l.state != 0 || Clock::from_time_t(static_cast<std::time_t>(l.expire)) <= now)
+        continue;
+      table_.seed(l, now);
+      ++seeded;
+    }
+    if (seeded > 0) log_->info("{} active lease(s) read from {}", seeded, path.string());
+  }
+
+  void open_event_socket() {
+    close_event_socket();
+    const auto& path = config_->dhcp.kea.event_socket;
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    fs::remove(path, ec);  // a stale socket file from a crashed daemon
+    boost::system::error_code bec;
+    socket_.open(boost::asio::local::datagram_protocol(), bec);
+    if (!bec) socket_.bind(boost::asio::local::datagram_protocol::endpoint(path), bec);
+    if (bec) {
+      log_->error("cannot listen for Kea lease reports on {}: {}", path, bec.message());
+      socket_.close(bec);
+      return;
+    }
+    // Kea may run as another user (Debian's _kea) when the site runs its own Kea.
+    ::chmod(path.c_str(), 0666);
+    bound_path_ = path;
+    log_->info("lease reports on {}", path);
+    receive();
+  }
+
+  void close_event_socket() {
+    boost::system::error_code ec;
+    socket_.close(ec);
+    if (!bound_path_.empty()) {
+      std::error_code fec;
+      fs::remove(bound_path_, fec);
+      bound_path_.clear();
+    }
+  }
+
+  void receive() {
+    socket_.async_receive(boost::asio::buffer(buffer_), [this](const boost::system::error_code& ec, std::size_t n) {
+      if (ec == boost::asio::error::operation_aborted || !socket_.is_open()) return;
+      if (!ec) on_datagram(std::span(buffer_.data(), n));
+      receive();
+    });
+  }
+
+  void on_datagram(std::span<const std::uint8_t> datagram) {
+    auto report = kh::decode_lease_report(datagram);
+    if (!report) {
+      ++reports_malformed_;
+      // Only local processes can write here, but the input is still untrusted: count, warn rarely.
+      if (reports_malformed_ == 1 || reports_malformed_ % 1000 == 0)
+        log_->warn("malformed lease report ({}), {} so far", kh::to_string(report.error()), reports_malformed_);
+      return;
+    }
+    ++reports_received_;
+    const auto& r = *report;
+    const auto now = Clock::now();
+    table_.apply(r, now);
+    const auto ip = kh::format_ipv4(r.ip);
+    log_->debug("{} {} {} {} phone={}", kh::to_string(r.kind), r.mac.to_string(), ip, r.subnet, kh::to_string(r.phone));
+    if (r.phone == kh::PhoneReason::NotPhone) return;  // the journey is for phones
+
+    PhoneEvent ev;
+    ev.mac = r.mac;
+    ev.step = Step::Dhcp;
+    ev.time = now;
+    ev.ip = ip;
+    switch (r.kind) {
+      case kh::LeaseEventKind::Offer:
+        ev.outcome = Outcome::Info;
+        ev.detail = fmt::format("offered {}", ip);
+        break;
+      case kh::LeaseEventKind::Ack:
+        ev.outcome = Outcome::Ok;
+        ev.detail = fmt::format("bound {} in {} for {} s", ip, r.subnet.empty() ? "?" : r.subnet, r.lifetime_s);
+        break;
+      case kh::LeaseEventKind::Release:
+        ev.outcome = Outcome::Info;
+        ev.detail = fmt::format("released {}", ip);
+        break;
+      case kh::LeaseEventKind::Decline:
+        ev.outcome = Outcome::Failed;
+        ev.detail = fmt::format("declined {} (address in use on the wire)", ip);
+        break;
+      case kh::LeaseEventKind::Expire:
+        ev.outcome = Outcome::Info;
+        ev.detail = fmt::format("lease {} expired", ip);
+        break;
+    }
+    if (r.kind == kh::LeaseEventKind::Ack)
+      log_->info("{} ({}) bound {} in {}", r.mac.sep_name(), kh::to_string(r.phone), ip, r.subnet);
+    ctx_.events.report(std::move(ev));
+  }
+
+  Context& ctx_;
+  config::SiteConfigPtr config_;
+  std::shared_ptr<spdlog::logger> log_;
+  boost::asio::local::datagram_protocol::socket socket_;
+  std::array<std::uint8_t, kh::kMaxReportBytes + 1> buffer_{};  // +1: an oversized datagram is seen as such
+  std::string bound_path_;
+  KeaSupervisor kea_;
+  bool kea_running_ = false;
+  LeaseTable table_;
+  std::uint64_t reports_received_ = 0;
+  std::uint64_t reports_malformed_ = 0;
+};
+
+}  // namespace
+
+void add_dhcp_component(Wiring& w) {
+  auto component = std::make_unique<DhcpComponent>(w.ctx);
+  auto* dhcp = component.get();
+  w.ctx.control.add("show.dhcp.leases", [dhcp](const nlohmann::json&) -> ControlResult {
+    return nlohmann::json{{"leases", dhcp->leases()}, {"status", dhcp->status()}};
+  });
+  w.ctx.services.mac_for_ip = [dhcp](const std::string& ip) { return dhcp->mac_for_ip(ip); };
+  w.components.push_back(std::move(component));
+}
+
+}  // namespace ve::daemon

@@ -1,0 +1,81 @@
+// Site file -> kea-dhcp4 configuration. One place decides what Kea is told, so the hook and Kea
+// always agree on subnets, pools and the site file.
+#include "daemon/kea_config.hpp"
+
+#include <set>
+#include <string>
+
+namespace ve::daemon {
+
+namespace fs = std::filesystem;
+
+KeaPaths kea_paths(const config::SiteConfig& site) {
+  KeaPaths p;
+  p.dir = fs::path(site.state_dir) / "kea";
+  p.config = p.dir / "kea-dhcp4.json";
+  p.leases = p.dir / "kea-leases4.csv";
+  p.control_socket = p.dir / "kea4-ctrl.sock";
+  p.pid_file = p.dir / "kea-dhcp4.kea-dhcp4.pid";
+  p.log = p.dir / "kea-dhcp4.log";
+  return p;
+}
+
+namespace {
+
+nlohmann::json hook_library(const config::SiteConfig& site) {
+  std::error_code ec;
+  auto site_file = site.source.empty() ? fs::path{} : fs::absolute(site.source, ec);
+  return {{"library", site.dhcp.kea.hook_library},
+          {"parameters", {{"site-file", site_file.string()}, {"event-socket", site.dhcp.kea.event_socket}}}};
+}
+
+nlohmann::json subnet_json(const config::Subnet& s, int id) {
+  nlohmann::json options = nlohmann::json::array();
+  if (s.router.value != 0) options.push_back({{"name", "routers"}, {"data", s.router.to_string()}});
+  if (!s.dns.empty()) {
+    std::string list;
+    for (const auto& d : s.dns) list += (list.empty() ? "" : ", ") + d.to_string();
+    options.push_back({{"name", "domain-name-servers"}, {"data", list}});
+  }
+  // Options 150 and 66 are not here: the hook adds them, for phones only.
+  nlohmann::json j = {{"id", id},
+                      {"subnet", s.prefix.to_string()},
+                      {"pools", {{{"pool", s.pool_first.to_string() + " - " + s.pool_last.to_string()}}}},
+                      {"option-data", options},
+                      {"user-context", {{"voiceedge-vlan", s.vlan}}}};
+  if (!s.interface.empty()) j["interface"] = s.interface;
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json make_kea_config(const config::SiteConfig& site, bool hook_part_only) {
+  nlohmann::json hooks = nlohmann::json::array({hook_library(site)});
+  if (hook_part_only) return {{"hooks-libraries", hooks}};
+
+  const auto paths = kea_paths(site);
+  std::set<std::string> interfaces;
+  nlohmann::json subnets = nlohmann::json::array();
+  int id = 1;
+  for (const auto& s : site.dhcp.subnets) {
+    if (!s.interface.empty()) interfaces.insert(s.interface);
+    subnets.push_back(subnet_json(s, id++));
+  }
+  return {{"Dhcp4",
+           {{"interfaces-config", {{"interfaces", interfaces}, {"dhcp-socket-type", "raw"}}},
+            {"control-socket", {{"socket-type", "unix"}, {"socket-name", paths.control_socket.string()}}},
+            {"lease-database",
+             {{"type", "memfile"}, {"persist", true}, {"name", paths.leases.string()}, {"lfc-interval", 3600}}},
+            {"valid-lifetime", site.dhcp.kea.valid_lifetime_s},
+            {"subnet4", subnets},
+            {"hooks-libraries", hooks},
+            {"loggers",
+             {{{"name", "kea-dhcp4"},
+               {"severity", "INFO"},
+               // No timestamp: the daemon's log adds its own when it relays these lines.
+               {"output_options",
+                {{{"output", paths.log.string()}, {"pattern", "%-5p [%c] %m\n"}, {"flush", true},
+                  {"maxsize", 10485760}, {"maxver", 2}}}}}}}}}};
+}
+
+}  // namespace ve::daemon
