@@ -658,7 +658,9 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   }
 
   std::uint32_t negotiate(std::uint32_t requested_mw) {
-    if (hooks.negotiate_power) return hooks.negotiate_power(port.name, requested_mw);
+    if (hooks.negotiate_power) {
+      if (auto granted = hooks.negotiate_power(port.name, requested_mw)) return *granted;
+    }
     return std::min(requested_mw, port.max_power_mw);
   }
 

@@ -346,8 +346,9 @@ struct Counters {
 };
 
 struct Hooks {
-  // PoE manager: `requested_mw` asked on `port`, returns granted mW.
-  std::function<std::uint32_t(const std::string& port, std::uint32_t requested_mw)> negotiate_power;
+  // PoE manager: `requested_mw` asked on `port`, returns granted mW; nullopt (or no hook) when no
+  // PoE manager runs, and the port's max_power_mw caps the grant instead.
+  std::function<std::optional<std::uint32_t>(const std::string& port, std::uint32_t requested_mw)> negotiate_power;
   // PoE manager: mW allocated on `port` now.
   std::function<std::uint32_t(const std::string& port)> available_power;
   EventSink* events = nullptr;

@@ -1,0 +1,92 @@
+// voiceedgectl show cdp neighbors [--detail]: IOS-like columns from the daemon's JSON.
+#include <fmt/format.h>
+
+#include "ctl/ctl_registry.hpp"
+#include "ctl/ctl_util.hpp"
+
+namespace ve::ctl {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kCapabilityLegend =
+    "Capability Codes: R - Router, T - Trans Bridge, B - Source Route Bridge\n"
+    "                  S - Switch, H - Host, I - IGMP, r - Repeater, P - Phone,\n"
+    "                  D - Remote, C - CVTA, M - Two-port Mac Relay\n\n";
+
+std::string join(const json& list) {
+  std::string out;
+  if (!list.is_array()) return out;
+  for (const auto& v : list) {
+    if (!v.is_string()) continue;
+    if (!out.empty()) out += ", ";
+    out += v.get<std::string>();
+  }
+  return out;
+}
+
+std::string watts(const json& n, const char* key) {
+  if (!n.contains(key) || !n[key].is_number()) return "";
+  return fmt::format("{:.1f} W", n[key].get<double>() / 1000.0);
+}
+
+std::string render_detail(const json& data) {
+  std::string out;
+  for (const auto& n : data["neighbors"]) {
+    out += "-------------------------\n";
+    out += fmt::format("Device ID: {}\n", field(n, "device_id"));
+    out += fmt::format("Protocol: {}  MAC: {}  (frames from {})\n", field(n, "protocol"), field(n, "mac"),
+                       field(n, "source_mac"));
+    out += fmt::format("Entry address(es): {}\n", join(n["addresses"]));
+    out += fmt::format("Platform: {},  Capabilities: {}\n", field(n, "platform"), field(n, "capabilities"));
+    out += fmt::format("Interface: {},  Port ID (outgoing port): {}\n", field(n, "local_port"), field(n, "port_id"));
+    out += fmt::format("Holdtime : {} sec\n", field(n, "holdtime_s"));
+    out += fmt::format("Version : {}\n", field(n, "software_version"));
+    if (!field(n, "native_vlan").empty()) out += fmt::format("Native VLAN: {}\n", field(n, "native_vlan"));
+    out += fmt::format("Asked for voice VLAN: {}\n", n.value("asked_voice_vlan", false) ? "yes" : "no");
+    if (!watts(n, "power_requested_mw").empty()) {
+      out += fmt::format("Power request: {},  granted: {}\n", watts(n, "power_requested_mw"),
+                         watts(n, "power_granted_mw"));
+    }
+    out += fmt::format("First seen: {},  last seen: {}\n\n", field(n, "first_seen"), field(n, "last_seen"));
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& p : data["ports"]) {
+    const json& c = p.contains("counters") ? p["counters"] : json::object();
+    std::string state = p.value("capturing", false) ? "up" : "down";
+    if (!field(p, "error").empty()) state += " (" + field(p, "error") + ")";
+    rows.push_back({field(p, "port"), field(p, "voice_vlan"), field(c, "cdp_sent"), field(c, "cdp_received"),
+                    field(c, "lldp_sent"), field(c, "lldp_received"), field(c, "malformed"), field(c, "ignored"),
+                    field(c, "neighbors_dropped"), state});
+  }
+  out += render_table({"Port", "Voice VLAN", "CDP out", "CDP in", "LLDP out", "LLDP in", "Malformed", "Ignored",
+                       "Dropped", "Capture"},
+                      rows);
+  return out;
+}
+
+std::string render_neighbors(const json& data, const json& args) {
+  if (!data.is_object() || !data.contains("neighbors")) return "no data\n";
+  if (args.value("detail", false)) return render_detail(data);
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& n : data["neighbors"]) {
+    rows.push_back({field(n, "device_id"), field(n, "local_port"), field(n, "holdtime_s"), field(n, "capabilities"),
+                    field(n, "platform"), field(n, "port_id"), field(n, "protocol")});
+  }
+  std::string out = kCapabilityLegend;
+  out += render_table({"Device ID", "Local Intrfce", "Holdtme", "Capability", "Platform", "Port ID", "Proto"}, rows);
+  out += fmt::format("\nTotal entries displayed: {}\n", rows.size());
+  return out;
+}
+
+}  // namespace
+
+void add_cdp_commands(CommandTable& table) {
+  table.add(Command{{"show", "cdp", "neighbors"},
+                    {},
+                    "CDP and LLDP neighbours per port (--detail: full entries and per-port counters)",
+                    render_neighbors,
+                    {"detail"}});
+}
+
+}  // namespace ve::ctl
