@@ -81,7 +81,7 @@ public:
     e.updated = now;
   }
 
-  void seed(const kh::MemfileLease& l, Clock::time_point now) {
+  void seed(const kh::MemfileLease& l, const std::string& subnet, kh::PhoneReason phone, Clock::time_point now) {
     std::lock_guard lock(mutex_);
     if (by_ip_.size() >= kMaxLeases || by_ip_.count(l.ip) != 0) return;
     LeaseEntry e;
@@ -89,6 +89,8 @@ public:
     e.ip = l.ip;
     e.state = "bound";
     e.hostname = l.hostname;
+    e.subnet = subnet;
+    e.phone = phone;
     e.expires = Clock::from_time_t(static_cast<std::time_t>(l.expire));
     e.updated = now;
     by_ip_.emplace(l.ip, std::move(e));
@@ -205,10 +207,13 @@ private:
     ss << in.rdbuf();
     const auto now = Clock::now();
     int seeded = 0;
+    // The lease file has no vendor class: phones are recognised here by listed MAC or OUI only.
+    const kh::PhoneMatcher matcher(config_->dhcp.phone_match, config_->phones);
     for (const auto& l : kh::parse_memfile_leases(ss.str())) {
       if (l.valid_lifetime_s == 0 || l.state != 0 || Clock::from_time_t(static_cast<std::time_t>(l.expire)) <= now)
         continue;
-      table_.seed(l, now);
+      const auto* subnet = kh::find_subnet_containing(config_->dhcp.subnets, l.ip);
+      table_.seed(l, subnet != nullptr ? subnet->prefix.to_string() : std::string{}, matcher.classify(l.mac, {}), now);
       ++seeded;
     }
     if (seeded > 0) log_->info("{} active lease(s) read from {}", seeded, path.string());

@@ -5,6 +5,8 @@
 #include <set>
 #include <string>
 
+#include <fmt/format.h>
+
 namespace ve::daemon {
 
 namespace fs = std::filesystem;
@@ -22,11 +24,33 @@ KeaPaths kea_paths(const config::SiteConfig& site) {
 
 namespace {
 
-nlohmann::json hook_library(const config::SiteConfig& site) {
+// A fingerprint of what the hook reads from the site file. Kea's JSON changes with it, so editing
+// only tftp_servers or phone_match still makes the supervisor send config-reload, which makes Kea
+// reload the hook, which re-reads the site file.
+std::string hook_inputs_digest(const config::SiteConfig& site) {
+  std::string canon;
+  for (const auto& s : site.dhcp.subnets) {
+    canon += s.prefix.to_string() + ":";
+    for (const auto& t : s.tftp_servers) canon += t.to_string() + ",";
+    canon += ";";
+  }
+  for (const auto& p : site.dhcp.phone_match.vendor_class_prefixes) canon += "v:" + p + ";";
+  for (const auto& o : site.dhcp.phone_match.ouis) canon += "o:" + o + ";";
+  for (const auto& p : site.phones) canon += "m:" + p.mac.to_string() + ";";
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : canon) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return fmt::format("{:016x}", h);
+}
+
+nlohmann::json hook_library(const config::SiteConfig& site, bool with_digest) {
   std::error_code ec;
   auto site_file = site.source.empty() ? fs::path{} : fs::absolute(site.source, ec);
-  return {{"library", site.dhcp.kea.hook_library},
-          {"parameters", {{"site-file", site_file.string()}, {"event-socket", site.dhcp.kea.event_socket}}}};
+  nlohmann::json params = {{"site-file", site_file.string()}, {"event-socket", site.dhcp.kea.event_socket}};
+  if (with_digest) params["site-digest"] = hook_inputs_digest(site);
+  return {{"library", site.dhcp.kea.hook_library}, {"parameters", params}};
 }
 
 nlohmann::json subnet_json(const config::Subnet& s, int id) {
@@ -50,7 +74,7 @@ nlohmann::json subnet_json(const config::Subnet& s, int id) {
 }  // namespace
 
 nlohmann::json make_kea_config(const config::SiteConfig& site, bool hook_part_only) {
-  nlohmann::json hooks = nlohmann::json::array({hook_library(site)});
+  nlohmann::json hooks = nlohmann::json::array({hook_library(site, !hook_part_only)});
   if (hook_part_only) return {{"hooks-libraries", hooks}};
 
   const auto paths = kea_paths(site);
