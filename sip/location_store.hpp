@@ -1,0 +1,53 @@
+#pragma once
+// Bindings by user, in memory, written through to SQLite so a restart loses none.
+#include <filesystem>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sip/sip.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace ve::sip {
+
+// A binding is identified within its user by +sip.instance when present, else by Contact URI.
+std::string binding_key(const BindingInfo& b);
+
+class LocationStore {
+public:
+  LocationStore() = default;
+  ~LocationStore();
+  LocationStore(const LocationStore&) = delete;
+  LocationStore& operator=(const LocationStore&) = delete;
+
+  // Opens (creating) the database and loads every stored binding. Without open() the store is
+  // memory-only.
+  Result<void, std::string> open(const std::filesystem::path& db_path);
+  void close();
+
+  const std::vector<BindingInfo>* find(const std::string& user) const;
+  const BindingInfo* find(const std::string& user, const std::string& key) const;
+  // Returns true when the binding is new (no binding with that key before).
+  bool upsert(const BindingInfo& b);
+  bool remove(const std::string& user, const std::string& key);
+  std::vector<BindingInfo> remove_all(const std::string& user);
+  // Removes and returns the bindings whose expiry is at or before `now`.
+  std::vector<BindingInfo> expire(std::chrono::system_clock::time_point now);
+  std::vector<BindingInfo> all() const;
+  std::size_t size() const;
+  // SQLite failures since open (each is logged once by the caller's choice; counted here).
+  std::uint64_t write_errors() const { return write_errors_; }
+
+private:
+  void persist_upsert(const BindingInfo& b);
+  void persist_remove(const std::string& user, const std::string& key);
+  std::unordered_map<std::string, std::vector<BindingInfo>> by_user_;
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* upsert_stmt_ = nullptr;
+  sqlite3_stmt* delete_stmt_ = nullptr;
+  std::uint64_t write_errors_ = 0;
+};
+
+}  // namespace ve::sip

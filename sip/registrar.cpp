@@ -1,0 +1,469 @@
+// Registrar logic (RFC 3261 section 10.3) with digest authentication and Cisco phone specifics.
+#include "sip/registrar.hpp"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "ve/log.hpp"
+
+namespace ve::sip {
+namespace {
+
+constexpr std::string_view kAllow = "REGISTER, OPTIONS, ACK";
+constexpr std::string_view kServer = "voiceedge";
+
+bool contains_ci(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return false;
+  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    if (iequals(hay.substr(i, needle.size()), needle)) return true;
+  }
+  return false;
+}
+
+// Value of `key=` in free text where the key starts a word (so "ActiveLoad=" does not match
+// inside "InactiveLoad="). The value runs to the next space, quote, ';' or '>'.
+std::string word_value(std::string_view text, std::string_view key) {
+  for (std::size_t pos = 0; (pos = text.find(key, pos)) != std::string_view::npos; pos += key.size()) {
+    if (pos != 0) {
+      const char before = text[pos - 1];
+      if (before != ' ' && before != '"' && before != ';' && before != '\t' && before != ',') continue;
+    }
+    std::size_t end = pos + key.size();
+    while (end < text.size() && text[end] != ' ' && text[end] != '"' && text[end] != ';' && text[end] != '>' &&
+           text[end] != '\t' && text[end] != '\r' && text[end] != '\n') {
+      ++end;
+    }
+    return std::string(text.substr(pos + key.size(), end - pos - key.size()));
+  }
+  return {};
+}
+
+std::string unangle(std::string_view v) {
+  v = trim(v);
+  if (v.size() >= 2 && v.front() == '<' && v.back() == '>') v = v.substr(1, v.size() - 2);
+  return std::string(v);
+}
+
+std::string http_date(std::chrono::system_clock::time_point t) {
+  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  const auto n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(buf, n);
+}
+
+void append_top_via(std::string& out, std::string_view text, const Source& src) {
+  auto via = parse_via(text);
+  if (!via) {
+    out += text;
+    return;
+  }
+  auto prefix = text.substr(0, text.find(';'));
+  while (!prefix.empty() && (prefix.back() == ' ' || prefix.back() == '\t')) prefix.remove_suffix(1);
+  out += prefix;
+  bool rport = false;
+  for (const auto& p : via->params) {
+    if (iequals(p.name, "received")) continue;
+    if (iequals(p.name, "rport")) {
+      rport = true;
+      fmt::format_to(std::back_inserter(out), ";rport={}", src.port);
+      continue;
+    }
+    out += ';';
+    out += p.name;
+    if (p.has_value) {
+      const bool quoted = p.value.data() > text.data() && *(p.value.data() - 1) == '"';
+      out += '=';
+      if (quoted) out += '"';
+      out += p.value;
+      if (quoted) out += '"';
+    }
+  }
+  // RFC 3261 18.2.1: received when sent-by differs from the source; RFC 3581: always with rport.
+  if (rport || via->host != src.ip) {
+    out += ";received=";
+    out += src.ip;
+  }
+}
+
+}  // namespace
+
+std::string_view to_string(Transport t) {
+  switch (t) {
+    case Transport::Udp: return "udp";
+    case Transport::Tcp: return "tcp";
+  }
+  return "?";
+}
+
+CiscoDeviceInfo cisco_device_info(const NameAddr& contact, std::string_view reason_header) {
+  CiscoDeviceInfo info;
+  if (const Param* p = find_param(contact.params, "+sip.instance")) {
+    // <urn:uuid:00000000-0000-0000-0000-9c57ad12a4e0>: the MAC is the last UUID group.
+    const std::string urn = unangle(p->value);
+    if (urn.size() > 9 && iequals(std::string_view(urn).substr(0, 9), "urn:uuid:")) {
+      const auto dash = urn.rfind('-');
+      if (dash != std::string::npos) {
+        if (auto mac = MacAddress::parse(std::string_view(urn).substr(dash + 1)); mac && !mac->is_zero()) info.mac = *mac;
+      }
+    }
+  }
+  if (const Param* p = find_param(contact.params, "+u.sip!devicename.ccm.cisco.com")) {
+    info.device_name = std::string(p->value);
+    if (!info.mac) {
+      if (auto mac = MacAddress::parse(p->value)) info.mac = *mac;
+    }
+  }
+  if (const Param* p = find_param(contact.params, "+u.sip!model.ccm.cisco.com")) info.model = std::string(p->value);
+  // Reason: SIP;cause=200;text="cisco-alarm:14 Name=SEP... ActiveLoad=... InactiveLoad=... Last=..."
+  info.reason_name = word_value(reason_header, "Name=");
+  info.active_load = word_value(reason_header, "ActiveLoad=");
+  info.inactive_load = word_value(reason_header, "InactiveLoad=");
+  return info;
+}
+
+Registrar::Registrar(config::SiteConfigPtr config, LocationStore& store, EventSink& events, ServerOptions options,
+                     Now now)
+    : config_(std::move(config)), store_(store), events_(events), options_(options), now_(std::move(now)) {
+  tag_key_ = nonces_.make(now_()).substr(16, 8);
+}
+
+void Registrar::report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail,
+                       const Source& src) {
+  if (!mac) return;
+  PhoneEvent e;
+  e.mac = *mac;
+  e.step = step;
+  e.outcome = outcome;
+  e.detail = std::move(detail);
+  e.time = now_();
+  e.ip = src.ip;
+  events_.report(std::move(e));
+}
+
+Reply Registrar::respond(const Message& m, const Source& src, int code, std::string_view reason,
+                         const std::string& extra) {
+  Reply r;
+  std::string& out = r.bytes;
+  out.reserve(512 + extra.size());
+  fmt::format_to(std::back_inserter(out), "SIP/2.0 {} {}\r\n", code, reason);
+  bool first = true;
+  std::optional<Via> top;
+  for (const auto& h : m.headers) {
+    if (h.type != HeaderType::Via) continue;
+    for (auto v : split_list(h.value)) {
+      out += "Via: ";
+      if (first) {
+        append_top_via(out, v, src);
+        if (auto parsed = parse_via(v)) top = *parsed;
+        first = false;
+      } else {
+        out += v;
+      }
+      out += "\r\n";
+    }
+  }
+  out += "From: ";
+  out += m.value(HeaderType::From);
+  out += "\r\nTo: ";
+  const auto to = m.value(HeaderType::To);
+  out += to;
+  if (code > 100) {
+    auto na = parse_name_addr(to);
+    if (!na || na->tag().empty()) {
+      // A stable tag per request: retransmissions get the same one (RFC 3261 8.2.6.2).
+      const auto from = parse_name_addr(m.value(HeaderType::From));
+      const auto h = std::hash<std::string>{}(tag_key_ + std::string(m.value(HeaderType::CallId)) +
+                                              std::string(from ? from->tag() : std::string_view{}));
+      fmt::format_to(std::back_inserter(out), ";tag={:016x}", h);
+    }
+  }
+  out += "\r\nCall-ID: ";
+  out += m.value(HeaderType::CallId);
+  out += "\r\nCSeq: ";
+  out += m.value(HeaderType::CSeq);
+  out += "\r\nServer: ";
+  out += kServer;
+  out += "\r\n";
+  out += extra;
+  out += "Content-Length: 0\r\n\r\n";
+  // UDP: with rport back to the source port, else to the sent-by port (RFC 3261 18.2.2, RFC 3581).
+  if (!top || find_param(top->params, "rport")) r.port = src.port;
+  else r.port = top->port.value_or(5060);
+  return r;
+}
+
+Reply Registrar::handle(std::string_view bytes, const Source& src) {
+  ++counters_.received;
+  auto parsed = parse_message(bytes, options_.limits);
+  if (!parsed) {
+    if (auto salvaged = salvage_request(bytes, options_.limits); salvaged && salvaged->method != Method::Ack) {
+      ++counters_.malformed_answered;
+      ve::logger("sip")->warn("malformed request from {}:{} ({}): answered 400", src.ip, src.port,
+                              to_string(parsed.error()));
+      return respond(*salvaged, src, 400, fmt::format("Bad Request ({})", to_string(parsed.error())));
+    }
+    ++counters_.malformed_dropped;
+    ve::logger("sip")->warn("malformed message from {}:{} ({}): dropped", src.ip, src.port, to_string(parsed.error()));
+    return {};
+  }
+  const Message& m = *parsed;
+  if (!m.is_request) {
+    ++counters_.responses_ignored;
+    return {};
+  }
+  if (!m.find(HeaderType::Via) || via_values(m).empty()) {
+    ++counters_.malformed_dropped;
+    return {};
+  }
+  for (auto t : {HeaderType::From, HeaderType::To, HeaderType::CallId, HeaderType::CSeq}) {
+    if (!m.find(t)) {
+      if (m.method == Method::Ack) return {};
+      ++counters_.malformed_dropped;  // no response can be built without it
+      return {};
+    }
+  }
+  auto cseq = parse_cseq(m.value(HeaderType::CSeq));
+  if (m.method == Method::Ack) return {};  // never answered
+  if (!cseq || cseq->method != m.method_text) {
+    ++counters_.malformed_answered;
+    return respond(m, src, 400, "Bad Request (CSeq)");
+  }
+  if (m.method != Method::Cancel) {
+    if (const Header* req = m.find(HeaderType::Require)) {
+      return respond(m, src, 420, "Bad Extension", fmt::format("Unsupported: {}\r\n", collapse_whitespace(req->value)));
+    }
+  }
+  switch (m.method) {
+    case Method::Register:
+      return handle_register(m, src);
+    case Method::Options:
+      return respond(m, src, 200, "OK", fmt::format("Allow: {}\r\nAccept: application/sdp\r\n", kAllow));
+    case Method::Refer:
+      // Cisco phones report alarms (e.g. why they last unregistered) in an out-of-dialog REFER.
+      if (contains_ci(m.value(HeaderType::ContentType), "application/x-cisco-alarm+xml")) {
+        ve::logger("sip")->debug("cisco alarm from {}:{} ({} bytes)", src.ip, src.port, m.body.size());
+        return respond(m, src, 202, "Accepted");
+      }
+      return respond(m, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
+    case Method::Subscribe:
+    case Method::Publish:
+      // No event package is served (RFC 6665 / RFC 3903: 489).
+      return respond(m, src, 489, "Bad Event");
+    case Method::Notify:
+    case Method::Bye:
+    case Method::Cancel:
+    case Method::Prack:
+    case Method::Update:
+      return respond(m, src, 481, "Call/Transaction Does Not Exist");
+    case Method::Invite:
+    case Method::Message:
+    case Method::Info:
+      return respond(m, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
+    case Method::Ack:
+      return {};
+    case Method::Other:
+      return respond(m, src, 501, "Not Implemented", fmt::format("Allow: {}\r\n", kAllow));
+  }
+  return {};
+}
+
+Reply Registrar::handle_register(const Message& m, const Source& src) {
+  ++counters_.registers;
+  auto log = ve::logger("sip");
+  const auto now = now_();
+  const auto& cfg = *config_;
+
+  auto to = parse_name_addr(m.value(HeaderType::To));
+  if (!to || to->star) return respond(m, src, 400, "Bad Request (To)");
+  auto to_uri = parse_uri(to->uri);
+  if (!to_uri || to_uri->user.empty()) return respond(m, src, 400, "Bad Request (To URI)");
+  const std::string user(to_uri->user);
+  const std::string aor = fmt::format("sip:{}@{}", user, to_uri->host);
+
+  std::vector<NameAddr> contacts;
+  bool star = false;
+  for (const auto& h : m.headers) {
+    if (h.type != HeaderType::Contact) continue;
+    for (auto v : split_list(h.value)) {
+      auto c = parse_name_addr(v);
+      if (!c) return respond(m, src, 400, "Bad Request (Contact)");
+      if (c->star) star = true;
+      else contacts.push_back(std::move(*c));
+    }
+  }
+  std::optional<std::uint32_t> header_expires;
+  if (const Header* e = m.find(HeaderType::Expires)) {
+    auto v = parse_uint(e->value);
+    if (!v) return respond(m, src, 400, "Bad Request (Expires)");
+    header_expires = *v;
+  }
+  if (star && (!contacts.empty() || header_expires != 0u)) return respond(m, src, 400, "Bad Request (Contact *)");
+
+  // Keep-alive REGISTER to a backup call manager: answered, bindings untouched.
+  for (const auto& c : contacts) {
+    if (find_param(c.params, "cisco-keep-alive")) return respond(m, src, 200, "OK");
+  }
+
+  CiscoDeviceInfo device;
+  if (!contacts.empty()) device = cisco_device_info(contacts.front(), m.value(HeaderType::Reason));
+  const auto [phone, line] = cfg.find_line(user);
+  std::optional<MacAddress> mac = device.mac;
+  if (!mac && phone) mac = phone->mac;
+
+  if (src.transport == Transport::Tcp && mac && !reported_connections_.count(src.connection)) {
+    reported_connections_.insert(src.connection);
+    report(mac, Step::CallManagerConnect, Outcome::Ok,
+           fmt::format("TCP from {}:{} to {}", src.ip, src.port, src.local), src);
+  }
+  if (!line) {
+    log->warn("REGISTER for unknown user {} from {}:{}", user, src.ip, src.port);
+    report(mac, Step::Register, Outcome::Failed, "404 unknown user " + user, src);
+    return respond(m, src, 404, "Not Found");
+  }
+
+  if (!line->password.empty()) {
+    auto challenge = [&](bool stale) {
+      ++counters_.challenges;
+      return respond(m, src, 401, "Unauthorized",
+                     fmt::format("WWW-Authenticate: Digest realm=\"{}\", nonce=\"{}\", qop=\"auth\", "
+                                 "algorithm=MD5{}\r\n",
+                                 cfg.sip.realm, nonces_.make(now), stale ? ", stale=true" : ""));
+    };
+    const Header* auth = m.find(HeaderType::Authorization);
+    if (!auth) return challenge(false);
+    auto cred = parse_digest_credentials(auth->value);
+    if (!cred) return respond(m, src, 400, "Bad Request (Authorization)");
+    if (cred->realm != cfg.sip.realm) return challenge(false);
+    if (!cred->algorithm.empty() && !iequals(cred->algorithm, "MD5")) return challenge(false);
+    if (!cred->qop.empty() && (!iequals(cred->qop, "auth") || cred->cnonce.empty() || cred->nc.empty())) {
+      return respond(m, src, 400, "Bad Request (qop)");
+    }
+    // A nonce from before a restart fails the keyed check: ask again with stale=true, the
+    // credentials themselves may well be right.
+    if (nonces_.check(cred->nonce, now, options_.nonce_lifetime) != NonceSource::Check::Valid) return challenge(true);
+    const std::string& expected_user = line->auth_user.empty() ? line->extension : line->auth_user;
+    if (cred->username != expected_user) {
+      ++counters_.auth_failures;
+      log->warn("REGISTER for {} from {}:{} with digest user {}: forbidden", user, src.ip, src.port, cred->username);
+      report(mac, Step::Register, Outcome::Failed, fmt::format("403 wrong auth user {} for {}", cred->username, user), src);
+      return respond(m, src, 403, "Forbidden");
+    }
+    if (!equal_secret(digest_response(*cred, line->password.reveal(), m.method_text), cred->response)) {
+      ++counters_.auth_failures;
+      log->warn("REGISTER for {} from {}:{}: wrong password", user, src.ip, src.port);
+      report(mac, Step::Register, Outcome::Failed, "403 wrong password for " + user, src);
+      return respond(m, src, 403, "Forbidden");
+    }
+  }
+
+  // Expiry per contact: its own expires parameter, else the Expires header, else the default.
+  std::vector<std::uint32_t> expires;
+  for (const auto& c : contacts) {
+    std::uint32_t e = header_expires.value_or(static_cast<std::uint32_t>(cfg.sip.default_expires_s));
+    if (const Param* p = find_param(c.params, "expires")) {
+      auto v = parse_uint(p->value);
+      if (!v) return respond(m, src, 400, "Bad Request (Contact expires)");
+      e = *v;
+    }
+    if (e != 0 && e < static_cast<std::uint32_t>(cfg.sip.min_expires_s)) {
+      report(mac, Step::Register, Outcome::Failed,
+             fmt::format("423 interval too brief for {} ({} s < {} s)", user, e, cfg.sip.min_expires_s), src);
+      return respond(m, src, 423, "Interval Too Brief", fmt::format("Min-Expires: {}\r\n", cfg.sip.min_expires_s));
+    }
+    expires.push_back(std::min(e, static_cast<std::uint32_t>(cfg.sip.max_expires_s)));
+  }
+
+  const std::string call_id(m.value(HeaderType::CallId));
+  const auto cseq = parse_cseq(m.value(HeaderType::CSeq))->number;
+  const std::string source = fmt::format("{}:{}", src.ip, src.port);
+
+  if (star) {
+    for (const auto& b : store_.remove_all(user)) {
+      log->info("{} unregistered {} (Contact: *)", user, b.contact);
+      report(b.mac ? b.mac : mac, Step::Register, Outcome::Info, "unregistered " + user, src);
+    }
+  }
+
+  // RFC 3261 10.3 step 7: same Call-ID with a lower CSeq is out of order; abort before changes.
+  std::vector<BindingInfo> updates;
+  for (std::size_t i = 0; i < contacts.size(); ++i) {
+    BindingInfo b;
+    b.user = user;
+    b.aor = aor;
+    b.contact = std::string(contacts[i].uri);
+    if (const Param* p = find_param(contacts[i].params, "+sip.instance")) b.instance = std::string(p->value);
+    const auto* existing = store_.find(user, binding_key(b));
+    if (existing && existing->call_id == call_id && cseq < existing->cseq) {
+      return respond(m, src, 500, "Server Internal Error (CSeq out of order)");
+    }
+    const auto info = i == 0 ? device : cisco_device_info(contacts[i], m.value(HeaderType::Reason));
+    b.transport = src.transport;
+    b.source = source;
+    b.call_id = call_id;
+    b.cseq = cseq;
+    b.registered_at = existing ? existing->registered_at : now;
+    b.expires_at = now + std::chrono::seconds(expires[i]);
+    b.mac = info.mac ? info.mac : mac;
+    b.device_name = info.device_name;
+    b.model = info.model;
+    b.user_agent = collapse_whitespace(m.value(HeaderType::UserAgent));
+    b.active_load = info.active_load.empty() && existing ? existing->active_load : info.active_load;
+    b.inactive_load = info.inactive_load.empty() && existing ? existing->inactive_load : info.inactive_load;
+    b.reason_name = info.reason_name.empty() && existing ? existing->reason_name : info.reason_name;
+    updates.push_back(std::move(b));
+  }
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    auto& b = updates[i];
+    if (expires[i] == 0) {
+      if (store_.remove(user, binding_key(b))) {
+        log->info("{} unregistered {} from {}", user, b.contact, source);
+        report(b.mac, Step::Register, Outcome::Info, "unregistered " + user, src);
+      }
+      continue;
+    }
+    const auto* existing = store_.find(user, binding_key(b));
+    const bool changed = !existing || existing->contact != b.contact || existing->source != b.source ||
+                         existing->transport != b.transport;
+    store_.upsert(b);
+    if (changed) {
+      log->info("{} registered {} from {} over {} for {} s{}", user, b.contact, source, to_string(b.transport),
+                expires[i], b.device_name.empty() ? "" : " (" + b.device_name + ")");
+      report(b.mac, Step::Register, Outcome::Ok,
+             fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(b.transport), expires[i]),
+             src);
+    }
+  }
+
+  std::string extra;
+  if (const auto* list = store_.find(user)) {
+    for (const auto& b : *list) {
+      const auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count();
+      fmt::format_to(std::back_inserter(extra), "Contact: <{}>;expires={}\r\n", b.contact, std::max<std::int64_t>(left, 0));
+    }
+  }
+  extra += "Date: " + http_date(now) + "\r\n";
+  return respond(m, src, 200, "OK", extra);
+}
+
+void Registrar::sweep() {
+  for (const auto& b : store_.expire(now_())) {
+    ve::logger("sip")->info("{} registration {} expired", b.user, b.contact);
+    Source src;
+    src.ip = b.source.substr(0, b.source.rfind(':'));
+    report(b.mac, Step::Register, Outcome::Info, "registration of " + b.user + " expired", src);
+  }
+}
+
+std::vector<BindingInfo> Registrar::registrations() const {
+  auto list = store_.all();
+  const auto now = now_();
+  for (auto& b : list) {
+    b.expires_in_s = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count());
+  }
+  return list;
+}
+
+}  // namespace ve::sip

@@ -1,0 +1,72 @@
+#pragma once
+// The registrar's logic without sockets: one received message in, at most one response out.
+// Transports (transport_udp.cpp, transport_tcp.cpp) feed it; tests drive it directly.
+#include <functional>
+#include <set>
+#include <string>
+
+#include "config/config.hpp"
+#include "sip/digest.hpp"
+#include "sip/location_store.hpp"
+#include "sip/sip.hpp"
+#include "ve/phone_event.hpp"
+
+namespace ve::sip {
+
+struct Source {
+  Transport transport = Transport::Udp;
+  std::string ip;
+  std::uint16_t port = 0;
+  std::uint64_t connection = 0;  // TCP connection id, 0 for UDP
+  std::string local;             // our ip:port it arrived on
+};
+
+struct Reply {
+  std::string bytes;        // empty: send nothing
+  std::uint16_t port = 0;   // UDP destination port (RFC 3261 18.2.2 / RFC 3581)
+};
+
+class Registrar {
+public:
+  using Now = std::function<std::chrono::system_clock::time_point()>;
+  Registrar(config::SiteConfigPtr config, LocationStore& store, EventSink& events, ServerOptions options,
+            Now now = [] { return std::chrono::system_clock::now(); });
+
+  Reply handle(std::string_view bytes, const Source& source);
+  void set_config(config::SiteConfigPtr config) { config_ = std::move(config); }
+  // Removes expired bindings, reporting each.
+  void sweep();
+  // A TCP connection closed: forget that we reported it.
+  void connection_closed(std::uint64_t connection) { reported_connections_.erase(connection); }
+  const ServerCounters& counters() const { return counters_; }
+  ServerCounters& counters() { return counters_; }
+  std::vector<BindingInfo> registrations() const;
+
+private:
+  Reply handle_register(const Message& m, const Source& src);
+  Reply respond(const Message& m, const Source& src, int code, std::string_view reason, const std::string& extra = {});
+  void report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail, const Source& src);
+
+  config::SiteConfigPtr config_;
+  LocationStore& store_;
+  EventSink& events_;
+  ServerOptions options_;
+  Now now_;
+  NonceSource nonces_;
+  std::string tag_key_;
+  ServerCounters counters_;
+  std::set<std::uint64_t> reported_connections_;
+};
+
+// Cisco REGISTER details from Contact parameters and the Reason header.
+struct CiscoDeviceInfo {
+  std::optional<MacAddress> mac;  // from +sip.instance, else the SEP device name
+  std::string device_name;
+  std::string model;
+  std::string active_load;
+  std::string inactive_load;
+  std::string reason_name;
+};
+CiscoDeviceInfo cisco_device_info(const NameAddr& contact, std::string_view reason_header);
+
+}  // namespace ve::sip

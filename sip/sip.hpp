@@ -1,0 +1,330 @@
+#pragma once
+// voiceedge SIP: a zero-copy message parser (the codec, pure) and the registrar server.
+//
+// Parser shape follows Kamailio: a Message holds string_views into the buffer it was parsed from;
+// the first pass only splits the start line and the header lines and classifies header names
+// (long and compact forms); typed parsing of Via/Contact/CSeq/Authorization happens on request
+// through the free parse_* functions. The buffer must outlive the Message.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+#include "ve/mac.hpp"
+#include "ve/phone_event.hpp"
+#include "ve/result.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace ve::sip {
+
+// ---------------------------------------------------------------------------------------------
+// Codec
+// ---------------------------------------------------------------------------------------------
+
+enum class ParseError {
+  Empty,
+  TooLarge,          // message above Limits::max_message_bytes
+  LineTooLong,       // a line above Limits::max_line_bytes
+  TooManyHeaders,    // above Limits::max_headers
+  BadStartLine,
+  BadVersion,        // not SIP/2.0
+  BadStatusCode,
+  BadHeader,         // header line without a name or colon
+  NoHeaderEnd,       // no empty line ends the headers
+  BadContentLength,
+  BodyTruncated,     // fewer body bytes than Content-Length
+  BadUri,
+  BadVia,
+  BadNameAddr,
+  BadCSeq,
+  BadNumber,
+  BadAuth,
+};
+std::string_view to_string(ParseError e);
+
+struct Limits {
+  std::size_t max_message_bytes = 65535;
+  std::size_t max_headers = 100;
+  std::size_t max_line_bytes = 8192;
+};
+
+// Header names known to the parser. Everything else is Other, never an error.
+// When adding a type: the enum, the name table in message_parser.cpp, to_string().
+enum class HeaderType : std::uint8_t {
+  Other,
+  Via,
+  From,
+  To,
+  CallId,
+  CSeq,
+  Contact,
+  Expires,
+  MinExpires,
+  MaxForwards,
+  ContentLength,
+  ContentType,
+  Authorization,
+  ProxyAuthorization,
+  WwwAuthenticate,
+  UserAgent,
+  Server,
+  Supported,
+  Require,
+  Reason,
+  Event,
+  AllowEvents,
+  Allow,
+  Route,
+  RecordRoute,
+  ReferTo,
+  Date,
+};
+std::string_view to_string(HeaderType t);
+
+// One header line as found: the name as written and the value with surrounding whitespace
+// trimmed. A folded value still contains its CRLF+WS continuation; the typed parsers treat it as
+// whitespace.
+struct Header {
+  HeaderType type = HeaderType::Other;
+  std::string_view name;
+  std::string_view value;
+};
+
+enum class Method : std::uint8_t {
+  Other,
+  Register,
+  Invite,
+  Ack,
+  Bye,
+  Cancel,
+  Options,
+  Refer,
+  Subscribe,
+  Notify,
+  Publish,
+  Message,
+  Info,
+  Prack,
+  Update,
+};
+Method method_from(std::string_view token);
+std::string_view to_string(Method m);
+
+struct Message {
+  std::string_view raw;  // the whole message (start line to end of body)
+  bool is_request = false;
+  Method method = Method::Other;
+  std::string_view method_text;  // requests
+  std::string_view request_uri;  // requests
+  int status = 0;                // responses
+  std::string_view reason;       // responses
+  std::vector<Header> headers;   // in order
+  std::string_view body;
+
+  // First header of this type, or nullptr.
+  const Header* find(HeaderType type) const;
+  // Value of the first header of this type, or empty.
+  std::string_view value(HeaderType type) const;
+  std::size_t count(HeaderType type) const;
+  // Header by (case-insensitive) name, for Other headers.
+  const Header* find_named(std::string_view name) const;
+};
+
+// Parses one complete message (a datagram, or one frame cut by StreamFramer).
+// Over UDP, bytes after Content-Length are ignored (RFC 3261 18.3).
+Result<Message, ParseError> parse_message(std::string_view bytes, const Limits& limits = {});
+
+// For a request that failed parse_message: the readable header lines, so that a 400 can still be
+// built. Returns a message only if the start line is a request and Via, From, To, Call-ID and
+// CSeq are all present; lines without a colon are skipped.
+std::optional<Message> salvage_request(std::string_view bytes, const Limits& limits = {});
+
+// ---- typed parsers over header values (lazy: callers ask for what they need) ----
+
+struct Param {
+  std::string_view name;
+  std::string_view value;  // without quotes; empty when the parameter has no value
+  bool has_value = false;
+};
+using Params = std::vector<Param>;
+const Param* find_param(const Params& params, std::string_view name);  // case-insensitive
+
+struct Uri {
+  std::string_view scheme;  // sip, sips, tel, urn...
+  std::string_view user;
+  std::string_view password;
+  std::string_view host;    // IPv6 keeps its brackets
+  std::optional<std::uint16_t> port;
+  Params params;
+  std::string_view headers;  // after '?', raw
+};
+Result<Uri, ParseError> parse_uri(std::string_view text);
+
+// name-addr or addr-spec with header parameters (From, To, Contact, Route...).
+struct NameAddr {
+  std::string_view display;  // without quotes
+  std::string_view uri;      // the URI text
+  Params params;             // header parameters (tag, expires, +sip.instance...)
+  bool star = false;         // Contact: *
+  std::string_view tag() const;
+};
+Result<NameAddr, ParseError> parse_name_addr(std::string_view text);
+
+// Splits a comma-separated header value, respecting quotes and <>.
+std::vector<std::string_view> split_list(std::string_view value);
+
+struct Via {
+  std::string_view protocol;   // "SIP/2.0"
+  std::string_view transport;  // UDP, TCP, TLS...
+  std::string_view host;
+  std::optional<std::uint16_t> port;
+  Params params;
+  std::string_view branch() const;
+};
+Result<Via, ParseError> parse_via(std::string_view one_via);
+// Every Via value of the message, in order (header by header, comma lists split).
+std::vector<std::string_view> via_values(const Message& m);
+
+struct CSeq {
+  std::uint32_t number = 0;
+  std::string_view method;
+};
+Result<CSeq, ParseError> parse_cseq(std::string_view value);
+
+Result<std::uint32_t, ParseError> parse_uint(std::string_view value);
+
+// Authorization / Proxy-Authorization: Digest credentials.
+struct DigestCredentials {
+  std::string_view username;
+  std::string_view realm;
+  std::string_view nonce;
+  std::string_view uri;
+  std::string_view response;
+  std::string_view algorithm;
+  std::string_view cnonce;
+  std::string_view opaque;
+  std::string_view qop;
+  std::string_view nc;
+};
+Result<DigestCredentials, ParseError> parse_digest_credentials(std::string_view value);
+
+// Whitespace trimmed; a folded value's CRLF+WS counts as whitespace.
+std::string_view trim(std::string_view s);
+// Copy with each run of whitespace (folds included) collapsed to one space, for storing.
+std::string collapse_whitespace(std::string_view s);
+bool iequals(std::string_view a, std::string_view b);
+
+// TCP stream framing by Content-Length (RFC 3261 18.3): feed bytes as they arrive, take whole
+// messages out. Several messages may sit in one read; one message may span reads.
+class StreamFramer {
+public:
+  explicit StreamFramer(Limits limits = {}) : limits_(limits) {}
+
+  struct Frame {
+    enum class Kind { Message, Ping } kind = Kind::Message;  // Ping: a CRLFCRLF keep-alive
+    std::string_view bytes;  // valid until the next append()/consume()
+  };
+  enum class Error { TooLarge, BadContentLength, LineTooLong };
+
+  void append(std::string_view bytes) { buffer_.append(bytes); }
+  // The next whole frame, nothing (need more bytes) or an error (the stream cannot be resynced:
+  // close it). Call consume() after handling a returned frame.
+  Result<std::optional<Frame>, Error> next();
+  void consume();
+  std::size_t buffered() const { return buffer_.size(); }
+
+private:
+  Limits limits_;
+  std::string buffer_;
+  std::size_t pending_ = 0;  // bytes of the frame returned by next()
+};
+std::string_view to_string(StreamFramer::Error e);
+
+// ---------------------------------------------------------------------------------------------
+// Registrar server (sockets, clock, SQLite)
+// ---------------------------------------------------------------------------------------------
+
+enum class Transport { Udp, Tcp };
+std::string_view to_string(Transport t);
+
+// One registered contact, as listed by show.sip.registrations.
+struct BindingInfo {
+  std::string aor;          // sip:1001@realm-host
+  std::string user;         // the line's user part (1001)
+  std::string contact;      // the Contact URI
+  std::string instance;     // +sip.instance, if any
+  Transport transport = Transport::Udp;
+  std::string source;       // ip:port the REGISTER came from
+  std::string call_id;
+  std::uint32_t cseq = 0;
+  std::chrono::system_clock::time_point registered_at;
+  std::chrono::system_clock::time_point expires_at;
+  std::int64_t expires_in_s = 0;  // filled when listing
+  std::optional<MacAddress> mac;
+  std::string device_name;  // SEP...
+  std::string model;
+  std::string user_agent;
+  std::string active_load;
+  std::string inactive_load;
+  std::string reason_name;  // Reason: Name=
+};
+
+struct ServerCounters {
+  std::uint64_t received = 0;
+  std::uint64_t malformed_dropped = 0;   // unparseable and no response possible
+  std::uint64_t malformed_answered = 0;  // answered 400
+  std::uint64_t responses_ignored = 0;   // we are not a proxy: responses are dropped
+  std::uint64_t registers = 0;
+  std::uint64_t challenges = 0;
+  std::uint64_t auth_failures = 0;
+  std::uint64_t tcp_accepted = 0;
+  std::uint64_t tcp_rejected = 0;  // per-source or total limit
+  std::uint64_t tcp_idle_closed = 0;
+};
+
+struct ServerOptions {
+  std::chrono::seconds tcp_idle_timeout{300};  // Cisco phones re-REGISTER every ~115 s
+  std::size_t tcp_max_connections = 4096;
+  std::size_t tcp_max_per_source = 16;
+  std::chrono::seconds nonce_lifetime{300};
+  std::chrono::seconds expiry_sweep{1};
+  bool persist = true;  // SQLite in state_dir
+  Limits limits{};
+};
+
+class Server {
+public:
+  Server(boost::asio::io_context& io, config::SiteConfigPtr config, EventSink& events,
+         ServerOptions options = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Opens the store, loads persisted bindings, binds every sip.listen endpoint.
+  // Errors (port in use, unwritable state dir) come back as text.
+  Result<void, std::string> start();
+  void stop();
+  // New site file: new users/passwords/expiry limits apply to the next request. Listeners are
+  // re-bound only if sip.listen changed. Bindings are kept.
+  void reconfigure(const config::SiteConfigPtr& config);
+
+  std::vector<BindingInfo> registrations() const;
+  ServerCounters counters() const;
+  // Bound local ports (useful with port 0 in tests): first UDP, first TCP.
+  std::uint16_t udp_port() const;
+  std::uint16_t tcp_port() const;
+
+private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ve::sip
