@@ -189,6 +189,9 @@ public:
   void stop();
   // New site file: rebuilds the rendered files; transfers in flight finish with what they have.
   void reconfigure(config::SiteConfigPtr site);
+  // Listen endpoints and limits; applied by the next start().
+  void set_options(ProvisionerOptions options);
+  const ProvisionerOptions& options() const;
 
   std::uint16_t tftp_port() const;
   std::uint16_t http_port() const;

@@ -61,6 +61,9 @@ void Provisioner::reconfigure(config::SiteConfigPtr site) {
   ve::logger("provision")->info("provisioning tree rebuilt ({} phone configs)", impl_->shared->tree()->generated().size() - 1);
 }
 
+void Provisioner::set_options(ProvisionerOptions options) { impl_->options = std::move(options); }
+const ProvisionerOptions& Provisioner::options() const { return impl_->options; }
+
 std::uint16_t Provisioner::tftp_port() const { return impl_->tftp ? impl_->tftp->port() : 0; }
 std::uint16_t Provisioner::http_port() const { return impl_->http ? impl_->http->port() : 0; }
 Counters Provisioner::counters() const { return impl_->shared->activity.counters(); }

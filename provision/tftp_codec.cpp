@@ -202,10 +202,11 @@ std::vector<std::byte> encode(const OptionAck& o) {
 }
 
 std::vector<std::byte> encode(const Data& d) {
-  std::vector<std::byte> out;
-  put_u16(out, static_cast<std::uint16_t>(Opcode::Data));
-  put_u16(out, d.block);
-  out.insert(out.end(), d.payload.begin(), d.payload.end());
+  // Sized once (GCC 12 warns falsely about push_back followed by insert here).
+  std::vector<std::byte> out(4 + d.payload.size());
+  const auto header = data_header(d.block);
+  std::copy(header.begin(), header.end(), out.begin());
+  std::copy(d.payload.begin(), d.payload.end(), out.begin() + 4);
   return out;
 }
 

@@ -1,0 +1,145 @@
+// Daemon glue for provision/: TFTP (udp/69) and HTTP (tcp/6970) over the site's file tree, phone
+// IPs resolved to MACs through the DHCP component, and the "show.provision" control command.
+#include <ctime>
+
+#include "daemon/daemon_registry.hpp"
+#include "provision/provision.hpp"
+#include "ve/log.hpp"
+
+namespace ve::daemon {
+namespace {
+
+using nlohmann::json;
+
+std::string iso_time(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+bool same_listeners(const provision::ProvisionerOptions& a, const provision::ProvisionerOptions& b) {
+  return a.tftp.listen.to_string() == b.tftp.listen.to_string() && a.http.listen.to_string() == b.http.listen.to_string() &&
+         a.tftp.max_transfers == b.tftp.max_transfers && a.tftp.max_per_client == b.tftp.max_per_client &&
+         a.http.max_connections == b.http.max_connections;
+}
+
+json counters_json(const provision::Counters& c) {
+  return json{{"tftp",
+               {{"requests", c.tftp_requests},
+                {"ok", c.tftp_ok},
+                {"not_found", c.tftp_not_found},
+                {"refused", c.tftp_refused},
+                {"failed", c.tftp_failed},
+                {"busy", c.tftp_busy},
+                {"malformed", c.tftp_malformed},
+                {"retransmits", c.tftp_retransmits}}},
+              {"http",
+               {{"requests", c.http_requests},
+                {"ok", c.http_ok},
+                {"not_found", c.http_not_found},
+                {"refused", c.http_refused},
+                {"failed", c.http_failed},
+                {"bad_method", c.http_bad_method},
+                {"busy", c.http_busy},
+                {"malformed", c.http_malformed}}},
+              {"bytes_sent", c.bytes_sent}};
+}
+
+json record_json(const provision::TransferRecord& r) {
+  return json{{"time", iso_time(r.time)},
+              {"protocol", provision::to_string(r.protocol)},
+              {"client_ip", r.client_ip},
+              {"phone", r.mac ? r.mac->sep_name() : ""},
+              {"file", r.file},
+              {"step", r.step ? std::string(to_string(*r.step)) : ""},
+              {"outcome", to_string(r.outcome)},
+              {"result", r.result},
+              {"bytes", r.bytes},
+              {"duration_ms", r.duration.count()}};
+}
+
+class ProvisionComponent final : public Component {
+public:
+  explicit ProvisionComponent(Context& ctx)
+      : ctx_(ctx),
+        provisioner_(ctx.io, ctx.config, provision::options_from(*ctx.config), ctx.events,
+                     // Looked up at call time: DHCP may be absent or wired after us.
+                     [services = &ctx.services](const std::string& ip) -> std::optional<MacAddress> {
+                       if (services->mac_for_ip) return services->mac_for_ip(ip);
+                       return std::nullopt;
+                     }) {}
+
+  std::string_view name() const override { return "provision"; }
+
+  void start() override {
+    if (auto r = provisioner_.start(); !r) {
+      ve::logger("provision")->error("provisioning servers not started: {}", r.error());
+      last_error_ = r.error();
+    } else {
+      last_error_.clear();
+    }
+  }
+
+  void reconfigure(const config::SiteConfigPtr& config) override {
+    provisioner_.reconfigure(config);
+    auto options = provision::options_from(*config);
+    if (!same_listeners(options, provisioner_.options())) {
+      // Only a changed listener or limit restarts the servers (transfers in flight are cut).
+      ve::logger("provision")->info("provisioning listeners changed; restarting TFTP/HTTP");
+      provisioner_.stop();
+      provisioner_.set_options(std::move(options));
+      start();
+    }
+  }
+
+  void stop() override { provisioner_.stop(); }
+
+  json show(std::size_t limit) const {
+    json recent = json::array();
+    const auto records = provisioner_.recent();
+    const std::size_t first = records.size() > limit ? records.size() - limit : 0;
+    for (std::size_t i = first; i < records.size(); ++i) recent.push_back(record_json(records[i]));
+    json generated = json::array();
+    for (const auto& [name, bytes] : provisioner_.tree()->generated()) generated.push_back(name);
+    const auto& o = provisioner_.options();
+    return json{{"tftp", {{"listen", o.tftp.listen.host + ":" + std::to_string(provisioner_.tftp_port())},
+                          {"active", provisioner_.active_tftp_transfers()},
+                          {"max_transfers", o.tftp.max_transfers},
+                          {"max_per_client", o.tftp.max_per_client}}},
+                {"http", {{"listen", o.http.listen.host + ":" + std::to_string(provisioner_.http_port())},
+                          {"connections", provisioner_.open_http_connections()},
+                          {"max_connections", o.http.max_connections}}},
+                {"root", provisioner_.tree()->site().provisioning.root},
+                {"secure", provisioner_.tree()->site().provisioning.secure},
+                {"error", last_error_},
+                {"counters", counters_json(provisioner_.counters())},
+                {"generated", std::move(generated)},
+                {"recent", std::move(recent)}};
+  }
+
+private:
+  Context& ctx_;
+  provision::Provisioner provisioner_;
+  std::string last_error_;
+};
+
+}  // namespace
+
+void add_provision_component(Wiring& w) {
+  auto component = std::make_unique<ProvisionComponent>(w.ctx);
+  ProvisionComponent* raw = component.get();
+  w.ctx.control.add("show.provision", [raw](const json& args) -> ControlResult {
+    std::size_t limit = 20;
+    if (args.is_object() && args.contains("limit")) {
+      if (!args["limit"].is_number_unsigned()) return unexpected(ControlError{"bad-request", "limit must be a positive number"});
+      limit = std::min<std::size_t>(args["limit"].get<std::size_t>(), 1000);
+    }
+    return raw->show(limit);
+  });
+  w.components.push_back(std::move(component));
+}
+
+}  // namespace ve::daemon
