@@ -17,3 +17,11 @@ if(TARGET ve_net)
                    ${CMAKE_CURRENT_BINARY_DIR}/net_qemu)
   set_tests_properties(net_qemu_vlan_proof PROPERTIES LABELS qemu TIMEOUT 240 SKIP_RETURN_CODE 77)
 endif()
+
+# net + cdp: link down from the monitor expires CDP neighbours (label netns).
+if(TARGET ve_net AND TARGET ve_cdp)
+  add_executable(net_cdp_netns_tests net_cdp_netns_test.cpp net_testns.cpp)
+  target_link_libraries(net_cdp_netns_tests PRIVATE ve_net ve_cdp PkgConfig::VE_NET_TEST_LIBNL GTest::gtest GTest::gtest_main)
+  target_include_directories(net_cdp_netns_tests PRIVATE ${PROJECT_SOURCE_DIR})
+  gtest_discover_tests(net_cdp_netns_tests DISCOVERY_TIMEOUT 60 PROPERTIES LABELS netns TIMEOUT 60)
+endif()
