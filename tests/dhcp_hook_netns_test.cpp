@@ -37,7 +37,7 @@ std::string site_yaml(const NetnsPair& net, const fs::path& dir) {
          "      - { extension: \"1001\", password: \"pw\" }\n";
 }
 
-std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& site) {
+std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& site, bool multi_threaded = false) {
   nlohmann::json c = {{"Dhcp4",
                        {{"interfaces-config", {{"interfaces", {net.server_if}}, {"dhcp-socket-type", "raw"}}},
                         {"lease-database", {{"type", "memfile"}, {"persist", true}, {"name", (dir / "leases4.csv").string()}}},
@@ -55,6 +55,8 @@ std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& 
                            {"output_options", {{{"output", "stdout"}}}},
                            {"severity", "DEBUG"},
                            {"debuglevel", 55}}}}}}};
+  if (multi_threaded)  // Kea refuses libraries that do not declare multi_threading_compatible() == 1
+    c["Dhcp4"]["multi-threading"] = {{"enable-multi-threading", true}, {"thread-pool-size", 4}, {"packet-queue-size", 16}};
   return c.dump(2);
 }
 
@@ -67,9 +69,9 @@ protected:
   }
 
   // Starts Kea with the hook; waits until it serves (or exits).
-  void start_kea() {
+  void start_kea(bool multi_threaded = false) {
     const auto conf = dir_.path() / "kea-dhcp4.json";
-    write_file(conf, kea_json(net_, dir_.path(), site_));
+    write_file(conf, kea_json(net_, dir_.path(), site_, multi_threaded));
     kea_ = Child({"ip", "netns", "exec", net_.server_ns, "kea-dhcp4", "-c", conf.string()}, log_path(),
                  {{"KEA_PIDFILE_DIR", dir_.path().string()}, {"KEA_LOCKFILE_DIR", dir_.path().string()}});
     ASSERT_TRUE(wait_for([&] { return kea_log().find("DHCP4_STARTED") != std::string::npos || !kea_.running(); },
@@ -211,6 +213,19 @@ TEST_F(KeaWithHook, SurvivesMalformedAndOversizedOption60And55) {
   ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
   EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   EXPECT_EQ(kea_log().find("VOICEEDGE_CALLOUT_ERROR"), std::string::npos) << kea_log();
+}
+
+TEST_F(KeaWithHook, WorksInMultiThreadedKea) {
+  DatagramReceiver daemon(events_path());
+  start_kea(true);
+  EXPECT_NE(kea_log().find("DHCP4_MULTI_THREADING_INFO enabled: yes"), std::string::npos) << kea_log();
+  for (int i = 0; i < 3; ++i) {
+    auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:04:0" + std::to_string(i), .vendor_class = kPhoneClass,
+                                      .prl = kPhonePrl});
+    ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
+    EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
+  }
+  EXPECT_GE(daemon.drain().size(), 6u);
 }
 
 TEST_F(KeaWithHook, BadSiteFileFailsLoadWithAClearMessage) {
