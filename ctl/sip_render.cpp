@@ -1,0 +1,56 @@
+// voiceedgectl show sip registrations [--detail]: one row per binding from the daemon's JSON.
+#include <fmt/format.h>
+
+#include "ctl/ctl_registry.hpp"
+#include "ctl/ctl_util.hpp"
+
+namespace ve::ctl {
+namespace {
+
+using nlohmann::json;
+
+std::string render_registrations(const json& data, const json& args) {
+  if (!data.is_object() || !data.contains("registrations")) return "no data\n";
+  std::string out;
+  if (!field(data, "error").empty()) out += fmt::format("Registrar not running: {}\n\n", field(data, "error"));
+  const bool detail = args.value("detail", false);
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& b : data["registrations"]) {
+    std::vector<std::string> row{field(b, "aor"), field(b, "contact"), field(b, "transport"), field(b, "source"),
+                                 field(b, "expires_in_s"), field(b, "device_name"), field(b, "user_agent")};
+    if (detail) {
+      row.push_back(field(b, "mac"));
+      row.push_back(field(b, "active_load"));
+      row.push_back(field(b, "inactive_load"));
+    }
+    rows.push_back(std::move(row));
+  }
+  std::vector<std::string> header{"AOR", "Contact", "Transport", "Source", "Expires (s)", "Device", "User-Agent"};
+  if (detail) {
+    header.insert(header.end(), {"MAC", "Active Load", "Inactive Load"});
+  }
+  out += render_table(header, rows);
+  out += fmt::format("\nTotal registrations: {}\n", rows.size());
+  if (detail && data.contains("counters")) {
+    const auto& c = data["counters"];
+    out += fmt::format(
+        "Received {}, REGISTER {}, challenges {}, auth failures {}, malformed answered {} / dropped {}, "
+        "TCP accepted {} / rejected {} / idle-closed {}\n",
+        field(c, "received"), field(c, "registers"), field(c, "challenges"), field(c, "auth_failures"),
+        field(c, "malformed_answered"), field(c, "malformed_dropped"), field(c, "tcp_accepted"),
+        field(c, "tcp_rejected"), field(c, "tcp_idle_closed"));
+  }
+  return out;
+}
+
+}  // namespace
+
+void add_sip_commands(CommandTable& table) {
+  table.add(Command{{"show", "sip", "registrations"},
+                    {},
+                    "SIP registrations: AOR, contact, transport, source, expiry, device, user agent",
+                    render_registrations,
+                    {"detail"}});
+}
+
+}  // namespace ve::ctl
