@@ -562,29 +562,9 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       forget(Protocol::Cdp, f.source, "sent cdp ttl 0");
       return;
     }
-    bool reply = false;
-    std::optional<std::uint32_t> requested;
-    std::uint32_t granted = 0;
-    if (p.power_requested && !p.power_requested->levels_mw.empty()) {
-      const auto& levels = p.power_requested->levels_mw;
-      requested = *std::max_element(levels.begin(), levels.end());
-      granted = negotiate(*requested);
-      if (!have_cdp_request || p.power_requested->request_id != last_request_id || granted != cdp_granted_mw) {
-        bump_management_id();
-      }
-      have_cdp_request = true;
-      last_request_id = p.power_requested->request_id;
-      cdp_granted_mw = granted;
-      ++counters.power_replies;
-      reply = true;
-    }
-    if (p.voip_vlan_query) {
-      ++counters.voice_vlan_replies;
-      reply = true;
-    }
-
     bool is_new = false;
-    if (Neighbor* n = upsert(Protocol::Cdp, f.source, is_new)) {
+    Neighbor* n = upsert(Protocol::Cdp, f.source, is_new);
+    if (n != nullptr) {
       n->device_id = p.device_id.value_or(f.source.to_string());
       n->phone_mac = mac_from_sep_name(n->device_id).value_or(f.source);
       n->platform = p.platform.value_or("");
@@ -597,12 +577,34 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       }
       if (p.native_vlan) n->native_vlan = *p.native_vlan;
       if (p.voip_vlan_query) n->asked_voice_vlan = true;
-      if (requested) {
+      touch(*n, p.ttl_s);
+      if (is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
+    }
+
+    bool reply = false;
+    if (p.power_requested && !p.power_requested->levels_mw.empty()) {
+      const auto& levels = p.power_requested->levels_mw;
+      const std::uint32_t requested = *std::max_element(levels.begin(), levels.end());
+      const std::uint32_t granted = negotiate(requested);
+      if (!have_cdp_request || p.power_requested->request_id != last_request_id || granted != cdp_granted_mw) {
+        bump_management_id();
+      }
+      have_cdp_request = true;
+      last_request_id = p.power_requested->request_id;
+      cdp_granted_mw = granted;
+      ++counters.power_replies;
+      reply = true;
+      if (n != nullptr) {
         n->power_requested_mw = requested;
         n->power_granted_mw = granted;
       }
-      touch(*n, p.ttl_s);
-      if (is_new) report_new(*n, (n->capabilities & capability::kPhone) != 0 || mac_from_sep_name(n->device_id));
+    }
+    if (p.voip_vlan_query) {
+      ++counters.voice_vlan_replies;
+      reply = true;
+    }
+    if (n != nullptr && is_new) {
+      report_new(*n, (n->capabilities & capability::kPhone) != 0 || mac_from_sep_name(n->device_id));
     }
     // Answer at once: a phone waits for the voice VLAN and its power grant.
     if (reply && running && link_is_open && settings.cdp_enabled) send_cdp(holdtime());
@@ -614,21 +616,9 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       forget(Protocol::Lldp, f.source, "sent lldp shutdown");
       return;
     }
-    bool reply = false;
-    if (p.is_med() && !med_endpoint_seen && settings.lldp_med) {
-      med_endpoint_seen = true;  // from now on our LLDPDUs carry MED TLVs, starting with a fast start
-      reply = true;
-    }
-    std::optional<std::uint32_t> requested;
-    if (p.extended_power && p.extended_power->power_type == 1 && settings.lldp_med) {
-      requested = p.extended_power->power_mw();
-      const std::uint32_t granted = negotiate(*requested);
-      if (lldp_granted_mw != granted) reply = true;
-      lldp_granted_mw = granted;
-      ++counters.power_replies;
-    }
     bool is_new = false;
-    if (Neighbor* n = upsert(Protocol::Lldp, f.source, is_new)) {
+    Neighbor* n = upsert(Protocol::Lldp, f.source, is_new);
+    if (n != nullptr) {
       n->device_id = p.system_name.value_or(p.chassis_id.to_string(true));
       if (auto sep = mac_from_sep_name(n->device_id)) {
         n->phone_mac = *sep;
@@ -643,13 +633,26 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       n->capabilities = p.enabled_capabilities.value_or(0);
       n->addresses.clear();
       for (const auto& a : p.management_addresses) n->addresses.push_back(a.to_string());
-      if (requested) {
-        n->power_requested_mw = requested;
-        n->power_granted_mw = lldp_granted_mw;
-      }
       touch(*n, p.ttl_s);
-      if (is_new) report_new(*n, p.is_med());
+      if (is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
     }
+    bool reply = false;
+    if (p.is_med() && !med_endpoint_seen && settings.lldp_med) {
+      med_endpoint_seen = true;  // from now on our LLDPDUs carry MED TLVs, starting with a fast start
+      reply = true;
+    }
+    if (p.extended_power && p.extended_power->power_type == 1 && settings.lldp_med) {
+      const std::uint32_t requested = p.extended_power->power_mw();
+      const std::uint32_t granted = negotiate(requested);
+      if (lldp_granted_mw != granted) reply = true;
+      lldp_granted_mw = granted;
+      ++counters.power_replies;
+      if (n != nullptr) {
+        n->power_requested_mw = requested;
+        n->power_granted_mw = granted;
+      }
+    }
+    if (n != nullptr && is_new) report_new(*n, p.is_med());
     if (reply && running && link_is_open && settings.lldp_enabled) {
       if (med_endpoint_seen) fast_start_remaining = std::max(fast_start_remaining, settings.med_fast_start_count - 1);
       send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535)));

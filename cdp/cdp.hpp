@@ -351,6 +351,9 @@ struct Hooks {
   std::function<std::optional<std::uint32_t>(const std::string& port, std::uint32_t requested_mw)> negotiate_power;
   // PoE manager: mW allocated on `port` now.
   std::function<std::uint32_t(const std::string& port)> available_power;
+  // A device (phone MAC) appeared on `port`; called before its power request is negotiated so the
+  // PoE manager can name the phone.
+  std::function<void(const std::string& port, const MacAddress& mac)> device_seen;
   EventSink* events = nullptr;
   std::function<std::chrono::steady_clock::time_point()> steady_now;  // default steady_clock
   std::function<std::chrono::system_clock::time_point()> wall_now;    // default system_clock

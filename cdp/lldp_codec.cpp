@@ -149,7 +149,7 @@ Bytes med_header(std::uint8_t subtype) { return Bytes{kMedOui[0], kMedOui[1], kM
 void put_med_text(Bytes& out, std::uint8_t subtype, const std::optional<std::string>& s) {
   if (!s) return;
   Bytes v = med_header(subtype);
-  wire::put_string(v, s->substr(0, 32));  // TIA-1057 caps inventory strings at 32 bytes
+  wire::put_string(v, *s);  // TIA-1057 says at most 32 bytes; ours are short, received ones kept whole
   put_tlv(out, kOrgSpecific, v);
 }
 
@@ -279,7 +279,7 @@ Bytes encode_lldp_pdu(const LldpPdu& pdu) {
     wire::put_bytes(v, ByteView(m.address).first(addr_len));
     wire::put_u8(v, m.interface_subtype);
     wire::put_u32(v, m.interface_number);
-    const std::size_t oid_len = std::min<std::size_t>(m.oid.size(), 128);
+    const std::size_t oid_len = std::min<std::size_t>(m.oid.size(), 255);
     wire::put_u8(v, static_cast<std::uint8_t>(oid_len));
     wire::put_bytes(v, ByteView(m.oid).first(oid_len));
     put_tlv(out, kManagementAddress, v);

@@ -160,6 +160,7 @@ private:
     h.available_power = [services](const std::string& port) -> std::uint32_t {
       return services->available_power ? services->available_power(port) : 0;
     };
+    h.device_seen = [services](const std::string& port, const MacAddress& mac) { services->device_seen(port, mac); };
     h.events = &ctx.events;
     return h;
   }

@@ -197,6 +197,20 @@ TEST_F(AgentTest, PowerRequestGoesToPoeAndComesBackAsPowerAvailable) {
   EXPECT_EQ(wire->cdp().back().power_available->available_mw, 6300u);
 }
 
+TEST_F(AgentTest, DeviceIsNamedToPoeBeforeItsPowerRequest) {
+  std::vector<std::string> calls;
+  hooks.device_seen = [&](const std::string& p, const MacAddress& mac) { calls.push_back(p + " " + mac.to_string()); };
+  hooks.negotiate_power = [&](const std::string&, std::uint32_t mw) -> std::optional<std::uint32_t> {
+    calls.push_back("negotiate " + std::to_string(mw));
+    return mw;
+  };
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(test::phone_7970_frame());
+  wire->deliver(test::phone_7970_frame());
+  EXPECT_EQ(calls, (std::vector<std::string>{"eth1 00:12:da:db:d3:4e", "negotiate 10250", "negotiate 10250"}));
+}
+
 TEST_F(AgentTest, WithoutPoeManagerGrantsUpToPortMaximum) {
   hooks.negotiate_power = nullptr;
   port.max_power_mw = 7000;

@@ -1,0 +1,319 @@
+// CDP and LLDP-MED with real peers: the real voiceedged advertises on one end of a veth pair in
+// its own network namespace; in the peer namespace tshark decodes what it sends, lldpd (an LLDP-MED
+// endpoint) learns the network policy, and a scapy-built Cisco phone asks for its voice VLAN and
+// power. The daemon is queried with the real voiceedgectl. Needs root (ip netns); run as label netns.
+#include <unistd.h>
+
+#include <csignal>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/process.hpp"
+
+namespace ve::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+// Two fresh named namespaces joined by a veth pair; removed (with the veth) in the destructor.
+class Topology {
+public:
+  Topology() {
+    static int counter = 0;
+    const std::string id = std::to_string(::getpid()) + "x" + std::to_string(counter++);
+    switch_ns = "vecdp-sw-" + id;
+    phone_ns = "vecdp-ph-" + id;
+    switch_if = "vcs" + id;  // at most 3 + 7 + 1 + 3 characters: fits IFNAMSIZ
+    phone_if = "vcp" + id;
+    auto r = sh("ip netns add " + switch_ns + " && ip netns add " + phone_ns + " && ip -n " + switch_ns +
+                " link add " + switch_if + " type veth peer name " + phone_if + " netns " + phone_ns +
+                " && ip -n " + switch_ns + " link set lo up && ip -n " + switch_ns + " link set " + switch_if +
+                " up && ip -n " + phone_ns + " link set lo up && ip -n " + phone_ns + " link set " + phone_if +
+                " up");
+    ok = r.exit_code == 0;
+    error = r.err;
+  }
+  ~Topology() {
+    run({"ip", "netns", "del", switch_ns});
+    run({"ip", "netns", "del", phone_ns});
+  }
+  std::vector<std::string> in_switch() const { return {"ip", "netns", "exec", switch_ns}; }
+  std::vector<std::string> in_phone(std::vector<std::string> argv) const {
+    std::vector<std::string> out{"ip", "netns", "exec", phone_ns};
+    out.insert(out.end(), argv.begin(), argv.end());
+    return out;
+  }
+
+  std::string switch_ns, phone_ns, switch_if, phone_if;
+  bool ok = false;
+  std::string error;
+};
+
+std::string site_yaml(const std::string& port, int voice_vlan, int fast_start = 2) {
+  std::string ports = port.empty() ? "ports: []\n"
+                                   : "ports:\n  - { name: " + port + ", voice_vlan: " + std::to_string(voice_vlan) +
+                                         ", data_vlan: 10, poe: { mode: auto, priority: high, max_watts: 15.4 } }\n";
+  std::string sim = port.empty() ? "" : "  sim: { " + port + ": { class: 4, draw_watts: 6.3 } }\n";
+  return "site: { name: vecdp-switch }\n"
+         "state_dir: @STATE@\n"
+         "control: { socket: @SOCKET@ }\n" +
+         ports +
+         "cdp: { enabled: true, interval_s: 3600, holdtime_s: 180, fast_start_count: " + std::to_string(fast_start) +
+         " }\n"
+         "lldp: { enabled: true, med: true, voice_priority: 5, voice_dscp: 46 }\n"
+         "poe:\n  driver: sim\n  budget_watts: 370\n" +
+         sim +
+         "dhcp: { kea: { manage: false, event_socket: \"@STATE@/kea.sock\" } }\n"
+         "provisioning:\n  root: \"@STATE@/tftp\"\n  tftp: { listen: \"127.0.0.1:0\" }\n"
+         "  http: { listen: \"127.0.0.1:0\" }\n"
+         "sip: { listen: [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"] }\n"
+         "net: { mode: none }\n";
+}
+
+// One decoded CDP frame as tshark prints it (-T fields, tab separated).
+struct SeenCdp {
+  std::string source, device_id, voice_vlan, checksum_status, request_id, management_id, power_available, ttl;
+};
+
+constexpr const char* kTsharkFields[] = {"eth.src",       "cdp.deviceid",      "cdp.voice_vlan",
+                                         "cdp.checksum.status", "cdp.request_id", "cdp.management_id",
+                                         "cdp.power_available", "cdp.ttl"};
+
+std::vector<SeenCdp> parse_tshark(const std::string& text) {
+  std::vector<SeenCdp> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cols;
+    std::size_t start = 0;
+    for (;;) {
+      auto tab = line.find('\t', start);
+      cols.push_back(line.substr(start, tab - start));
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    if (cols.size() != std::size(kTsharkFields)) continue;  // "Capturing on ..." and other chatter
+    out.push_back(SeenCdp{cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]});
+  }
+  return out;
+}
+
+class CdpNetns : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
+    topo = std::make_unique<Topology>();
+    ASSERT_TRUE(topo->ok) << topo->error;
+  }
+
+  // tshark in the phone namespace, decoding every CDP frame it sees, one line each (-l flushes).
+  void start_tshark() {
+    std::vector<std::string> argv{"tshark", "-i", topo->phone_if, "-n", "-l", "-Y", "cdp", "-T", "fields"};
+    for (const char* f : kTsharkFields) {
+      argv.push_back("-e");
+      argv.push_back(f);
+    }
+    tshark_log = scratch / "tshark.log";
+    tshark = Child(topo->in_phone(argv), tshark_log);
+    ASSERT_TRUE(eventually([&] { return read_file(tshark_log).find("Capturing on") != std::string::npos; }, 30s))
+        << read_file(tshark_log);
+  }
+  std::vector<SeenCdp> seen() const { return parse_tshark(read_file(tshark_log)); }
+
+  void start_daemon(const std::string& yaml) {
+    daemon = std::make_unique<Daemon>(yaml, topo->in_switch());
+    ASSERT_TRUE(daemon->start()) << daemon->log();
+  }
+
+  RunResult phone(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv{"/usr/bin/python3", (source_dir() / "tests" / "cdp_phone.py").string(), "--iface",
+                                  topo->phone_if};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(topo->in_phone(argv));
+  }
+
+  json neighbors(bool detail = false) const {
+    std::vector<std::string> words{"show", "cdp", "neighbors"};
+    if (detail) words.push_back("--detail");
+    return daemon->ctl_json(words);
+  }
+
+  std::unique_ptr<Topology> topo;
+  TempDir scratch{"ve-cdp"};
+  std::filesystem::path tshark_log;
+  Child tshark;
+  std::unique_ptr<Daemon> daemon;
+};
+
+TEST_F(CdpNetns, TsharkDecodesOurVoipVlanReplyAndDeviceId) {
+  start_tshark();
+  start_daemon(site_yaml(topo->switch_if, 123));
+  ASSERT_TRUE(eventually([&] { return seen().size() >= 2; }, 20s)) << read_file(tshark_log) << daemon->log();
+  const auto frames = seen();
+  for (const auto& f : frames) {
+    EXPECT_EQ(f.device_id, "vecdp-switch");
+    EXPECT_EQ(f.voice_vlan, "123");       // Appliance VLAN TLV 0x0e, as Wireshark reads it
+    EXPECT_EQ(f.checksum_status, "1");    // Wireshark: checksum Good
+    EXPECT_EQ(f.ttl, "180");
+    EXPECT_EQ(f.request_id, "0");         // no phone has asked yet
+  }
+  // Fast start: fast_start_count frames, then nothing until interval_s (3600 s here).
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(seen().size(), 2u);
+  auto detail = neighbors(true);
+  ASSERT_TRUE(detail.is_object()) << daemon->log();
+  ASSERT_EQ(detail["ports"].size(), 1u);
+  EXPECT_EQ(detail["ports"][0]["counters"]["cdp_sent"], 2);
+  EXPECT_EQ(detail["ports"][0]["capturing"], true);
+}
+
+TEST_F(CdpNetns, ScapyPhoneGetsImmediateReplyWithVlanAndPowerAndIsListed) {
+  start_tshark();
+  start_daemon(site_yaml(topo->switch_if, 123, 1));
+  ASSERT_TRUE(eventually([&] { return seen().size() >= 1; }, 20s)) << read_file(tshark_log);
+
+  auto r = phone({"phone", "--mac", "00:11:22:aa:bb:cc", "--request-id", "16962"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The only advertisement after the fast start is the reply: it echoes the request id.
+  SeenCdp reply;
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& f : seen()) {
+      if (f.device_id == "vecdp-switch" && f.request_id == "16962") {
+        reply = f;
+        return true;
+      }
+    }
+    return false;
+  }, 10s)) << read_file(tshark_log) << daemon->log();
+  EXPECT_EQ(reply.voice_vlan, "123");
+  EXPECT_EQ(reply.checksum_status, "1");
+  // Power Available: granted mW, then the management level (no preference).
+  EXPECT_EQ(reply.power_available.substr(0, reply.power_available.find(',')), "10250");
+  EXPECT_NE(reply.management_id, "0");
+
+  auto data = neighbors();
+  ASSERT_TRUE(data.is_object()) << daemon->log();
+  ASSERT_EQ(data["neighbors"].size(), 1u) << data.dump(2);
+  const auto& n = data["neighbors"][0];
+  EXPECT_EQ(n["device_id"], "SEP001122AABBCC");
+  EXPECT_EQ(n["mac"], "00:11:22:aa:bb:cc");
+  EXPECT_EQ(n["protocol"], "cdp");
+  EXPECT_EQ(n["platform"], "Cisco IP Phone 7970");
+  EXPECT_EQ(n["port_id"], "Port 1");
+  EXPECT_EQ(n["local_port"], topo->switch_if);
+  EXPECT_EQ(n["capabilities"], "H P M");
+  EXPECT_EQ(n["asked_voice_vlan"], true);
+  EXPECT_EQ(n["power_requested_mw"], 10250);
+  EXPECT_EQ(n["power_granted_mw"], 10250);
+
+  auto text = daemon->ctl({"show", "cdp", "neighbors"});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("SEP001122AABBCC"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Device ID"), std::string::npos) << text.out;
+
+  // The journey tracker recorded step 3 for this phone.
+  auto journey = daemon->ctl_json({"show", "journey", "SEP001122AABBCC"});
+  ASSERT_TRUE(journey.is_object()) << daemon->log();
+  bool voice_vlan_ok = false;
+  for (const auto& s : journey["steps"]) {
+    if (s.value("name", "") == "voice-vlan" && s.value("outcome", "") == "ok") voice_vlan_ok = true;
+  }
+  EXPECT_TRUE(voice_vlan_ok) << journey.dump(2);
+
+  // TTL 0 from the phone removes it at once.
+  r = phone({"bye", "--mac", "00:11:22:aa:bb:cc"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(eventually([&] { return neighbors()["neighbors"].empty(); }, 10s)) << neighbors().dump(2);
+}
+
+TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
+  start_daemon(site_yaml(topo->switch_if, 123));
+  const auto sock = scratch / "lldpd.sock";
+  // lldpd as a class III (phone) LLDP-MED endpoint asking for 12 W.
+  Child lldpd(topo->in_phone({"lldpd", "-d", "-M", "3", "-I", topo->phone_if, "-u", sock.string()}),
+              scratch / "lldpd.log");
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(sock); }, 20s)) << read_file(scratch / "lldpd.log");
+  auto cfg = run(topo->in_phone({"lldpcli", "-u", sock.string(), "configure", "med", "power", "pd", "source", "pse",
+                                 "priority", "high", "value", "12000"}));
+  ASSERT_EQ(cfg.exit_code, 0) << cfg.out << cfg.err;
+
+  json policy, poe;
+  ASSERT_TRUE(eventually([&] {
+    auto r = run(topo->in_phone({"lldpcli", "-u", sock.string(), "-f", "json", "show", "neighbors", "details"}));
+    auto j = json::parse(r.out, nullptr, false);
+    if (j.is_discarded()) return false;
+    auto iface = j["lldp"]["interface"][topo->phone_if];
+    if (!iface.is_object() || !iface.contains("lldp-med")) return false;
+    policy = iface["lldp-med"]["policy"];
+    poe = iface["lldp-med"]["poe"];
+    return poe.is_object() && poe.value("power", "") == "12000";
+  }, 30s)) << "policy=" << policy.dump() << " poe=" << poe.dump() << "\n" << read_file(scratch / "lldpd.log")
+           << daemon->log();
+  EXPECT_EQ(policy.value("apptype", ""), "Voice");
+  EXPECT_EQ(policy["vlan"].value("vid", ""), "123");
+  EXPECT_EQ(policy.value("pcp", ""), "5");
+  EXPECT_EQ(policy.value("dscp", ""), "46");
+  EXPECT_EQ(poe.value("device-type", ""), "PSE");
+
+  // And voiceedged lists lldpd as an LLDP neighbour with its power request.
+  json n;
+  ASSERT_TRUE(eventually([&] {
+    auto data = neighbors();
+    for (const auto& x : data["neighbors"]) {
+      if (x.value("protocol", "") == "lldp" && x.contains("power_requested_mw") && x["power_requested_mw"] == 12000) {
+        n = x;
+        return true;
+      }
+    }
+    return false;
+  }, 20s)) << neighbors().dump(2);
+  EXPECT_EQ(n["power_granted_mw"], 12000);
+}
+
+TEST_F(CdpNetns, FloodIsCountedAndCappedAndTheDaemonKeepsAnswering) {
+  start_daemon(site_yaml(topo->switch_if, 123, 1));
+  auto r = phone({"flood", "--count", "300", "--bad", "50"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json port;
+  ASSERT_TRUE(eventually([&] {
+    auto d = neighbors(true);
+    if (!d.is_object() || d["ports"].empty()) return false;
+    port = d["ports"][0];
+    return port["counters"]["cdp_received"] == 300 && port["counters"]["malformed"] == 50;
+  }, 20s)) << port.dump(2) << daemon->log();
+  auto data = neighbors();
+  EXPECT_EQ(data["neighbors"].size(), 32u);  // per-port cap
+  EXPECT_EQ(port["counters"]["neighbors_dropped"], 300 - 32);
+  EXPECT_TRUE(daemon->child().running());
+}
+
+TEST_F(CdpNetns, ReloadChangesVoiceVlanAndRemovedPortSaysGoodbye) {
+  start_tshark();
+  start_daemon(site_yaml(topo->switch_if, 123, 1));
+  ASSERT_TRUE(eventually([&] { return !seen().empty(); }, 20s)) << read_file(tshark_log);
+  const int pid = daemon->child().pid();
+
+  daemon->write_site(site_yaml(topo->switch_if, 124, 1));
+  auto r = daemon->ctl({"reload"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << daemon->log();
+  ASSERT_TRUE(eventually([&] {
+    auto s = seen();
+    return !s.empty() && s.back().voice_vlan == "124";
+  }, 10s)) << read_file(tshark_log);
+  EXPECT_EQ(daemon->child().pid(), pid);
+  EXPECT_TRUE(daemon->child().running());
+
+  daemon->write_site(site_yaml("", 0));
+  r = daemon->ctl({"reload"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << daemon->log();
+  ASSERT_TRUE(eventually([&] {
+    auto s = seen();
+    return !s.empty() && s.back().ttl == "0";
+  }, 10s)) << read_file(tshark_log);
+  EXPECT_TRUE(neighbors()["ports"].empty());
+}
+
+}  // namespace
+}  // namespace ve::test
