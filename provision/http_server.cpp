@@ -151,7 +151,8 @@ private:
     record.client_ip = client_ip_;
     record.time = std::chrono::system_clock::now();
     const auto path = path_of(std::string_view(req.target().data(), req.target().size()));
-    record.file = path ? path->substr(0, kMaxRequestName) : std::string("?");
+    // URL paths always start with '/'; record the name as TFTP would see it.
+    record.file = path ? path->substr(path->starts_with('/') ? 1 : 0, kMaxRequestName) : std::string("?");
     record.step = classify(record.file);
     record.mac = shared_->activity.identify(client_ip_, record.file);
     started_ = Clock::now();
