@@ -43,6 +43,7 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
   std::map<std::string, std::string> logged;   // what was last logged per subject (log changes only)
   std::map<std::string, bool> port_up;         // last reported state per configured port
   std::uint64_t reconcile_count = 0;
+  std::uint64_t applied_count = 0;
   bool reconcile_pending = false;
   bool stopped = false;
 
@@ -131,6 +132,7 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
           break;  // later actions depend on earlier ones; the next reconcile retries
         }
         log->info("{}", describe(a));
+        ++applied_count;
         applied.push_back(a);
       }
       if (failed) {
@@ -144,6 +146,7 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
     for (const auto& port : config->ports) subjects.insert(port.name);
     for (const auto& vi : wanted.vlan_interfaces) subjects.insert(vi.name);
     for (const auto& [s, f] : failures) subjects.insert(s);
+    for (const auto& [s, i] : issues) subjects.insert(s);
     for (const auto& s : subjects) {
       if (auto f = failures.find(s); f != failures.end()) note(s, f->second, true);
       else if (auto i = issues.find(s); i != issues.end()) note(s, std::string(to_string(i->second.kind)) + ": " + i->second.message, false);
@@ -260,6 +263,7 @@ void Manager::stop() {
 std::vector<Action> Manager::reconcile() { return impl_->reconcile(); }
 const KernelFeatures& Manager::features() const { return impl_->features; }
 std::uint64_t Manager::reconciles() const { return impl_->reconcile_count; }
+std::uint64_t Manager::actions_applied() const { return impl_->applied_count; }
 
 std::vector<PortStatus> Manager::ports() const {
   std::vector<PortStatus> out;
@@ -310,7 +314,8 @@ nlohmann::json Manager::status_json() const {
             {"vlan_8021q", m.features.vlan_8021q}}},
           {"ports", std::move(ports)},
           {"vlan_interfaces", std::move(vlans)},
-          {"reconciles", m.reconcile_count}};
+          {"reconciles", m.reconcile_count},
+          {"actions_applied", m.applied_count}};
 }
 
 }  // namespace ve::net

@@ -99,7 +99,7 @@ struct PresentLink {
   std::string kind;   // "bridge", "vlan", "veth", ... empty for plain hardware
   std::string alias;  // IFLA_IFALIAS; kOwnerAlias marks ours
   int master = 0;     // ifindex of the bridge it is a port of, 0 = none
-  int parent = 0;     // IFLA_LINK: the lower device of a VLAN link
+  int parent = 0;     // IFLA_LINK: the lower device of a stacked link (VLAN); 0 for veth/none
   int vlan_id = 0;    // VLAN links only
   bool admin_up = false;
   bool carrier = false;
@@ -288,6 +288,7 @@ public:
   std::vector<PortStatus> ports() const;
   nlohmann::json status_json() const;  // the `data` of show.interfaces
   std::uint64_t reconciles() const;
+  std::uint64_t actions_applied() const;  // since construction; a restart onto a right kernel adds 0
 
 private:
   struct Impl;

@@ -320,6 +320,16 @@ Plan plan(const Wanted& wanted, const Present& present, const KernelFeatures& fe
   std::vector<Action> deletes;
   for (const auto& l : present.links) {
     if (!l.owned() || keep.count(l.name) != 0) continue;
+    // Deleting a link takes its upper devices with it: never when one of them is not ours.
+    auto foreign_upper = std::find_if(present.links.begin(), present.links.end(), [&](const PresentLink& u) {
+      return u.parent == l.ifindex && u.ifindex != l.ifindex && !u.owned();
+    });
+    if (foreign_upper != present.links.end()) {
+      out.issues.push_back({l.name, IssueKind::Conflict,
+                            fmt::format("no longer wanted, but kept: {} (not voiceedge's) sits on it",
+                                        foreign_upper->name)});
+      continue;
+    }
     if (l.kind == "bridge") deletes.push_back(make(ActionKind::DeleteLink, l.name));
     else deletes.insert(deletes.begin(), make(ActionKind::DeleteLink, l.name));
   }

@@ -246,7 +246,11 @@ Result<Present, NetError> Programmer::read_present() {
     pl.kind = rtnl_link_get_type(l) ? rtnl_link_get_type(l) : "";
     pl.alias = rtnl_link_get_ifalias(l) ? rtnl_link_get_ifalias(l) : "";
     pl.master = rtnl_link_get_master(l);
-    pl.parent = rtnl_link_get_link(l);
+    // IFLA_LINK names the lower device of stacked links (vlan, macvlan). A veth's IFLA_LINK is its
+    // peer, and with IFLA_LINK_NETNSID the index is in another namespace: neither is a lower here.
+    std::int32_t link_netnsid = 0;
+    bool other_ns = rtnl_link_get_link_netnsid(l, &link_netnsid) == 0;
+    if (!other_ns && pl.kind != "veth") pl.parent = rtnl_link_get_link(l);
     pl.admin_up = (rtnl_link_get_flags(l) & IFF_UP) != 0;
     pl.carrier = (rtnl_link_get_flags(l) & kIffLowerUp) != 0;
     if (rtnl_link_is_vlan(l)) pl.vlan_id = rtnl_link_vlan_get_id(l);

@@ -129,6 +129,26 @@ TEST(NetPlan, OwnedLinkNoLongerWantedIsDeleted) {
   EXPECT_EQ(out.actions[0].name, "ve-br0.200");
 }
 
+TEST(NetPlan, OwnedLinkWithForeignUpperIsKept) {
+  Wanted w = bridge_wanted();
+  w.mode = Mode::Subinterface;  // nothing wants the bridge any more
+  w.ports.clear();
+  w.vlan_interfaces.clear();
+  Present p = programmed_bridge();
+  auto foreign = link(30, "ve-br0.300", "vlan");
+  foreign.parent = 10;
+  foreign.vlan_id = 300;
+  p.links.push_back(foreign);
+  Plan out = plan(w, p, kFull);
+  EXPECT_FALSE(has(out, ActionKind::DeleteLink, "ve-br0")) << dump(out);
+  EXPECT_TRUE(has(out, ActionKind::DeleteLink, "ve-br0.100"));
+  EXPECT_TRUE(has(out, ActionKind::DeleteLink, "ve-br0.10"));
+  EXPECT_FALSE(has(out, ActionKind::DeleteLink, "ve-br0.300"));
+  ASSERT_EQ(out.issues.size(), 1u);
+  EXPECT_EQ(out.issues[0].subject, "ve-br0");
+  EXPECT_NE(out.issues[0].message.find("ve-br0.300"), std::string::npos);
+}
+
 TEST(NetPlan, PortOfForeignBridgeIsLeftAloneWithConflict) {
   Present p = programmed_bridge();
   p.links.push_back(link(20, "br-lan", "bridge"));

@@ -6,6 +6,10 @@
 // Asserts: a frame tagged 100 reaches ve-br0.100 (and not ve-br0.10); an untagged frame lands in
 // VLAN 10 (ve-br0.10, not ve-br0.100); a frame tagged 200 (not allowed on the port) reaches
 // neither; UDP to each router address is answered; a second reconcile applies nothing.
+// Then: a "restart" (a new Manager) applies nothing and never takes vport0 down; a port that
+// appears later (vport2) is programmed; a reload (voice 100 -> 101, subnet 10 dropped) changes
+// VLANs in place, removes only our own ve-br0.10 and leaves foreign links alone; subinterface
+// mode on an uplink (vup0) carries VLAN 100 tagged to vup0.100.
 // Prints one line "VE-QEMU-RESULT: PASS ..." or "VE-QEMU-RESULT: FAIL <reason>"; exit 0 / 1.
 #include <arpa/inet.h>
 #include <linux/if_ether.h>
@@ -144,6 +148,41 @@ void udp_round_trip(nt::NetnsPair& ns, const std::string& phone_ip, const std::s
   if (!wait_readable(phone.fd, 2000)) fail(fmt::format("no answer from router {} to {}", router_ip, phone_ip));
 }
 
+
+config::Subnet subnet(int vlan, const std::string& net24) {
+  config::Subnet s;
+  s.vlan = vlan;
+  s.interface = "vport0";
+  s.prefix = {*config::Ipv4::parse(net24 + ".0"), 24};
+  s.router = *config::Ipv4::parse(net24 + ".1");
+  return s;
+}
+
+std::shared_ptr<config::SiteConfig> make_site(std::vector<config::Port> ports, std::vector<config::Subnet> subnets) {
+  auto site = std::make_shared<config::SiteConfig>();
+  site->net.mode = config::NetMode::Bridge;
+  site->ports = std::move(ports);
+  site->dhcp.subnets = std::move(subnets);
+  return site;
+}
+
+// A copy: callers often pass a temporary status.
+nlohmann::json port_json(const nlohmann::json& status, const std::string& name) {
+  for (const auto& p : status["ports"])
+    if (p["name"] == name) return p;
+  return nlohmann::json::object({{"name", name}, {"state", "missing"}, {"programmed", ""}});
+}
+
+// Sends one frame (tagged `vid`, 0 = untagged) from the phone side and reports whether it showed
+// up on the box's `ifname`.
+bool frame_reaches(nt::NetnsPair& ns, const std::string& phone_if, int vid, const std::string& box_if) {
+  Fd on_box(packet_socket(box_if));
+  Fd sender(ns.in_peer([&] { return packet_socket(phone_if); }));
+  auto fr = frame(vid, kVoice);
+  for (int i = 0; i < 3; ++i) (void)::send(sender.fd, fr.data(), fr.size(), 0);
+  return drain(on_box.fd, 300).count(kVoice) != 0;
+}
+
 }  // namespace
 
 int main() {
@@ -168,20 +207,8 @@ int main() {
   if (!phone_setup) fail("phone side: " + phone_setup.error());
 
   // The box: exactly what voiceedged would do for this site file.
-  auto site = std::make_shared<config::SiteConfig>();
-  site->net.mode = config::NetMode::Bridge;
-  site->ports = {{"vport0", 100, 10, {}}};
-  config::Subnet voice;
-  voice.vlan = 100;
-  voice.interface = "vport0";
-  voice.prefix = {*config::Ipv4::parse("10.10.100.0"), 24};
-  voice.router = *config::Ipv4::parse("10.10.100.1");
-  config::Subnet data = voice;
-  data.vlan = 10;
-  data.prefix = {*config::Ipv4::parse("10.10.10.0"), 24};
-  data.router = *config::Ipv4::parse("10.10.10.1");
-  site->dhcp.subnets = {voice, data};
-
+  auto site = make_site({{"vport0", 100, 10, {}}, {"vport2", 100, 10, {}}},
+                        {subnet(100, "10.10.100"), subnet(10, "10.10.10")});
   boost::asio::io_context io;
   net::Manager manager(io, site, nullptr);
   if (auto r = manager.start(); !r) fail("manager start: " + r.error().to_string());
@@ -191,7 +218,8 @@ int main() {
                      f.vlan_8021q));
   auto status = manager.status_json();
   std::cout << "show.interfaces: " << status.dump() << std::endl;
-  auto port = status["ports"][0];
+  auto port = port_json(status, "vport0");
+  if (port_json(status, "vport2")["state"] != "absent") fail("vport2 should be absent at start");
   if (port["state"] != "ok") fail("port state " + port["state"].get<std::string>() + ": " + port["error"].get<std::string>());
   if (port["programmed"] != "ve-br0: 10 pvid untagged, 100 tagged")
     fail("port programmed as '" + port["programmed"].get<std::string>() + "'");
@@ -225,8 +253,87 @@ int main() {
   udp_round_trip(ns, "10.10.100.50", "10.10.100.1");
   udp_round_trip(ns, "10.10.10.50", "10.10.10.1");
   manager.stop();
+  std::cout << "phase 1 ok: frames and routers" << std::endl;
+
+  // Phase 2: a daemon restart onto a right kernel changes nothing and never takes vport0 down.
+  int downs = 0;
+  net::Manager restarted(io, site, [&](const std::string& p, bool up) {
+    if (p == "vport0" && !up) ++downs;
+  });
+  if (auto r = restarted.start(); !r) fail("restart: " + r.error().to_string());
+  for (int i = 0; i < 20; ++i) io.run_for(std::chrono::milliseconds(10));
+  if (restarted.actions_applied() != 0)
+    fail(fmt::format("restart applied {} actions", restarted.actions_applied()));
+  std::cout << "phase 2 ok: restart applied 0 actions" << std::endl;
+
+  // Phase 3: a configured port that appears later is programmed (link monitor -> reconcile).
+  if (auto r = nt::add_veth("vport2", "vphone2", ns.peer_fd()); !r) fail(r.error());
+  if (auto r = ns.in_peer([] { return nt::set_link_up("vphone2", true); }); !r) fail(r.error());
+  auto late_ok = [&] {
+    auto p = port_json(restarted.status_json(), "vport2");
+    return p["state"] == "ok" && p["programmed"] == "ve-br0: 10 pvid untagged, 100 tagged";
+  };
+  for (int i = 0; i < 200 && !late_ok(); ++i) io.run_for(std::chrono::milliseconds(10));
+  if (!late_ok()) fail("late port vport2 not programmed: " + port_json(restarted.status_json(), "vport2").dump());
+  if (!frame_reaches(ns, "vphone2", 100, "ve-br0.100")) fail("tagged frame from late port vport2 missing on ve-br0.100");
+  std::cout << "phase 3 ok: late port vport2 programmed and forwarding" << std::endl;
+
+  // Phase 4: reload. Foreign links first: a bridge and a VLAN interface on ve-br0 not made by us.
+  unsigned vport0_index = if_nametoindex("vport0");
+  if (auto r = nt::add_vlan("ve-br0.300", "ve-br0", 300); !r) fail(r.error());
+  auto reloaded = make_site({{"vport0", 101, 10, {}}, {"vport2", 100, 10, {}}},
+                            {subnet(100, "10.10.100"), subnet(101, "10.10.101")});
+  restarted.reconfigure(reloaded);
+  for (int i = 0; i < 20; ++i) io.run_for(std::chrono::milliseconds(10));
+  auto after = restarted.status_json();
+  if (port_json(after, "vport0")["programmed"] != "ve-br0: 10 pvid untagged, 101 tagged")
+    fail("after reload vport0 is " + port_json(after, "vport0")["programmed"].get<std::string>());
+  if (if_nametoindex("ve-br0.10") != 0) fail("our ve-br0.10 should be gone after its subnet was dropped");
+  if (if_nametoindex("ve-br0.101") == 0) fail("ve-br0.101 not created on reload");
+  if (if_nametoindex("ve-br0.300") == 0) fail("foreign ve-br0.300 was deleted");
+  if (if_nametoindex("vport0") != vport0_index) fail("vport0 was re-created");
+  if (downs != 0) fail(fmt::format("vport0 went down {} times during restart/reload", downs));
+  if (!frame_reaches(ns, "vphone0", 101, "ve-br0.101")) fail("VLAN 101 frame missing on ve-br0.101 after reload");
+  if (frame_reaches(ns, "vphone0", 100, "ve-br0.100")) fail("VLAN 100 still accepted on vport0 after reload");
+  std::cout << "phase 4 ok: reload in place, foreign ve-br0.300 kept" << std::endl;
+  restarted.stop();
+
+  // Phase 5: subinterface mode on an uplink: vup0.100 carries the voice subnet, tagged.
+  if (auto r = nt::add_veth("vup0", "vupp0", ns.peer_fd()); !r) fail(r.error());
+  if (auto r = ns.in_peer([] { return nt::set_link_up("vupp0", true); }); !r) fail(r.error());
+  auto sub = make_site({}, {subnet(100, "10.10.100")});
+  sub->net.mode = config::NetMode::Subinterface;
+  sub->net.uplink = "vup0";
+  net::Manager subif(io, sub, nullptr);
+  if (auto r = subif.start(); !r) fail("subinterface start: " + r.error().to_string());
+  auto st = subif.status_json();
+  if (st["vlan_interfaces"].size() != 1 || st["vlan_interfaces"][0]["name"] != "vup0.100" ||
+      st["vlan_interfaces"][0]["state"] != "ok")
+    fail("subinterface mode: " + st.dump());
+  // The bridge mode's links are ours and nothing wants them now: our VLAN interfaces go, but the
+  // bridge stays while the foreign ve-br0.300 sits on it (deleting it would take that along).
+  if (if_nametoindex("ve-br0.100") != 0 || if_nametoindex("ve-br0.101") != 0)
+    fail("our bridge VLAN interfaces should be removed in subinterface mode");
+  if (if_nametoindex("ve-br0") == 0 || if_nametoindex("ve-br0.300") == 0)
+    fail("ve-br0 was deleted although the foreign ve-br0.300 sits on it");
+  {
+    auto prog = net::Programmer::open();
+    net::Action del;
+    del.kind = net::ActionKind::DeleteLink;
+    del.name = "ve-br0.300";  // the operator removes their interface...
+    if (!prog || !(*prog)->apply(del)) fail("could not delete ve-br0.300");
+  }
+  subif.reconcile();  // ...and the next reconcile removes our bridge
+  if (if_nametoindex("ve-br0") != 0) fail("our ve-br0 should be removed once nothing foreign depends on it");
+  for (int i = 0; i < 20; ++i) io.run_for(std::chrono::milliseconds(10));
+  if (!frame_reaches(ns, "vupp0", 100, "vup0.100")) fail("tagged frame missing on vup0.100");
+  if (frame_reaches(ns, "vupp0", 0, "vup0.100")) fail("untagged frame on vup0.100");
+  if (subif.reconcile().size() != 0) fail("subinterface mode not idempotent");
+  subif.stop();
+  std::cout << "phase 5 ok: subinterface mode" << std::endl;
+
   std::cout << "VE-QEMU-RESULT: PASS voice-vlan-100-tagged->ve-br0.100 untagged->vlan-10 vlan-200-dropped "
-               "udp-to-both-routers idempotent"
+               "udp-to-both-routers idempotent restart-0-actions late-port reload-in-place foreign-kept subinterface"
             << std::endl;
   return 0;
 }
