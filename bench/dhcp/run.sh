@@ -114,7 +114,7 @@ measure() {
   [[ -z $sent || $sent == 0 ]] && { echo "$1 0 100"; return; }
   # Exchanges completed per second = received ACKs / period; drops over both exchanges.
   local acks
-  acks=$(echo "$out" | awk '/Request - Ack/ {f=1} f && /received packets:/ {print $3; exit}')
+  acks=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /received packets:/ {print $3; exit}')
   echo "$1 $(echo "scale=1; ${acks:-0} / $seconds" | bc) $(echo "scale=2; 100 * ($sent - $recv) / $sent" | bc)"
 }
 
