@@ -53,7 +53,7 @@ std::uint16_t free_port(int type) {
 }
 
 class SippRegistrar : public ::testing::Test {
-protected:
+public:
   void SetUp() override {
     ASSERT_EQ(sh("command -v sipp").exit_code, 0) << "sipp (package sip-tester) is required";
     daemon_ = std::make_unique<Daemon>(kSite);
