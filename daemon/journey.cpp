@@ -178,7 +178,40 @@ void JourneyTracker::report(PhoneEvent event) {
     return;
   }
   apply(event);
+  infer_phone_only_steps(event);
   if (db_) db_->dirty.insert(event.mac);
+}
+
+// Two steps happen inside the phone and never reach the box directly; they are inferred from
+// what the box does see, and say so in their detail.
+void JourneyTracker::infer_phone_only_steps(const PhoneEvent& e) {
+  auto& p = phones_[e.mac];
+  if (static_cast<int>(e.step) > static_cast<int>(Step::Firmware) && !p.step(Step::Firmware).seen) {
+    PhoneEvent booted;
+    booted.mac = e.mac;
+    booted.step = Step::Firmware;
+    booted.outcome = Outcome::Ok;
+    booted.time = e.time;
+    booted.detail = fmt::format("inferred: firmware running (the phone reached step {})", static_cast<int>(e.step));
+    apply(booted);
+  }
+  // Step 8 is only needed when the config names another load than the one running. The running
+  // load arrives with the REGISTER (Cisco's Reason: ActiveLoad=...).
+  if (e.step == Step::Register && e.outcome == Outcome::Ok && !p.step(Step::FirmwareLoad).seen) {
+    auto active = p.facts.find("active_load");
+    std::string wanted;
+    if (const auto* listed = config_ ? config_->find_phone(e.mac) : nullptr) wanted = listed->load;
+    if (wanted.empty() && config_) wanted = config_->provisioning.default_load;
+    if (active != p.facts.end() && !wanted.empty() && active->second == wanted) {
+      PhoneEvent same;
+      same.mac = e.mac;
+      same.step = Step::FirmwareLoad;
+      same.outcome = Outcome::Ok;
+      same.time = e.time;
+      same.detail = "not needed: already running " + wanted;
+      apply(same);
+    }
+  }
 }
 
 void JourneyTracker::apply(const PhoneEvent& e) {
@@ -260,6 +293,14 @@ Diagnosis JourneyTracker::diagnose(const PhoneJourney& p) const {
     }
   }
   if (p.registered()) return {};
+  // A phone missing from the site file gets XMLDefault.cnf.xml, which has no line: it cannot
+  // register, whatever it does next. Say so instead of "never sent REGISTER".
+  if (config_ && !config_->find_phone(p.mac) && !config_->provisioning.auto_register && p.step(Step::ConfigFile).seen) {
+    return {Step::Register, fmt::format("step 11: {} is not in the site file (phones:) and auto_register is off — it "
+                                        "got XMLDefault.cnf.xml with no line to register; add it to phones: to "
+                                        "provision it",
+                                        p.mac.sep_name())};
+  }
   // The power step is only expected where the phone's port is known to voiceedge.
   const bool port_known = p.facts.contains("port");
   int highest = 0;

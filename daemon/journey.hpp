@@ -79,6 +79,7 @@ public:
 
 private:
   void apply(const PhoneEvent& event);
+  void infer_phone_only_steps(const PhoneEvent& event);
   void open_database();
   void load_database();
 

@@ -99,6 +99,43 @@ TEST(JourneyTracker, NextStepDueIsNamedWhenNothingFailed) {
   EXPECT_NE(d.reason.find("step 4: not reached — no DHCP lease"), std::string::npos) << d.reason;
 }
 
+TEST(JourneyTracker, FirmwareBootIsInferredAndSaysSo) {
+  JourneyTracker t({});
+  t.report(ev(Step::VoiceVlan, Outcome::Ok, "CDP"));
+  const auto& s = t.find("SEP001122334455")->step(Step::Firmware);
+  EXPECT_TRUE(s.seen);
+  EXPECT_EQ(s.outcome, Outcome::Ok);
+  EXPECT_NE(s.detail.find("inferred"), std::string::npos);
+}
+
+TEST(JourneyTracker, FirmwareDownloadNotNeededWhenLoadMatches) {
+  auto cfg = std::make_shared<config::SiteConfig>();
+  cfg->provisioning.default_load = "sip78xx.14-2-1-0001-14";
+  JourneyTracker t({});
+  t.set_config(cfg);
+  walk_to_registered(t);
+  const auto& s = t.find("SEP001122334455")->step(Step::FirmwareLoad);
+  EXPECT_TRUE(s.seen);
+  EXPECT_EQ(s.detail, "not needed: already running sip78xx.14-2-1-0001-14");
+  JourneyTracker other({});
+  auto cfg2 = std::make_shared<config::SiteConfig>();
+  cfg2->provisioning.default_load = "sip78xx.15-0-1";
+  other.set_config(cfg2);
+  walk_to_registered(other);
+  EXPECT_FALSE(other.find("SEP001122334455")->step(Step::FirmwareLoad).seen);
+}
+
+TEST(JourneyTracker, UnlistedPhoneIsToldToBeAddedToTheSiteFile) {
+  auto cfg = std::make_shared<config::SiteConfig>();
+  JourneyTracker t({});
+  t.set_config(cfg);
+  t.report(ev(Step::ConfigFile, Outcome::Ok, "XMLDefault.cnf.xml"));
+  auto d = t.diagnose(*t.find("SEP001122334455"));
+  ASSERT_TRUE(d.step);
+  EXPECT_EQ(*d.step, Step::Register);
+  EXPECT_NE(d.reason.find("SEP001122334455 is not in the site file"), std::string::npos) << d.reason;
+}
+
 TEST(JourneyTracker, HistoryIsBounded) {
   JourneyTracker t({});
   for (std::size_t i = 0; i < JourneyTracker::kHistoryPerPhone + 50; ++i) t.report(ev(Step::Register, Outcome::Ok, "refresh"));
@@ -127,7 +164,7 @@ TEST(JourneyTracker, SurvivesRestartThroughSqlite) {
     ASSERT_NE(p, nullptr);
     EXPECT_TRUE(p->registered());
     EXPECT_EQ(p->step(Step::CtlFile).outcome, Outcome::Expected);
-    EXPECT_EQ(p->history.size(), 8u);
+    EXPECT_EQ(p->history.size(), 9u);  // 8 reported + step 2 inferred
     EXPECT_EQ(t.device_status(*p)["ipv4_address"], "10.10.100.100");
   }
   std::filesystem::remove(db);
@@ -141,7 +178,8 @@ TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
   auto j = t.journey_json(*t.find("eth1"));
   ASSERT_EQ(j["steps"].size(), 14u);
   EXPECT_EQ(j["steps"][4]["outcome"], "expected");
-  EXPECT_EQ(j["steps"][1]["seen"], false);
+  EXPECT_EQ(j["steps"][1]["seen"], true);  // inferred
+  EXPECT_EQ(j["steps"][8]["seen"], false);  // no dial rules fetched
   EXPECT_TRUE(j["failed_step"].is_null());
 }
 
