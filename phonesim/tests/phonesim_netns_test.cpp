@@ -1,0 +1,239 @@
+// The simulator against the real box: voiceedged (CDP, sim PoE, managed kea-dhcp4 with our hook,
+// TFTP + HTTP 6970, SIP registrar) in one network namespace, the simulated phones in another,
+// a veth between them. Needs root; everything is named with the pid and removed afterwards.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <sstream>
+
+#include "tests/support/process.hpp"
+
+namespace ve::test {
+namespace {
+
+struct Namespaces {
+  Namespaces() {
+    const auto id = std::to_string(::getpid() % 10000000);
+    box_ns = "vepsb" + id;
+    phone_ns = "vepsp" + id;
+    box_if = "vepsb" + id;
+    phone_if = "vepsp" + id;
+    cleanup();
+    ok = sh("ip netns add " + box_ns).exit_code == 0 && sh("ip netns add " + phone_ns).exit_code == 0 &&
+         sh("ip link add " + box_if + " type veth peer name " + phone_if).exit_code == 0 &&
+         sh("ip link set " + box_if + " netns " + box_ns).exit_code == 0 &&
+         sh("ip link set " + phone_if + " netns " + phone_ns).exit_code == 0 &&
+         sh("ip -n " + box_ns + " addr add 10.10.100.1/24 dev " + box_if).exit_code == 0 &&
+         sh("ip -n " + box_ns + " link set lo up").exit_code == 0 &&
+         sh("ip -n " + phone_ns + " link set lo up").exit_code == 0 &&
+         sh("ip -n " + box_ns + " link set " + box_if + " up").exit_code == 0 &&
+         sh("ip -n " + phone_ns + " link set " + phone_if + " up").exit_code == 0;
+  }
+  ~Namespaces() { cleanup(); }
+  void cleanup() const {
+    (void)sh("ip netns del " + box_ns + " 2>/dev/null");  // takes the veth pair with it
+    (void)sh("ip netns del " + phone_ns + " 2>/dev/null");
+  }
+  std::string box_ns, phone_ns, box_if, phone_if;
+  bool ok = false;
+};
+
+std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir) {
+  const std::string d = dir.string();
+  return "site: { name: phonesim-test, locale: English_United_States }\n"
+         "state_dir: @STATE@\n"
+         "control: { socket: @SOCKET@, http: \"off\" }\n"
+         "ports:\n  - name: " + n.box_if + "\n    voice_vlan: 100\n    data_vlan: 10\n"
+         "    poe: { mode: auto, priority: high, max_watts: 15.4 }\n"
+         "cdp: { enabled: true, interval_s: 5, holdtime_s: 15, fast_start_count: 3 }\n"
+         "lldp: { enabled: false }\n"
+         "poe:\n  driver: sim\n  sim:\n    " + n.box_if + ": { class: 2, draw_watts: 6.3 }\n"
+         "net: { mode: none }\n"
+         "dhcp:\n  kea:\n    manage: true\n    hook_library: " VE_HOOK_LIBRARY "\n"
+         "    event_socket: " + d + "/events.sock\n"
+         "  subnets:\n    - vlan: 100\n      interface: " + n.box_if + "\n"
+         "      prefix: 10.10.100.0/24\n      pool: 10.10.100.100-10.10.100.199\n"
+         "      router: 10.10.100.1\n      tftp_servers: [10.10.100.1]\n"
+         "provisioning:\n  root: " + d + "/tftp\n"
+         "  tftp: { listen: \"10.10.100.1:69\" }\n  http: { listen: \"10.10.100.1:6970\" }\n"
+         "  call_manager_group:\n    - { name: cm1, host: 10.10.100.1, sip_port: 5060, priority: 0 }\n"
+         "  default_load: sip78xx.14-2-1-0001-14\n"
+         "sip:\n  listen: [\"tcp:10.10.100.1:5060\", \"udp:10.10.100.1:5060\"]\n  realm: phonesim-test\n"
+         "phones:\n"
+         "  - { mac: \"00:11:22:33:44:01\", model: CP-7841, lines: [ { extension: \"1001\", password: \"pw-1001\" } ] }\n"
+         "  - { mac: \"00:11:22:33:44:02\", model: CP-7841, lines: [ { extension: \"1002\", auth_user: \"a1002\", password: \"pw-1002\" } ] }\n"
+         "  - { mac: \"00:11:22:33:44:03\", model: CP-7841, lines: [ { extension: \"1003\", password: \"pw-1003\" } ] }\n";
+}
+
+struct SimRun {
+  int exit_code = -1;
+  std::vector<nlohmann::json> phones;
+  nlohmann::json summary;
+  std::vector<nlohmann::json> refreshes;
+  std::string raw;
+};
+
+class PhonesimNetns : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_TRUE(is_root()) << "needs root for network namespaces";
+    ASSERT_TRUE(net_.ok) << "could not create namespaces/veth";
+    // Static files the phones ask for after their config (steps 9, 12-14).
+    files_.write("tftp/dialplan.xml", "<DIALTEMPLATE><TEMPLATE MATCH=\"1...\" Timeout=\"0\"/></DIALTEMPLATE>");
+    files_.write("tftp/softkeys.xml", "<softKeyCfg/>");
+    files_.write("tftp/English_United_States/sp-sip.jar", "jar");
+    files_.write("tftp/United_States/g3-tones.xml", "<tones/>");
+    files_.write("tftp/Ringlist-wb.xml", "<CiscoIPPhoneRingList/>");
+    daemon_ = std::make_unique<Daemon>(site_yaml(net_, files_.path()),
+                                       std::vector<std::string>{"ip", "netns", "exec", net_.box_ns});
+    ASSERT_TRUE(daemon_->start()) << daemon_->log();
+  }
+
+  SimRun simulate(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"ip", "netns", "exec", net_.phone_ns, VE_PHONESIM, "--interface", net_.phone_if,
+                                     "--json", "--timeout-s", "90"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, std::chrono::seconds(150));
+    SimRun out;
+    out.exit_code = r.exit_code;
+    out.raw = r.out + r.err;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded()) {
+        ADD_FAILURE() << "not JSON: " << line;
+        continue;
+      }
+      if (j.contains("summary")) out.summary = j["summary"];
+      else if (j.contains("refresh")) out.refreshes.push_back(j["refresh"]);
+      else out.phones.push_back(j);
+    }
+    return out;
+  }
+
+  static const nlohmann::json* phone(const SimRun& r, const std::string& mac) {
+    for (const auto& p : r.phones) {
+      if (p.value("mac", "") == mac) return &p;
+    }
+    return nullptr;
+  }
+
+  // Outcomes of `step` in record order.
+  static std::vector<std::string> outcomes(const nlohmann::json& p, int step) {
+    std::vector<std::string> out;
+    for (const auto& s : p["steps"]) {
+      if (s["step"].get<int>() == step) out.push_back(s["outcome"].get<std::string>());
+    }
+    return out;
+  }
+
+  Namespaces net_;
+  TempDir files_{"ve-phonesim"};
+  std::unique_ptr<Daemon> daemon_;
+};
+
+TEST_F(PhonesimNetns, ThreeListedPhonesBootThroughEveryStepToRegistered) {
+  auto r = simulate({"--phones", "3", "--first-mac", "00:11:22:33:44:01", "--expect-vlan", "100"});
+  ASSERT_EQ(r.exit_code, 0) << r.raw << "\n--- daemon log ---\n" << daemon_->log();
+  ASSERT_EQ(r.phones.size(), 3u) << r.raw;
+  EXPECT_EQ(r.summary["registered"], 3);
+  EXPECT_EQ(r.summary["failed"], 0);
+  EXPECT_NE(r.summary["vlan_tagging"].get<std::string>().find("100"), std::string::npos);
+
+  for (const std::string ext : {"1001", "1002", "1003"}) {
+    const std::string mac = "00:11:22:33:44:0" + ext.substr(3);
+    const auto* p = phone(r, mac);
+    ASSERT_NE(p, nullptr) << mac;
+    SCOPED_TRACE(p->dump(2));
+    EXPECT_TRUE((*p)["registered"].get<bool>());
+    EXPECT_EQ((*p)["reached_step"], 14);
+    EXPECT_EQ((*p)["voice_vlan"], 100);
+    EXPECT_EQ((*p)["config_file"], "SEP00112233440" + ext.substr(3) + ".cnf.xml");
+    EXPECT_EQ((*p)["lines"], nlohmann::json::array({ext}));
+    EXPECT_EQ((*p)["registered_with"], "10.10.100.1:5060");
+    const std::string ip = (*p)["ip"].get<std::string>();
+    EXPECT_EQ(ip.rfind("10.10.100.", 0), 0u) << ip;
+    EXPECT_TRUE((*p)["failure"].is_null());
+
+    // Every step in the order of the boot sequence, none missing before registration.
+    int last = 0;
+    for (const auto& s : (*p)["steps"]) {
+      EXPECT_GE(s["step"].get<int>(), last) << s.dump();
+      last = s["step"].get<int>();
+    }
+    for (int step = 1; step <= 14; ++step) EXPECT_FALSE(outcomes(*p, step).empty()) << "step " << step;
+    EXPECT_EQ(outcomes(*p, 3), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 4), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 5), std::vector<std::string>{"expected"});                // CTL not found
+    EXPECT_EQ(outcomes(*p, 6), (std::vector<std::string>{"expected", "expected"}));  // ITLSEP, ITLFile
+    EXPECT_EQ(outcomes(*p, 7), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 8), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 9), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 10), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 11), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 12), (std::vector<std::string>{"ok", "ok"}));
+    EXPECT_EQ(outcomes(*p, 13), std::vector<std::string>{"ok"});
+    EXPECT_EQ(outcomes(*p, 14), (std::vector<std::string>{"ok", "missing"}));  // no DistinctiveRingList.xml
+    // The downloads went over HTTP 6970 (nothing made the phone fall back).
+    EXPECT_NE((*p)["steps"][6]["detail"].get<std::string>().find("http 10.10.100.1:6970"), std::string::npos);
+  }
+
+  // The box saw the same phones: leases and registrations.
+  const auto leases = daemon_->ctl_json({"show", "dhcp", "leases"}).dump();
+  const auto regs = daemon_->ctl_json({"show", "sip", "registrations"}).dump();
+  for (const std::string ext : {"1001", "1002", "1003"}) {
+    const auto* p = phone(r, "00:11:22:33:44:0" + ext.substr(3));
+    ASSERT_NE(p, nullptr);
+    EXPECT_NE(leases.find((*p)["ip"].get<std::string>()), std::string::npos) << leases;
+    EXPECT_NE(regs.find("\"" + ext + "\""), std::string::npos) << regs;
+    EXPECT_NE(regs.find("SEP00112233440" + ext.substr(3)), std::string::npos) << regs;
+  }
+  EXPECT_NE(regs.find("sip78xx.14-2-1-0001-14"), std::string::npos) << "ActiveLoad from the Reason header: " << regs;
+  // The simulator removed the addresses it added.
+  EXPECT_EQ(sh("ip -n " + net_.phone_ns + " -4 addr show dev " + net_.phone_if).out.find("10.10.100."),
+            std::string::npos);
+}
+
+TEST_F(PhonesimNetns, UnknownPhoneGetsXmlDefaultAndStopsAtStep11WithTheRegistrarsReason) {
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:99"});
+  EXPECT_EQ(r.exit_code, 1) << r.raw;
+  ASSERT_EQ(r.phones.size(), 1u) << r.raw;
+  const auto& p = r.phones.front();
+  SCOPED_TRACE(p.dump(2));
+  EXPECT_FALSE(p["registered"].get<bool>());
+  EXPECT_EQ(p["config_file"], "XMLDefault.cnf.xml");
+  EXPECT_EQ(outcomes(p, 7), (std::vector<std::string>{"missing", "ok"}));
+  EXPECT_EQ(p["failed_step"], 11);
+  EXPECT_EQ(p["reached_step"], 11);
+  const std::string failure = p["failure"].get<std::string>();
+  EXPECT_NE(failure.find("404"), std::string::npos) << failure;
+  EXPECT_NE(failure.find("XMLDefault"), std::string::npos) << failure;
+  EXPECT_EQ(r.summary["failed"], 1);
+}
+
+TEST_F(PhonesimNetns, TftpOnlyPhoneRegistersAndKeepsItsRegistrationRefreshed) {
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:02", "--transport", "tftp", "--hold-s", "3",
+                     "--refresh-s", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.raw;
+  ASSERT_EQ(r.phones.size(), 1u);
+  const auto& p = r.phones.front();
+  EXPECT_TRUE(p["registered"].get<bool>()) << p.dump(2);
+  EXPECT_NE(p["steps"][6]["detail"].get<std::string>().find("tftp 10.10.100.1"), std::string::npos) << p.dump(2);
+  ASSERT_EQ(r.refreshes.size(), 1u) << r.raw;
+  EXPECT_GE(r.refreshes[0]["ok"].get<int>(), 1) << r.raw;
+  EXPECT_EQ(r.refreshes[0]["failed"], 0);
+  EXPECT_TRUE(r.refreshes[0]["registered_at_end"].get<bool>());
+}
+
+TEST_F(PhonesimNetns, WrongExpectedVlanFailsStep3) {
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:01", "--expect-vlan", "200"});
+  EXPECT_EQ(r.exit_code, 1) << r.raw;
+  ASSERT_EQ(r.phones.size(), 1u);
+  EXPECT_EQ(r.phones[0]["failed_step"], 3);
+  EXPECT_NE(r.phones[0]["failure"].get<std::string>().find("offers voice VLAN 100, expected 200"), std::string::npos)
+      << r.phones[0].dump(2);
+}
+
+}  // namespace
+}  // namespace ve::test
