@@ -255,6 +255,10 @@ DriverResult<std::unique_ptr<PoeDriver>> make_driver(const config::SiteConfig& c
   }
   if (cfg.poe.driver == "sim") {
     SimOptions options;
+    options.phase = std::chrono::milliseconds(50);
+    // A fresh PSE comes up with its ports enabled, as kernel PSE controllers do; after that the
+    // hardware file carries the state across daemon restarts.
+    options.admin_enabled_at_power_up = true;
     options.hardware_file = std::filesystem::path(cfg.state_dir) / "poe-sim-hardware.json";
     return std::unique_ptr<PoeDriver>(SimDriver::from_config(cfg, std::move(clock), options));
   }

@@ -575,7 +575,15 @@ struct Manager::Impl {
 
   std::uint32_t negotiate(const std::string& name, std::uint32_t requested) {
     Port* p = find(name);
-    if (p == nullptr || p->mode() == PoeMode::Off || p->oper != Oper::On) return 0;
+    if (p == nullptr || p->mode() == PoeMode::Off) return 0;
+    // The device may have come up since the last poll: look before answering "no power".
+    if (p->oper != Oper::On) {
+      evaluate(*p, driver.status(p->name));
+      enforce_budget();
+      restore();
+      save_if_dirty();
+    }
+    if (p->oper != Oper::On) return 0;
     const std::uint32_t cap = std::min(requested, p->max_mw());
     std::uint32_t granted = cap;
     std::string limited_by = cap < requested ? fmt::format("port max {}", watts(p->max_mw())) : "";
@@ -600,7 +608,8 @@ struct Manager::Impl {
         report(*p, Outcome::Ok, fmt::format("negotiated {}", watts(granted)));
       } else {
         log->info("{}: device asked {}, granted {} ({})", p->name, watts(requested), watts(granted), limited_by);
-        report(*p, Outcome::Info,
+        // Still a powered phone (at the granted level): the step succeeded, the detail says how.
+        report(*p, Outcome::Ok,
                fmt::format("requested {}, granted {} ({})", watts(requested), watts(granted), limited_by));
       }
     }

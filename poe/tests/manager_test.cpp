@@ -153,6 +153,15 @@ TEST(PoeManager, NegotiationIsCappedByTheBudget) {
   EXPECT_EQ(rig.mgr->totals().allocated_mw, 20000u);
 }
 
+TEST(PoeManager, RequestArrivingBeforeTheNextPollSeesTheFreshState) {
+  Rig rig({{"eth1"}}, 370, {{"eth1", {2, 6300}}});
+  rig.mgr->start();
+  rig.clock.advance(300ms);  // delivering now, but no poll has seen it yet
+  ASSERT_EQ(rig.oper("eth1"), Oper::Searching);
+  EXPECT_EQ(rig.mgr->negotiate("eth1", 12900), 12900u);
+  EXPECT_EQ(rig.oper("eth1"), Oper::On);
+}
+
 TEST(PoeManager, UnpoweredOrUnknownPortsGetNothing) {
   Rig rig({{"eth1"}, {"eth2", PoePriority::Low, 15.4, PoeMode::Off}}, 370, {{"eth2", {2, 6300}}});
   rig.mgr->start();

@@ -1,0 +1,210 @@
+// Daemon glue for poe/: the driver the site file names, the manager on the daemon's io_context
+// (polled every second, at once on link changes and on PSE notifications), power negotiation for
+// CDP/LLDP through Services, and the "show.power.inline" / "power.inline" control commands.
+#include <unistd.h>
+
+#include <cmath>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "daemon/daemon_registry.hpp"
+#include "poe/poe.hpp"
+#include "ve/log.hpp"
+
+namespace ve::daemon {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr auto kPollInterval = 1s;
+
+double watts(std::uint32_t mw) { return std::round(mw / 100.0) / 10.0; }
+
+json port_json(const poe::PortView& v) {
+  json j{{"interface", v.name},
+         {"number", v.number},
+         {"admin", config::to_string(v.mode)},
+         {"admin_overridden", v.mode_overridden},
+         {"oper", poe::to_string(v.oper)},
+         {"priority", config::to_string(v.priority)},
+         {"power_w", watts(v.measured_mw)},
+         {"allocated_w", watts(v.allocated_mw)},
+         {"max_w", watts(v.max_mw)},
+         {"detail", v.detail}};
+  j["class"] = v.power_class >= 0 ? json(v.power_class) : json();
+  j["requested_w"] = v.requested_mw != 0 ? json(watts(v.requested_mw)) : json();
+  if (v.device) {
+    j["device"] = v.device->sep_name();
+    j["mac"] = v.device->to_string();
+  } else {
+    j["device"] = json();
+    j["mac"] = json();
+  }
+  return j;
+}
+
+class PoeComponent final : public Component {
+public:
+  explicit PoeComponent(Context& ctx) : ctx_(ctx), poll_timer_(ctx.io), notifications_(ctx.io) {
+    auto d = poe::make_driver(*ctx.config, poe::steady_clock_now());
+    if (!d) {
+      driver_error_ = d.error().message;
+      ve::logger("poe")->error("PoE driver {} unavailable: {}", ctx.config->poe.driver, driver_error_);
+      return;
+    }
+    driver_ = std::move(d.value());
+    poe::ManagerOptions options;
+    options.state_file = std::filesystem::path(ctx.config->state_dir) / "poe-state.json";
+    manager_ = std::make_unique<poe::Manager>(*driver_, ctx.events, ctx.config, poe::steady_clock_now(), options);
+    driver_name_ = ctx.config->poe.driver;
+  }
+
+  std::string_view name() const override { return "poe"; }
+
+  void start() override {
+    if (!manager_) return;
+    std::error_code ec;
+    std::filesystem::create_directories(ctx_.config->state_dir, ec);
+    manager_->start();
+    const auto t = manager_->totals();
+    ve::logger("poe")->info("PoE driver {}: {} port(s), budget {:.1f} W, {:.1f} W allocated", driver_name_,
+                            manager_->ports().size(), t.budget_mw / 1000.0, t.allocated_mw / 1000.0);
+    watch_notifications();
+    arm_poll();
+  }
+
+  void reconfigure(const config::SiteConfigPtr& config) override {
+    if (!manager_) return;
+    if (config->poe.driver != driver_name_) {
+      ve::logger("poe")->warn("poe.driver changed to {}: takes effect at the next restart", config->poe.driver);
+    }
+    manager_->reconfigure(config);
+  }
+
+  // Power stays as it is: the next start adopts it.
+  void stop() override {
+    poll_timer_.cancel();
+    if (notifications_.is_open()) {
+      boost::system::error_code ec;
+      notifications_.cancel(ec);
+      notifications_.close(ec);
+    }
+  }
+
+  poe::Manager* manager() { return manager_.get(); }
+  const std::string& driver_error() const { return driver_error_; }
+
+  json show(const std::string& only_port) const {
+    json ports = json::array();
+    for (const auto& v : manager_->ports()) {
+      if (!only_port.empty() && v.name != only_port) continue;
+      ports.push_back(port_json(v));
+    }
+    const auto t = manager_->totals();
+    return json{{"driver", driver_name_},
+                {"budget_w", watts(t.budget_mw)},
+                {"allocated_w", watts(t.allocated_mw)},
+                {"used_w", watts(t.used_mw)},
+                {"remaining_w", watts(t.budget_mw > t.allocated_mw ? t.budget_mw - t.allocated_mw : 0)},
+                {"ports", std::move(ports)}};
+  }
+
+private:
+  void arm_poll() {
+    poll_timer_.expires_after(kPollInterval);
+    poll_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: stopping
+      manager_->poll();
+      arm_poll();
+    });
+  }
+
+  // Kernel PSE notifications (6.17+) make a port's change visible before the next poll.
+  void watch_notifications() {
+    const int fd = driver_->notification_fd();
+    if (fd < 0) return;
+    const int own = ::dup(fd);  // the descriptor object closes its own copy
+    if (own < 0) return;
+    notifications_.assign(own);
+    wait_notification();
+  }
+
+  void wait_notification() {
+    notifications_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                              [this](const boost::system::error_code& ec) {
+                                if (ec) return;
+                                for (const auto& port : driver_->read_notifications()) manager_->poll_port(port);
+                                wait_notification();
+                              });
+  }
+
+  Context& ctx_;
+  std::unique_ptr<poe::PoeDriver> driver_;
+  std::unique_ptr<poe::Manager> manager_;
+  std::string driver_name_;
+  std::string driver_error_;
+  boost::asio::steady_timer poll_timer_;
+  boost::asio::posix::stream_descriptor notifications_;
+};
+
+std::optional<config::PoeMode> mode_word(const std::string& w) {
+  if (w == "auto") return config::PoeMode::Auto;
+  if (w == "off" || w == "never") return config::PoeMode::Off;
+  if (w == "on" || w == "static") return config::PoeMode::Static;
+  return std::nullopt;
+}
+
+}  // namespace
+
+void add_poe_component(Wiring& w) {
+  auto component = std::make_unique<PoeComponent>(w.ctx);
+  PoeComponent* raw = component.get();
+
+  if (poe::Manager* mgr = raw->manager()) {
+    w.ctx.services.negotiate_power = [mgr](const std::string& port, std::uint32_t requested_mw) {
+      return mgr->negotiate(port, requested_mw);
+    };
+    w.ctx.services.available_power = [mgr](const std::string& port) { return mgr->available(port); };
+    w.ctx.services.link_listeners.push_back([mgr](const std::string& port, bool up) {
+      if (!up) mgr->clear_port_device(port);
+      mgr->poll_port(port);
+    });
+    w.ctx.services.device_listeners.push_back(
+        [mgr](const std::string& port, const MacAddress& mac) { mgr->set_port_device(port, mac); });
+  }
+
+  w.ctx.control.add("show.power.inline", [raw](const json& args) -> ControlResult {
+    if (raw->manager() == nullptr) {
+      return unexpected(ControlError{"unavailable", "PoE driver unavailable: " + raw->driver_error()});
+    }
+    std::string port;
+    if (args.is_object() && args.contains("port")) {
+      if (!args["port"].is_string()) return unexpected(ControlError{"bad-request", "port must be a string"});
+      port = args["port"].get<std::string>();
+      if (!raw->manager()->port(port)) return unexpected(ControlError{"not-found", "no such port: " + port});
+    }
+    return raw->show(port);
+  });
+
+  w.ctx.control.add("power.inline", [raw](const json& args) -> ControlResult {
+    if (raw->manager() == nullptr) {
+      return unexpected(ControlError{"unavailable", "PoE driver unavailable: " + raw->driver_error()});
+    }
+    if (!args.is_object() || !args.contains("port") || !args["port"].is_string() || !args.contains("mode") ||
+        !args["mode"].is_string()) {
+      return unexpected(ControlError{"bad-request", "power inline needs a port and a mode (on, off or auto)"});
+    }
+    const auto port = args["port"].get<std::string>();
+    const auto mode = mode_word(args["mode"].get<std::string>());
+    if (!mode) return unexpected(ControlError{"bad-request", "mode must be on, off or auto"});
+    auto r = raw->manager()->set_mode(port, *mode);
+    if (!r) return unexpected(ControlError{"not-found", r.error()});
+    return raw->show(port);
+  });
+
+  w.components.push_back(std::move(component));
+}
+
+}  // namespace ve::daemon
