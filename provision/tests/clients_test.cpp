@@ -145,8 +145,8 @@ TEST_F(ClientsTest, ManyConcurrentClientsOnOneThread) {
   root_.write("storm.sbn", testing::random_bytes(256 * 1024 + 5, 77));
   {
     std::ofstream script(out_.path() / "many.sh");
-    script << "set -e\npids=\nfor i in $(seq 1 50); do\n  atftp --option 'blksize 1428' --option 'windowsize 8' -g -r "
-              "big/sip78xx.14-2-1-0001-14.sbn -l " << out("c") << "$i 127.0.0.1 " << tftp_port() << " &\n  pids=\"$pids $!\"\n"
+    script << "set -e\npids=\nfor i in $(seq 1 100); do\n  atftp --option 'blksize 1428' --option 'windowsize 8' -g -r "
+              "storm.sbn -l " << out("c") << "$i 127.0.0.1 " << tftp_port() << " &\n  pids=\"$pids $!\"\n"
               "done\nfor p in $pids; do wait $p; done\n";
   }
   auto r = run("bash " + out("many.sh"));
