@@ -60,7 +60,7 @@ std::string site_yaml(const std::string& port, int voice_vlan, int fast_start = 
          "state_dir: @STATE@\n"
          "control: { socket: @SOCKET@ }\n" +
          ports +
-         "cdp: { enabled: true, interval_s: 3600, holdtime_s: 180, fast_start_count: " + std::to_string(fast_start) +
+         "cdp: { enabled: true, interval_s: 240, holdtime_s: 255, fast_start_count: " + std::to_string(fast_start) +
          " }\n"
          "lldp: { enabled: true, med: true, voice_priority: 5, voice_dscp: 46 }\n"
          "poe:\n  driver: sim\n  budget_watts: 370\n" +
@@ -156,10 +156,10 @@ TEST_F(CdpNetns, TsharkDecodesOurVoipVlanReplyAndDeviceId) {
     EXPECT_EQ(f.device_id, "vecdp-switch");
     EXPECT_EQ(f.voice_vlan, "123");       // Appliance VLAN TLV 0x0e, as Wireshark reads it
     EXPECT_EQ(f.checksum_status, "1");    // Wireshark: checksum Good
-    EXPECT_EQ(f.ttl, "180");
+    EXPECT_EQ(f.ttl, "255");
     EXPECT_EQ(f.request_id, "0");         // no phone has asked yet
   }
-  // Fast start: fast_start_count frames, then nothing until interval_s (3600 s here).
+  // Fast start: fast_start_count frames, then nothing until interval_s (240 s here).
   std::this_thread::sleep_for(2500ms);
   EXPECT_EQ(seen().size(), 2u);
   auto detail = neighbors(true);
@@ -230,6 +230,8 @@ TEST_F(CdpNetns, ScapyPhoneGetsImmediateReplyWithVlanAndPowerAndIsListed) {
 
 TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
   start_daemon(site_yaml(topo->switch_if, 123));
+  // lldpcli gives up root before it connects: the socket's directory must be reachable.
+  std::filesystem::permissions(scratch.path(), std::filesystem::perms(0755));
   const auto sock = scratch / "lldpd.sock";
   // lldpd as a class III (phone) LLDP-MED endpoint asking for 12 W.
   Child lldpd(topo->in_phone({"lldpd", "-d", "-M", "3", "-I", topo->phone_if, "-u", sock.string()}),
