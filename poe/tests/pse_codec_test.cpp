@@ -11,6 +11,8 @@
 
 #include <array>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "poe/pse_codec.hpp"
 
@@ -231,6 +233,29 @@ TEST(PseCodec, RejectsAttributeShorterThanItsType) {
   auto r = parse_reply(bytes);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), ParseError::BadAttributes);
+}
+
+}  // namespace
+}  // namespace ve::poe::pse
+
+namespace ve::poe::pse {
+namespace {
+
+// The fuzz seeds are real-shaped kernel messages: each must parse.
+TEST(PseCodec, FuzzSeedsParse) {
+  const auto dir = std::filesystem::path(VE_SOURCE_DIR) / "fuzz" / "corpus" / "poe";
+  int parsed = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::byte> bytes(raw.size());
+    std::memcpy(bytes.data(), raw.data(), raw.size());
+    auto r = parse_reply(bytes);
+    ASSERT_TRUE(r) << e.path() << ": " << to_string(r.error());
+    EXPECT_EQ(r->ifname, "eth1");
+    ++parsed;
+  }
+  EXPECT_EQ(parsed, 3);
 }
 
 }  // namespace
