@@ -388,7 +388,12 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
 
   void advert_tick() {
     if (!running || !link_is_open || !link_up) return;
-    send_advertisements();
+    if (!send_advertisements()) {
+      // Not on the wire (interface not up yet): a fast-start frame that was never sent does not
+      // count, so try again soon instead of waiting a whole interval.
+      schedule_advert(settings.fast_start_spacing);
+      return;
+    }
     if (fast_start_remaining > 0) --fast_start_remaining;
     if (fast_start_remaining > 0) {
       schedule_advert(settings.fast_start_spacing);
@@ -408,29 +413,32 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
-  void send_advertisements() {
-    if (settings.cdp_enabled) send_cdp(holdtime());
-    if (settings.lldp_enabled) send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535)));
+  // True when every enabled protocol's frame went out.
+  bool send_advertisements() {
+    bool ok = true;
+    if (settings.cdp_enabled) ok = send_cdp(holdtime()) && ok;
+    if (settings.lldp_enabled) ok = send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535))) && ok;
+    return ok;
   }
 
   std::uint8_t holdtime() const { return static_cast<std::uint8_t>(std::clamp(settings.holdtime_s, 1, 255)); }
 
-  void send_cdp(std::uint8_t ttl) {
-    const Bytes frame = cdp_frame(ttl);
-    if (link->send(frame)) {
+  bool send_cdp(std::uint8_t ttl) {
+    if (link->send(cdp_frame(ttl))) {
       ++counters.cdp_sent;
-    } else {
-      ++counters.send_errors;
+      return true;
     }
+    ++counters.send_errors;
+    return false;
   }
 
-  void send_lldp(std::uint16_t ttl) {
-    const Bytes frame = lldp_frame(ttl);
-    if (link->send(frame)) {
+  bool send_lldp(std::uint16_t ttl) {
+    if (link->send(lldp_frame(ttl))) {
       ++counters.lldp_sent;
-    } else {
-      ++counters.send_errors;
+      return true;
     }
+    ++counters.send_errors;
+    return false;
   }
 
   std::uint32_t current_available_mw() const {

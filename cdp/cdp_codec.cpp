@@ -12,7 +12,6 @@ using wire::Reader;
 
 constexpr std::uint8_t kSnapHeader[8] = {0xaa, 0xaa, 0x03, 0x00, 0x00, 0x0c, 0x20, 0x00};
 constexpr std::size_t kSnapSize = sizeof(kSnapHeader);
-constexpr std::size_t kPduHeaderSize = 4;  // version, ttl, checksum
 constexpr std::size_t kTlvHeaderSize = 4;
 constexpr std::size_t kMaxTlvValue = 0xffff - kTlvHeaderSize;
 

@@ -122,6 +122,18 @@ protected:
   }
   std::vector<SeenCdp> seen() const { return parse_tshark(read_file(tshark_log)); }
 
+  // Re-creates the veth pair with the same names; the switch end comes up only once tshark
+  // listens, so the daemon's fast start (retried while the link is down) must reach it.
+  void start_tshark_after_recreate() {
+    auto r = run({"ip", "-n", topo->phone_ns, "link", "add", topo->phone_if, "type", "veth", "peer", "name",
+                  topo->switch_if, "netns", topo->switch_ns});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(run({"ip", "-n", topo->phone_ns, "link", "set", topo->phone_if, "up"}).exit_code, 0);
+    start_tshark();
+    std::this_thread::sleep_for(4s);  // longer than the daemon's reopen delay: it opens the down link
+    ASSERT_EQ(run({"ip", "-n", topo->switch_ns, "link", "set", topo->switch_if, "up"}).exit_code, 0);
+  }
+
   void start_daemon(const std::string& yaml) {
     daemon = std::make_unique<Daemon>(yaml, topo->in_switch());
     ASSERT_TRUE(daemon->start()) << daemon->log();
@@ -289,6 +301,26 @@ TEST_F(CdpNetns, FloodIsCountedAndCappedAndTheDaemonKeepsAnswering) {
   EXPECT_EQ(data["neighbors"].size(), 32u);  // per-port cap
   EXPECT_EQ(port["counters"]["neighbors_dropped"], 300 - 32);
   EXPECT_TRUE(daemon->child().running());
+}
+
+TEST_F(CdpNetns, InterfaceThatVanishesIsReportedAndPickedUpAgain) {
+  start_daemon(site_yaml(topo->switch_if, 123, 1));
+  ASSERT_TRUE(eventually([&] { return neighbors(true)["ports"][0]["counters"]["cdp_sent"] == 1; }, 10s));
+  auto r = run({"ip", "-n", topo->switch_ns, "link", "del", topo->switch_if});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json port;
+  ASSERT_TRUE(eventually([&] {
+    port = neighbors(true)["ports"][0];
+    return port["capturing"] == false && !port["error"].get<std::string>().empty();
+  }, 15s)) << port.dump(2) << daemon->log();
+  EXPECT_TRUE(daemon->child().running());
+
+  start_tshark_after_recreate();
+  ASSERT_TRUE(eventually([&] { return neighbors(true)["ports"][0]["capturing"] == true; }, 15s))
+      << neighbors(true).dump(2) << daemon->log();
+  // Fast start again on the new link, seen by the peer.
+  EXPECT_TRUE(eventually([&] { return !seen().empty() && seen().back().voice_vlan == "123"; }, 15s))
+      << read_file(tshark_log);
 }
 
 TEST_F(CdpNetns, ReloadChangesVoiceVlanAndRemovedPortSaysGoodbye) {

@@ -16,6 +16,7 @@ struct Wire {
   FrameLink::Receiver receiver;
   std::vector<Bytes> sent;
   bool fail_open = false;
+  int failing_sends = 0;  // this many sends fail (interface down) before they work
   bool closed = false;
   MacAddress mac = *MacAddress::parse("02:00:00:00:00:aa");
 
@@ -49,6 +50,10 @@ public:
     return true;
   }
   bool send(ByteView frame) override {
+    if (wire_->failing_sends > 0) {
+      --wire_->failing_sends;
+      return false;
+    }
     wire_->sent.emplace_back(frame.begin(), frame.end());
     return true;
   }
@@ -135,6 +140,17 @@ TEST_F(AgentTest, FastStartSendsCountFramesThenWaitsForInterval) {
   EXPECT_EQ(wire->lldp().size(), 3u);
   EXPECT_EQ(agent->counters().cdp_sent, 3u);
   EXPECT_EQ(agent->counters().lldp_sent, 3u);
+}
+
+TEST_F(AgentTest, FastStartFramesThatFailToSendAreRetried) {
+  settings.fast_start_count = 2;
+  settings.fast_start_spacing = 5ms;
+  wire->failing_sends = 6;  // three ticks' worth of CDP + LLDP
+  auto agent = make_agent();
+  agent->start();
+  io.run_for(500ms);
+  EXPECT_EQ(wire->cdp().size(), 2u);
+  EXPECT_EQ(agent->counters().send_errors, 6u);
 }
 
 TEST_F(AgentTest, AdvertisementCarriesVoiceVlanDeviceIdAndPower) {
