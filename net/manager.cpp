@@ -194,6 +194,11 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
     } else if (auto i = issues.find(port.name); i != issues.end()) {
       st.state = std::string(to_string(i->second.kind));
       st.error = i->second.message;
+      // It appeared since the last reconcile, which is due in a moment.
+      if (i->second.kind == IssueKind::Absent && st.present) {
+        st.state = "pending";
+        st.error = "appeared; being programmed";
+      }
     } else if (!st.present) {
       st.state = "absent";
     } else {

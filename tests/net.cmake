@@ -25,3 +25,8 @@ if(TARGET ve_net AND TARGET ve_cdp)
   target_include_directories(net_cdp_netns_tests PRIVATE ${PROJECT_SOURCE_DIR})
   gtest_discover_tests(net_cdp_netns_tests DISCOVERY_TIMEOUT 60 PROPERTIES LABELS netns TIMEOUT 60)
 endif()
+
+# The real voiceedged: show interfaces, link events, late port, reload (label netns).
+if(TARGET ve_net AND TARGET voiceedged AND COMMAND ve_integration_test)
+  ve_integration_test(net_daemon_netns_tests netns net_daemon_netns_test.cpp)
+endif()
