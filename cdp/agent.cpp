@@ -210,6 +210,9 @@ namespace {
 constexpr auto kReopenDelay = std::chrono::seconds(3);
 constexpr auto kExpiryPeriod = std::chrono::seconds(1);
 constexpr auto kMalformedWarnEvery = std::chrono::seconds(10);
+// Immediate replies to queries/power requests: at most one per this interval per port; requests
+// inside it share one deferred reply, so a flood of queries cannot turn into a flood of frames.
+constexpr auto kMinReplySpacing = std::chrono::milliseconds(200);
 
 struct NeighborKey {
   Protocol protocol;
@@ -238,6 +241,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
         advert_timer(io_in),
         expiry_timer(io_in),
         reopen_timer(io_in),
+        reply_timer(io_in),
         log(logger("cdp")) {
     if (!hooks.steady_now) hooks.steady_now = [] { return steady_clock::now(); };
     if (!hooks.wall_now) hooks.wall_now = [] { return system_clock::now(); };
@@ -251,6 +255,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer advert_timer;
   asio::steady_timer expiry_timer;
   asio::steady_timer reopen_timer;
+  asio::steady_timer reply_timer;  // coalesces immediate CDP replies
   std::shared_ptr<spdlog::logger> log;
 
   bool running = false;
@@ -270,6 +275,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   // LLDP-MED: MED TLVs are sent only once a MED endpoint has been seen (TIA-1057).
   bool med_endpoint_seen = false;
   std::optional<std::uint32_t> lldp_granted_mw;
+  std::optional<steady_clock::time_point> last_reply;
+  bool reply_pending = false;
 
   // --- lifecycle -------------------------------------------------------------------------
 
@@ -335,6 +342,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     advert_timer.cancel();
     expiry_timer.cancel();
     reopen_timer.cancel();
+    reply_timer.cancel();
     link->close();
     link_is_open = false;
     table.clear();
@@ -615,7 +623,28 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       report_new(*n, (n->capabilities & capability::kPhone) != 0 || mac_from_sep_name(n->device_id));
     }
     // Answer at once: a phone waits for the voice VLAN and its power grant.
-    if (reply && running && link_is_open && settings.cdp_enabled) send_cdp(holdtime());
+    if (reply && running && link_is_open && settings.cdp_enabled) reply_cdp();
+  }
+
+  void reply_cdp() {
+    if (reply_pending) return;  // the deferred reply will carry the latest state
+    const auto now = hooks.steady_now();
+    if (!last_reply || now - *last_reply >= kMinReplySpacing) {
+      last_reply = now;
+      send_cdp(holdtime());
+      return;
+    }
+    reply_pending = true;
+    reply_timer.expires_after(kMinReplySpacing);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    reply_timer.async_wait([weak](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->reply_pending = false;
+      if (ec || !self->running || !self->link_is_open || !self->settings.cdp_enabled) return;
+      self->last_reply = self->hooks.steady_now();
+      self->send_cdp(self->holdtime());
+    });
   }
 
   void on_lldp(const LldpFrame& f) {
@@ -774,6 +803,7 @@ Agent::~Agent() {
   impl_->advert_timer.cancel();
   impl_->expiry_timer.cancel();
   impl_->reopen_timer.cancel();
+  impl_->reply_timer.cancel();
   impl_->link->close();
 }
 
