@@ -286,21 +286,24 @@ const PhoneJourney* JourneyTracker::find(const std::string& key) const {
 }
 
 Diagnosis JourneyTracker::diagnose(const PhoneJourney& p) const {
+  // A phone missing from the site file gets XMLDefault.cnf.xml, which has no line: it cannot
+  // register, whatever it does next. Say so rather than only "404" or "never sent REGISTER".
+  const bool unlisted_dead_end = config_ && !config_->find_phone(p.mac) && !config_->provisioning.auto_register &&
+                                 p.step(Step::ConfigFile).seen;
+  const auto unlisted_reason = [&](const std::string& seen) {
+    return fmt::format("step 11: {} is not in the site file (phones:) and auto_register is off — it got "
+                       "XMLDefault.cnf.xml with no line to register{}; add it to phones: to provision it",
+                       p.mac.sep_name(), seen.empty() ? "" : " (registrar: " + seen + ")");
+  };
   for (int n = 1; n <= kStepCount; ++n) {
     const auto& s = p.steps[static_cast<std::size_t>(n) - 1];
     if (s.seen && s.outcome == Outcome::Failed) {
+      if (unlisted_dead_end && n >= static_cast<int>(Step::CallManagerConnect)) return {Step::Register, unlisted_reason(s.detail)};
       return {static_cast<Step>(n), fmt::format("step {}: {}", n, s.detail)};
     }
   }
   if (p.registered()) return {};
-  // A phone missing from the site file gets XMLDefault.cnf.xml, which has no line: it cannot
-  // register, whatever it does next. Say so instead of "never sent REGISTER".
-  if (config_ && !config_->find_phone(p.mac) && !config_->provisioning.auto_register && p.step(Step::ConfigFile).seen) {
-    return {Step::Register, fmt::format("step 11: {} is not in the site file (phones:) and auto_register is off — it "
-                                        "got XMLDefault.cnf.xml with no line to register; add it to phones: to "
-                                        "provision it",
-                                        p.mac.sep_name())};
-  }
+  if (unlisted_dead_end) return {Step::Register, unlisted_reason("")};
   // The power step is only expected where the phone's port is known to voiceedge.
   const bool port_known = p.facts.contains("port");
   int highest = 0;

@@ -110,10 +110,12 @@ phones:
 def provisioning_tree(root):
     """The static files a phone asks for: dial rules, locale, softkeys, ring list, a load."""
     os.makedirs(os.path.join(root, "English_United_States"), exist_ok=True)
+    os.makedirs(os.path.join(root, "United_States"), exist_ok=True)
     files = {
         "dialplan.xml": '<DIALTEMPLATE><TEMPLATE MATCH="1..." Timeout="0" User="Phone"/></DIALTEMPLATE>\n',
         "English_United_States/sp-sip.jar": "locale-jar-placeholder-bytes\n" * 64,
         "English_United_States/be-sip.jar": "locale-jar-placeholder-bytes\n" * 64,
+        "United_States/g3-tones.xml": "<tones/>\n",
         "softkeys.xml": "<softKeyCfg><versionStamp>1</versionStamp></softKeyCfg>\n",
         "Ringlist-wb.xml": "<CiscoIPPhoneRingList><Ring><DisplayName>Chirp</DisplayName>"
                            "<FileName>Chirp1.rwb</FileName></Ring></CiscoIPPhoneRingList>\n",

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""End-to-end: a virtual branch (voiceedged + real kea-dhcp4 with our hook) and 22 simulated
+phones, each on its own port in its own namespace. 20 are listed in the site file and must reach
+Registered through every step of the note; 2 are unknown and must stop at step 11 with the
+reason named. Then faults: kill -9 of voiceedged (no power-cycle, registrations survive, Kea keeps
+serving and is adopted, phones booting afterwards complete) and kill -9 of kea-dhcp4 (restarted).
+
+Run as root: python3 tests/e2e/test_e2e.py  (VE_BUILD_DIR selects the build; VE_KEEP_E2E=1 keeps
+the branch directory for inspection)."""
+import json
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from branch import Branch, LOAD  # noqa: E402
+
+LISTED = 20
+UNKNOWN = 2
+# The steps a registered phone must show, in the order of the note (8, 9 and 12-14 depend on
+# what its config names; they are checked where they apply).
+REQUIRED_IN_ORDER = [1, 3, 4, 5, 6, 7, 10, 11]
+
+
+def run_phones(branch, indices, extra=()):
+    procs = {i: branch.start_phone(i, extra) for i in indices}
+    results = {}
+    for i, p in procs.items():
+        out, _ = p.communicate(timeout=300)
+        phones = []
+        for line in out.splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if "mac" in obj and "steps" in obj:
+                phones.append(obj)
+        results[i] = {"exit": p.returncode, "phones": phones, "raw": out}
+    return results
+
+
+def strings_in(obj):
+    """Every string in a JSON tree (to check that a table lists a phone, whatever its shape)."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from strings_in(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from strings_in(v)
+
+
+def kea_pid(branch):
+    out = os.popen(f"ip netns pids {branch.box}").read().split()
+    for pid in out:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "kea-dhcp4":
+                    return int(pid)
+        except OSError:
+            pass
+    return None
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root for network namespaces")
+class EndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.branch = Branch(phones=LISTED, unknown=UNKNOWN)
+        cls.branch.__enter__()
+        try:
+            cls.branch.start_daemon()
+            cls.results = run_phones(cls.branch, range(1, LISTED + UNKNOWN + 1), ["--timeout-s", "120"])
+        except BaseException:
+            print(cls.branch.tail_log(120), file=sys.stderr)
+            cls.branch.__exit__(None, None, None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if os.environ.get("VE_KEEP_E2E"):
+            print("branch kept in", cls.branch.dir, file=sys.stderr)
+        cls.branch.__exit__(None, None, None)
+
+    def sim(self, i):
+        r = self.results[i]
+        self.assertEqual(len(r["phones"]), 1, f"phone {i}: simulator printed no result:\n{r['raw']}")
+        return r["phones"][0]
+
+    def explain(self, i):
+        return f"\nsimulator: {json.dumps(self.results[i]['phones'], indent=1)[:3000]}\ndaemon log:\n" + \
+            self.branch.tail_log(40)
+
+    # -- the 20 listed phones ---------------------------------------------------------------------
+    def test_01_listed_phones_register_through_every_step_in_order(self):
+        for i in range(1, LISTED + 1):
+            with self.subTest(phone=i):
+                s = self.sim(i)
+                self.assertTrue(s["registered"], self.explain(i))
+                self.assertEqual(self.results[i]["exit"], 0)
+                self.assertEqual(s["config_file"], f"SEP{self.branch.mac(i).replace(':', '').upper()}.cnf.xml")
+                self.assertEqual(s["voice_vlan"], 100)
+                steps = [st["step"] for st in s["steps"]]
+                self.assertEqual(steps, sorted(steps), "steps out of the note's order")
+                outcome = {st["step"]: st["outcome"] for st in s["steps"]}
+                self.assertEqual(outcome.get(5), "expected", "CTL must be not-found on a non-secure site")
+                self.assertEqual(outcome.get(6), "expected", "ITL must be not-found on a non-secure site")
+                for n in (4, 7, 9, 10, 11, 12, 13, 14):
+                    self.assertEqual(outcome.get(n), "ok", f"step {n}: {s['steps']}")
+
+    def test_02_daemon_timeline_agrees_with_the_simulator(self):
+        phones = {p["mac"]: p for p in self.branch.ctl_json("show", "phones")}
+        for i in range(1, LISTED + 1):
+            with self.subTest(phone=i):
+                mac = self.branch.mac(i)
+                s = self.sim(i)
+                self.assertIn(mac, phones)
+                p = phones[mac]
+                self.assertTrue(p["registered"], p)
+                self.assertEqual(p["ipv4_address"], s["ip"])
+                self.assertEqual(p["port"], f"{self.branch.tag}p{i}")
+                self.assertIn("Registered with 10.10.100.1", p["registration"])
+                self.assertEqual(p["active_load_id"], s["active_load"] or p["active_load_id"])
+                j = self.branch.ctl_json("show", "journey", mac)
+                steps = {st["step"]: st for st in j["steps"]}
+                firsts = []
+                for n in REQUIRED_IN_ORDER:
+                    self.assertTrue(steps[n]["seen"], f"step {n} missing in the daemon's journey: {j['steps']}")
+                    firsts.append(steps[n]["first"])
+                    want = "expected" if n in (5, 6) else "ok"
+                    self.assertEqual(steps[n]["outcome"], want, f"step {n}: {steps[n]}")
+                self.assertEqual(firsts, sorted(firsts), f"first times out of order: {firsts}")
+                self.assertIsNone(j["failed_step"])
+                # The human view says the same.
+                text = self.branch.ctl("show", "journey", "SEP" + mac.replace(":", "").upper()).stdout
+                self.assertIn("Registration:", text)
+                self.assertIn("Registered with", text)
+
+    def test_03_every_table_lists_the_phones(self):
+        power = list(strings_in(self.branch.ctl_json("show", "power", "inline")))
+        cdp = list(strings_in(self.branch.ctl_json("show", "cdp", "neighbors")))
+        leases = list(strings_in(self.branch.ctl_json("show", "dhcp", "leases")))
+        regs = list(strings_in(self.branch.ctl_json("show", "sip", "registrations")))
+        for i in range(1, LISTED + 1):
+            mac = self.branch.mac(i)
+            sep = "SEP" + mac.replace(":", "").upper()
+            with self.subTest(phone=i):
+                self.assertIn(sep, power, "show power inline")
+                self.assertIn(sep, cdp, "show cdp neighbors")
+                self.assertIn(mac, leases, "show dhcp leases")
+                self.assertIn(sep, regs, "show sip registrations")
+                self.assertIn(self.sim(i)["ip"], leases)
+
+    # -- the 2 unknown phones ------------------------------------------------------------------------
+    def test_04_unknown_phones_get_xmldefault_and_stop_at_step_11_with_the_reason(self):
+        for k in range(1, UNKNOWN + 1):
+            i = LISTED + k
+            with self.subTest(phone=i):
+                s = self.sim(i)
+                self.assertFalse(s["registered"])
+                self.assertNotEqual(self.results[i]["exit"], 0)
+                self.assertEqual(s["config_file"], "XMLDefault.cnf.xml", self.explain(i))
+                self.assertEqual(s["failed_step"], 11, self.explain(i))
+                j = self.branch.ctl_json("show", "journey", self.branch.mac(i))
+                self.assertEqual(j["failed_step"], 11, j)
+                self.assertIn("not in the site file", j["reason"])
+                self.assertEqual({st["step"]: st["outcome"] for st in j["steps"] if st["seen"]}.get(5), "expected")
+
+    # -- faults -------------------------------------------------------------------------------
+    def test_05_kill9_of_the_daemon_keeps_power_registrations_and_dhcp(self):
+        b = self.branch
+        before_power = {p["interface"]: p for p in b.ctl_json("show", "power", "inline")["ports"]}
+        before_regs = {r["device_name"] for r in b.ctl_json("show", "sip", "registrations") if r.get("device_name")}
+        self.assertGreaterEqual(len(before_regs), LISTED)
+        kea_before = kea_pid(b)
+        self.assertIsNotNone(kea_before, "kea-dhcp4 is not running")
+
+        b.kill_daemon(signal.SIGKILL)
+        time.sleep(1)
+        self.assertEqual(kea_pid(b), kea_before, "kea-dhcp4 must keep serving while voiceedged is down")
+        b.start_daemon()
+
+        hw = json.load(open(os.path.join(b.dir, "state", "poe-sim-hardware.json")))
+        for name, port in hw["ports"].items():
+            self.assertEqual(port["power_cycles"], 0, f"{name} was power-cycled: {port}")
+            self.assertEqual(port["power_ons"], 1, f"{name}: {port}")
+        after_power = {p["interface"]: p for p in b.ctl_json("show", "power", "inline")["ports"]}
+        for name, p in before_power.items():
+            self.assertEqual(after_power[name]["oper"], p["oper"], name)
+        after_regs = {r["device_name"] for r in b.ctl_json("show", "sip", "registrations") if r.get("device_name")}
+        self.assertEqual(after_regs, before_regs, "registrations lost by the restart")
+        self.assertEqual(kea_pid(b), kea_before, "the restarted daemon must adopt Kea, not start another")
+        self.assertTrue(b.ctl_json("show", "dhcp", "leases")["status"]["kea"].get("adopted"))
+        # Timelines survived too.
+        registered = [p for p in b.ctl_json("show", "phones") if p["registered"]]
+        self.assertGreaterEqual(len(registered), LISTED)
+        # Phones that boot now complete against the restarted daemon.
+        again = run_phones(b, [1, 2, 3], ["--timeout-s", "120"])
+        for i, r in again.items():
+            self.assertEqual(r["exit"], 0, r["raw"][-2000:])
+
+    def test_06_kea_killed_is_restarted_and_dhcp_resumes(self):
+        b = self.branch
+        pid = kea_pid(b)
+        self.assertIsNotNone(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.time() + 30
+        while time.time() < deadline and (kea_pid(b) in (None, pid)):
+            time.sleep(0.2)
+        new = kea_pid(b)
+        self.assertIsNotNone(new, "voiceedged did not restart kea-dhcp4:\n" + b.tail_log(30))
+        self.assertNotEqual(new, pid)
+        again = run_phones(b, [4], ["--timeout-s", "120"])
+        self.assertEqual(again[4]["exit"], 0, again[4]["raw"][-2000:])
+        self.assertEqual(again[4]["phones"][0]["steps"][0]["step"] <= 4, True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
