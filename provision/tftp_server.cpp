@@ -144,12 +144,22 @@ private:
     arm_timer();
   }
 
+  // The deadline moves on every send, but the timer is only re-armed when it fires early: one
+  // timerfd update per timeout period instead of one per block.
   void arm_timer() {
     const auto timeout = setup_.negotiated.timeout_s ? std::chrono::milliseconds(*setup_.negotiated.timeout_s * 1000)
                                                      : setup_.retransmit_timeout;
-    timer_.expires_after(timeout);
-    timer_.async_wait([self = shared_from_this(), generation = ++timer_generation_](const boost::system::error_code& ec) {
-      if (ec || self->finished_ || generation != self->timer_generation_) return;
+    deadline_ = Clock::now() + timeout;
+    if (!timer_pending_) wait_for_deadline();
+  }
+
+  void wait_for_deadline() {
+    timer_pending_ = true;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      self->timer_pending_ = false;
+      if (ec || self->finished_) return;
+      if (Clock::now() < self->deadline_) return self->wait_for_deadline();
       self->on_timeout();
     });
   }
@@ -195,7 +205,8 @@ private:
   std::uint64_t acked_ = 0;       // highest block the client acknowledged (0: none yet)
   std::uint64_t window_end_ = 0;  // highest block sent
   std::uint64_t sent_bytes_ = 0;
-  std::uint64_t timer_generation_ = 0;
+  Clock::time_point deadline_{};
+  bool timer_pending_ = false;
   int retries_ = 0;
   bool awaiting_oack_ack_ = false;
   bool finished_ = false;
