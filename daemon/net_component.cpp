@@ -51,6 +51,10 @@ public:
     return data;
   }
 
+  std::string service_interface(const config::Subnet& subnet) const {
+    return started_ ? manager_.service_interface(subnet) : subnet.interface;
+  }
+
 private:
   // Components start after net, so the first state of each port is not announced (they look
   // at their ports when they start); changes after that are.
@@ -70,6 +74,8 @@ private:
 void add_net_component(Wiring& w) {
   auto component = std::make_unique<NetComponent>(w.ctx);
   NetComponent* raw = component.get();
+  // Valid once net has started (it starts first); before that the site file's own interface.
+  w.ctx.services.service_interface = [raw](const config::Subnet& subnet) { return raw->service_interface(subnet); };
   w.ctx.control.add("show.interfaces", [raw](const json& args) { return raw->show(args); });
   w.components.push_back(std::move(component));
 }

@@ -267,6 +267,14 @@ void Manager::stop() {
 
 std::vector<Action> Manager::reconcile() { return impl_->reconcile(); }
 const KernelFeatures& Manager::features() const { return impl_->features; }
+
+std::string Manager::service_interface(const config::Subnet& subnet) const {
+  const Impl& m = *impl_;
+  const KernelFeatures& f = m.features;
+  bool programmable = f.vlan_8021q && (m.wanted.mode != Mode::Bridge || f.bridge_vlan_filtering);
+  if (m.wanted.mode == Mode::None || !programmable) return subnet.interface;
+  return net::service_interface(*m.config, subnet);
+}
 std::uint64_t Manager::reconciles() const { return impl_->reconcile_count; }
 std::uint64_t Manager::actions_applied() const { return impl_->applied_count; }
 

@@ -285,6 +285,9 @@ public:
   std::vector<Action> reconcile();
 
   const KernelFeatures& features() const;
+  // Where `subnet`'s router address lives now: net::service_interface() when this kernel can
+  // program the configured mode, the subnet's own `interface` otherwise (untagged operation).
+  std::string service_interface(const config::Subnet& subnet) const;
   std::vector<PortStatus> ports() const;
   nlohmann::json status_json() const;  // the `data` of show.interfaces
   std::uint64_t reconciles() const;

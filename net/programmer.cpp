@@ -214,6 +214,8 @@ KernelFeatures Programmer::probe_features() {
   // Names unique per process so that parallel probes (tests) do not collide.
   std::string bridge = fmt::format("vep{}", static_cast<unsigned>(getpid()) % 1000000U);
   std::string vlan = vlan_interface_name(bridge, 1);
+  // A probe left behind by a crashed process with the same pid would make creation fail.
+  if (auto stale = impl_->ifindex_of(bridge)) (void)impl_->delete_link(*stale);
   int err = impl_->create_bridge(bridge, true);
   if (err >= 0) {
     f.bridge = f.bridge_vlan_filtering = true;

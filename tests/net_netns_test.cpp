@@ -158,6 +158,8 @@ TEST_F(NetNetns, VlanStepReportsUnsupportedOrProgramsPort) {
     EXPECT_FALSE(testing::link_exists("ve-br0")) << "nothing may be created without VLAN support";
     EXPECT_EQ(port["programmed"], "");
     EXPECT_EQ(m.status_json()["vlan_interfaces"][0]["state"], "unsupported");
+    // Services listen on the untagged port itself then.
+    EXPECT_EQ(m.service_interface(site("vvlan0")->dhcp.subnets[0]), "vvlan0");
     // The probe left nothing behind.
     auto prog = Programmer::open();
     ASSERT_TRUE(prog.has_value());
@@ -170,6 +172,7 @@ TEST_F(NetNetns, VlanStepReportsUnsupportedOrProgramsPort) {
     EXPECT_NE(port["programmed"].get<std::string>().find("10 pvid untagged, 100 tagged"), std::string::npos)
         << port.dump();
     EXPECT_TRUE(testing::link_exists("ve-br0.100"));
+    EXPECT_EQ(m.service_interface(site("vvlan0")->dhcp.subnets[0]), "ve-br0.100");
     EXPECT_TRUE(m.reconcile().empty());
   }
   // Either way a reconcile again applies nothing: a restart never flaps a port.

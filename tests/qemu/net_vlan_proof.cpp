@@ -225,6 +225,8 @@ int main() {
     fail("port programmed as '" + port["programmed"].get<std::string>() + "'");
   for (const auto& vi : status["vlan_interfaces"])
     if (vi["state"] != "ok" || !vi["up"].get<bool>()) fail("vlan interface " + vi.dump());
+  if (manager.service_interface(site->dhcp.subnets[0]) != "ve-br0.100")
+    fail("service interface for VLAN 100 is " + manager.service_interface(site->dhcp.subnets[0]));
   auto again = manager.reconcile();
   if (!again.empty()) fail(fmt::format("second reconcile applied {} actions: {}", again.size(), net::describe(again[0])));
 

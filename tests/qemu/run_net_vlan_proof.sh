@@ -74,7 +74,7 @@ timeout 200 "$qemu" -accel tcg -m 768 -smp 1 -nographic -no-reboot -nic none \
   -append "console=ttyS0 panic=-1 quiet loglevel=3" </dev/null >"$log" 2>&1
 rc=$?
 set -e
-tr -d '\r' <"$log" | grep -E 'VE-|net_vlan_proof|show.interfaces|frames on|\[net\]' || true
+tr -d '\r' <"$log" | grep -E 'VE-|net_vlan_proof|show.interfaces|frames on|phase|\[net\]' || true
 
 if ! grep -q 'VE-INIT: booted' "$log"; then
   if ((rc == 124)); then
