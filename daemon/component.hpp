@@ -44,6 +44,9 @@ struct Services {
   std::function<std::optional<MacAddress>(const std::string& ip)> mac_for_ip;
   // Link monitor → others: a port went up or down. Components append listeners during wiring.
   std::vector<std::function<void(const std::string& port, bool up)>> link_listeners;
+  // Net: the interface that carries a subnet's router address (where Kea, TFTP, HTTP, SIP should
+  // listen): "ve-br0.100" when the VLAN data plane is programmed, else the subnet's `interface`.
+  std::function<std::string(const config::Subnet& subnet)> service_interface;
   void link_changed(const std::string& port, bool up) const {
     for (const auto& l : link_listeners) l(port, up);
   }
