@@ -574,6 +574,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
 
   void on_cdp(const CdpFrame& f) {
     const CdpPdu& p = f.pdu;
+    log->debug("{}: cdp from {} ({}), ttl {}{}{}", port.name, f.source.to_string(), p.device_id.value_or("?"), p.ttl_s,
+               p.voip_vlan_query ? ", voice vlan query" : "", p.power_requested ? ", power request" : "");
     if (p.ttl_s == 0) {
       forget(Protocol::Cdp, f.source, "sent cdp ttl 0");
       return;
@@ -649,6 +651,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
 
   void on_lldp(const LldpFrame& f) {
     const LldpPdu& p = f.pdu;
+    log->debug("{}: lldp from {} ({}), ttl {}{}", port.name, f.source.to_string(), p.system_name.value_or("?"),
+               p.ttl_s, p.is_med() ? ", med" : "");
     if (p.ttl_s == 0) {
       forget(Protocol::Lldp, f.source, "sent lldp shutdown");
       return;

@@ -25,6 +25,13 @@ std::string join(const json& list) {
   return out;
 }
 
+// Long LLDP system descriptions would push the columns off the screen (IOS truncates too);
+// --detail and --json show them whole.
+std::string clip(std::string text, std::size_t width) {
+  if (text.size() > width) text = text.substr(0, width - 1) + "~";
+  return text;
+}
+
 std::string watts(const json& n, const char* key) {
   if (!n.contains(key) || !n[key].is_number()) return "";
   return fmt::format("{:.1f} W", n[key].get<double>() / 1000.0);
@@ -70,8 +77,9 @@ std::string render_neighbors(const json& data, const json& args) {
   if (args.value("detail", false)) return render_detail(data);
   std::vector<std::vector<std::string>> rows;
   for (const auto& n : data["neighbors"]) {
-    rows.push_back({field(n, "device_id"), field(n, "local_port"), field(n, "holdtime_s"), field(n, "capabilities"),
-                    field(n, "platform"), field(n, "port_id"), field(n, "protocol")});
+    rows.push_back({clip(field(n, "device_id"), 24), field(n, "local_port"), field(n, "holdtime_s"),
+                    field(n, "capabilities"), clip(field(n, "platform"), 24), clip(field(n, "port_id"), 16),
+                    field(n, "protocol")});
   }
   std::string out = kCapabilityLegend;
   out += render_table({"Device ID", "Local Intrfce", "Holdtme", "Capability", "Platform", "Port ID", "Proto"}, rows);

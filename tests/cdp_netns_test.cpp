@@ -304,6 +304,13 @@ TEST_F(CdpNetns, FloodIsCountedAndCappedAndTheDaemonKeepsAnswering) {
   EXPECT_LT(port["counters"]["cdp_sent"].get<int>(), 100);
   EXPECT_GE(port["counters"]["cdp_sent"].get<int>(), 2);
   EXPECT_TRUE(daemon->child().running());
+  // The operator's view: per-port counters in `show cdp neighbors --detail`.
+  auto text = daemon->ctl({"show", "cdp", "neighbors", "--detail"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("Malformed"), std::string::npos) << text.out;
+  const auto row = text.out.find("\n" + topo->switch_if + " ");
+  ASSERT_NE(row, std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" 50 ", row), std::string::npos) << text.out;  // the malformed count
 }
 
 TEST_F(CdpNetns, InterfaceThatVanishesIsReportedAndPickedUpAgain) {
