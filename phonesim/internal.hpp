@@ -186,6 +186,8 @@ private:
 class Phone;
 
 struct Shared {
+  Shared(asio::io_context& io_in, const Options& options_in, RawLink& link_in, AddressTable& addresses_in)
+      : io(io_in), options(options_in), link(link_in), addresses(addresses_in) {}
   asio::io_context& io;
   const Options& options;
   RawLink& link;

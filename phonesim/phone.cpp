@@ -206,7 +206,7 @@ asio::awaitable<bool> Phone::step_dhcp() {
   std::optional<DhcpServerMessage> ack;
   int naks = 0;
   std::string last_nak;
-  auto interval = kDhcpFirstRetransmit;
+  Clock::duration interval = kDhcpFirstRetransmit;
   dhcp_inbox_.clear();
 
   auto send = [&] {

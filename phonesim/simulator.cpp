@@ -57,7 +57,7 @@ public:
       return 2;
     }
     addresses_.keep(options_.keep_addresses);
-    shared_ = std::make_unique<Shared>(Shared{io_, options_, link_, addresses_});
+    shared_ = std::make_unique<Shared>(io_, options_, link_, addresses_);
     shared_->kernel_has_8021q = kernel_has_8021q();
     shared_->on_boot_done = [this](const Phone& p) { boot_done(p); };
     for (int i = 0; i < options_.phones; ++i) {

@@ -80,6 +80,9 @@ protected:
     ASSERT_TRUE(is_root()) << "needs root for network namespaces";
     ASSERT_TRUE(net_.ok) << "could not create namespaces/veth";
     // Static files the phones ask for after their config (steps 9, 12-14).
+    for (const char* d : {"tftp/English_United_States", "tftp/United_States"}) {
+      std::filesystem::create_directories(files_.path() / d);
+    }
     files_.write("tftp/dialplan.xml", "<DIALTEMPLATE><TEMPLATE MATCH=\"1...\" Timeout=\"0\"/></DIALTEMPLATE>");
     files_.write("tftp/softkeys.xml", "<softKeyCfg/>");
     files_.write("tftp/English_United_States/sp-sip.jar", "jar");
