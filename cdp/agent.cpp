@@ -570,6 +570,12 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     if (it == table.end()) return;
     report_gone(it->second, why);
     table.erase(it);
+    refresh_med();
+  }
+
+  // MED TLVs go out only while a MED endpoint is a neighbour (TIA-1057).
+  void refresh_med() {
+    med_endpoint_seen = std::any_of(table.begin(), table.end(), [](const auto& entry) { return entry.second.med_endpoint; });
   }
 
   void on_cdp(const CdpFrame& f) {
@@ -672,6 +678,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       n->port_id = p.port_description.value_or(p.port_id.to_string(false));
       n->software_version = p.inventory.software_revision.value_or("");
       n->capabilities = p.enabled_capabilities.value_or(0);
+      n->med_endpoint = p.is_med();
       n->addresses.clear();
       for (const auto& a : p.management_addresses) n->addresses.push_back(a.to_string());
       touch(*n, p.ttl_s);
@@ -744,6 +751,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
         ++it;
       }
     }
+    if (removed > 0) refresh_med();
     return removed;
   }
 
@@ -752,6 +760,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       for (const auto& [key, n] : table) report_gone(n, "link down");
     }
     table.clear();
+    med_endpoint_seen = false;
   }
 
   void report_new(const Neighbor& n, bool is_phone) {

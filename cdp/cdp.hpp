@@ -324,6 +324,7 @@ struct Neighbor {
   std::vector<std::string> addresses;
   std::optional<std::uint32_t> native_vlan;
   bool asked_voice_vlan = false;                 // sent a VoIP VLAN Query
+  bool med_endpoint = false;                     // LLDP with LLDP-MED capabilities
   std::optional<std::uint32_t> power_requested_mw;  // highest level asked for
   std::optional<std::uint32_t> power_granted_mw;    // what we answered
   std::uint16_t holdtime_s = 0;

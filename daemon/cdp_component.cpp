@@ -87,6 +87,7 @@ json neighbor_json(const cdp::Neighbor& n) {
       {"addresses", n.addresses},
       {"software_version", n.software_version},
       {"asked_voice_vlan", n.asked_voice_vlan},
+      {"med_endpoint", n.med_endpoint},
       {"first_seen", iso_time(n.first_seen)},
       {"last_seen", iso_time(n.last_seen)},
   };

@@ -357,6 +357,21 @@ TEST_F(AgentTest, MedEndpointGetsNetworkPolicyAndExtendedPower) {
   EXPECT_EQ(sink.events[0].outcome, Outcome::Ok);
 }
 
+TEST_F(AgentTest, MedTlvsStopWhenTheLastMedEndpointExpires) {
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(med_phone_lldp(120));
+  EXPECT_TRUE(wire->lldp().back().is_med());
+  ASSERT_EQ(agent->neighbors().size(), 1u);
+  EXPECT_TRUE(agent->neighbors()[0].med_endpoint);
+  clock.now += 200s;  // past the phone's TTL (120 s)
+  EXPECT_EQ(agent->expire_neighbors(), 1u);
+  LldpPdu after;
+  ASSERT_TRUE(decode_lldp(agent->build_lldp_advertisement()));
+  after = decode_lldp(agent->build_lldp_advertisement())->pdu;
+  EXPECT_FALSE(after.is_med());
+}
+
 TEST_F(AgentTest, LinkDownClearsNeighborsAndRestartsPowerNegotiation) {
   auto agent = make_agent();
   agent->start();
