@@ -252,6 +252,9 @@ private:
                                                                          std::uint32_t cm_host);
   asio::awaitable<std::pair<RegisterOutcome, std::string>> register_all(const CallManagerEntry& cm,
                                                                         std::uint32_t cm_host);
+  // A file the boot cannot go on without: retried while no server answers, until the deadline.
+  asio::awaitable<FetchResult> fetch_required(const std::string& name);
+  asio::awaitable<void> sleep_until(Clock::time_point t);
   std::string cnonce();
   std::string random_hex(int digits);
 

@@ -18,6 +18,7 @@ constexpr auto kCdpResend = seconds(2);
 constexpr auto kDhcpFirstRetransmit = seconds(2);
 constexpr auto kDhcpMaxRetransmit = seconds(8);
 constexpr int kDhcpMaxNaks = 3;
+constexpr auto kRetryPause = seconds(2);  // between rounds when no server answers
 
 milliseconds ms_since(Clock::time_point from, Clock::time_point to = Clock::now()) {
   return duration_cast<milliseconds>(to - from);
@@ -67,6 +68,27 @@ std::string Phone::random_hex(int digits) {
 
 std::string Phone::cnonce() { return random_hex(8); }
 
+asio::awaitable<void> Phone::sleep_until(Clock::time_point t) {
+  while (Clock::now() < t) co_await wait_until(t);  // wake() may end a wait early
+}
+
+asio::awaitable<FetchResult> Phone::fetch_required(const std::string& name) {
+  int attempts = 0;
+  for (;;) {
+    ++attempts;
+    FetchResult r = co_await files_->fetch(name);
+    if (r.status != FetchStatus::Unreachable || Clock::now() + kRetryPause >= deadline_) {
+      if (attempts > 1) {
+        if (r.status == FetchStatus::Unreachable) r.detail += fmt::format(" ({} attempts)", attempts);
+        else r.via += fmt::format(" (attempt {})", attempts);
+      }
+      co_return r;
+    }
+    // No server answers (a box restarting): a real phone keeps trying until it gives up.
+    co_await sleep_until(Clock::now() + kRetryPause);
+  }
+}
+
 void Phone::record(Step step, StepOutcome outcome, std::string detail, Clock::time_point began) {
   const auto now = Clock::now();
   StepRecord r;
@@ -115,6 +137,7 @@ asio::awaitable<void> Phone::boot() {
   }
   if (ok) co_await steps_after_registration();
   if (result_.registered) result_.reached_step = std::max(result_.reached_step, static_cast<int>(Step::Ringtones));
+  files_.reset();  // downloads are over: close the kept-alive HTTP connection
   result_.registered_at_end = result_.registered;
   if (shared_.on_boot_done) shared_.on_boot_done(*this);
 }
@@ -339,7 +362,7 @@ asio::awaitable<bool> Phone::step_files() {
   for (const auto& [step, name] : trust_files) {
     if (out_of_time(step)) co_return false;
     const auto began = Clock::now();
-    FetchResult r = co_await files_->fetch(name);
+    FetchResult r = co_await fetch_required(name);
     switch (r.status) {
       case FetchStatus::NotFound:
         record(step, StepOutcome::Expected, fmt::format("{} not found via {} (non-secure site)", name, r.via), began);
@@ -362,13 +385,13 @@ asio::awaitable<bool> Phone::step_files() {
   if (out_of_time(Step::ConfigFile)) co_return false;
   auto began = Clock::now();
   std::string name = mac_.sep_name() + ".cnf.xml";
-  FetchResult r = co_await files_->fetch(name);
+  FetchResult r = co_await fetch_required(name);
   if (r.status == FetchStatus::NotFound) {
     record(Step::ConfigFile, StepOutcome::Missing,
            fmt::format("{} not found via {}: phone not in the site file; trying XMLDefault.cnf.xml", name, r.via), began);
     began = Clock::now();
     name = "XMLDefault.cnf.xml";
-    r = co_await files_->fetch(name);
+    r = co_await fetch_required(name);
   }
   if (r.status != FetchStatus::Ok) {
     record(Step::ConfigFile, StepOutcome::Failed,
@@ -413,7 +436,7 @@ asio::awaitable<bool> Phone::step_load() {
     co_return true;
   }
   const std::string loads = wanted + ".loads";
-  FetchResult r = co_await files_->fetch(loads);
+  FetchResult r = co_await fetch_required(loads);
   if (r.status != FetchStatus::Ok) {
     record(Step::FirmwareLoad, StepOutcome::Failed,
            r.status == FetchStatus::NotFound
@@ -427,7 +450,7 @@ asio::awaitable<bool> Phone::step_load() {
   std::size_t bytes = r.body.size();
   for (const auto& file : names) {
     if (out_of_time(Step::FirmwareLoad)) co_return false;
-    FetchResult part = co_await files_->fetch(file);
+    FetchResult part = co_await fetch_required(file);
     if (part.status != FetchStatus::Ok) {
       record(Step::FirmwareLoad, StepOutcome::Failed,
              fmt::format("{} (listed in {}): {} via {}", file, loads,
@@ -599,44 +622,56 @@ asio::awaitable<bool> Phone::step_register() {
   };
   sip_ = std::make_unique<SipConnection>(shared_.io.get_executor(), ip_);
   bool connected_once = false;
-  for (const auto& cm : config_.call_managers) {
-    if (out_of_time(connected_once ? Step::Register : Step::CallManagerConnect)) co_return false;
-    const auto host = parse_ipv4(cm.host);
-    if (!host) {
-      note(fmt::format("{} ({}): host names are not resolved by the simulator", cm.name, cm.host));
-      continue;
+  // Rounds over the group by priority; between rounds a pause, until the boot deadline (a
+  // registrar restarting comes back, as it does for real phones).
+  for (int round = 1;; ++round) {
+    tried.clear();
+    int usable = 0;
+    for (const auto& cm : config_.call_managers) {
+      if (out_of_time(connected_once ? Step::Register : Step::CallManagerConnect)) co_return false;
+      const auto host = parse_ipv4(cm.host);
+      if (!host) {
+        note(fmt::format("{} ({}): host names are not resolved by the simulator", cm.name, cm.host));
+        continue;
+      }
+      ++usable;
+      began = Clock::now();
+      const std::string where = fmt::format("{} {}:{}", cm.name.empty() ? "call manager" : cm.name, cm.host, cm.sip_port);
+      const std::string error = co_await sip_->connect(*host, cm.sip_port, opt.sip_timeout);
+      if (!error.empty()) {
+        note(where + ": " + error);
+        continue;
+      }
+      record(Step::CallManagerConnect, StepOutcome::Ok,
+             fmt::format("TCP to {} (priority {}) from {}:{}{}", where, cm.priority, result_.ip, sip_->local_port(),
+                         tried.empty() ? "" : " after " + tried),
+             began);
+      connected_once = true;
+      began = Clock::now();
+      auto [outcome, detail] = co_await register_all(cm, *host);
+      if (outcome == RegisterOutcome::Registered) {
+        result_.registered = true;
+        result_.registered_with = fmt::format("{}:{}", cm.host, cm.sip_port);
+        result_.time_to_registered = ms_since(start_);
+        for (const auto& l : lines_) result_.lines.push_back(l.name);
+        registered_cm_ = cm;
+        registered_cm_host_ = *host;
+        record(Step::Register, StepOutcome::Ok, detail, began);
+        co_return true;
+      }
+      if (outcome == RegisterOutcome::Rejected) {
+        record(Step::Register, StepOutcome::Failed, detail, began);
+        co_return false;
+      }
+      // No answer from this call manager: the next by priority, as a real phone does.
+      note(where + ": " + detail);
+      sip_->close();
     }
-    began = Clock::now();
-    const std::string where = fmt::format("{} {}:{}", cm.name.empty() ? "call manager" : cm.name, cm.host, cm.sip_port);
-    const std::string error = co_await sip_->connect(*host, cm.sip_port, opt.sip_timeout);
-    if (!error.empty()) {
-      note(where + ": " + error);
-      continue;
+    if (usable == 0 || Clock::now() + kRetryPause >= deadline_) {
+      if (round > 1) tried += fmt::format(" ({} rounds)", round);
+      break;
     }
-    record(Step::CallManagerConnect, StepOutcome::Ok,
-           fmt::format("TCP to {} (priority {}) from {}:{}{}", where, cm.priority, result_.ip, sip_->local_port(),
-                       tried.empty() ? "" : " after " + tried),
-           began);
-    connected_once = true;
-    began = Clock::now();
-    auto [outcome, detail] = co_await register_all(cm, *host);
-    if (outcome == RegisterOutcome::Registered) {
-      result_.registered = true;
-      result_.registered_with = fmt::format("{}:{}", cm.host, cm.sip_port);
-      result_.time_to_registered = ms_since(start_);
-      for (const auto& l : lines_) result_.lines.push_back(l.name);
-      registered_cm_ = cm;
-      registered_cm_host_ = *host;
-      record(Step::Register, StepOutcome::Ok, detail, began);
-      co_return true;
-    }
-    if (outcome == RegisterOutcome::Rejected) {
-      record(Step::Register, StepOutcome::Failed, detail, began);
-      co_return false;
-    }
-    // No answer from this call manager: the next by priority, as a real phone does.
-    note(where + ": " + detail);
-    sip_->close();
+    co_await sleep_until(Clock::now() + kRetryPause);
   }
   if (!connected_once) {
     record(Step::CallManagerConnect, StepOutcome::Failed, "no call manager reachable: " + tried, began);

@@ -39,7 +39,7 @@ struct Namespaces {
   bool ok = false;
 };
 
-std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir) {
+std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir, int http_port = 6970) {
   const std::string d = dir.string();
   return "site: { name: phonesim-test, locale: English_United_States }\n"
          "state_dir: @STATE@\n"
@@ -56,14 +56,16 @@ std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir) {
          "      prefix: 10.10.100.0/24\n      pool: 10.10.100.100-10.10.100.199\n"
          "      router: 10.10.100.1\n      tftp_servers: [10.10.100.1]\n"
          "provisioning:\n  root: " + d + "/tftp\n"
-         "  tftp: { listen: \"10.10.100.1:69\" }\n  http: { listen: \"10.10.100.1:6970\" }\n"
+         "  tftp: { listen: \"10.10.100.1:69\" }\n  http: { listen: \"10.10.100.1:" + std::to_string(http_port) + "\" }\n"
          "  call_manager_group:\n    - { name: cm1, host: 10.10.100.1, sip_port: 5060, priority: 0 }\n"
          "  default_load: sip78xx.14-2-1-0001-14\n"
          "sip:\n  listen: [\"tcp:10.10.100.1:5060\", \"udp:10.10.100.1:5060\"]\n  realm: phonesim-test\n"
          "phones:\n"
          "  - { mac: \"00:11:22:33:44:01\", model: CP-7841, lines: [ { extension: \"1001\", password: \"pw-1001\" } ] }\n"
          "  - { mac: \"00:11:22:33:44:02\", model: CP-7841, lines: [ { extension: \"1002\", auth_user: \"a1002\", password: \"pw-1002\" } ] }\n"
-         "  - { mac: \"00:11:22:33:44:03\", model: CP-7841, lines: [ { extension: \"1003\", password: \"pw-1003\" } ] }\n";
+         "  - { mac: \"00:11:22:33:44:03\", model: CP-7841, lines: [ { extension: \"1003\", password: \"pw-1003\" } ] }\n"
+         "  - { mac: \"00:11:22:33:44:04\", model: CP-7841, load: sip78xx.99-9-9-0001-1,\n"
+         "      lines: [ { extension: \"1004\", password: \"pw-1004\" } ] }\n";
 }
 
 struct SimRun {
@@ -88,20 +90,31 @@ protected:
     files_.write("tftp/English_United_States/sp-sip.jar", "jar");
     files_.write("tftp/United_States/g3-tones.xml", "<tones/>");
     files_.write("tftp/Ringlist-wb.xml", "<CiscoIPPhoneRingList/>");
+    // The default load, for phones running an older one (step 8).
+    files_.write("tftp/sip78xx.14-2-1-0001-14.loads", "# image list\nsip78xx.14-2-1-0001-14.sbn\n");
+    files_.write("tftp/sip78xx.14-2-1-0001-14.sbn", std::string(200000, 'L'));
     daemon_ = std::make_unique<Daemon>(site_yaml(net_, files_.path()),
                                        std::vector<std::string>{"ip", "netns", "exec", net_.box_ns});
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
   }
 
-  SimRun simulate(const std::vector<std::string>& args) {
+  std::vector<std::string> sim_argv(const std::vector<std::string>& args) const {
     std::vector<std::string> argv = {"ip", "netns", "exec", net_.phone_ns, VE_PHONESIM, "--interface", net_.phone_if,
                                      "--json", "--timeout-s", "90"};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto r = run(argv, std::chrono::seconds(150));
+    return argv;
+  }
+
+  SimRun simulate(const std::vector<std::string>& args) {
+    auto r = run(sim_argv(args), std::chrono::seconds(150));
+    return parse(r.exit_code, r.out, r.err);
+  }
+
+  static SimRun parse(int exit_code, const std::string& stdout_text, const std::string& stderr_text) {
     SimRun out;
-    out.exit_code = r.exit_code;
-    out.raw = r.out + r.err;
-    std::istringstream lines(r.out);
+    out.exit_code = exit_code;
+    out.raw = stdout_text + stderr_text;
+    std::istringstream lines(stdout_text);
     for (std::string line; std::getline(lines, line);) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded()) {
@@ -113,6 +126,12 @@ protected:
       else out.phones.push_back(j);
     }
     return out;
+  }
+
+  void restart_daemon(int http_port) {
+    daemon_->stop(SIGTERM);
+    daemon_->write_site(site_yaml(net_, files_.path(), http_port));
+    ASSERT_TRUE(daemon_->start()) << daemon_->log();
   }
 
   static const nlohmann::json* phone(const SimRun& r, const std::string& mac) {
@@ -236,6 +255,65 @@ TEST_F(PhonesimNetns, WrongExpectedVlanFailsStep3) {
   EXPECT_EQ(r.phones[0]["failed_step"], 3);
   EXPECT_NE(r.phones[0]["failure"].get<std::string>().find("offers voice VLAN 100, expected 200"), std::string::npos)
       << r.phones[0].dump(2);
+}
+
+TEST_F(PhonesimNetns, PhoneFallsBackToTftpWhenHttp6970DoesNotAnswer) {
+  restart_daemon(6971);  // nothing listens on 6970 now: connection refused
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:03"});
+  ASSERT_EQ(r.exit_code, 0) << r.raw;
+  ASSERT_EQ(r.phones.size(), 1u);
+  const auto& p = r.phones.front();
+  EXPECT_TRUE(p["registered"].get<bool>());
+  const std::string ctl = p["steps"][4]["detail"].get<std::string>();
+  EXPECT_EQ(p["steps"][4]["outcome"], "expected") << ctl;
+  EXPECT_NE(ctl.find("via tftp 10.10.100.1"), std::string::npos) << ctl;
+  EXPECT_EQ(outcomes(p, 7), std::vector<std::string>{"ok"});
+}
+
+TEST_F(PhonesimNetns, PhoneOnAnOlderLoadFetchesTheConfiguredLoad) {
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:01", "--load", "sip78xx.12-8-1-0001-455"});
+  ASSERT_EQ(r.exit_code, 0) << r.raw;
+  const auto& p = r.phones.front();
+  EXPECT_EQ(outcomes(p, 8), std::vector<std::string>{"ok"});
+  EXPECT_EQ(p["active_load"], "sip78xx.14-2-1-0001-14");
+  EXPECT_EQ(p["inactive_load"], "sip78xx.12-8-1-0001-455");
+  const auto regs = daemon_->ctl_json({"show", "sip", "registrations"}).dump();
+  EXPECT_NE(regs.find("sip78xx.12-8-1-0001-455"), std::string::npos) << "InactiveLoad: " << regs;
+}
+
+TEST_F(PhonesimNetns, MissingLoadFileFailsStep8) {
+  // Phone 4's config names sip78xx.99-9-9-0001-1, which the server does not have.
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:04", "--load", "sip78xx.14-2-1-0001-14"});
+  EXPECT_EQ(r.exit_code, 1) << r.raw;
+  const auto& p = r.phones.front();
+  EXPECT_EQ(p["failed_step"], 8) << p.dump(2);
+  EXPECT_NE(p["failure"].get<std::string>().find("sip78xx.99-9-9-0001-1.loads not found"), std::string::npos)
+      << p["failure"];
+}
+
+TEST_F(PhonesimNetns, RegistrationSurvivesADaemonKillAndIsRefreshedAfterTheRestart) {
+  const auto log = files_.path() / "phonesim.out";
+  auto argv = sim_argv({"--phones", "2", "--first-mac", "00:11:22:33:44:01", "--hold-s", "10", "--refresh-s", "1"});
+  Child sim(argv, log);
+  ASSERT_TRUE(eventually([&] { return read_file(log).find("\"registered\":true") != std::string::npos &&
+                                      parse(0, read_file(log), "").phones.size() == 2; },
+                         std::chrono::seconds(60)))
+      << read_file(log);
+  daemon_->stop(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // refreshes fail meanwhile
+  ASSERT_TRUE(daemon_->start()) << daemon_->log();
+  const auto exit = sim.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(exit.has_value()) << read_file(log);
+  auto r = parse(*exit, read_file(log), "");
+  EXPECT_EQ(r.exit_code, 0) << r.raw;
+  ASSERT_EQ(r.refreshes.size(), 2u) << r.raw;
+  for (const auto& f : r.refreshes) {
+    EXPECT_TRUE(f["registered_at_end"].get<bool>()) << f.dump();
+    EXPECT_GE(f["ok"].get<int>(), 3) << f.dump();
+  }
+  const auto regs = daemon_->ctl_json({"show", "sip", "registrations"}).dump();
+  EXPECT_NE(regs.find("\"1001\""), std::string::npos) << regs;
+  EXPECT_NE(regs.find("\"1002\""), std::string::npos) << regs;
 }
 
 }  // namespace
