@@ -32,9 +32,9 @@ std::string clip(std::string text, std::size_t width) {
   return text;
 }
 
-std::string watts(const json& n, const char* key) {
+std::string milliwatts(const json& n, const char* key) {
   if (!n.contains(key) || !n[key].is_number()) return "";
-  return fmt::format("{:.1f} W", n[key].get<double>() / 1000.0);
+  return fmt::format("{} mW", n[key].get<std::uint64_t>());
 }
 
 std::string render_detail(const json& data) {
@@ -51,9 +51,9 @@ std::string render_detail(const json& data) {
     out += fmt::format("Version : {}\n", field(n, "software_version"));
     if (!field(n, "native_vlan").empty()) out += fmt::format("Native VLAN: {}\n", field(n, "native_vlan"));
     out += fmt::format("Asked for voice VLAN: {}\n", n.value("asked_voice_vlan", false) ? "yes" : "no");
-    if (!watts(n, "power_requested_mw").empty()) {
-      out += fmt::format("Power request: {},  granted: {}\n", watts(n, "power_requested_mw"),
-                         watts(n, "power_granted_mw"));
+    if (!milliwatts(n, "power_requested_mw").empty()) {
+      out += fmt::format("Power request: {},  granted: {}\n", milliwatts(n, "power_requested_mw"),
+                         milliwatts(n, "power_granted_mw"));
     }
     out += fmt::format("First seen: {},  last seen: {}\n\n", field(n, "first_seen"), field(n, "last_seen"));
   }
