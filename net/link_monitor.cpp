@@ -7,6 +7,9 @@
 #include <net/if.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
+#include <array>
 #include <cstring>
 #include <map>
 
@@ -157,6 +160,11 @@ struct LinkMonitor::Impl : std::enable_shared_from_this<LinkMonitor::Impl> {
       if (err >= 0) continue;
       if (err == -NLE_AGAIN) break;
       if (err == -NLE_NOMEM) {  // ENOBUFS: the kernel dropped events for us
+        // What is still queued is older than the dump we are about to take: discard it, so it
+        // cannot roll the table back afterwards.
+        std::array<char, 8192> junk{};
+        while (::recv(nl_socket_get_fd(events.get()), junk.data(), junk.size(), MSG_DONTWAIT) > 0) {
+        }
         resync();
         continue;
       }
@@ -169,7 +177,8 @@ struct LinkMonitor::Impl : std::enable_shared_from_this<LinkMonitor::Impl> {
 LinkMonitor::LinkMonitor(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LinkMonitor::~LinkMonitor() { stop(); }
 
-Result<std::unique_ptr<LinkMonitor>, NetError> LinkMonitor::start(boost::asio::io_context& io, Handler on_event) {
+Result<std::unique_ptr<LinkMonitor>, NetError> LinkMonitor::start(boost::asio::io_context& io, Handler on_event,
+                                                                  int receive_buffer) {
   auto impl = std::make_shared<Impl>(io);
   impl->on_event = std::move(on_event);
   impl->events.reset(nl_socket_alloc());
@@ -187,7 +196,7 @@ Result<std::unique_ptr<LinkMonitor>, NetError> LinkMonitor::start(boost::asio::i
   // Subscribe before the first dump so nothing falls between them.
   if (int err = nl_socket_add_memberships(ev, RTNLGRP_LINK, 0); err < 0)
     return unexpected(NetError{"subscribe RTNLGRP_LINK", -err, nl_geterror(err)});
-  (void)nl_socket_set_buffer_size(ev, 1 << 20, 0);
+  (void)nl_socket_set_buffer_size(ev, receive_buffer, 0);
   if (int err = nl_socket_set_nonblocking(ev); err < 0)
     return unexpected(NetError{"link monitor nonblocking", -err, nl_geterror(err)});
   Impl* raw = impl.get();

@@ -226,8 +226,9 @@ public:
   using Handler = std::function<void(const LinkEvent&)>;
   // Subscribes to RTNLGRP_LINK on `io` and takes a first snapshot; `on_event` is then called on
   // the io_context for every change seen after that (not for the initial links).
-  static Result<std::unique_ptr<LinkMonitor>, NetError> start(boost::asio::io_context& io,
-                                                              Handler on_event);
+  // `receive_buffer` sizes the socket (SO_RCVBUF); tests shrink it to provoke an overflow.
+  static Result<std::unique_ptr<LinkMonitor>, NetError> start(boost::asio::io_context& io, Handler on_event,
+                                                              int receive_buffer = 1 << 20);
   ~LinkMonitor();
   LinkMonitor(const LinkMonitor&) = delete;
   LinkMonitor& operator=(const LinkMonitor&) = delete;

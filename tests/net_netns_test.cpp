@@ -93,6 +93,32 @@ TEST_F(NetNetns, MonitorSeesPeerDownAndUpWithinASecond) {
                            up_after.count());
 }
 
+TEST_F(NetNetns, MonitorResyncsAfterSocketOverflow) {
+  // A tiny receive buffer and no reading while many links come and go: the kernel drops
+  // notifications (ENOBUFS); the monitor must notice, re-read and end up with the true table.
+  std::vector<LinkEvent> events;
+  auto mon = LinkMonitor::start(io_, [&](const LinkEvent& e) { events.push_back(e); }, 1);
+  ASSERT_TRUE(mon.has_value()) << mon.error().to_string();
+  constexpr int kPairs = 40;
+  for (int i = 0; i < kPairs; ++i)
+    ASSERT_TRUE(testing::add_veth(fmt::format("vov{}", i), fmt::format("vov{}p", i), -1).has_value());
+  for (int i = 0; i < kPairs; i += 2) ASSERT_TRUE(testing::rename_link(fmt::format("vov{}", i), fmt::format("vren{}", i)).has_value());
+  auto complete = [&] {
+    return (*mon)->find("vov1").has_value() && (*mon)->find(fmt::format("vov{}p", kPairs - 1)).has_value() &&
+           (*mon)->find(fmt::format("vren{}", kPairs - 2)).has_value() && !(*mon)->find("vov0").has_value();
+  };
+  run_until(complete, 3000ms);
+  EXPECT_GT((*mon)->resyncs(), 0u) << "the overflow was not detected (buffer too big to overflow?)";
+  EXPECT_TRUE(complete()) << "table incomplete after resync";
+  // Every link of the namespace is known, with its current name.
+  auto prog = Programmer::open();
+  ASSERT_TRUE(prog.has_value());
+  auto present = (*prog)->read_present();
+  ASSERT_TRUE(present.has_value());
+  EXPECT_EQ((*mon)->links().size(), present->links.size());
+  for (const auto& l : present->links) EXPECT_TRUE((*mon)->find(l.name).has_value()) << l.name;
+}
+
 TEST_F(NetNetns, ManagerDrivesLinkListenersOnPeerDownUp) {
   make_port("vport1");
   std::vector<std::pair<std::string, bool>> heard;
