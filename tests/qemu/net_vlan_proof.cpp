@@ -132,7 +132,7 @@ void udp_round_trip(nt::NetnsPair& ns, const std::string& phone_ip, const std::s
   inet_pton(AF_INET, router_ip.c_str(), &to.sin_addr);
   const char ping[] = "ping";
   // The first datagram may wait for ARP; retry a few times.
-  for (int i = 0; i < 20 && !wait_readable(box.fd, 0); ++i) {
+  for (int i = 0; i < 50 && !wait_readable(box.fd, 0); ++i) {
     (void)::sendto(phone.fd, ping, 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
     wait_readable(box.fd, 100);
   }
@@ -145,7 +145,7 @@ void udp_round_trip(nt::NetnsPair& ns, const std::string& phone_ip, const std::s
   inet_ntop(AF_INET, &from.sin_addr, from_ip, sizeof from_ip);
   if (phone_ip != from_ip) fail(fmt::format("datagram to {} came from {}, not {}", router_ip, from_ip, phone_ip));
   (void)::sendto(box.fd, "pong", 4, 0, reinterpret_cast<sockaddr*>(&from), fl);
-  if (!wait_readable(phone.fd, 2000)) fail(fmt::format("no answer from router {} to {}", router_ip, phone_ip));
+  if (!wait_readable(phone.fd, 5000)) fail(fmt::format("no answer from router {} to {}", router_ip, phone_ip));
 }
 
 
@@ -275,7 +275,7 @@ int main() {
     auto p = port_json(restarted.status_json(), "vport2");
     return p["state"] == "ok" && p["programmed"] == "ve-br0: 10 pvid untagged, 100 tagged";
   };
-  for (int i = 0; i < 200 && !late_ok(); ++i) io.run_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 1000 && !late_ok(); ++i) io.run_for(std::chrono::milliseconds(10));
   if (!late_ok()) fail("late port vport2 not programmed: " + port_json(restarted.status_json(), "vport2").dump());
   if (!frame_reaches(ns, "vphone2", 100, "ve-br0.100")) fail("tagged frame from late port vport2 missing on ve-br0.100");
   std::cout << "phase 3 ok: late port vport2 programmed and forwarding" << std::endl;
