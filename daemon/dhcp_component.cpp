@@ -233,8 +233,9 @@ private:
       socket_.close(bec);
       return;
     }
-    // Kea may run as another user (Debian's _kea) when the site runs its own Kea.
-    ::chmod(path.c_str(), 0666);
+    // Reports feed the journey and mac_for_ip, so not everyone may write them: owner and group.
+    // A site running its own Kea as another user (Debian's _kea) puts it in the daemon's group.
+    ::chmod(path.c_str(), 0660);
     bound_path_ = path;
     log_->info("lease reports on {}", path);
     receive();

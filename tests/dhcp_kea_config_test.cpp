@@ -75,7 +75,6 @@ TEST(KeaConfig, ChangingOnlyTftpServersChangesKeasConfig) {
 }
 
 TEST(KeaConfig, RealKeaAcceptsIt) {
-  if (std::system("test -x /usr/sbin/kea-dhcp4") != 0) GTEST_SKIP() << "kea-dhcp4 not installed";
   const auto dir = fs::temp_directory_path() / ("ve-kea-config-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "site.yaml") << site_yaml();

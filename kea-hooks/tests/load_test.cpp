@@ -129,7 +129,7 @@ TEST_F(HookLoad, Pkt4SendLeavesALaptopAlone) {
   EXPECT_FALSE(response->getOption(DHO_TFTP_SERVER_NAME));
 }
 
-TEST_F(HookLoad, ReleaseIsReportedToTheEventSocket) {
+TEST_F(HookLoad, ReleaseDeclineAndExpireAreReportedToTheEventSocket) {
   const auto ev = (dir_ / "ev.sock").string();
   const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
   sockaddr_un a{};
@@ -138,23 +138,41 @@ TEST_F(HookLoad, ReleaseIsReportedToTheEventSocket) {
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
   ASSERT_TRUE(load(good_params()));
 
-  auto hw = boost::make_shared<HWAddr>(std::vector<uint8_t>{0x00, 0xaa, 0xbb, 0x00, 0x00, 0x09}, HTYPE_ETHER);
-  auto lease = boost::make_shared<Lease4>(isc::asiolink::IOAddress("10.10.100.150"), hw, nullptr, 0, 3600, 0, 1);
-  CalloutHandlePtr handle = HooksManager::createCalloutHandle();
-  handle->setArgument("query4", query(DHCPRELEASE, "", {}));
-  handle->setArgument("lease4", lease);
-  HooksManager::callCallouts(hooks_.lease4_release, *handle);
+  struct Case {
+    int hook;
+    bool with_query;
+    ve::kea_hooks::LeaseEventKind kind;
+  };
+  for (const auto& c : {Case{hooks_.lease4_release, true, ve::kea_hooks::LeaseEventKind::Release},
+                        Case{hooks_.lease4_decline, true, ve::kea_hooks::LeaseEventKind::Decline},
+                        Case{hooks_.lease4_expire, false, ve::kea_hooks::LeaseEventKind::Expire}}) {
+    SCOPED_TRACE(std::string(ve::kea_hooks::to_string(c.kind)));
+    auto hw = boost::make_shared<HWAddr>(std::vector<uint8_t>{0x00, 0xaa, 0xbb, 0x00, 0x00, 0x09}, HTYPE_ETHER);
+    auto lease = boost::make_shared<Lease4>(isc::asiolink::IOAddress("10.10.100.150"), hw, nullptr, 0, 3600, 0, 1);
+    CalloutHandlePtr handle = HooksManager::createCalloutHandle();
+    if (c.with_query) handle->setArgument("query4", query(DHCPRELEASE, "", {}));
+    handle->setArgument("lease4", lease);
+    if (!c.with_query) handle->setArgument("remove_lease", false);
+    HooksManager::callCallouts(c.hook, *handle);
 
-  char buf[4096];
-  const auto n = ::recv(fd, buf, sizeof(buf), 0);
+    char buf[4096];
+    const auto n = ::recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    auto r = ve::kea_hooks::decode_lease_report(std::span(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->kind, c.kind);
+    EXPECT_EQ(r->mac.to_string(), "00:aa:bb:00:00:09");
+    EXPECT_EQ(ve::kea_hooks::format_ipv4(r->ip), "10.10.100.150");
+    EXPECT_EQ(r->subnet, "10.10.100.0/24");
+  }
   ::close(fd);
-  ASSERT_GT(n, 0);
-  auto r = ve::kea_hooks::decode_lease_report(std::span(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->kind, ve::kea_hooks::LeaseEventKind::Release);
-  EXPECT_EQ(r->mac.to_string(), "00:aa:bb:00:00:09");
-  EXPECT_EQ(ve::kea_hooks::format_ipv4(r->ip), "10.10.100.150");
-  EXPECT_EQ(r->subnet, "10.10.100.0/24");
+}
+
+TEST_F(HookLoad, CalloutWithMissingArgumentsIsCaughtNotThrown) {
+  ASSERT_TRUE(load(good_params()));
+  CalloutHandlePtr handle = HooksManager::createCalloutHandle();  // no query4/response4 at all
+  EXPECT_NO_THROW(HooksManager::callCallouts(hooks_.pkt4_send, *handle));
+  EXPECT_EQ(handle->getStatus(), isc::hooks::CalloutHandle::NEXT_STEP_CONTINUE);
 }
 
 TEST_F(HookLoad, RefusesToLoadWithoutASiteFile) {
