@@ -177,9 +177,17 @@ void JourneyTracker::report(PhoneEvent event) {
     ve::logger("journey")->warn("phone table full ({}); event for {} dropped", kMaxPhones, event.mac.to_string());
     return;
   }
+  // A step that changes state is written at once, so a crash right after (kill -9, power loss
+  // of the box) cannot lose where a phone stands; repeats (refreshes) ride the next timed flush.
+  const auto known = phones_.find(event.mac);
+  const StepState* before = known == phones_.end() ? nullptr : &known->second.step(event.step);
+  const bool changed = !before || !before->seen || before->outcome != event.outcome;
   apply(event);
   infer_phone_only_steps(event);
-  if (db_) db_->dirty.insert(event.mac);
+  if (db_) {
+    db_->dirty.insert(event.mac);
+    if (changed) flush();
+  }
 }
 
 // Two steps happen inside the phone and never reach the box directly; they are inferred from
@@ -234,9 +242,18 @@ void JourneyTracker::apply(const PhoneEvent& e) {
 
 void JourneyTracker::flush() {
   if (!db_ || db_->dirty.empty()) return;
-  sqlite3_exec(db_->handle, "BEGIN", nullptr, nullptr, nullptr);
+  auto log = ve::logger("journey");
+  if (sqlite3_exec(db_->handle, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    log->warn("cannot write timelines: {}", sqlite3_errmsg(db_->handle));
+    return;  // dirty phones stay dirty: the next flush tries again
+  }
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_->handle, "INSERT OR REPLACE INTO phone_journey (mac, data) VALUES (?, ?)", -1, &st, nullptr);
+  if (sqlite3_prepare_v2(db_->handle, "INSERT OR REPLACE INTO phone_journey (mac, data) VALUES (?, ?)", -1, &st,
+                         nullptr) != SQLITE_OK) {
+    log->warn("cannot write timelines: {}", sqlite3_errmsg(db_->handle));
+    sqlite3_exec(db_->handle, "ROLLBACK", nullptr, nullptr, nullptr);
+    return;
+  }
   for (const auto& mac : db_->dirty) {
     auto it = phones_.find(mac);
     if (it == phones_.end()) continue;
@@ -261,11 +278,18 @@ void JourneyTracker::flush() {
     const auto data = j.dump();
     sqlite3_bind_text(st, 1, mac_text.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, data.c_str(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_DONE) ++persisted_;
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) ++persisted_;
+    else log->warn("cannot write the timeline of {}: {}", mac_text, sqlite3_errmsg(db_->handle));
     sqlite3_reset(st);
   }
   sqlite3_finalize(st);
-  sqlite3_exec(db_->handle, "COMMIT", nullptr, nullptr, nullptr);
+  if (sqlite3_exec(db_->handle, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    log->warn("cannot commit timelines: {}", sqlite3_errmsg(db_->handle));
+    sqlite3_exec(db_->handle, "ROLLBACK", nullptr, nullptr, nullptr);
+    return;
+  }
+  log->debug("{} timeline(s) written", db_->dirty.size());
   db_->dirty.clear();
 }
 

@@ -126,14 +126,46 @@ CiscoDeviceInfo cisco_device_info(const NameAddr& contact, std::string_view reas
 
 Registrar::Registrar(config::SiteConfigPtr config, LocationStore& store, EventSink& events, ServerOptions options,
                      Now now)
-    : config_(std::move(config)), store_(store), events_(events), options_(options), now_(std::move(now)) {
+    : config_(std::move(config)),
+      log_(ve::logger("sip")),
+      store_(store),
+      events_(events),
+      options_(options),
+      now_(std::move(now)) {
   tag_key_ = nonces_.make(now_()).substr(16, 8);
+  index_lines();
+}
+
+void Registrar::set_config(config::SiteConfigPtr config) {
+  config_ = std::move(config);
+  index_lines();
+}
+
+void Registrar::index_lines() {
+  lines_.clear();
+  for (const auto& p : config_->phones) {
+    for (const auto& l : p.lines) {
+      if (!l.auth_user.empty()) lines_.try_emplace(l.auth_user, &p, &l);
+    }
+  }
+  for (const auto& p : config_->phones) {
+    for (const auto& l : p.lines) {
+      if (!l.extension.empty()) lines_.try_emplace(l.extension, &p, &l);
+    }
+  }
+}
+
+std::pair<const config::Phone*, const config::Line*> Registrar::find_line(const std::string& user) const {
+  auto it = lines_.find(user);
+  if (it == lines_.end()) return {nullptr, nullptr};
+  return it->second;
 }
 
 void Registrar::report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail,
-                       const Source& src) {
+                       const Source& src, std::vector<std::pair<std::string, std::string>> attributes) {
   if (!mac) return;
   PhoneEvent e;
+  e.attributes = std::move(attributes);
   e.mac = *mac;
   e.step = step;
   e.outcome = outcome;
@@ -201,12 +233,12 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
   if (!parsed) {
     if (auto salvaged = salvage_request(bytes, options_.limits); salvaged && salvaged->method != Method::Ack) {
       ++counters_.malformed_answered;
-      ve::logger("sip")->warn("malformed request from {}:{} ({}): answered 400", src.ip, src.port,
+      log_->warn("malformed request from {}:{} ({}): answered 400", src.ip, src.port,
                               to_string(parsed.error()));
       return respond(*salvaged, src, 400, fmt::format("Bad Request ({})", to_string(parsed.error())));
     }
     ++counters_.malformed_dropped;
-    ve::logger("sip")->warn("malformed message from {}:{} ({}): dropped", src.ip, src.port, to_string(parsed.error()));
+    log_->warn("malformed message from {}:{} ({}): dropped", src.ip, src.port, to_string(parsed.error()));
     return {};
   }
   const Message& m = *parsed;
@@ -244,7 +276,7 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
     case Method::Refer:
       // Cisco phones report alarms (e.g. why they last unregistered) in an out-of-dialog REFER.
       if (contains_ci(m.value(HeaderType::ContentType), "application/x-cisco-alarm+xml")) {
-        ve::logger("sip")->debug("cisco alarm from {}:{} ({} bytes)", src.ip, src.port, m.body.size());
+        log_->debug("cisco alarm from {}:{} ({} bytes)", src.ip, src.port, m.body.size());
         return respond(m, src, 202, "Accepted");
       }
       return respond(m, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
@@ -272,7 +304,7 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
 
 Reply Registrar::handle_register(const Message& m, const Source& src) {
   ++counters_.registers;
-  auto log = ve::logger("sip");
+  auto& log = log_;
   const auto now = now_();
   const auto& cfg = *config_;
 
@@ -309,7 +341,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
 
   CiscoDeviceInfo device;
   if (!contacts.empty()) device = cisco_device_info(contacts.front(), m.value(HeaderType::Reason));
-  const auto [phone, line] = cfg.find_line(user);
+  const auto [phone, line] = find_line(user);
   std::optional<MacAddress> mac = device.mac;
   if (!mac && phone) mac = phone->mac;
 
@@ -429,11 +461,19 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
                          existing->transport != b.transport;
     store_.upsert(b);
     if (changed) {
+      store_.flush();  // a new or moved binding is on disk before the 200 OK: a crash cannot lose it
       log->info("{} registered {} from {} over {} for {} s{}", user, b.contact, source, to_string(b.transport),
                 expires[i], b.device_name.empty() ? "" : " (" + b.device_name + ")");
+      // Device Status: "Registered with <server address>" and the loads the phone reported.
+      std::vector<std::pair<std::string, std::string>> facts;
+      facts.emplace_back("registered_with", src.local.substr(0, src.local.rfind(':')));
+      if (!b.active_load.empty()) facts.emplace_back("active_load", b.active_load);
+      if (!b.inactive_load.empty()) facts.emplace_back("inactive_load", b.inactive_load);
+      if (!b.user_agent.empty()) facts.emplace_back("user_agent", b.user_agent);
+      if (!b.device_name.empty()) facts.emplace_back("device_name", b.device_name);
       report(b.mac, Step::Register, Outcome::Ok,
              fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(b.transport), expires[i]),
-             src);
+             src, std::move(facts));
     }
   }
 
@@ -450,7 +490,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
 
 void Registrar::sweep() {
   for (const auto& b : store_.expire(now_())) {
-    ve::logger("sip")->info("{} registration {} expired", b.user, b.contact);
+    log_->info("{} registration {} expired", b.user, b.contact);
     Source src;
     src.ip = b.source.substr(0, b.source.rfind(':'));
     report(b.mac, Step::Register, Outcome::Info, "registration of " + b.user + " expired", src);

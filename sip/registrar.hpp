@@ -3,6 +3,7 @@
 // Transports (transport_udp.cpp, transport_tcp.cpp) feed it; tests drive it directly.
 #include <functional>
 #include <set>
+#include <unordered_map>
 #include <string>
 
 #include "config/config.hpp"
@@ -10,6 +11,10 @@
 #include "sip/location_store.hpp"
 #include "sip/sip.hpp"
 #include "ve/phone_event.hpp"
+
+namespace spdlog {
+class logger;
+}
 
 namespace ve::sip {
 
@@ -33,7 +38,7 @@ public:
             Now now = [] { return std::chrono::system_clock::now(); });
 
   Reply handle(std::string_view bytes, const Source& source);
-  void set_config(config::SiteConfigPtr config) { config_ = std::move(config); }
+  void set_config(config::SiteConfigPtr config);
   // Removes expired bindings, reporting each.
   void sweep();
   // A TCP connection closed: forget that we reported it.
@@ -45,9 +50,17 @@ public:
 private:
   Reply handle_register(const Message& m, const Source& src);
   Reply respond(const Message& m, const Source& src, int code, std::string_view reason, const std::string& extra = {});
-  void report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail, const Source& src);
+  void report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail, const Source& src,
+              std::vector<std::pair<std::string, std::string>> attributes = {});
+
+  // SiteConfig::find_line scans every phone; REGISTER rates want a map (same precedence:
+  // auth_user first, then extension).
+  void index_lines();
+  std::pair<const config::Phone*, const config::Line*> find_line(const std::string& user) const;
 
   config::SiteConfigPtr config_;
+  std::unordered_map<std::string, std::pair<const config::Phone*, const config::Line*>> lines_;
+  std::shared_ptr<spdlog::logger> log_;
   LocationStore& store_;
   EventSink& events_;
   ServerOptions options_;

@@ -172,6 +172,29 @@ TEST(JourneyTracker, SurvivesRestartThroughSqlite) {
   std::filesystem::remove(db.string() + "-shm");
 }
 
+TEST(JourneyTracker, EveryFlushIsPersistedNotOnlyTheFirst) {
+  const auto db = std::filesystem::temp_directory_path() / ("ve-journey2-" + std::to_string(::getpid()) + ".sqlite");
+  std::filesystem::remove(db);
+  {
+    JourneyTracker t(db);
+    t.report(ev(Step::VoiceVlan, Outcome::Ok, "CDP"));
+    t.flush();
+    walk_to_registered(t);
+    t.flush();
+    auto other = ev(Step::VoiceVlan, Outcome::Ok, "CDP");
+    other.mac = *MacAddress::parse("00:11:22:33:44:66");
+    t.report(other);
+    t.flush();
+  }
+  JourneyTracker t(db);
+  ASSERT_NE(t.find("SEP001122334455"), nullptr);
+  EXPECT_TRUE(t.find("SEP001122334455")->registered());
+  EXPECT_NE(t.find("SEP001122334466"), nullptr);
+  std::filesystem::remove(db);
+  std::filesystem::remove(db.string() + "-wal");
+  std::filesystem::remove(db.string() + "-shm");
+}
+
 TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
   JourneyTracker t({});
   walk_to_registered(t);

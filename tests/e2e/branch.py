@@ -7,7 +7,7 @@ Topology (all names carry a short tag so that several branches can coexist):
     +------------------------------------+          +---------------------------+
     | voiceedged  (+ kea-dhcp4, our hook) |          | voiceedge-phonesim        |
     | bridge <tag>br 10.10.100.1/24      |          |   --interface eth0        |
-    |        + 10.10.100.2 (2nd server)  |          |   --phones 1              |
+    | lo     10.10.100.2 (2nd server)    |          |   --phones 1              |
     |   |- <tag>p1 ----------- veth ------------------- eth0                    |
     |   |- <tag>p2 ----------- veth ------------------ (next phone namespace)   |
     +------------------------------------+          +---------------------------+
@@ -183,7 +183,9 @@ class Branch:
         sh(*box, "link", "set", "lo", "up")
         sh(*box, "link", "add", f"{self.tag}br", "type", "bridge", "stp_state", "0", "forward_delay", "0")
         sh(*box, "addr", "add", f"{ROUTER}/24", "dev", f"{self.tag}br")
-        sh(*box, "addr", "add", f"{SECOND}/24", "dev", f"{self.tag}br")
+        # The second TFTP server / call manager lives on lo: a second address on the bridge would
+        # make Kea open two raw sockets there and answer every DISCOVER twice.
+        sh(*box, "addr", "add", f"{SECOND}/32", "dev", "lo")
         sh(*box, "link", "set", f"{self.tag}br", "up")
         for i in range(1, self.total() + 1):
             ns = self.phone_ns(i)
@@ -192,6 +194,8 @@ class Branch:
             sh("ip", "-n", self.box, "link", "add", f"{self.tag}p{i}", "type", "veth",
                "peer", "name", "eth0", "netns", ns)
             sh(*box, "link", "set", f"{self.tag}p{i}", "master", f"{self.tag}br")
+            # A switch consumes CDP; a Linux bridge would flood one phone's CDP to the others.
+            sh(*box, "link", "set", "dev", f"{self.tag}p{i}", "type", "bridge_slave", "mcast_flood", "off")
             sh(*box, "link", "set", f"{self.tag}p{i}", "up")
             mac = phone_mac(i, unknown=i > self.phones) if i <= self.phones else phone_mac(i - self.phones, True)
             sh("ip", "-n", ns, "link", "set", "eth0", "address", mac)
