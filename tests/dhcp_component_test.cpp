@@ -1,0 +1,160 @@
+// The daemon's dhcp component without Kea (manage: false): lease reports arriving on its datagram
+// socket become the lease table (show.dhcp.leases, Services::mac_for_ip) and, for phones, step-4
+// journey events; malformed datagrams are counted and dropped.
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include <boost/asio/io_context.hpp>
+
+#include "config/config.hpp"
+#include "daemon/daemon_registry.hpp"
+#include "kea-hooks/kea_hooks.hpp"
+
+namespace ve::daemon {
+void add_dhcp_component(Wiring& w);
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace kh = ve::kea_hooks;
+
+class RecordingSink final : public EventSink {
+public:
+  void report(PhoneEvent e) override { events.push_back(std::move(e)); }
+  std::vector<PhoneEvent> events;
+};
+
+class TableRegistry final : public ControlRegistry {
+public:
+  void add(const std::string& cmd, ControlHandler h) override { handlers[cmd] = std::move(h); }
+  std::map<std::string, ControlHandler> handlers;
+};
+
+class DhcpComponentTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ve-dhcp-comp-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    events_path_ = (dir_ / "ev.sock").string();
+    auto loaded = config::load_string("site: { name: t }\nstate_dir: " + dir_.string() + "\n"
+                                      "ports:\n  - name: eth1\n    voice_vlan: 100\n    data_vlan: 10\n"
+                                      "dhcp:\n  kea:\n    manage: false\n    event_socket: " + events_path_ + "\n"
+                                      "  subnets:\n    - vlan: 100\n      interface: eth1\n      prefix: 10.10.100.0/24\n"
+                                      "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
+                                      "      tftp_servers: [10.10.100.1]\n");
+    ASSERT_TRUE(loaded) << loaded.error().front().to_string();
+    ctx_ = std::make_unique<Context>(Context{io_, sink_, control_, services_, *loaded});
+    wiring_ = std::make_unique<Wiring>(Wiring{*ctx_, {}});
+    add_dhcp_component(*wiring_);
+    ASSERT_EQ(wiring_->components.size(), 1u);
+    wiring_->components[0]->start();
+  }
+  void TearDown() override {
+    if (wiring_ && !wiring_->components.empty()) wiring_->components[0]->stop();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void send_raw(const std::string& datagram) {
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, events_path_.c_str(), sizeof(a.sun_path) - 1);
+    ASSERT_EQ(::sendto(fd, datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)),
+              static_cast<ssize_t>(datagram.size()));
+    ::close(fd);
+  }
+  void send(kh::LeaseEventKind kind, const char* mac, std::uint32_t ip, kh::PhoneReason phone) {
+    kh::LeaseReport r;
+    r.kind = kind;
+    r.mac = *MacAddress::parse(mac);
+    r.ip = ip;
+    r.subnet = "10.10.100.0/24";
+    r.phone = phone;
+    r.lifetime_s = kind == kh::LeaseEventKind::Ack ? 3600 : 0;
+    send_raw(kh::encode_lease_report(r));
+  }
+  void pump() {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(100));
+  }
+  nlohmann::json show() {
+    auto r = control_.handlers.at("show.dhcp.leases")(nlohmann::json::object());
+    EXPECT_TRUE(r);
+    return r ? r.value() : nlohmann::json{};
+  }
+
+  fs::path dir_;
+  std::string events_path_;
+  boost::asio::io_context io_;
+  RecordingSink sink_;
+  TableRegistry control_;
+  Services services_;
+  std::unique_ptr<Context> ctx_;
+  std::unique_ptr<Wiring> wiring_;
+};
+
+TEST_F(DhcpComponentTest, PhoneAckBecomesALeaseAndAStep4Event) {
+  send(kh::LeaseEventKind::Offer, "00:aa:bb:00:00:01", 0x0a0a6464, kh::PhoneReason::VendorClass);
+  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:01", 0x0a0a6464, kh::PhoneReason::VendorClass);
+  pump();
+  ASSERT_EQ(sink_.events.size(), 2u);
+  EXPECT_EQ(sink_.events[0].step, Step::Dhcp);
+  EXPECT_EQ(sink_.events[0].outcome, Outcome::Info);
+  EXPECT_EQ(sink_.events[1].outcome, Outcome::Ok);
+  EXPECT_EQ(sink_.events[1].ip, "10.10.100.100");
+  EXPECT_EQ(sink_.events[1].mac.to_string(), "00:aa:bb:00:00:01");
+
+  auto data = show();
+  ASSERT_EQ(data["leases"].size(), 1u);
+  EXPECT_EQ(data["leases"][0]["state"], "bound");
+  EXPECT_EQ(data["leases"][0]["device"], "SEP00AABB000001");
+  EXPECT_GT(data["leases"][0]["expires_in_s"].get<int>(), 3500);
+  ASSERT_TRUE(services_.mac_for_ip);
+  EXPECT_EQ(services_.mac_for_ip("10.10.100.100"), MacAddress::parse("00:aa:bb:00:00:01"));
+  EXPECT_FALSE(services_.mac_for_ip("10.10.100.101"));
+  EXPECT_FALSE(services_.mac_for_ip("not an address"));
+}
+
+TEST_F(DhcpComponentTest, LaptopLeasesAreListedButNotJourneyEvents) {
+  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:02", 0x0a0a6465, kh::PhoneReason::NotPhone);
+  pump();
+  EXPECT_TRUE(sink_.events.empty());
+  EXPECT_EQ(show()["leases"].size(), 1u);
+}
+
+TEST_F(DhcpComponentTest, ReleaseAndDeclineChangeTheLeaseAndReportTheOutcome) {
+  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:03", 0x0a0a6466, kh::PhoneReason::Listed);
+  send(kh::LeaseEventKind::Release, "00:aa:bb:00:00:03", 0x0a0a6466, kh::PhoneReason::Listed);
+  send(kh::LeaseEventKind::Decline, "00:aa:bb:00:00:04", 0x0a0a6467, kh::PhoneReason::Oui);
+  pump();
+  ASSERT_EQ(sink_.events.size(), 3u);
+  EXPECT_EQ(sink_.events[2].outcome, Outcome::Failed);
+  EXPECT_FALSE(services_.mac_for_ip("10.10.100.102"));  // released
+  auto leases = show()["leases"];
+  ASSERT_EQ(leases.size(), 2u);
+  EXPECT_EQ(leases[0]["state"], "released");
+  EXPECT_EQ(leases[1]["state"], "declined");
+}
+
+TEST_F(DhcpComponentTest, MalformedDatagramsAreCountedAndDropped) {
+  send_raw("{not json");
+  send_raw(R"({"v":1,"event":"ack","mac":"zz","ip":"10.10.100.100"})");
+  send_raw(std::string(5000, 'x'));
+  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:05", 0x0a0a6468, kh::PhoneReason::VendorClass);
+  pump();
+  auto data = show();
+  EXPECT_EQ(data["status"]["reports_malformed"], 3);
+  EXPECT_EQ(data["status"]["reports_received"], 1);
+  EXPECT_EQ(data["leases"].size(), 1u);
+  EXPECT_EQ(data["status"]["kea"]["managed"], false);
+}
+
+}  // namespace
+}  // namespace ve::daemon
