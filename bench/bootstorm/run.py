@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Boot storm: time from start to all registered for N simulated phones booting at once against
+voiceedged + kea-dhcp4 (with our hook), and the daemon's RSS at the end.
+
+    sudo /usr/bin/python3 bench/bootstorm/run.py [--phones 100 500 1000] [--build build]
+
+Topology: netns bsX-box (voiceedged, Kea; veth bsbox 10.20.0.1/16) <-> netns bsX-ph (eth0,
+voiceedge-phonesim --phones N). All N phones are listed in the site file, share one port (so
+PoE is per port, not per phone) and run the config's load (no firmware download). Traffic stays
+inside the two namespaces. Prints one JSON line per run and a Markdown table row.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LOAD = "sip78xx.14-2-1-0001-14"
+
+
+def sh(*a, check=True):
+    return subprocess.run(list(a), check=check, text=True, capture_output=True)
+
+
+def mac(i):
+    return "00:1f:00:{:02x}:{:02x}:{:02x}".format((i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
+
+
+def site(d, n):
+    phones = "\n".join(
+        f'  - {{ mac: "{mac(i)}", model: CP-7841, lines: [{{ extension: "{20000 + i}", password: "pw{i}" }}] }}'
+        for i in range(1, n + 1))
+    return f"""site: {{ name: storm }}
+state_dir: {d}/state
+control: {{ socket: {d}/control.sock }}
+ports:
+  - {{ name: bsbox, voice_vlan: 100, data_vlan: 10, poe: {{ mode: auto, priority: high, max_watts: 30 }} }}
+poe: {{ driver: sim, budget_watts: 370, sim: {{ bsbox: {{ class: 2, draw_watts: 6.3 }} }} }}
+dhcp:
+  kea: {{ manage: true, hook_library: {d}/libdhcp_voiceedge.so, event_socket: {d}/kea-events.sock }}
+  subnets:
+    - {{ vlan: 100, interface: bsbox, prefix: 10.20.0.0/16, pool: 10.20.1.0-10.20.9.255,
+        router: 10.20.0.1, tftp_servers: [10.20.0.1] }}
+provisioning:
+  root: {d}/tftp
+  call_manager_group: [{{ name: cm1, host: 10.20.0.1, sip_port: 5060, priority: 0 }}]
+  default_load: {LOAD}
+net: {{ mode: none }}
+phones:
+{phones}
+"""
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run(n, build, concurrency):
+    tag = f"bs{os.getpid() % 1000}"
+    box, ph = f"{tag}-box", f"{tag}-ph"
+    d = tempfile.mkdtemp(prefix="ve-storm-")
+    daemon = None
+    try:
+        sh("ip", "netns", "add", box)
+        sh("ip", "netns", "add", ph)
+        sh("ip", "-n", box, "link", "set", "lo", "up")
+        sh("ip", "-n", ph, "link", "set", "lo", "up")
+        sh("ip", "-n", box, "link", "add", "bsbox", "type", "veth", "peer", "name", "eth0", "netns", ph)
+        sh("ip", "-n", box, "addr", "add", "10.20.0.1/16", "dev", "bsbox")
+        sh("ip", "-n", box, "link", "set", "bsbox", "up")
+        sh("ip", "-n", ph, "link", "set", "eth0", "up")
+        os.makedirs(f"{d}/state")
+        os.makedirs(f"{d}/tftp")
+        shutil.copy(os.path.join(build, "kea-hooks/libdhcp_voiceedge.so"), d)
+        with open(f"{d}/site.yaml", "w") as f:
+            f.write(site(d, n))
+        log = open(f"{d}/voiceedged.log", "w")
+        daemon = subprocess.Popen(["ip", "netns", "exec", box, os.path.join(build, "daemon/voiceedged"),
+                                   "--config", f"{d}/site.yaml", "--log-level", "warn"], stdout=log, stderr=log)
+        ctl = [os.path.join(build, "ctl/voiceedgectl"), "--socket", f"{d}/control.sock"]
+        for _ in range(200):
+            if subprocess.run(ctl + ["version"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        time.sleep(2)  # Kea up, CDP fast start begun
+        t0 = time.time()
+        sim = subprocess.run(["ip", "netns", "exec", ph, os.path.join(build, "phonesim/voiceedge-phonesim"),
+                              "--interface", "eth0", "--phones", str(n), "--first-mac", mac(1), "--load", LOAD,
+                              "--concurrency", str(concurrency), "--timeout-s", "600", "--json"],
+                             capture_output=True, text=True)
+        wall = time.time() - t0
+        summary = {}
+        for line in sim.stdout.splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if "summary" in obj:
+                summary = obj["summary"]
+        phones_seen = json.loads(subprocess.run(ctl + ["--json", "show", "phones"], capture_output=True,
+                                                text=True).stdout or "[]")
+        result = {"phones": n, "concurrency": concurrency, "wall_s": round(wall, 2),
+                  "registered": summary.get("registered"), "summary": summary,
+                  "daemon_registered": sum(1 for p in phones_seen if p.get("registered")),
+                  "daemon_rss_mib": round(rss_kib(daemon.pid) / 1024, 1)}
+        return result
+    finally:
+        if daemon:
+            daemon.terminate()
+            try:
+                daemon.wait(20)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        for ns in (box, ph):
+            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--phones", type=int, nargs="+", default=[100, 500, 1000])
+    p.add_argument("--concurrency", type=int, default=200)
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    a = p.parse_args()
+    rows = []
+    for n in a.phones:
+        r = run(n, a.build, a.concurrency)
+        print(json.dumps(r), flush=True)
+        rows.append(r)
+    print("\n| phones | registered (sim / daemon) | start to all registered | p50 / p95 time to registered | daemon RSS |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows:
+        s = r["summary"]
+        print(f"| {r['phones']} | {r['registered']} / {r['daemon_registered']} | "
+              f"{s.get('all_registered_ms', 'n/a')} ms (wall {r['wall_s']} s) | "
+              f"{s.get('time_to_registered_ms', {}).get('p50', 'n/a')} / "
+              f"{s.get('time_to_registered_ms', {}).get('p95', 'n/a')} ms | {r['daemon_rss_mib']} MiB |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
