@@ -104,7 +104,7 @@ Bytes encode_dhcp_message(const DhcpClientMessage& m) {
   put32(b, m.xid);
   put16(b, m.secs);
   put16(b, m.broadcast ? 0x8000 : 0);
-  put32(b, 0);  // ciaddr
+  put32(b, m.ciaddr);
   put32(b, 0);  // yiaddr
   put32(b, 0);  // siaddr
   put32(b, 0);  // giaddr
@@ -146,7 +146,7 @@ Bytes encode_dhcp_frame(const DhcpClientMessage& m) {
   f.push_back(64);   // TTL
   f.push_back(17);   // UDP
   put16(f, 0);       // checksum, below
-  put32(f, 0);                // 0.0.0.0
+  put32(f, m.ciaddr);         // 0.0.0.0 until the phone has a lease
   put32(f, 0xffffffff);       // 255.255.255.255
   set16(f, ip + 10, internet_checksum(ByteView(f).subspan(ip, kIpv4Header)));
 
@@ -156,8 +156,8 @@ Bytes encode_dhcp_frame(const DhcpClientMessage& m) {
   put16(f, udp_length);
   put16(f, 0);
   f.insert(f.end(), payload.begin(), payload.end());
-  // Pseudo-header sum: source 0, destination 0xffffffff, protocol, UDP length.
-  const std::uint32_t pseudo = 0xffff + 0xffff + 17 + udp_length;
+  // Pseudo-header sum: source, destination 0xffffffff, protocol, UDP length.
+  const std::uint32_t pseudo = (m.ciaddr >> 16) + (m.ciaddr & 0xffff) + 0xffff + 0xffff + 17 + udp_length;
   std::uint16_t sum = internet_checksum(ByteView(f).subspan(udp), pseudo);
   if (sum == 0) sum = 0xffff;  // 0 means "no checksum"
   set16(f, udp + 6, sum);

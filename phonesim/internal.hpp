@@ -247,6 +247,8 @@ private:
   asio::awaitable<bool> step_load();
   asio::awaitable<void> step_optional(Step step, std::string name, std::string what);
   asio::awaitable<bool> step_register();
+  asio::awaitable<bool> renew_lease();
+  asio::awaitable<bool> refresh_registration();
   asio::awaitable<void> steps_after_registration();
   asio::awaitable<std::pair<RegisterOutcome, std::string>> register_line(LineState& line, const CallManagerEntry& cm,
                                                                          std::uint32_t cm_host);
@@ -266,6 +268,8 @@ private:
   Clock::time_point start_{};
   Clock::time_point deadline_{};
   std::uint32_t ip_ = 0;
+  std::uint32_t lease_s_ = 0;
+  Clock::time_point leased_at_{};
   std::vector<std::uint32_t> tftp_servers_;
   std::unique_ptr<FileClient> files_;
   PhoneConfig config_;

@@ -302,6 +302,8 @@ asio::awaitable<bool> Phone::step_dhcp() {
   }
 
   ip_ = ack->yiaddr;
+  lease_s_ = ack->lease_time_s.value_or(0);
+  leased_at_ = Clock::now();
   const std::uint32_t mask = ack->subnet_mask.value_or(offer && offer->subnet_mask ? *offer->subnet_mask : 0xffffff00);
   const int prefix = prefix_length(mask).value_or(24);
   result_.ip = ipv4_to_string(ip_);
@@ -704,41 +706,94 @@ asio::awaitable<void> Phone::steps_after_registration() {
 
 // ----------------------------------------------------------------------------------- refresh
 
+asio::awaitable<bool> Phone::refresh_registration() {
+  const auto& opt = shared_.options;
+  if (registered_cm_ && sip_->is_open()) {
+    auto [outcome, detail] = co_await register_all(*registered_cm_, registered_cm_host_);
+    if (outcome == RegisterOutcome::Registered) co_return true;
+    if (outcome == RegisterOutcome::Unreachable) sip_->close();
+  }
+  // The connection broke (a daemon restart): reconnect by priority and register again.
+  for (const auto& cm : config_.call_managers) {
+    if (shared_.stopping) break;
+    const auto host = parse_ipv4(cm.host);
+    if (!host) continue;
+    if (!(co_await sip_->connect(*host, cm.sip_port, opt.sip_timeout)).empty()) continue;
+    for (auto& l : lines_) l.challenge.reset();  // a restarted registrar will not know our nonce
+    auto [outcome, detail] = co_await register_all(cm, *host);
+    if (outcome == RegisterOutcome::Registered) {
+      registered_cm_ = cm;
+      registered_cm_host_ = *host;
+      result_.registered_with = fmt::format("{}:{}", cm.host, cm.sip_port);
+      co_return true;
+    }
+    sip_->close();
+  }
+  co_return false;
+}
+
+// RFC 2131 RENEWING, sent like REBINDING (broadcast, ciaddr set): the raw link has no ARP.
+asio::awaitable<bool> Phone::renew_lease() {
+  DhcpClientMessage msg;
+  msg.type = DhcpMessageType::Request;
+  msg.mac = mac_;
+  msg.xid = static_cast<std::uint32_t>(shared_.rng());
+  msg.broadcast = false;
+  msg.ciaddr = ip_;
+  msg.vendor_class = vendor_class_for(shared_.options.model);
+  msg.hostname = mac_.sep_name();
+  dhcp_inbox_.clear();
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto next_send = Clock::now();
+  while (Clock::now() < deadline && !shared_.stopping) {
+    if (Clock::now() >= next_send) {
+      shared_.link.send(encode_dhcp_frame(msg));
+      next_send = Clock::now() + std::chrono::seconds(3);
+    }
+    for (const auto& m : dhcp_inbox_) {
+      if (m.xid != msg.xid) continue;
+      if (m.type == DhcpMessageType::Ack && m.yiaddr == ip_) {
+        lease_s_ = m.lease_time_s.value_or(lease_s_);
+        leased_at_ = Clock::now();
+        co_return true;
+      }
+      if (m.type == DhcpMessageType::Nak) co_return false;
+    }
+    dhcp_inbox_.clear();
+    co_await wait_until(std::min(next_send, deadline));
+  }
+  co_return false;
+}
+
 asio::awaitable<void> Phone::keep_registered() {
   const auto& opt = shared_.options;
+  std::uint32_t expires = 3600;
+  for (const auto& l : lines_) expires = std::min(expires, l.expires_s);
+  const Clock::duration interval = opt.refresh.count() > 0 ? Clock::duration(opt.refresh)
+                                                           : Clock::duration(seconds(std::max<std::uint32_t>(expires / 2, 1)));
+  auto next_refresh = Clock::now() + interval;
+  // Renew at T1 (half the lease), as a phone does, so a long hold keeps its address.
+  auto renew_due = [&] { return lease_s_ > 0 ? leased_at_ + seconds(std::max<std::uint32_t>(lease_s_ / 2, 1))
+                                             : Clock::time_point::max(); };
   while (!shared_.stopping) {
-    std::uint32_t expires = 3600;
-    for (const auto& l : lines_) expires = std::min(expires, l.expires_s);
-    const auto interval = opt.refresh.count() > 0 ? std::chrono::duration_cast<Clock::duration>(opt.refresh)
-                                                  : std::chrono::duration_cast<Clock::duration>(seconds(std::max<std::uint32_t>(expires / 2, 1)));
-    co_await wait_until(Clock::now() + interval);
+    const auto next = std::min(next_refresh, renew_due());
+    while (!shared_.stopping && Clock::now() < next) co_await wait_until(next);
     if (shared_.stopping) break;
-    bool ok = false;
-    if (registered_cm_ && sip_->is_open()) {
-      auto [outcome, detail] = co_await register_all(*registered_cm_, registered_cm_host_);
-      ok = outcome == RegisterOutcome::Registered;
-      if (outcome == RegisterOutcome::Unreachable) sip_->close();
-    }
-    // The connection broke (a daemon restart): reconnect by priority and register again.
-    for (const auto& cm : config_.call_managers) {
-      if (ok || shared_.stopping) break;
-      const auto host = parse_ipv4(cm.host);
-      if (!host) continue;
-      if (!(co_await sip_->connect(*host, cm.sip_port, opt.sip_timeout)).empty()) continue;
-      for (auto& l : lines_) l.challenge.reset();  // a restarted registrar will not know our nonce
-      auto [outcome, detail] = co_await register_all(cm, *host);
-      ok = outcome == RegisterOutcome::Registered;
-      if (ok) {
-        registered_cm_ = cm;
-        registered_cm_host_ = *host;
-        result_.registered_with = fmt::format("{}:{}", cm.host, cm.sip_port);
+    if (Clock::now() >= renew_due()) {
+      if (co_await renew_lease()) {
+        ++result_.lease_renewed;
       } else {
-        sip_->close();
+        ++result_.lease_renew_failed;
+        leased_at_ = Clock::now() - seconds(lease_s_ / 2) + seconds(30);  // try again in 30 s
       }
     }
-    if (ok) ++result_.refresh_ok;
-    else ++result_.refresh_failed;
-    result_.registered_at_end = ok;
+    if (Clock::now() >= next_refresh && !shared_.stopping) {
+      const bool ok = co_await refresh_registration();
+      if (ok) ++result_.refresh_ok;
+      else ++result_.refresh_failed;
+      result_.registered_at_end = ok;
+      next_refresh = Clock::now() + interval;
+    }
   }
 }
 

@@ -72,6 +72,7 @@ struct DhcpClientMessage {
   std::uint32_t xid = 0;
   std::uint16_t secs = 0;
   bool broadcast = true;  // the phone has no address yet: ask for broadcast replies
+  std::uint32_t ciaddr = 0;  // renewing: the leased address (also the frame's source IP)
   std::string vendor_class;
   std::vector<std::uint8_t> parameter_list = kCiscoPhonePrl;
   std::optional<std::uint32_t> requested_ip;  // option 50 (REQUEST after an OFFER)
@@ -81,7 +82,7 @@ struct DhcpClientMessage {
 
 // The BOOTP/DHCP payload alone.
 Bytes encode_dhcp_message(const DhcpClientMessage& m);
-// Ethernet (src = m.mac, dst broadcast) + IPv4 (0.0.0.0 -> 255.255.255.255) + UDP 68 -> 67.
+// Ethernet (src = m.mac, dst broadcast) + IPv4 (ciaddr, else 0.0.0.0 -> 255.255.255.255) + UDP 68 -> 67.
 Bytes encode_dhcp_frame(const DhcpClientMessage& m);
 
 enum class DhcpError {
@@ -258,6 +259,8 @@ struct PhoneResult {
   std::vector<StepRecord> steps;
   int refresh_ok = 0;
   int refresh_failed = 0;
+  int lease_renewed = 0;       // DHCP renewals answered with an ACK while holding
+  int lease_renew_failed = 0;
   bool registered_at_end = false;
 };
 

@@ -186,7 +186,8 @@ private:
       // Refresh outcome per phone that held a registration.
       for (const auto* r : done_) {
         if (r->registered) {
-          out_ << fmt::format("{} refreshes ok {} failed {}{}\n", r->mac.sep_name(), r->refresh_ok, r->refresh_failed,
+          out_ << fmt::format("{} refreshes ok {} failed {}, lease renewals ok {} failed {}{}\n", r->mac.sep_name(),
+                              r->refresh_ok, r->refresh_failed, r->lease_renewed, r->lease_renew_failed,
                               r->registered_at_end ? "" : " - NOT registered at the end");
         }
       }
@@ -197,6 +198,8 @@ private:
           out_ << nlohmann::json{{"refresh", {{"mac", r->mac.to_string()},
                                               {"ok", r->refresh_ok},
                                               {"failed", r->refresh_failed},
+                                              {"lease_renewed", r->lease_renewed},
+                                              {"lease_renew_failed", r->lease_renew_failed},
                                               {"registered_at_end", r->registered_at_end}}}}.dump()
                << "\n";
         }

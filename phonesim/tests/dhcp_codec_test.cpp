@@ -122,6 +122,25 @@ TEST(DhcpCodec, RequestNamesTheOfferedAddressAndTheServer) {
   EXPECT_EQ(opts[54], (Bytes{10, 10, 100, 1}));
 }
 
+TEST(DhcpCodec, RenewalCarriesTheLeasedAddressAsCiaddrAndSource) {
+  DhcpClientMessage m;
+  m.type = DhcpMessageType::Request;
+  m.mac = kMac;
+  m.broadcast = false;
+  m.ciaddr = 0x0a0a6464;
+  const Bytes f = encode_dhcp_frame(m);
+  EXPECT_EQ(be32(f, 26), 0x0a0a6464u);  // IPv4 source
+  EXPECT_EQ(internet_checksum(ByteView(f).subspan(14, 20)), 0);
+  const std::uint16_t udp_len = be16(f, 38);
+  EXPECT_EQ(internet_checksum(ByteView(f).subspan(34), 0x0a0a + 0x6464 + 0xffff + 0xffff + 17 + udp_len), 0);
+  const Bytes bootp(f.begin() + 42, f.end());
+  EXPECT_EQ(be32(bootp, 12), 0x0a0a6464u);  // ciaddr
+  EXPECT_EQ(be16(bootp, 10), 0);            // no broadcast flag
+  auto opts = options_of(bootp);
+  EXPECT_EQ(opts.count(50), 0u);  // RFC 2131 4.3.2: no requested address / server id when renewing
+  EXPECT_EQ(opts.count(54), 0u);
+}
+
 TEST(DhcpCodec, DecodesAnOfferWithOption150And66) {
   const Bytes payload = server_reply(2, 0xabcdef01,
                                      {{1, {255, 255, 255, 0}},

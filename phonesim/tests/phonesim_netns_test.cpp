@@ -39,7 +39,8 @@ struct Namespaces {
   bool ok = false;
 };
 
-std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir, int http_port = 6970) {
+std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir, int http_port = 6970,
+                      int lease_s = 3600) {
   const std::string d = dir.string();
   return "site: { name: phonesim-test, locale: English_United_States }\n"
          "state_dir: @STATE@\n"
@@ -51,6 +52,7 @@ std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir, int
          "poe:\n  driver: sim\n  sim:\n    " + n.box_if + ": { class: 2, draw_watts: 6.3 }\n"
          "net: { mode: none }\n"
          "dhcp:\n  kea:\n    manage: true\n    hook_library: " VE_HOOK_LIBRARY "\n"
+         "    valid_lifetime_s: " + std::to_string(lease_s) + "\n"
          "    event_socket: " + d + "/events.sock\n"
          "  subnets:\n    - vlan: 100\n      interface: " + n.box_if + "\n"
          "      prefix: 10.10.100.0/24\n      pool: 10.10.100.100-10.10.100.199\n"
@@ -128,9 +130,9 @@ protected:
     return out;
   }
 
-  void restart_daemon(int http_port) {
+  void restart_daemon(int http_port, int lease_s = 3600) {
     daemon_->stop(SIGTERM);
-    daemon_->write_site(site_yaml(net_, files_.path(), http_port));
+    daemon_->write_site(site_yaml(net_, files_.path(), http_port, lease_s));
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
   }
 
@@ -314,6 +316,16 @@ TEST_F(PhonesimNetns, RegistrationSurvivesADaemonKillAndIsRefreshedAfterTheResta
   const auto regs = daemon_->ctl_json({"show", "sip", "registrations"}).dump();
   EXPECT_NE(regs.find("\"1001\""), std::string::npos) << regs;
   EXPECT_NE(regs.find("\"1002\""), std::string::npos) << regs;
+}
+
+TEST_F(PhonesimNetns, HeldPhoneRenewsItsLeaseAtT1) {
+  restart_daemon(6970, 60);  // the shortest lease the site file allows: T1 after 30 s
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:03", "--hold-s", "34", "--refresh-s", "15"});
+  ASSERT_EQ(r.exit_code, 0) << r.raw;
+  ASSERT_EQ(r.refreshes.size(), 1u) << r.raw;
+  EXPECT_GE(r.refreshes[0]["lease_renewed"].get<int>(), 1) << r.raw;
+  EXPECT_EQ(r.refreshes[0]["lease_renew_failed"], 0) << r.raw;
+  EXPECT_GE(r.refreshes[0]["ok"].get<int>(), 2) << r.raw;
 }
 
 }  // namespace
