@@ -156,7 +156,7 @@ TEST(JourneyTracker, SurvivesRestartThroughSqlite) {
     JourneyTracker t(db);
     walk_to_registered(t);
     t.flush();
-    EXPECT_EQ(t.persisted_events(), 1u);  // one phone row
+    EXPECT_GE(t.persisted_events(), 8u);  // every step change is written through
   }
   {
     JourneyTracker t(db);
