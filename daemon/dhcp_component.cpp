@@ -151,8 +151,7 @@ public:
     seed_from_memfile();
     open_event_socket();
     if (config_->dhcp.kea.manage) {
-      kea_.start(*config_);
-      kea_running_ = true;
+      start_kea();
     } else {
       log_->info("dhcp.kea.manage is false: not running Kea; lease reports on {}", config_->dhcp.kea.event_socket);
     }
@@ -165,8 +164,7 @@ public:
     if (config_->dhcp.kea.manage && kea_running_) {
       kea_.reconfigure(*config_);
     } else if (config_->dhcp.kea.manage) {
-      kea_.start(*config_);
-      kea_running_ = true;
+      start_kea();
     } else if (kea_running_) {
       log_->info("dhcp.kea.manage turned off: stopping the managed kea-dhcp4");
       kea_.stop();
@@ -198,6 +196,22 @@ public:
   }
 
 private:
+  // Starting Kea that cannot work would only make a restart loop: say why once instead.
+  void start_kea() {
+    std::error_code ec;
+    if (config_->dhcp.subnets.empty()) {
+      log_->info("no dhcp.subnets in the site file: not starting kea-dhcp4");
+      return;
+    }
+    if (!fs::exists(config_->dhcp.kea.hook_library, ec)) {
+      log_->error("hooks library {} not found (dhcp.kea.hook_library): not starting kea-dhcp4",
+                  config_->dhcp.kea.hook_library);
+      return;
+    }
+    kea_.start(*config_);
+    kea_running_ = true;
+  }
+
   // After a daemon restart the table would be empty until phones renew: Kea's lease file has them.
   void seed_from_memfile() {
     const auto path = kea_paths(*config_).leases;

@@ -38,13 +38,15 @@ public:
 
 class DhcpComponentTest : public ::testing::Test {
 protected:
+  virtual std::string kea_settings() const { return "manage: false"; }
+
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("ve-dhcp-comp-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
     events_path_ = (dir_ / "ev.sock").string();
     auto loaded = config::load_string("site: { name: t }\nstate_dir: " + dir_.string() + "\n"
                                       "ports:\n  - name: eth1\n    voice_vlan: 100\n    data_vlan: 10\n"
-                                      "dhcp:\n  kea:\n    manage: false\n    event_socket: " + events_path_ + "\n"
+                                      "dhcp:\n  kea:\n    " + kea_settings() + "\n    event_socket: " + events_path_ + "\n"
                                       "  subnets:\n    - vlan: 100\n      interface: eth1\n      prefix: 10.10.100.0/24\n"
                                       "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
                                       "      tftp_servers: [10.10.100.1]\n");
@@ -154,6 +156,21 @@ TEST_F(DhcpComponentTest, MalformedDatagramsAreCountedAndDropped) {
   EXPECT_EQ(data["status"]["reports_received"], 1);
   EXPECT_EQ(data["leases"].size(), 1u);
   EXPECT_EQ(data["status"]["kea"]["managed"], false);
+}
+
+class DhcpComponentWithoutHook : public DhcpComponentTest {
+protected:
+  std::string kea_settings() const override {
+    return "manage: true\n    binary: /bin/true\n    hook_library: /nonexistent/libdhcp_voiceedge.so";
+  }
+};
+
+TEST_F(DhcpComponentWithoutHook, DoesNotStartKeaThatCouldNotLoadTheHook) {
+  pump();
+  auto status = show()["status"]["kea"];
+  EXPECT_EQ(status["managed"], true);
+  EXPECT_FALSE(status.contains("pid")) << status.dump();  // never spawned: no restart loop
+  EXPECT_FALSE(fs::exists(dir_ / "kea" / "kea-dhcp4.json"));
 }
 
 }  // namespace
