@@ -19,12 +19,21 @@ std::string to_hex(const unsigned char* data, std::size_t n) {
   return out;
 }
 
+// OpenSSL 3 looks the algorithm up on every EVP_md5() use; fetch it once. Immutable afterwards.
+const EVP_MD* md5_algorithm() {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "MD5", nullptr);
+    return fetched ? fetched : EVP_md5();
+  }();
+  return md;
+}
+
 }  // namespace
 
 std::string md5_hex(std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out, &len, EVP_md5(), nullptr) != 1) return {};
+  if (EVP_Digest(data.data(), data.size(), out, &len, md5_algorithm(), nullptr) != 1) return {};
   return to_hex(out, len);
 }
 

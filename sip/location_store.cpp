@@ -34,7 +34,22 @@ std::string binding_key(const BindingInfo& b) { return b.instance.empty() ? b.co
 
 LocationStore::~LocationStore() { close(); }
 
+void LocationStore::flush() {
+  if (!db_ || pending_.empty()) {
+    pending_.clear();
+    return;
+  }
+  sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
+  for (const auto& [id, binding] : pending_) {
+    if (binding) write_upsert(*binding);
+    else write_remove(id.first, id.second);
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) ++write_errors_;
+  pending_.clear();
+}
+
 void LocationStore::close() {
+  flush();
   if (upsert_stmt_) sqlite3_finalize(upsert_stmt_);
   if (delete_stmt_) sqlite3_finalize(delete_stmt_);
   if (db_) sqlite3_close(db_);
@@ -188,6 +203,14 @@ std::size_t LocationStore::size() const {
 }
 
 void LocationStore::persist_upsert(const BindingInfo& b) {
+  if (db_) pending_[{b.user, binding_key(b)}] = b;
+}
+
+void LocationStore::persist_remove(const std::string& user, const std::string& key) {
+  if (db_) pending_[{user, key}] = std::nullopt;
+}
+
+void LocationStore::write_upsert(const BindingInfo& b) {
   if (!upsert_stmt_) return;
   auto* st = upsert_stmt_;
   const std::string key = binding_key(b);
@@ -216,7 +239,7 @@ void LocationStore::persist_upsert(const BindingInfo& b) {
   sqlite3_clear_bindings(st);
 }
 
-void LocationStore::persist_remove(const std::string& user, const std::string& key) {
+void LocationStore::write_remove(const std::string& user, const std::string& key) {
   if (!delete_stmt_) return;
   sqlite3_bind_text(delete_stmt_, 1, user.data(), static_cast<int>(user.size()), SQLITE_TRANSIENT);
   sqlite3_bind_text(delete_stmt_, 2, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);

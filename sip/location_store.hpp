@@ -1,6 +1,8 @@
 #pragma once
 // Bindings by user, in memory, written through to SQLite so a restart loses none.
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -37,12 +39,21 @@ public:
   std::vector<BindingInfo> expire(std::chrono::system_clock::time_point now);
   std::vector<BindingInfo> all() const;
   std::size_t size() const;
+  // Writes the changes made since the last flush in one transaction. Changes are queued so that a
+  // REGISTER costs no disk write; the server flushes every expiry sweep (1 s) and on close, so a
+  // crash loses at most the last second of refreshes (phones re-register anyway).
+  void flush();
+  std::size_t pending_writes() const { return pending_.size(); }
   // SQLite failures since open (each is logged once by the caller's choice; counted here).
   std::uint64_t write_errors() const { return write_errors_; }
 
 private:
   void persist_upsert(const BindingInfo& b);
   void persist_remove(const std::string& user, const std::string& key);
+  void write_upsert(const BindingInfo& b);
+  void write_remove(const std::string& user, const std::string& key);
+  // (user, key) -> the binding to write, or nullopt to delete.
+  std::map<std::pair<std::string, std::string>, std::optional<BindingInfo>> pending_;
   std::unordered_map<std::string, std::vector<BindingInfo>> by_user_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_stmt_ = nullptr;

@@ -8,7 +8,8 @@
 namespace ve::sip {
 namespace {
 
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+// ASCII only, without the locale lookup of std::tolower: header names and tokens are ASCII.
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 bool is_token_char(char c) {
   if (std::isalnum(static_cast<unsigned char>(c))) return true;

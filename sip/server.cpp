@@ -52,6 +52,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       auto self = weak.lock();
       if (ec || !self || !self->running) return;
       self->core->registrar.sweep();
+      self->core->store.flush();
       self->arm_sweep();
     });
   }
