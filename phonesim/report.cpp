@@ -147,7 +147,10 @@ std::string summary_text(const nlohmann::json& j) {
     }
   }
   out += "\nvlan: " + s["vlan_tagging"].get<std::string>();
-  if (s["interrupted"].get<bool>()) out += "\ninterrupted before every phone finished";
+  if (s["interrupted"].get<bool>()) {
+    out += finished < s["phones"].get<int>() ? "\ninterrupted before every phone finished"
+                                             : "\ninterrupted while holding the registrations";
+  }
   return out;
 }
 
