@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <boost/asio/local/datagram_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -128,6 +129,12 @@ public:
     return by_ip_.size();
   }
 
+  bool is_bound(std::uint32_t ip, const MacAddress& mac) const {
+    std::lock_guard lock(mutex_);
+    auto it = by_ip_.find(ip);
+    return it != by_ip_.end() && it->second.state == "bound" && it->second.mac == mac;
+  }
+
 private:
   void evict_oldest() {
     auto oldest = by_ip_.begin();
@@ -143,13 +150,19 @@ private:
 class DhcpComponent final : public Component {
 public:
   explicit DhcpComponent(Context& ctx)
-      : ctx_(ctx), config_(ctx.config), log_(ve::logger("dhcp")), socket_(ctx.io), kea_(ctx.io, log_) {}
+      : ctx_(ctx),
+        config_(ctx.config),
+        log_(ve::logger("dhcp")),
+        socket_(ctx.io),
+        kea_(ctx.io, log_),
+        reconcile_timer_(ctx.io) {}
 
   std::string_view name() const override { return "dhcp"; }
 
   void start() override {
     seed_from_memfile();
     open_event_socket();
+    arm_reconcile();
     if (config_->dhcp.kea.manage) {
       start_kea();
     } else {
@@ -173,6 +186,7 @@ public:
   }
 
   void stop() override {
+    reconcile_timer_.cancel();
     if (kea_running_) kea_.stop();
     kea_running_ = false;
     close_event_socket();
@@ -186,6 +200,7 @@ public:
             {"event_socket", config_->dhcp.kea.event_socket},
             {"reports_received", reports_received_},
             {"reports_malformed", reports_malformed_},
+            {"reports_recovered_from_lease_file", reports_recovered_},
             {"leases", table_.size()}};
   }
 
@@ -210,6 +225,51 @@ private:
     }
     kea_.start(*config_);
     kea_running_ = true;
+  }
+
+  // Lease reports are datagrams sent without waiting, so a burst (a boot storm) can overflow the
+  // socket's queue and lose some: by design Kea is never slowed down for us. Kea's own lease file
+  // is the truth; every few seconds, bindings it has that no report told us about are taken from
+  // it, so the lease table and the phones' step 4 catch up.
+  void arm_reconcile() {
+    reconcile_timer_.expires_after(std::chrono::seconds(2));
+    reconcile_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      reconcile_from_memfile();
+      arm_reconcile();
+    });
+  }
+
+  void reconcile_from_memfile() {
+    const auto path = kea_paths(*config_).leases;
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec || size == memfile_size_seen_) return;  // Kea appends: an unchanged size means nothing new
+    memfile_size_seen_ = size;
+    std::ifstream in(path);
+    if (!in) return;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const auto now = Clock::now();
+    const kh::PhoneMatcher matcher(config_->dhcp.phone_match, config_->phones);
+    for (const auto& l : kh::parse_memfile_leases(ss.str())) {
+      if (l.valid_lifetime_s == 0 || l.state != 0 || Clock::from_time_t(static_cast<std::time_t>(l.expire)) <= now)
+        continue;
+      if (table_.is_bound(l.ip, l.mac)) continue;
+      kh::LeaseReport r;
+      r.kind = kh::LeaseEventKind::Ack;
+      r.mac = l.mac;
+      r.ip = l.ip;
+      const auto* subnet = kh::find_subnet_containing(config_->dhcp.subnets, l.ip);
+      if (subnet != nullptr) r.subnet = subnet->prefix.to_string();
+      r.hostname = l.hostname;
+      r.phone = matcher.classify(l.mac, {});
+      r.lifetime_s = l.valid_lifetime_s;
+      ++reports_recovered_;
+      log_->debug("lease {} of {} taken from Kea's lease file (its report was lost)", kh::format_ipv4(l.ip),
+                  l.mac.to_string());
+      handle_report(r, now);
+    }
   }
 
   // After a daemon restart the table would be empty until phones renew: Kea's lease file has them.
@@ -283,8 +343,10 @@ private:
       return;
     }
     ++reports_received_;
-    const auto& r = *report;
-    const auto now = Clock::now();
+    handle_report(*report, Clock::now());
+  }
+
+  void handle_report(const kh::LeaseReport& r, Clock::time_point now) {
     table_.apply(r, now);
     const auto ip = kh::format_ipv4(r.ip);
     log_->debug("{} {} {} {} phone={}", kh::to_string(r.kind), r.mac.to_string(), ip, r.subnet, kh::to_string(r.phone));
@@ -293,7 +355,13 @@ private:
     PhoneEvent ev;
     ev.mac = r.mac;
     ev.step = Step::Dhcp;
+    // Kea's own time of the answer when the report has it (the phone may act on the answer before
+    // we read the report); never a time in the future.
     ev.time = now;
+    if (r.time_ms != 0) {
+      const auto at = Clock::time_point(std::chrono::milliseconds(r.time_ms));
+      if (at < now) ev.time = at;
+    }
     ev.ip = ip;
     switch (r.kind) {
       case kh::LeaseEventKind::Offer:
@@ -333,6 +401,9 @@ private:
   LeaseTable table_;
   std::uint64_t reports_received_ = 0;
   std::uint64_t reports_malformed_ = 0;
+  std::uint64_t reports_recovered_ = 0;  // bindings taken from Kea's lease file: lost reports
+  std::uintmax_t memfile_size_seen_ = 0;
+  boost::asio::steady_timer reconcile_timer_;
 };
 
 }  // namespace

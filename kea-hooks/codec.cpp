@@ -231,6 +231,7 @@ std::string encode_lease_report(const LeaseReport& r) {
       {"phone", std::string(to_string(r.phone))},
       {"lifetime", r.lifetime_s},
   };
+  if (r.time_ms != 0) j["time_ms"] = r.time_ms;
   return j.dump();
 }
 
@@ -278,6 +279,10 @@ Result<LeaseReport, ReportError> decode_lease_report(std::span<const std::uint8_
   if (auto it = j.find("lifetime"); it != j.end()) {
     if (!it->is_number_unsigned() || it->get<std::uint64_t>() > 0xffffffffu) return unexpected(ReportError::BadField);
     r.lifetime_s = static_cast<std::uint32_t>(it->get<std::uint64_t>());
+  }
+  if (auto it = j.find("time_ms"); it != j.end()) {
+    if (!it->is_number_unsigned()) return unexpected(ReportError::BadField);
+    r.time_ms = it->get<std::uint64_t>();
   }
   return r;
 }

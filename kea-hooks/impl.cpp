@@ -1,5 +1,6 @@
 // Kea-facing half of the hook: reads Kea's packets and leases, uses the pure codec to decide, and
 // writes options back into the response.
+#include <chrono>
 #include "kea-hooks/impl.hpp"
 
 #include <dhcp/dhcp4.h>
@@ -173,8 +174,11 @@ void HookImpl::on_lease4_expire(CalloutHandle& handle) {
   if (lease) report(report_from_lease(LeaseEventKind::Expire, *lease, nullptr, matcher_, site_->dhcp.subnets));
 }
 
-void HookImpl::report(const LeaseReport& r) {
+void HookImpl::report(LeaseReport r) {
   if (r.mac.is_zero()) return;  // nothing to key it on
+  r.time_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
   if (!reporter_.send(r)) {
     LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_REPORT_DROPPED)
         .arg(std::string(to_string(r.kind))).arg(r.mac.to_string()).arg(reporter_.path());

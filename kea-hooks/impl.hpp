@@ -34,7 +34,7 @@ public:
   void on_lease4_expire(isc::hooks::CalloutHandle& handle);
 
 private:
-  void report(const LeaseReport& r);
+  void report(LeaseReport r);
 
   config::SiteConfigPtr site_;
   PhoneMatcher matcher_;

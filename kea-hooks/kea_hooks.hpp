@@ -109,6 +109,9 @@ struct LeaseReport {
   std::string vendor_class;  // option 60, printable()
   PhoneReason phone = PhoneReason::NotPhone;
   std::uint32_t lifetime_s = 0;  // 0 when not known (release, expire)
+  // When Kea answered (unix ms; 0 = unknown): the daemon may read the report later than the
+  // phone acts on the answer, and the timeline must keep the real order.
+  std::uint64_t time_ms = 0;
 };
 
 inline constexpr std::size_t kMaxReportBytes = 2048;
