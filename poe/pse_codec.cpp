@@ -1,5 +1,6 @@
 // ethtool PSE generic-netlink messages: built with libnl's message API, parsed with its attribute
 // parser. No sockets here.
+#include <algorithm>
 #include "poe/pse_codec.hpp"
 
 #include <linux/genetlink.h>
@@ -85,7 +86,8 @@ Result<Reply, ParseError> parse_reply(std::span<const std::byte> message) {
   if (message.size() < NLMSG_HDRLEN + GENL_HDRLEN) return unexpected(ParseError::Truncated);
   // Netlink structures need 4-byte alignment; the input may be any slice (fuzzing, tests).
   std::vector<std::uint32_t> aligned((message.size() + 3) / 4);
-  std::memcpy(aligned.data(), message.data(), message.size());
+  // std::copy, not memcpy: GCC 12 misreads the bound of a memcpy here (-Wstringop-overflow).
+  std::copy(message.begin(), message.end(), reinterpret_cast<std::byte*>(aligned.data()));
   auto* nlh = reinterpret_cast<nlmsghdr*>(aligned.data());
   if (nlh->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN || nlh->nlmsg_len > message.size()) {
     return unexpected(ParseError::Truncated);
