@@ -451,5 +451,41 @@ TEST(SipLocationStore, PersistsAcrossReopen) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(SipLocationStore, QueuesWritesUntilFlush) {
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("ve-sip-flush-{}-{}", ::getpid(), std::random_device{}());
+  std::filesystem::create_directories(dir);
+  const auto db = dir / "sip.sqlite";
+  LocationStore writer;
+  ASSERT_TRUE(writer.open(db));
+  BindingInfo b;
+  b.user = "1001";
+  b.contact = "sip:1001@10.0.0.5";
+  b.expires_at = std::chrono::system_clock::time_point(1'800'000'000s);
+  writer.upsert(b);
+  b.cseq = 2;
+  writer.upsert(b);  // same binding: one queued write
+  EXPECT_EQ(writer.pending_writes(), 1u);
+  {
+    LocationStore reader;
+    ASSERT_TRUE(reader.open(db));
+    EXPECT_EQ(reader.size(), 0u);  // not on disk yet
+  }
+  writer.flush();
+  EXPECT_EQ(writer.pending_writes(), 0u);
+  {
+    LocationStore reader;
+    ASSERT_TRUE(reader.open(db));
+    ASSERT_EQ(reader.size(), 1u);
+    EXPECT_EQ(reader.all()[0].cseq, 2u);
+  }
+  writer.remove("1001", "sip:1001@10.0.0.5");
+  writer.close();  // flushes the removal
+  LocationStore reader;
+  ASSERT_TRUE(reader.open(db));
+  EXPECT_EQ(reader.size(), 0u);
+  reader.close();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ve::sip
