@@ -227,18 +227,30 @@ Reply Registrar::respond(const Message& m, const Source& src, int code, std::str
   return r;
 }
 
+bool Registrar::malformed_log_allowed() {
+  const auto now = now_();
+  if (now - last_malformed_log_ < std::chrono::seconds(1)) return false;
+  last_malformed_log_ = now;
+  return true;
+}
+
 Reply Registrar::handle(std::string_view bytes, const Source& src) {
   ++counters_.received;
   auto parsed = parse_message(bytes, options_.limits);
   if (!parsed) {
     if (auto salvaged = salvage_request(bytes, options_.limits); salvaged && salvaged->method != Method::Ack) {
       ++counters_.malformed_answered;
-      log_->warn("malformed request from {}:{} ({}): answered 400", src.ip, src.port,
-                              to_string(parsed.error()));
+      if (malformed_log_allowed()) {
+        log_->warn("malformed request from {}:{} ({}): answered 400 ({} so far)", src.ip, src.port,
+                   to_string(parsed.error()), counters_.malformed_answered);
+      }
       return respond(*salvaged, src, 400, fmt::format("Bad Request ({})", to_string(parsed.error())));
     }
     ++counters_.malformed_dropped;
-    log_->warn("malformed message from {}:{} ({}): dropped", src.ip, src.port, to_string(parsed.error()));
+    if (malformed_log_allowed()) {
+      log_->warn("malformed message from {}:{} ({}): dropped ({} so far)", src.ip, src.port,
+                 to_string(parsed.error()), counters_.malformed_dropped);
+    }
     return {};
   }
   const Message& m = *parsed;

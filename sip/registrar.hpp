@@ -69,6 +69,9 @@ private:
   std::string tag_key_;
   ServerCounters counters_;
   std::set<std::uint64_t> reported_connections_;
+  // Malformed input is untrusted and may come in floods: warn at most once per second.
+  bool malformed_log_allowed();
+  std::chrono::system_clock::time_point last_malformed_log_{};
 };
 
 // Cisco REGISTER details from Contact parameters and the Reason header.

@@ -409,6 +409,28 @@ TEST_F(RegistrarTest, SweepRemovesExpiredBindingsAndReports) {
   EXPECT_EQ(sink_.events.back().detail, "registration of 1001 expired");
 }
 
+TEST_F(RegistrarTest, NewSiteFileAppliesToTheNextRequestAndKeepsBindings) {
+  ASSERT_EQ(register_with_auth(Request{}, "1001", "s3cret").status, 200);
+  auto changed = std::make_shared<config::SiteConfig>(*site());
+  changed->phones[0].lines[0].password = config::Secret("n3w");
+  config::Phone added;
+  added.mac = *MacAddress::parse("00:11:22:33:44:66");
+  added.lines.push_back(config::Line{1, "1005", "", "1005", config::Secret("pw5")});
+  changed->phones.push_back(added);
+  registrar_.set_config(changed);
+  EXPECT_EQ(store_.size(), 1u);
+  Request r;
+  r.cseq = 10;
+  EXPECT_EQ(register_with_auth(r, "1001", "s3cret").status, 403);
+  r.cseq = 20;
+  EXPECT_EQ(register_with_auth(r, "1001", "n3w").status, 200);
+  Request other;
+  other.user = "1005";
+  other.call_id = "call-5";
+  EXPECT_EQ(register_with_auth(other, "1005", "pw5").status, 200);
+  EXPECT_EQ(store_.size(), 2u);
+}
+
 TEST(SipLocationStore, PersistsAcrossReopen) {
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("ve-sip-store-{}-{}", ::getpid(), std::random_device{}());
   std::filesystem::create_directories(dir);
