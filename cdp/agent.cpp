@@ -48,7 +48,7 @@ std::optional<MacAddress> read_interface_mac(const std::string& interface) {
 }
 
 class PcapLink final : public FrameLink {
-public:
+ public:
   PcapLink(asio::io_context& io, std::string interface) : state_(std::make_shared<State>(io, std::move(interface))) {}
   ~PcapLink() override { close(); }
 
@@ -128,7 +128,7 @@ public:
 
   MacAddress mac() const override { return state_->mac; }
 
-private:
+ private:
   struct State {
     State(asio::io_context& io, std::string name) : descriptor(io), interface(std::move(name)) {}
     asio::posix::stream_descriptor descriptor;
@@ -350,14 +350,12 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
 
   void reconfigure(const PortSettings& new_port, const AgentSettings& new_settings) {
     const bool vlans_changed = new_port.voice_vlan != port.voice_vlan || new_port.data_vlan != port.data_vlan;
-    const bool identity_changed = new_settings.device_id != settings.device_id ||
-                                  new_settings.cdp_enabled != settings.cdp_enabled ||
-                                  new_settings.lldp_enabled != settings.lldp_enabled ||
-                                  new_settings.lldp_med != settings.lldp_med ||
-                                  new_settings.voice_priority != settings.voice_priority ||
-                                  new_settings.voice_dscp != settings.voice_dscp;
-    const bool timers_changed = new_settings.interval_s != settings.interval_s ||
-                                new_settings.holdtime_s != settings.holdtime_s;
+    const bool identity_changed =
+        new_settings.device_id != settings.device_id || new_settings.cdp_enabled != settings.cdp_enabled ||
+        new_settings.lldp_enabled != settings.lldp_enabled || new_settings.lldp_med != settings.lldp_med ||
+        new_settings.voice_priority != settings.voice_priority || new_settings.voice_dscp != settings.voice_dscp;
+    const bool timers_changed =
+        new_settings.interval_s != settings.interval_s || new_settings.holdtime_s != settings.holdtime_s;
     port = new_port;
     settings = new_settings;
     if (!running || !link_is_open) return;
@@ -425,7 +423,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   bool send_advertisements() {
     bool ok = true;
     if (settings.cdp_enabled) ok = send_cdp(holdtime()) && ok;
-    if (settings.lldp_enabled) ok = send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535))) && ok;
+    if (settings.lldp_enabled)
+      ok = send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535))) && ok;
     return ok;
   }
 
@@ -497,10 +496,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       p.management_addresses.push_back(LldpManagementAddress{1, a, 1, 0, {}});
     }
     if (settings.lldp_med && med_endpoint_seen) {
-      p.med_capabilities = MedCapabilities{static_cast<std::uint16_t>(lldp_med_capability::kCapabilities |
-                                                                      lldp_med_capability::kNetworkPolicy |
-                                                                      lldp_med_capability::kPowerPse),
-                                           MedDeviceType::NetworkConnectivity};
+      p.med_capabilities = MedCapabilities{
+          static_cast<std::uint16_t>(lldp_med_capability::kCapabilities | lldp_med_capability::kNetworkPolicy |
+                                     lldp_med_capability::kPowerPse),
+          MedDeviceType::NetworkConnectivity};
       if (valid_vlan(port.voice_vlan)) {
         p.network_policies.push_back(NetworkPolicy{1, false, true, static_cast<std::uint16_t>(port.voice_vlan),
                                                    static_cast<std::uint8_t>(settings.voice_priority & 0x7),
@@ -516,7 +515,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   // --- receiving -------------------------------------------------------------------------
 
   void on_frame(ByteView frame) {
-    if (frame.size() >= 12 && link->mac() != MacAddress{} && std::equal(frame.begin() + 6, frame.begin() + 12, link->mac().bytes().begin())) {
+    if (frame.size() >= 12 && link->mac() != MacAddress{} &&
+        std::equal(frame.begin() + 6, frame.begin() + 12, link->mac().bytes().begin())) {
       ++counters.ignored;  // our own frame, if the kernel did not honour the direction filter
       return;
     }
@@ -575,7 +575,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
 
   // MED TLVs go out only while a MED endpoint is a neighbour (TIA-1057).
   void refresh_med() {
-    med_endpoint_seen = std::any_of(table.begin(), table.end(), [](const auto& entry) { return entry.second.med_endpoint; });
+    med_endpoint_seen =
+        std::any_of(table.begin(), table.end(), [](const auto& entry) { return entry.second.med_endpoint; });
   }
 
   void on_cdp(const CdpFrame& f) {
@@ -657,8 +658,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
 
   void on_lldp(const LldpFrame& f) {
     const LldpPdu& p = f.pdu;
-    log->debug("{}: lldp from {} ({}), ttl {}{}", port.name, f.source.to_string(), p.system_name.value_or("?"),
-               p.ttl_s, p.is_med() ? ", med" : "");
+    log->debug("{}: lldp from {} ({}), ttl {}{}", port.name, f.source.to_string(), p.system_name.value_or("?"), p.ttl_s,
+               p.is_med() ? ", med" : "");
     if (p.ttl_s == 0) {
       forget(Protocol::Lldp, f.source, "sent lldp shutdown");
       return;
@@ -796,8 +797,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     e.mac = n.phone_mac;
     e.step = Step::VoiceVlan;
     e.outcome = Outcome::Info;
-    e.detail = std::string(to_string(n.protocol)) + " neighbour " + n.device_id + " on " + port.name + ": " +
-               std::string(why);
+    e.detail =
+        std::string(to_string(n.protocol)) + " neighbour " + n.device_id + " on " + port.name + ": " + std::string(why);
     e.time = hooks.wall_now();
     e.port = port.name;
     emit(std::move(e));
@@ -855,8 +856,8 @@ void AgentSet::apply(const std::vector<PortSettings>& ports, const AgentSettings
   const bool enabled = settings.cdp_enabled || settings.lldp_enabled;
   // Ports that left the config (or everything, when both protocols are off) stop advertising.
   for (auto it = agents_.begin(); it != agents_.end();) {
-    const bool kept = enabled && std::any_of(ports.begin(), ports.end(),
-                                             [&](const PortSettings& p) { return p.name == it->first; });
+    const bool kept =
+        enabled && std::any_of(ports.begin(), ports.end(), [&](const PortSettings& p) { return p.name == it->first; });
     if (kept) {
       ++it;
       continue;

@@ -35,14 +35,14 @@ inline constexpr std::uint16_t kLldpEthertype = 0x88cc;
 
 // One closed set for both decoders.
 enum class DecodeError {
-  Truncated,        // shorter than a header, or a length field points past the buffer
-  WrongProtocol,    // not CDP (other Cisco SNAP PIDs such as VTP/DTP) or not LLDP
-  BadVersion,       // CDP version other than 1 or 2
-  BadChecksum,      // CDP checksum does not verify
-  TlvOverrun,       // a TLV length runs past the end of the PDU
-  BadTlvLength,     // a TLV too short (or too long) for what its type must carry
-  BadTlvValue,      // inconsistent contents (address count, empty mandatory id...)
-  MissingTlv,       // LLDP: Chassis ID, Port ID and TTL must come first, in order
+  Truncated,      // shorter than a header, or a length field points past the buffer
+  WrongProtocol,  // not CDP (other Cisco SNAP PIDs such as VTP/DTP) or not LLDP
+  BadVersion,     // CDP version other than 1 or 2
+  BadChecksum,    // CDP checksum does not verify
+  TlvOverrun,     // a TLV length runs past the end of the PDU
+  BadTlvLength,   // a TLV too short (or too long) for what its type must carry
+  BadTlvValue,    // inconsistent contents (address count, empty mandatory id...)
+  MissingTlv,     // LLDP: Chassis ID, Port ID and TTL must come first, in order
 };
 std::string_view to_string(DecodeError e);
 
@@ -101,8 +101,8 @@ struct PowerRequested {
 
 // 0x1a: what the switch grants.
 struct PowerAvailable {
-  std::uint16_t request_id = 0;       // echo of the last request id, 0 if none since link up
-  std::uint16_t management_id = 0;   // changes whenever the grant changes (never 0 when sent)
+  std::uint16_t request_id = 0;     // echo of the last request id, 0 if none since link up
+  std::uint16_t management_id = 0;  // changes whenever the grant changes (never 0 when sent)
   std::uint32_t available_mw = 0;
   std::uint32_t management_mw = 0xffffffff;  // no preference
   friend bool operator==(const PowerAvailable&, const PowerAvailable&) = default;
@@ -114,24 +114,24 @@ struct CdpPdu {
   std::uint8_t ttl_s = 180;
   std::uint16_t checksum = 0;  // as received; encode() computes it
 
-  std::optional<std::string> device_id;               // 0x01
-  std::optional<std::vector<CdpAddress>> addresses;   // 0x02
-  std::optional<std::string> port_id;                 // 0x03
-  std::optional<std::uint32_t> capabilities;          // 0x04
-  std::optional<std::string> software_version;        // 0x05
-  std::optional<std::string> platform;                // 0x06
-  std::optional<std::uint16_t> native_vlan;           // 0x0a
-  std::optional<bool> full_duplex;                    // 0x0b
-  std::optional<ApplianceVlan> voip_vlan_reply;       // 0x0e
-  std::optional<Bytes> voip_vlan_query;               // 0x0f (opaque; a 7960 sends 20 02 00 01)
-  std::optional<std::uint16_t> power_mw;              // 0x10
-  std::optional<std::uint32_t> mtu;                   // 0x11
-  std::optional<std::uint8_t> trust_bitmap;           // 0x12
-  std::optional<std::uint8_t> untrusted_cos;          // 0x13
+  std::optional<std::string> device_id;                         // 0x01
+  std::optional<std::vector<CdpAddress>> addresses;             // 0x02
+  std::optional<std::string> port_id;                           // 0x03
+  std::optional<std::uint32_t> capabilities;                    // 0x04
+  std::optional<std::string> software_version;                  // 0x05
+  std::optional<std::string> platform;                          // 0x06
+  std::optional<std::uint16_t> native_vlan;                     // 0x0a
+  std::optional<bool> full_duplex;                              // 0x0b
+  std::optional<ApplianceVlan> voip_vlan_reply;                 // 0x0e
+  std::optional<Bytes> voip_vlan_query;                         // 0x0f (opaque; a 7960 sends 20 02 00 01)
+  std::optional<std::uint16_t> power_mw;                        // 0x10
+  std::optional<std::uint32_t> mtu;                             // 0x11
+  std::optional<std::uint8_t> trust_bitmap;                     // 0x12
+  std::optional<std::uint8_t> untrusted_cos;                    // 0x13
   std::optional<std::vector<CdpAddress>> management_addresses;  // 0x16
-  std::optional<PowerRequested> power_requested;      // 0x19
-  std::optional<PowerAvailable> power_available;      // 0x1a
-  std::vector<RawTlv> unknown;                        // kept in order, re-emitted last
+  std::optional<PowerRequested> power_requested;                // 0x19
+  std::optional<PowerAvailable> power_available;                // 0x1a
+  std::vector<RawTlv> unknown;                                  // kept in order, re-emitted last
 
   friend bool operator==(const CdpPdu&, const CdpPdu&) = default;
 };
@@ -219,8 +219,8 @@ struct ExtendedPower {
 };
 
 struct MedInventory {
-  std::optional<std::string> hardware_revision, firmware_revision, software_revision, serial_number,
-      manufacturer, model, asset_id;
+  std::optional<std::string> hardware_revision, firmware_revision, software_revision, serial_number, manufacturer,
+      model, asset_id;
   friend bool operator==(const MedInventory&, const MedInventory&) = default;
 };
 
@@ -228,11 +228,11 @@ struct LldpPdu {
   LldpId chassis_id;
   LldpId port_id;
   std::uint16_t ttl_s = 120;
-  std::optional<std::string> port_description;    // 4
-  std::optional<std::string> system_name;         // 5
-  std::optional<std::string> system_description;  // 6
-  std::optional<std::uint16_t> system_capabilities;  // 7 (available)
-  std::optional<std::uint16_t> enabled_capabilities; // 7 (enabled)
+  std::optional<std::string> port_description;              // 4
+  std::optional<std::string> system_name;                   // 5
+  std::optional<std::string> system_description;            // 6
+  std::optional<std::uint16_t> system_capabilities;         // 7 (available)
+  std::optional<std::uint16_t> enabled_capabilities;        // 7 (enabled)
   std::vector<LldpManagementAddress> management_addresses;  // 8
   std::optional<MedCapabilities> med_capabilities;
   std::vector<NetworkPolicy> network_policies;
@@ -261,7 +261,7 @@ Bytes encode_lldp(const LldpFrame& frame);
 // Sends and receives raw frames on one interface. The real one is pcap-based (make_pcap_link);
 // tests use an in-memory one.
 class FrameLink {
-public:
+ public:
   using Receiver = std::function<void(ByteView frame)>;
   using FailureHandler = std::function<void(const std::string& why)>;
   virtual ~FrameLink() = default;
@@ -283,7 +283,7 @@ struct PortSettings {
   std::string name;
   int voice_vlan = 0;  // 0 = none
   int data_vlan = 1;
-  std::uint32_t max_power_mw = 30000;  // used when no PoE manager answers
+  std::uint32_t max_power_mw = 30000;    // used when no PoE manager answers
   std::uint8_t lldp_power_priority = 3;  // MED: 1 critical, 2 high, 3 low
   friend bool operator==(const PortSettings&, const PortSettings&) = default;
 };
@@ -313,18 +313,18 @@ std::string_view to_string(Protocol p);
 
 struct Neighbor {
   Protocol protocol = Protocol::Cdp;
-  std::string port;          // our interface
-  MacAddress source;         // frame source MAC
-  MacAddress phone_mac;      // from SEP<MAC> device id if present, else source
-  std::string device_id;     // CDP Device-ID or LLDP system name / chassis id
-  std::string platform;      // CDP platform or MED model
-  std::string port_id;       // their port
+  std::string port;       // our interface
+  MacAddress source;      // frame source MAC
+  MacAddress phone_mac;   // from SEP<MAC> device id if present, else source
+  std::string device_id;  // CDP Device-ID or LLDP system name / chassis id
+  std::string platform;   // CDP platform or MED model
+  std::string port_id;    // their port
   std::string software_version;
   std::uint32_t capabilities = 0;  // CDP bitmap; for LLDP the enabled system capabilities
   std::vector<std::string> addresses;
   std::optional<std::uint32_t> native_vlan;
-  bool asked_voice_vlan = false;                 // sent a VoIP VLAN Query
-  bool med_endpoint = false;                     // LLDP with LLDP-MED capabilities
+  bool asked_voice_vlan = false;                    // sent a VoIP VLAN Query
+  bool med_endpoint = false;                        // LLDP with LLDP-MED capabilities
   std::optional<std::uint32_t> power_requested_mw;  // highest level asked for
   std::optional<std::uint32_t> power_granted_mw;    // what we answered
   std::uint16_t holdtime_s = 0;
@@ -342,8 +342,8 @@ struct Counters {
   std::uint64_t ignored = 0;            // other Cisco protocols on the CDP MAC, foreign frames
   std::uint64_t neighbors_dropped = 0;  // table full
   std::uint64_t send_errors = 0;
-  std::uint64_t voice_vlan_replies = 0; // immediate replies to a VoIP VLAN Query
-  std::uint64_t power_replies = 0;      // immediate replies to a power request
+  std::uint64_t voice_vlan_replies = 0;  // immediate replies to a VoIP VLAN Query
+  std::uint64_t power_replies = 0;       // immediate replies to a power request
 };
 
 struct Hooks {
@@ -362,9 +362,9 @@ struct Hooks {
 
 // Speaks CDP and LLDP-MED on one port. Lives on one io_context; not thread-safe.
 class Agent {
-public:
-  Agent(boost::asio::io_context& io, std::unique_ptr<FrameLink> link, PortSettings port,
-        AgentSettings settings, Hooks hooks);
+ public:
+  Agent(boost::asio::io_context& io, std::unique_ptr<FrameLink> link, PortSettings port, AgentSettings settings,
+        Hooks hooks);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -391,14 +391,14 @@ public:
   Bytes build_cdp_advertisement() const;
   Bytes build_lldp_advertisement() const;
 
-private:
+ private:
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
 
 // All ports of a site: creates, reconfigures and removes agents.
 class AgentSet {
-public:
+ public:
   using LinkFactory = std::function<std::unique_ptr<FrameLink>(const std::string& port)>;
   AgentSet(boost::asio::io_context& io, LinkFactory links, Hooks hooks);
   ~AgentSet();
@@ -411,7 +411,7 @@ public:
   Agent* find(const std::string& port);
   std::vector<const Agent*> agents() const;  // sorted by port name
 
-private:
+ private:
   boost::asio::io_context& io_;
   LinkFactory links_;
   Hooks hooks_;

@@ -117,11 +117,16 @@ std::string_view to_string(DecodeError e) {
 
 std::string capability_letters(std::uint32_t caps) {
   static constexpr std::pair<std::uint32_t, char> kLetters[] = {
-      {capability::kRouter, 'R'},         {capability::kTransparentBridge, 'T'},
-      {capability::kSourceRouteBridge, 'B'}, {capability::kSwitch, 'S'},
-      {capability::kHost, 'H'},           {capability::kIgmp, 'I'},
-      {capability::kRepeater, 'r'},       {capability::kPhone, 'P'},
-      {capability::kRemotelyManaged, 'D'}, {capability::kCvtaStpDispute, 'C'},
+      {capability::kRouter, 'R'},
+      {capability::kTransparentBridge, 'T'},
+      {capability::kSourceRouteBridge, 'B'},
+      {capability::kSwitch, 'S'},
+      {capability::kHost, 'H'},
+      {capability::kIgmp, 'I'},
+      {capability::kRepeater, 'r'},
+      {capability::kPhone, 'P'},
+      {capability::kRemotelyManaged, 'D'},
+      {capability::kCvtaStpDispute, 'C'},
       {capability::kMacRelay, 'M'},
   };
   std::string out;
@@ -288,25 +293,49 @@ Bytes encode_cdp_pdu(const CdpPdu& pdu) {
   wire::put_u16(out, 0);  // checksum, filled below
 
   Bytes v;
-  auto scratch = [&v]() -> Bytes& { v.clear(); return v; };
+  auto scratch = [&v]() -> Bytes& {
+    v.clear();
+    return v;
+  };
   if (pdu.device_id) put_text_tlv(out, kDeviceId, *pdu.device_id);
   if (pdu.addresses) put_tlv(out, kAddresses, encode_addresses(*pdu.addresses));
   if (pdu.port_id) put_text_tlv(out, kPortId, *pdu.port_id);
-  if (pdu.capabilities) { wire::put_u32(scratch(), *pdu.capabilities); put_tlv(out, kCapabilities, v); }
+  if (pdu.capabilities) {
+    wire::put_u32(scratch(), *pdu.capabilities);
+    put_tlv(out, kCapabilities, v);
+  }
   if (pdu.software_version) put_text_tlv(out, kSoftwareVersion, *pdu.software_version);
   if (pdu.platform) put_text_tlv(out, kPlatform, *pdu.platform);
-  if (pdu.native_vlan) { wire::put_u16(scratch(), *pdu.native_vlan); put_tlv(out, kNativeVlan, v); }
-  if (pdu.full_duplex) { wire::put_u8(scratch(), *pdu.full_duplex ? 1 : 0); put_tlv(out, kDuplex, v); }
+  if (pdu.native_vlan) {
+    wire::put_u16(scratch(), *pdu.native_vlan);
+    put_tlv(out, kNativeVlan, v);
+  }
+  if (pdu.full_duplex) {
+    wire::put_u8(scratch(), *pdu.full_duplex ? 1 : 0);
+    put_tlv(out, kDuplex, v);
+  }
   if (pdu.voip_vlan_reply) {
     wire::put_u8(scratch(), pdu.voip_vlan_reply->appliance_type);
     wire::put_u16(v, pdu.voip_vlan_reply->vlan);
     put_tlv(out, kVoipVlanReply, v);
   }
   if (pdu.voip_vlan_query) put_tlv(out, kVoipVlanQuery, *pdu.voip_vlan_query);
-  if (pdu.power_mw) { wire::put_u16(scratch(), *pdu.power_mw); put_tlv(out, kPower, v); }
-  if (pdu.mtu) { wire::put_u32(scratch(), *pdu.mtu); put_tlv(out, kMtu, v); }
-  if (pdu.trust_bitmap) { wire::put_u8(scratch(), *pdu.trust_bitmap); put_tlv(out, kTrustBitmap, v); }
-  if (pdu.untrusted_cos) { wire::put_u8(scratch(), *pdu.untrusted_cos); put_tlv(out, kUntrustedCos, v); }
+  if (pdu.power_mw) {
+    wire::put_u16(scratch(), *pdu.power_mw);
+    put_tlv(out, kPower, v);
+  }
+  if (pdu.mtu) {
+    wire::put_u32(scratch(), *pdu.mtu);
+    put_tlv(out, kMtu, v);
+  }
+  if (pdu.trust_bitmap) {
+    wire::put_u8(scratch(), *pdu.trust_bitmap);
+    put_tlv(out, kTrustBitmap, v);
+  }
+  if (pdu.untrusted_cos) {
+    wire::put_u8(scratch(), *pdu.untrusted_cos);
+    put_tlv(out, kUntrustedCos, v);
+  }
   if (pdu.management_addresses) put_tlv(out, kManagementAddresses, encode_addresses(*pdu.management_addresses));
   if (pdu.power_requested) {
     wire::put_u16(scratch(), pdu.power_requested->request_id);

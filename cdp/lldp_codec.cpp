@@ -301,7 +301,8 @@ Bytes encode_lldp_pdu(const LldpPdu& pdu) {
   if (pdu.extended_power) {
     v = med_header(kMedExtendedPower);
     const auto& p = *pdu.extended_power;
-    wire::put_u8(v, static_cast<std::uint8_t>(((p.power_type & 0x3) << 6) | ((p.source & 0x3) << 4) | (p.priority & 0xf)));
+    wire::put_u8(v,
+                 static_cast<std::uint8_t>(((p.power_type & 0x3) << 6) | ((p.source & 0x3) << 4) | (p.priority & 0xf)));
     wire::put_u16(v, p.power_dw);
     put_tlv(out, kOrgSpecific, v);
   }

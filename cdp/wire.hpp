@@ -10,7 +10,7 @@ namespace ve::cdp::wire {
 
 // Reads forward through a span; every read checks what is left and fails instead of overrunning.
 class Reader {
-public:
+ public:
   explicit Reader(ByteView data) : data_(data) {}
   std::size_t remaining() const { return data_.size() - pos_; }
   std::size_t position() const { return pos_; }
@@ -45,7 +45,7 @@ public:
     return v;
   }
 
-private:
+ private:
   ByteView data_;
   std::size_t pos_ = 0;
 };

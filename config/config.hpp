@@ -19,7 +19,7 @@ namespace ve::config {
 
 // A password. Prints as *** so that a stray format call cannot leak it.
 class Secret {
-public:
+ public:
   Secret() = default;
   explicit Secret(std::string value) : value_(std::move(value)) {}
   const std::string& reveal() const { return value_; }
@@ -27,7 +27,7 @@ public:
   friend std::ostream& operator<<(std::ostream& os, const Secret&) { return os << "***"; }
   friend bool operator==(const Secret&, const Secret&) = default;
 
-private:
+ private:
   std::string value_;
 };
 
@@ -223,8 +223,8 @@ using SiteConfigPtr = std::shared_ptr<const SiteConfig>;
 
 struct ConfigError {
   std::string file;
-  int line = 0;    // 1-based; 0 when no position is known
-  int column = 0;  // 1-based
+  int line = 0;          // 1-based; 0 when no position is known
+  int column = 0;        // 1-based
   std::string key_path;  // e.g. "ports[0].voice_vlan"
   std::string message;
   // FILE:LINE:COL: message

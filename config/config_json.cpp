@@ -19,16 +19,16 @@ nlohmann::json to_json(const SiteConfig& c) {
   j["source"] = c.source.string();
   j["site"] = {{"name", c.site.name}, {"timezone", c.site.timezone}, {"locale", c.site.locale}};
   j["state_dir"] = c.state_dir;
-  j["control"] = {{"socket", c.control.socket}, {"http", c.control.http ? json(c.control.http->to_string()) : json(nullptr)}};
+  j["control"] = {{"socket", c.control.socket},
+                  {"http", c.control.http ? json(c.control.http->to_string()) : json(nullptr)}};
   j["ports"] = json::array();
   for (const auto& p : c.ports) {
-    j["ports"].push_back({{"name", p.name},
-                          {"voice_vlan", p.voice_vlan},
-                          {"data_vlan", p.data_vlan},
-                          {"poe",
-                           {{"mode", to_string(p.poe.mode)},
-                            {"priority", to_string(p.poe.priority)},
-                            {"max_watts", p.poe.max_watts}}}});
+    j["ports"].push_back(
+        {{"name", p.name},
+         {"voice_vlan", p.voice_vlan},
+         {"data_vlan", p.data_vlan},
+         {"poe",
+          {{"mode", to_string(p.poe.mode)}, {"priority", to_string(p.poe.priority)}, {"max_watts", p.poe.max_watts}}}});
   }
   j["cdp"] = {{"enabled", c.cdp.enabled},
               {"interval_s", c.cdp.interval_s},
@@ -52,32 +52,32 @@ nlohmann::json to_json(const SiteConfig& c) {
                        {"dns", addrs(s.dns)},
                        {"tftp_servers", addrs(s.tftp_servers)}});
   }
-  j["dhcp"] = {{"kea",
-                {{"manage", c.dhcp.kea.manage},
-                 {"binary", c.dhcp.kea.binary},
-                 {"hook_library", c.dhcp.kea.hook_library},
-                 {"event_socket", c.dhcp.kea.event_socket},
-                 {"valid_lifetime_s", c.dhcp.kea.valid_lifetime_s}}},
-               {"subnets", subnets},
-               {"phone_match",
-                {{"vendor_class_prefixes", c.dhcp.phone_match.vendor_class_prefixes}, {"ouis", c.dhcp.phone_match.ouis}}}};
+  j["dhcp"] = {
+      {"kea",
+       {{"manage", c.dhcp.kea.manage},
+        {"binary", c.dhcp.kea.binary},
+        {"hook_library", c.dhcp.kea.hook_library},
+        {"event_socket", c.dhcp.kea.event_socket},
+        {"valid_lifetime_s", c.dhcp.kea.valid_lifetime_s}}},
+      {"subnets", subnets},
+      {"phone_match",
+       {{"vendor_class_prefixes", c.dhcp.phone_match.vendor_class_prefixes}, {"ouis", c.dhcp.phone_match.ouis}}}};
   json group = json::array();
   for (const auto& m : c.provisioning.call_manager_group)
     group.push_back({{"name", m.name}, {"host", m.host}, {"sip_port", m.sip_port}, {"priority", m.priority}});
   const auto& pr = c.provisioning;
-  j["provisioning"] = {
-      {"root", pr.root},
-      {"tftp",
-       {{"listen", pr.tftp.listen.host + ":" + std::to_string(pr.tftp.listen.port)},
-        {"max_transfers", pr.tftp.max_transfers},
-        {"max_per_client", pr.tftp.max_per_client}}},
-      {"http",
-       {{"listen", pr.http.listen.host + ":" + std::to_string(pr.http.listen.port)},
-        {"max_connections", pr.http.max_connections}}},
-      {"secure", pr.secure},
-      {"call_manager_group", group},
-      {"default_load", pr.default_load},
-      {"auto_register", pr.auto_register}};
+  j["provisioning"] = {{"root", pr.root},
+                       {"tftp",
+                        {{"listen", pr.tftp.listen.host + ":" + std::to_string(pr.tftp.listen.port)},
+                         {"max_transfers", pr.tftp.max_transfers},
+                         {"max_per_client", pr.tftp.max_per_client}}},
+                       {"http",
+                        {{"listen", pr.http.listen.host + ":" + std::to_string(pr.http.listen.port)},
+                         {"max_connections", pr.http.max_connections}}},
+                       {"secure", pr.secure},
+                       {"call_manager_group", group},
+                       {"default_load", pr.default_load},
+                       {"auto_register", pr.auto_register}};
   json listen = json::array();
   for (const auto& e : c.sip.listen) listen.push_back(e.to_string());
   j["sip"] = {{"listen", listen},

@@ -22,7 +22,7 @@ namespace ve::config {
 namespace {
 
 class Reader {
-public:
+ public:
   Reader(std::string file, std::filesystem::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
 
   void error(const YAML::Mark& mark, const std::string& path, const std::string& message) {
@@ -43,7 +43,7 @@ public:
   std::vector<ConfigError>& errors() { return errors_; }
   const std::filesystem::path& base_dir() const { return base_dir_; }
 
-private:
+ private:
   std::string file_;
   std::filesystem::path base_dir_;
   std::vector<ConfigError> errors_;
@@ -55,7 +55,7 @@ std::string index(const std::string& path, std::size_t i) { return fmt::format("
 // A YAML mapping with a fixed set of allowed keys. Unknown and duplicate keys are errors at
 // the key's own position.
 class MapView {
-public:
+ public:
   MapView(Reader& r, const YAML::Node& node, std::string path, std::initializer_list<const char*> allowed)
       : r_(r), node_(node), path_(std::move(path)) {
     if (!node || node.IsNull()) return;
@@ -222,7 +222,7 @@ public:
     return "nothing";
   }
 
-private:
+ private:
   Reader& r_;
   YAML::Node node_;
   std::string path_;
@@ -399,7 +399,8 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
   kea.get_string("hook_library", c.dhcp.kea.hook_library);
   kea.get_string("event_socket", c.dhcp.kea.event_socket);
   kea.get_int("valid_lifetime_s", c.dhcp.kea.valid_lifetime_s, 60, 31536000);
-  if (c.dhcp.kea.event_socket.size() >= 108) r.error(kea.child("event_socket"), "dhcp.kea.event_socket", "path longer than 107 bytes");
+  if (c.dhcp.kea.event_socket.size() >= 108)
+    r.error(kea.child("event_socket"), "dhcp.kea.event_socket", "path longer than 107 bytes");
 
   auto subnets = m.get_list("subnets");
   std::map<int, YAML::Node> vlans;
@@ -420,7 +421,8 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
       if (slash != std::string::npos && MapView::parse_long(text.substr(slash + 1), len) && len >= 0 && len <= 32)
         net = Ipv4::parse(text.substr(0, slash));
       if (!net) {
-        r.error(s.child("prefix"), s.child_path("prefix"), fmt::format("'{}' is not an IPv4 prefix like 10.10.100.0/24", text));
+        r.error(s.child("prefix"), s.child_path("prefix"),
+                fmt::format("'{}' is not an IPv4 prefix like 10.10.100.0/24", text));
       } else {
         sn.prefix.network = *net;
         sn.prefix.length = static_cast<int>(len);
@@ -446,7 +448,8 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
         b = Ipv4::parse(trim(text.substr(dash + 1)));
       }
       if (!a || !b) {
-        r.error(s.child("pool"), s.child_path("pool"), fmt::format("'{}' is not FIRST-LAST like 10.10.100.100-10.10.100.199", text));
+        r.error(s.child("pool"), s.child_path("pool"),
+                fmt::format("'{}' is not FIRST-LAST like 10.10.100.100-10.10.100.199", text));
       } else if (a->value > b->value) {
         r.error(s.child("pool"), s.child_path("pool"), fmt::format("pool '{}' starts after it ends", text));
       } else {
@@ -495,7 +498,8 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
       const std::uint32_t mask = shorter == 0 ? 0 : ~std::uint32_t{0} << (32 - shorter);
       if ((other.prefix.network.value & mask) == (sn.prefix.network.value & mask)) {
         r.error(s.child("prefix"), s.child_path("prefix"),
-                fmt::format("prefix {} overlaps dhcp.subnets[{}] ({})", sn.prefix.to_string(), j, other.prefix.to_string()));
+                fmt::format("prefix {} overlaps dhcp.subnets[{}] ({})", sn.prefix.to_string(), j,
+                            other.prefix.to_string()));
       }
     }
     c.dhcp.subnets.push_back(std::move(sn));
@@ -505,8 +509,10 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
   if (pm.has("vendor_class_prefixes")) {
     c.dhcp.phone_match.vendor_class_prefixes.clear();
     for (const auto& [v, n] : pm.get_scalar_list("vendor_class_prefixes")) {
-      if (v.empty()) r.error(n, "dhcp.phone_match.vendor_class_prefixes", "an empty prefix would match every client");
-      else c.dhcp.phone_match.vendor_class_prefixes.push_back(v);
+      if (v.empty())
+        r.error(n, "dhcp.phone_match.vendor_class_prefixes", "an empty prefix would match every client");
+      else
+        c.dhcp.phone_match.vendor_class_prefixes.push_back(v);
     }
   }
   for (const auto& [v, n] : pm.get_scalar_list("ouis")) {
@@ -514,8 +520,10 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
     std::string hex;
     bool bad = false;
     for (char ch : v) {
-      if (std::isxdigit(static_cast<unsigned char>(ch))) hex.push_back(static_cast<char>(std::tolower(ch)));
-      else if (ch != ':' && ch != '-' && ch != '.') bad = true;
+      if (std::isxdigit(static_cast<unsigned char>(ch)))
+        hex.push_back(static_cast<char>(std::tolower(ch)));
+      else if (ch != ':' && ch != '-' && ch != '.')
+        bad = true;
     }
     if (bad || hex.size() != 6) {
       r.error(n, "dhcp.phone_match.ouis", fmt::format("'{}' is not a MAC prefix like 00:11:22", v));
@@ -565,7 +573,8 @@ void read_provisioning(Reader& r, const YAML::Node& root, SiteConfig& c) {
               fmt::format("priority {} is used twice: phones could not tell primary from backup", mgr.priority));
     c.provisioning.call_manager_group.push_back(std::move(mgr));
   }
-  if (group && group.size() > 5) r.error(group, "provisioning.call_manager_group", "at most 5 members (priorities 0-4)");
+  if (group && group.size() > 5)
+    r.error(group, "provisioning.call_manager_group", "at most 5 members (priorities 0-4)");
   std::stable_sort(c.provisioning.call_manager_group.begin(), c.provisioning.call_manager_group.end(),
                    [](const CallManager& a, const CallManager& b) { return a.priority < b.priority; });
 }
@@ -633,10 +642,12 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
         p.mac = *parsed;
         auto [it, inserted] = macs.emplace(p.mac, static_cast<int>(i));
         if (!inserted)
-          r.error(m.child("mac"), m.child_path("mac"), fmt::format("MAC {} is already phones[{}]", p.mac.to_string(), it->second));
+          r.error(m.child("mac"), m.child_path("mac"),
+                  fmt::format("MAC {} is already phones[{}]", p.mac.to_string(), it->second));
       } else {
-        r.error(m.child("mac"), m.child_path("mac"),
-                fmt::format("'{}' is not a MAC (00:11:22:33:44:55, 0011.2233.4455, 001122334455 or SEP001122334455)", mac));
+        r.error(
+            m.child("mac"), m.child_path("mac"),
+            fmt::format("'{}' is not a MAC (00:11:22:33:44:55, 0011.2233.4455, 001122334455 or SEP001122334455)", mac));
       }
     }
     m.get_string("model", p.model);
@@ -683,10 +694,13 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
         if (fp.is_relative()) fp = r.base_dir() / fp;
         std::ifstream in(fp);
         if (!in) {
-          r.error(lm.child("password_file"), lm.child_path("password_file"), fmt::format("cannot read '{}'", fp.string()));
+          r.error(lm.child("password_file"), lm.child_path("password_file"),
+                  fmt::format("cannot read '{}'", fp.string()));
         } else {
           std::getline(in, pw);  // first line; a trailing newline is not part of the secret
-          if (pw.empty()) r.error(lm.child("password_file"), lm.child_path("password_file"), fmt::format("'{}' is empty", fp.string()));
+          if (pw.empty())
+            r.error(lm.child("password_file"), lm.child_path("password_file"),
+                    fmt::format("'{}' is empty", fp.string()));
         }
       } else if (!has_pw) {
         r.error(lm.node(), lpath, "missing password or password_file");
@@ -715,12 +729,14 @@ LoadResult parse_document(const std::string& yaml, const std::string& name, cons
     r.error(YAML::Mark::null_mark(), "", "the site file is empty");
     return unexpected(std::move(r.errors()));
   }
-  MapView top(r, root, "",
-              {"site", "state_dir", "control", "ports", "cdp", "lldp", "poe", "dhcp", "provisioning", "sip", "net", "phones"});
+  MapView top(
+      r, root, "",
+      {"site", "state_dir", "control", "ports", "cdp", "lldp", "poe", "dhcp", "provisioning", "sip", "net", "phones"});
   if (!top.present()) return unexpected(std::move(r.errors()));
   read_site(r, root, *c);
   top.get_string("state_dir", c->state_dir);
-  if (c->state_dir.empty() || c->state_dir[0] != '/') r.error(top.child("state_dir"), "state_dir", "must be an absolute path");
+  if (c->state_dir.empty() || c->state_dir[0] != '/')
+    r.error(top.child("state_dir"), "state_dir", "must be an absolute path");
   read_control(r, root, *c);
   read_ports(r, root, *c);
   read_cdp_lldp(r, root, *c);
@@ -731,8 +747,9 @@ LoadResult parse_document(const std::string& yaml, const std::string& name, cons
   read_net(r, root, *c);
   read_phones(r, root, *c);
   if (!r.errors().empty()) {
-    std::stable_sort(r.errors().begin(), r.errors().end(),
-                     [](const ConfigError& a, const ConfigError& b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); });
+    std::stable_sort(r.errors().begin(), r.errors().end(), [](const ConfigError& a, const ConfigError& b) {
+      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
     return unexpected(std::move(r.errors()));
   }
   return SiteConfigPtr(std::move(c));

@@ -66,9 +66,9 @@ std::string render_detail(const json& data) {
                     field(c, "lldp_sent"), field(c, "lldp_received"), field(c, "malformed"), field(c, "ignored"),
                     field(c, "neighbors_dropped"), state});
   }
-  out += render_table({"Port", "Voice VLAN", "CDP out", "CDP in", "LLDP out", "LLDP in", "Malformed", "Ignored",
-                       "Dropped", "Capture"},
-                      rows);
+  out += render_table(
+      {"Port", "Voice VLAN", "CDP out", "CDP in", "LLDP out", "LLDP in", "Malformed", "Ignored", "Dropped", "Capture"},
+      rows);
   return out;
 }
 

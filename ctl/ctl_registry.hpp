@@ -19,18 +19,17 @@ struct Command {
 };
 
 class CommandTable {
-public:
+ public:
   void add(Command c) { commands_.push_back(std::move(c)); }
   const std::vector<Command>& commands() const { return commands_; }
 
-private:
+ private:
   std::vector<Command> commands_;
 };
 
 void add_all_commands(CommandTable& arg);
 
 // Helpers for renderers: a left-aligned text table with a header row.
-std::string render_table(const std::vector<std::string>& header,
-                         const std::vector<std::vector<std::string>>& rows);
+std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace ve::ctl

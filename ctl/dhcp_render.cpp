@@ -20,7 +20,8 @@ std::string render_leases(const nlohmann::json& data, const nlohmann::json&) {
     rows.push_back({field(l, "ip"), field(l, "mac"), phone, field(l, "state"), field(l, "subnet"), expires,
                     field(l, "hostname"), field(l, "vendor_class")});
   }
-  std::string out = render_table({"IP", "MAC", "Phone", "State", "Subnet", "Expires", "Hostname", "Vendor class"}, rows);
+  std::string out =
+      render_table({"IP", "MAC", "Phone", "State", "Subnet", "Expires", "Hostname", "Vendor class"}, rows);
   out += fmt::format("\n{} lease(s), {} bound\n", leases.size(), bound);
   if (data.contains("status") && data["status"].contains("kea")) {
     const auto& kea = data["status"]["kea"];
@@ -38,8 +39,8 @@ std::string render_leases(const nlohmann::json& data, const nlohmann::json&) {
 }  // namespace
 
 void add_dhcp_commands(CommandTable& table) {
-  table.add(Command{{"show", "dhcp", "leases"}, {}, "DHCP leases reported by Kea (phones marked), and Kea's state",
-                    render_leases});
+  table.add(Command{
+      {"show", "dhcp", "leases"}, {}, "DHCP leases reported by Kea (phones marked), and Kea's state", render_leases});
 }
 
 }  // namespace ve::ctl

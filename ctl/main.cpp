@@ -106,20 +106,23 @@ int main(int argc, char** argv) {
   }
 
   CLI::App app("voiceedgectl - control and inspect a running voiceedged", "voiceedgectl");
-  app.footer("COMMANDS\n" + commands_help +
-             "\nMACs are accepted as 00:11:22:33:44:55, 0011.2233.4455, 001122334455 or SEP001122334455.\n"
-             "\nEXIT STATUS\n  0  ok\n  1  the daemon answered with an error (bad command, not found, reload rejected)\n"
-             "  2  the daemon cannot be reached (not running, wrong --socket, no permission)\n"
-             "\nENVIRONMENT\n  VOICEEDGE_SOCKET  default for --socket\n"
-             "\nEXAMPLES\n  voiceedgectl show phones\n  voiceedgectl show journey SEP001122334455\n"
-             "  voiceedgectl --json show cdp neighbors\n  voiceedgectl reload");
+  app.footer(
+      "COMMANDS\n" + commands_help +
+      "\nMACs are accepted as 00:11:22:33:44:55, 0011.2233.4455, 001122334455 or SEP001122334455.\n"
+      "\nEXIT STATUS\n  0  ok\n  1  the daemon answered with an error (bad command, not found, reload rejected)\n"
+      "  2  the daemon cannot be reached (not running, wrong --socket, no permission)\n"
+      "\nENVIRONMENT\n  VOICEEDGE_SOCKET  default for --socket\n"
+      "\nEXAMPLES\n  voiceedgectl show phones\n  voiceedgectl show journey SEP001122334455\n"
+      "  voiceedgectl --json show cdp neighbors\n  voiceedgectl reload");
   std::string socket_path = default_socket();
   bool as_json = false;
   int timeout_s = 10;
   std::vector<std::string> words;
   app.add_option("-s,--socket", socket_path, "Control socket of voiceedged")->capture_default_str();
   app.add_flag("-j,--json", as_json, "Print the daemon's JSON answer as it is");
-  app.add_option("-t,--timeout", timeout_s, "Seconds to wait for the daemon")->capture_default_str()->check(CLI::Range(1, 600));
+  app.add_option("-t,--timeout", timeout_s, "Seconds to wait for the daemon")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600));
   app.add_option("command", words, "Command words and arguments (see COMMANDS)")->required();
   app.allow_extras();
   try {
@@ -131,13 +134,17 @@ int main(int argc, char** argv) {
   // Flags after the command words (e.g. --detail) arrive as extras.
   std::vector<std::string> flags;
   for (const auto& x : app.remaining()) {
-    if (x.rfind("--", 0) == 0) flags.push_back(x.substr(2));
-    else words.push_back(x);
+    if (x.rfind("--", 0) == 0)
+      flags.push_back(x.substr(2));
+    else
+      words.push_back(x);
   }
   for (auto it = words.begin(); it != words.end();) {
     if (it->rfind("--", 0) == 0) {
-      if (*it == "--json") as_json = true;
-      else flags.push_back(it->substr(2));
+      if (*it == "--json")
+        as_json = true;
+      else
+        flags.push_back(it->substr(2));
       it = words.erase(it);
     } else {
       ++it;

@@ -25,10 +25,10 @@ std::string vlan(const json& p, const char* key) {
 
 std::string render_interfaces(const json& data, const json&) {
   const json features = data.value("features", json::object());
-  std::string out = fmt::format("VLAN mode: {}{}   kernel: bridge VLAN filtering {}, 802.1Q {}\n\n",
-                                field(data, "mode"),
-                                field(data, "bridge").empty() ? "" : " (bridge " + field(data, "bridge") + ")",
-                                yes_no(features, "bridge_vlan_filtering"), yes_no(features, "vlan_8021q"));
+  std::string out =
+      fmt::format("VLAN mode: {}{}   kernel: bridge VLAN filtering {}, 802.1Q {}\n\n", field(data, "mode"),
+                  field(data, "bridge").empty() ? "" : " (bridge " + field(data, "bridge") + ")",
+                  yes_no(features, "bridge_vlan_filtering"), yes_no(features, "vlan_8021q"));
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : data.value("ports", json::array())) {
     std::string programmed = field(p, "programmed");

@@ -16,10 +16,10 @@ std::string number_w(const json& j, const char* key) {
 
 // IOS's "show power inline": a budget summary, then one row per interface.
 std::string render_power_inline(const json& data, const json&) {
-  std::string out = render_table({"Module", "Available", "Used", "Remaining"},
-                                 {{"", "(Watts)", "(Watts)", "(Watts)"},
-                                  {"1", number_w(data, "budget_w"), number_w(data, "allocated_w"),
-                                   number_w(data, "remaining_w")}});
+  std::string out =
+      render_table({"Module", "Available", "Used", "Remaining"},
+                   {{"", "(Watts)", "(Watts)", "(Watts)"},
+                    {"1", number_w(data, "budget_w"), number_w(data, "allocated_w"), number_w(data, "remaining_w")}});
   out += "\n";
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"", "", "", "(Watts)", "", "", ""});
@@ -30,8 +30,8 @@ std::string render_power_inline(const json& data, const json&) {
     if (device.empty()) device = field(p, "oper") == "on" ? "Ieee PD" : "n/a";
     std::string cls = field(p, "class");
     if (cls.empty()) cls = "n/a";
-    rows.push_back({field(p, "interface"), admin, field(p, "oper"), number_w(p, "power_w"), device, cls,
-                    number_w(p, "max_w")});
+    rows.push_back(
+        {field(p, "interface"), admin, field(p, "oper"), number_w(p, "power_w"), device, cls, number_w(p, "max_w")});
   }
   out += render_table({"Interface", "Admin", "Oper", "Power", "Device", "Class", "Max"}, rows);
 
@@ -53,7 +53,8 @@ std::string render_power_inline(const json& data, const json&) {
 }  // namespace
 
 void add_poe_commands(CommandTable& table) {
-  table.add(Command{{"show", "power", "inline"}, {}, "PoE budget and per-port power (IOS layout)", render_power_inline});
+  table.add(
+      Command{{"show", "power", "inline"}, {}, "PoE budget and per-port power (IOS layout)", render_power_inline});
   table.add(Command{{"power", "inline"},
                     {"port", "mode"},
                     "set a port's PoE mode: on (static, reserved at max_watts), off, auto",

@@ -33,8 +33,9 @@ std::string render_provision(const json& data, const json&) {
   std::vector<std::vector<std::string>> rows;
   if (data.contains("recent") && data["recent"].is_array()) {
     for (const auto& r : data["recent"]) {
-      rows.push_back({field(r, "time"), field(r, "protocol"), field(r, "client_ip"), field(r, "phone"), field(r, "file"),
-                      field(r, "step"), field(r, "result"), field(r, "bytes"), field(r, "duration_ms")});
+      rows.push_back({field(r, "time"), field(r, "protocol"), field(r, "client_ip"), field(r, "phone"),
+                      field(r, "file"), field(r, "step"), field(r, "result"), field(r, "bytes"),
+                      field(r, "duration_ms")});
     }
   }
   out += render_table({"Time", "Proto", "Client", "Phone", "File", "Step", "Result", "Bytes", "ms"}, rows);
@@ -44,7 +45,8 @@ std::string render_provision(const json& data, const json&) {
 }  // namespace
 
 void add_provision_commands(CommandTable& table) {
-  table.add(Command{{"show", "provision"}, {}, "TFTP/HTTP provisioning: listeners, counters, recent transfers", render_provision});
+  table.add(Command{
+      {"show", "provision"}, {}, "TFTP/HTTP provisioning: listeners, counters, recent transfers", render_provision});
 }
 
 }  // namespace ve::ctl

@@ -16,8 +16,9 @@ std::string render_registrations(const json& data, const json& args) {
   const bool detail = args.value("detail", false);
   std::vector<std::vector<std::string>> rows;
   for (const auto& b : data["registrations"]) {
-    std::vector<std::string> row{field(b, "aor"), field(b, "contact"), field(b, "transport"), field(b, "source"),
-                                 field(b, "expires_in_s"), field(b, "device_name"), field(b, "user_agent")};
+    std::vector<std::string> row{field(b, "aor"),       field(b, "contact"),      field(b, "transport"),
+                                 field(b, "source"),    field(b, "expires_in_s"), field(b, "device_name"),
+                                 field(b, "user_agent")};
     if (detail) {
       row.push_back(field(b, "mac"));
       row.push_back(field(b, "active_load"));

@@ -111,7 +111,7 @@ json counters_json(const cdp::Counters& c) {
 }
 
 class CdpComponent final : public Component {
-public:
+ public:
   explicit CdpComponent(Context& ctx)
       : ctx_(ctx),
         agents_(
@@ -149,7 +149,7 @@ public:
     return json{{"neighbors", std::move(list)}, {"ports", std::move(ports)}, {"detail", detail}};
   }
 
-private:
+ private:
   static cdp::Hooks make_hooks(Context& ctx) {
     cdp::Hooks h;
     // Looked up at call time: the PoE component may fill Services after us, or not at all.

@@ -27,7 +27,7 @@ using ControlResult = Result<nlohmann::json, ControlError>;
 using ControlHandler = std::function<ControlResult(const nlohmann::json& args)>;
 
 class ControlRegistry {
-public:
+ public:
   virtual ~ControlRegistry() = default;
   // `cmd` is dotted: "show.cdp.neighbors", "power.inline".
   virtual void add(const std::string& cmd, ControlHandler handler) = 0;
@@ -67,7 +67,7 @@ struct Context {
 };
 
 class Component {
-public:
+ public:
   virtual ~Component() = default;
   virtual std::string_view name() const = 0;
   virtual void start() = 0;

@@ -22,9 +22,12 @@ std::string error_line(const std::string& code, const std::string& message) {
 
 // One client connection: read a line, answer it, repeat; idle clients are closed.
 class ControlServer::Session : public std::enable_shared_from_this<Session> {
-public:
+ public:
   Session(ControlServer& server, local::socket socket)
-      : server_(server), alive_(server.alive_), socket_(std::move(socket)), buffer_(kMaxRequestBytes + 1),
+      : server_(server),
+        alive_(server.alive_),
+        socket_(std::move(socket)),
+        buffer_(kMaxRequestBytes + 1),
         deadline_(socket_.get_executor()) {
     ++server_.clients_;
   }
@@ -34,16 +37,15 @@ public:
 
   void start() { do_read(); }
 
-private:
+ private:
   void do_read() {
     deadline_.expires_after(std::chrono::seconds(30));
     deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec) self->socket_.close();
     });
-    asio::async_read_until(socket_, buffer_, '\n',
-                           [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                             self->on_read(ec, n);
-                           });
+    asio::async_read_until(
+        socket_, buffer_, '\n',
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {

@@ -17,7 +17,7 @@
 namespace ve::daemon {
 
 class ControlServer final : public ControlRegistry {
-public:
+ public:
   static constexpr std::size_t kMaxRequestBytes = 64 * 1024;
   static constexpr std::size_t kMaxClients = 64;
 
@@ -35,7 +35,7 @@ public:
 
   std::size_t clients() const { return clients_; }
 
-private:
+ private:
   class Session;
   void accept();
 

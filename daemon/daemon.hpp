@@ -19,7 +19,7 @@ namespace ve::daemon {
 class StatusHttpServer;
 
 class Daemon {
-public:
+ public:
   Daemon(std::filesystem::path config_path, config::SiteConfigPtr config);
   ~Daemon();
 
@@ -29,7 +29,7 @@ public:
   // Re-reads the site file. On error the running config stays and the errors are returned.
   ControlResult reload();
 
-private:
+ private:
   void register_core_commands();
   void arm_watchdog();
   void arm_flush();

@@ -56,7 +56,7 @@ std::string_view state_for(kh::LeaseEventKind k) {
 
 // Leases by address. Guarded: mac_for_ip may be called from any component.
 class LeaseTable {
-public:
+ public:
   void apply(const kh::LeaseReport& r, Clock::time_point now) {
     std::lock_guard lock(mutex_);
     auto it = by_ip_.find(r.ip);
@@ -117,8 +117,9 @@ public:
                             {"phone", std::string(kh::to_string(e.phone))},
                             {"updated", fmt::format("{:%FT%TZ}", std::chrono::floor<std::chrono::seconds>(e.updated))}};
       if (e.phone != kh::PhoneReason::NotPhone) row["device"] = e.mac.sep_name();
-      row["expires_in_s"] = e.expires ? nlohmann::json(std::chrono::duration_cast<std::chrono::seconds>(*e.expires - now).count())
-                                      : nlohmann::json(nullptr);
+      row["expires_in_s"] =
+          e.expires ? nlohmann::json(std::chrono::duration_cast<std::chrono::seconds>(*e.expires - now).count())
+                    : nlohmann::json(nullptr);
       rows.push_back(std::move(row));
     }
     return rows;
@@ -135,7 +136,7 @@ public:
     return it != by_ip_.end() && it->second.state == "bound" && it->second.mac == mac;
   }
 
-private:
+ private:
   void evict_oldest() {
     auto oldest = by_ip_.begin();
     for (auto it = by_ip_.begin(); it != by_ip_.end(); ++it)
@@ -148,7 +149,7 @@ private:
 };
 
 class DhcpComponent final : public Component {
-public:
+ public:
   explicit DhcpComponent(Context& ctx)
       : ctx_(ctx),
         config_(ctx.config),
@@ -210,7 +211,7 @@ public:
     return table_.mac_for_ip(*parsed);
   }
 
-private:
+ private:
   // Starting Kea that cannot work would only make a restart loop: say why once instead.
   void start_kea() {
     std::error_code ec;

@@ -27,22 +27,27 @@ std::string iso_time(Clock::time_point t) {
 
 // Steps a phone must pass to be registered. Step 2 happens inside the phone; 8, 9 and 12-14 are
 // downloads a phone may skip (same load, no dial rules, cached locale).
-constexpr std::array<Step, 8> kRequired = {Step::Power,   Step::VoiceVlan,  Step::Dhcp,
-                                           Step::CtlFile, Step::ItlFile,    Step::ConfigFile,
-                                           Step::CallManagerConnect, Step::Register};
+constexpr std::array<Step, 8> kRequired = {
+    Step::Power,      Step::VoiceVlan,          Step::Dhcp,    Step::CtlFile, Step::ItlFile,
+    Step::ConfigFile, Step::CallManagerConnect, Step::Register};
 
 std::string_view missing_hint(Step s) {
   switch (s) {
-    case Step::Power: return "no power reported on the phone's port — check the PoE mode and budget (show power inline)";
+    case Step::Power:
+      return "no power reported on the phone's port — check the PoE mode and budget (show power inline)";
     case Step::Firmware: return "phone has not booted";
-    case Step::VoiceVlan: return "no CDP/LLDP seen from the phone — check the cable and that CDP/LLDP is enabled on the port";
-    case Step::Dhcp: return "no DHCP lease — check that the port's VLAN has a subnet and that kea-dhcp4 runs (show dhcp leases)";
-    case Step::CtlFile: return "phone never asked for its CTL file — check option 150 reached it and TFTP/HTTP 6970 is reachable";
+    case Step::VoiceVlan:
+      return "no CDP/LLDP seen from the phone — check the cable and that CDP/LLDP is enabled on the port";
+    case Step::Dhcp:
+      return "no DHCP lease — check that the port's VLAN has a subnet and that kea-dhcp4 runs (show dhcp leases)";
+    case Step::CtlFile:
+      return "phone never asked for its CTL file — check option 150 reached it and TFTP/HTTP 6970 is reachable";
     case Step::ItlFile: return "phone never asked for its ITL file";
     case Step::ConfigFile: return "phone never asked for its SEP<MAC>.cnf.xml";
     case Step::FirmwareLoad: return "firmware load not downloaded";
     case Step::DialRules: return "dial rules not downloaded";
-    case Step::CallManagerConnect: return "phone did not connect to any call manager of its group — check sip.listen and the group's addresses";
+    case Step::CallManagerConnect:
+      return "phone did not connect to any call manager of its group — check sip.listen and the group's addresses";
     case Step::Register: return "phone connected but never sent REGISTER";
     case Step::Locale: return "locale not downloaded";
     case Step::Softkeys: return "softkey file not downloaded";
@@ -279,8 +284,10 @@ void JourneyTracker::flush() {
     sqlite3_bind_text(st, 1, mac_text.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, data.c_str(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
     const int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) ++persisted_;
-    else log->warn("cannot write the timeline of {}: {}", mac_text, sqlite3_errmsg(db_->handle));
+    if (rc == SQLITE_DONE)
+      ++persisted_;
+    else
+      log->warn("cannot write the timeline of {}: {}", mac_text, sqlite3_errmsg(db_->handle));
     sqlite3_reset(st);
   }
   sqlite3_finalize(st);
@@ -312,17 +319,19 @@ const PhoneJourney* JourneyTracker::find(const std::string& key) const {
 Diagnosis JourneyTracker::diagnose(const PhoneJourney& p) const {
   // A phone missing from the site file gets XMLDefault.cnf.xml, which has no line: it cannot
   // register, whatever it does next. Say so rather than only "404" or "never sent REGISTER".
-  const bool unlisted_dead_end = config_ && !config_->find_phone(p.mac) && !config_->provisioning.auto_register &&
-                                 p.step(Step::ConfigFile).seen;
+  const bool unlisted_dead_end =
+      config_ && !config_->find_phone(p.mac) && !config_->provisioning.auto_register && p.step(Step::ConfigFile).seen;
   const auto unlisted_reason = [&](const std::string& seen) {
-    return fmt::format("step 11: {} is not in the site file (phones:) and auto_register is off — it got "
-                       "XMLDefault.cnf.xml with no line to register{}; add it to phones: to provision it",
-                       p.mac.sep_name(), seen.empty() ? "" : " (registrar: " + seen + ")");
+    return fmt::format(
+        "step 11: {} is not in the site file (phones:) and auto_register is off — it got "
+        "XMLDefault.cnf.xml with no line to register{}; add it to phones: to provision it",
+        p.mac.sep_name(), seen.empty() ? "" : " (registrar: " + seen + ")");
   };
   for (int n = 1; n <= kStepCount; ++n) {
     const auto& s = p.steps[static_cast<std::size_t>(n) - 1];
     if (s.seen && s.outcome == Outcome::Failed) {
-      if (unlisted_dead_end && n >= static_cast<int>(Step::CallManagerConnect)) return {Step::Register, unlisted_reason(s.detail)};
+      if (unlisted_dead_end && n >= static_cast<int>(Step::CallManagerConnect))
+        return {Step::Register, unlisted_reason(s.detail)};
       return {static_cast<Step>(n), fmt::format("step {}: {}", n, s.detail)};
     }
   }

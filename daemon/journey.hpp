@@ -49,7 +49,7 @@ struct Diagnosis {
 };
 
 class JourneyTracker final : public EventSink {
-public:
+ public:
   static constexpr std::size_t kHistoryPerPhone = 200;
   static constexpr std::size_t kMaxPhones = 20000;
 
@@ -77,7 +77,7 @@ public:
 
   std::size_t persisted_events() const { return persisted_; }
 
-private:
+ private:
   void apply(const PhoneEvent& event);
   void infer_phone_only_steps(const PhoneEvent& event);
   void open_database();

@@ -98,8 +98,11 @@ nlohmann::json make_kea_config(const config::SiteConfig& site, bool hook_part_on
                {"severity", "INFO"},
                // No timestamp: the daemon's log adds its own when it relays these lines.
                {"output_options",
-                {{{"output", paths.log.string()}, {"pattern", "%-5p [%c] %m\n"}, {"flush", true},
-                  {"maxsize", 10485760}, {"maxver", 2}}}}}}}}}};
+                {{{"output", paths.log.string()},
+                  {"pattern", "%-5p [%c] %m\n"},
+                  {"flush", true},
+                  {"maxsize", 10485760},
+                  {"maxver", 2}}}}}}}}}};
 }
 
 }  // namespace ve::daemon

@@ -302,28 +302,29 @@ void KeaSupervisor::send_config_reload() {
       [this, x, fail, alive = alive_](const boost::system::error_code& ec) {
         if (!*alive) return;
         if (ec) return fail(ec.message());
-        boost::asio::async_write(x->socket, boost::asio::buffer(x->request), [this, x, fail, alive](
-                                                                                 const boost::system::error_code& wec, std::size_t) {
-          if (!*alive) return;
-          if (wec) return fail(wec.message());
-          // Kea answers with one JSON document and closes the connection.
-          boost::asio::async_read(x->socket, boost::asio::dynamic_buffer(x->response, 1 << 20),
-                                  [this, x, fail, alive](const boost::system::error_code& rec, std::size_t) {
-                                    x->deadline.cancel();
-                                    if (!*alive) return;
-                                    if (rec && rec != boost::asio::error::eof) return fail(rec.message());
-                                    auto j = nlohmann::json::parse(x->response, nullptr, false);
-                                    if (j.is_array() && !j.empty()) j = j.front();
-                                    if (!j.is_object() || !j.contains("result")) return fail("no answer");
-                                    const auto text = j.value("text", std::string{});
-                                    if (j["result"] == 0) {
-                                      log_->info("kea-dhcp4 reloaded its configuration: {}", text);
-                                    } else {
-                                      log_->error("kea-dhcp4 rejected the new configuration, keeps the previous one: {}",
-                                                  text);
-                                    }
-                                  });
-        });
+        boost::asio::async_write(
+            x->socket, boost::asio::buffer(x->request),
+            [this, x, fail, alive](const boost::system::error_code& wec, std::size_t) {
+              if (!*alive) return;
+              if (wec) return fail(wec.message());
+              // Kea answers with one JSON document and closes the connection.
+              boost::asio::async_read(
+                  x->socket, boost::asio::dynamic_buffer(x->response, 1 << 20),
+                  [this, x, fail, alive](const boost::system::error_code& rec, std::size_t) {
+                    x->deadline.cancel();
+                    if (!*alive) return;
+                    if (rec && rec != boost::asio::error::eof) return fail(rec.message());
+                    auto j = nlohmann::json::parse(x->response, nullptr, false);
+                    if (j.is_array() && !j.empty()) j = j.front();
+                    if (!j.is_object() || !j.contains("result")) return fail("no answer");
+                    const auto text = j.value("text", std::string{});
+                    if (j["result"] == 0) {
+                      log_->info("kea-dhcp4 reloaded its configuration: {}", text);
+                    } else {
+                      log_->error("kea-dhcp4 rejected the new configuration, keeps the previous one: {}", text);
+                    }
+                  });
+            });
       });
 }
 

@@ -24,7 +24,7 @@
 namespace ve::daemon {
 
 class KeaSupervisor {
-public:
+ public:
   KeaSupervisor(boost::asio::io_context& io, std::shared_ptr<spdlog::logger> log);
   ~KeaSupervisor();
   KeaSupervisor(const KeaSupervisor&) = delete;
@@ -42,7 +42,7 @@ public:
   bool adopted() const { return adopted_; }
   nlohmann::json status() const;
 
-private:
+ private:
   void write_config(const config::SiteConfig& site, bool& changed);
   std::optional<pid_t> find_running_kea() const;
   void spawn();

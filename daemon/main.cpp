@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   bool show_version = false;
   std::string level = "info";
   app.add_option("-c,--config", config_path, "Site file to run (YAML)")->capture_default_str();
-  app.add_flag("--check-config", check_only, "Validate the site file, print FILE:LINE:COL: message per error, exit 0 or 1");
+  app.add_flag("--check-config", check_only,
+               "Validate the site file, print FILE:LINE:COL: message per error, exit 0 or 1");
   app.add_flag("--print-kea-config", print_kea,
                "Print the kea-dhcp4 configuration generated from the site file (the hook's part, for sites "
                "that run their own Kea with dhcp.kea.manage: false) and exit");

@@ -12,10 +12,9 @@ namespace {
 using nlohmann::json;
 
 class NetComponent final : public Component {
-public:
+ public:
   explicit NetComponent(Context& ctx)
-      : ctx_(ctx),
-        manager_(ctx.io, ctx.config, [this](const std::string& port, bool up) { on_link(port, up); }) {}
+      : ctx_(ctx), manager_(ctx.io, ctx.config, [this](const std::string& port, bool up) { on_link(port, up); }) {}
 
   std::string_view name() const override { return "net"; }
 
@@ -55,7 +54,7 @@ public:
     return started_ ? manager_.service_interface(subnet) : subnet.interface;
   }
 
-private:
+ private:
   // Components start after net, so the first state of each port is not announced (they look
   // at their ports when they start); changes after that are.
   void on_link(const std::string& port, bool up) {

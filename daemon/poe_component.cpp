@@ -46,7 +46,7 @@ json port_json(const poe::PortView& v) {
 }
 
 class PoeComponent final : public Component {
-public:
+ public:
   explicit PoeComponent(Context& ctx) : ctx_(ctx), poll_timer_(ctx.io), notifications_(ctx.io) {
     auto d = poe::make_driver(*ctx.config, poe::steady_clock_now());
     if (!d) {
@@ -111,7 +111,7 @@ public:
                 {"ports", std::move(ports)}};
   }
 
-private:
+ private:
   void arm_poll() {
     poll_timer_.expires_after(kPollInterval);
     poll_timer_.async_wait([this](const boost::system::error_code& ec) {

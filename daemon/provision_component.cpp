@@ -21,9 +21,9 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
 }
 
 bool same_listeners(const provision::ProvisionerOptions& a, const provision::ProvisionerOptions& b) {
-  return a.tftp.listen.to_string() == b.tftp.listen.to_string() && a.http.listen.to_string() == b.http.listen.to_string() &&
-         a.tftp.max_transfers == b.tftp.max_transfers && a.tftp.max_per_client == b.tftp.max_per_client &&
-         a.http.max_connections == b.http.max_connections;
+  return a.tftp.listen.to_string() == b.tftp.listen.to_string() &&
+         a.http.listen.to_string() == b.http.listen.to_string() && a.tftp.max_transfers == b.tftp.max_transfers &&
+         a.tftp.max_per_client == b.tftp.max_per_client && a.http.max_connections == b.http.max_connections;
 }
 
 json counters_json(const provision::Counters& c) {
@@ -62,7 +62,7 @@ json record_json(const provision::TransferRecord& r) {
 }
 
 class ProvisionComponent final : public Component {
-public:
+ public:
   explicit ProvisionComponent(Context& ctx)
       : ctx_(ctx),
         provisioner_(ctx.io, ctx.config, provision::options_from(*ctx.config), ctx.events,
@@ -105,13 +105,15 @@ public:
     json generated = json::array();
     for (const auto& [name, bytes] : provisioner_.tree()->generated()) generated.push_back(name);
     const auto& o = provisioner_.options();
-    return json{{"tftp", {{"listen", o.tftp.listen.host + ":" + std::to_string(provisioner_.tftp_port())},
-                          {"active", provisioner_.active_tftp_transfers()},
-                          {"max_transfers", o.tftp.max_transfers},
-                          {"max_per_client", o.tftp.max_per_client}}},
-                {"http", {{"listen", o.http.listen.host + ":" + std::to_string(provisioner_.http_port())},
-                          {"connections", provisioner_.open_http_connections()},
-                          {"max_connections", o.http.max_connections}}},
+    return json{{"tftp",
+                 {{"listen", o.tftp.listen.host + ":" + std::to_string(provisioner_.tftp_port())},
+                  {"active", provisioner_.active_tftp_transfers()},
+                  {"max_transfers", o.tftp.max_transfers},
+                  {"max_per_client", o.tftp.max_per_client}}},
+                {"http",
+                 {{"listen", o.http.listen.host + ":" + std::to_string(provisioner_.http_port())},
+                  {"connections", provisioner_.open_http_connections()},
+                  {"max_connections", o.http.max_connections}}},
                 {"root", provisioner_.tree()->site().provisioning.root},
                 {"secure", provisioner_.tree()->site().provisioning.secure},
                 {"error", last_error_},
@@ -120,7 +122,7 @@ public:
                 {"recent", std::move(recent)}};
   }
 
-private:
+ private:
   Context& ctx_;
   provision::Provisioner provisioner_;
   std::string last_error_;
@@ -134,7 +136,8 @@ void add_provision_component(Wiring& w) {
   w.ctx.control.add("show.provision", [raw](const json& args) -> ControlResult {
     std::size_t limit = 20;
     if (args.is_object() && args.contains("limit")) {
-      if (!args["limit"].is_number_unsigned()) return unexpected(ControlError{"bad-request", "limit must be a positive number"});
+      if (!args["limit"].is_number_unsigned())
+        return unexpected(ControlError{"bad-request", "limit must be a positive number"});
       limit = std::min<std::size_t>(args["limit"].get<std::size_t>(), 1000);
     }
     return raw->show(limit);

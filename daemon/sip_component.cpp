@@ -57,7 +57,7 @@ json counters_json(const sip::ServerCounters& c) {
 }
 
 class SipComponent final : public Component {
-public:
+ public:
   explicit SipComponent(Context& ctx) : server_(ctx.io, ctx.config, ctx.events) {}
 
   std::string_view name() const override { return "sip"; }
@@ -85,7 +85,7 @@ public:
                 {"error", error_}};
   }
 
-private:
+ private:
   sip::Server server_;
   std::string error_;
 };

@@ -47,11 +47,11 @@ constexpr const char* kStyle =
 }  // namespace
 
 class StatusHttpServer::Session : public std::enable_shared_from_this<Session> {
-public:
+ public:
   Session(const StatusHttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {}
   void start() { do_read(); }
 
-private:
+ private:
   void do_read() {
     request_ = {};
     parser_.emplace();
@@ -150,13 +150,13 @@ StatusHttpServer::Page StatusHttpServer::render(const std::string& target) const
       auto d = journey_.diagnose(p);
       if (d.step && !p.registered()) ++failed[static_cast<std::size_t>(*d.step)];
     }
-    std::string body =
-        "# HELP voiceedge_phones Phones seen by any component.\n# TYPE voiceedge_phones gauge\n";
+    std::string body = "# HELP voiceedge_phones Phones seen by any component.\n# TYPE voiceedge_phones gauge\n";
     body += fmt::format("voiceedge_phones {}\n", journey_.phones().size());
     body += "# HELP voiceedge_phones_registered Phones registered now.\n# TYPE voiceedge_phones_registered gauge\n";
     body += fmt::format("voiceedge_phones_registered {}\n", registered);
-    body += "# HELP voiceedge_phones_stuck Unregistered phones by the step they are stuck at.\n"
-            "# TYPE voiceedge_phones_stuck gauge\n";
+    body +=
+        "# HELP voiceedge_phones_stuck Unregistered phones by the step they are stuck at.\n"
+        "# TYPE voiceedge_phones_stuck gauge\n";
     for (int n = 1; n <= kStepCount; ++n)
       body += fmt::format("voiceedge_phones_stuck{{step=\"{}\"}} {}\n", n, failed[static_cast<std::size_t>(n)]);
     return {200, "text/plain; version=0.0.4", body};
@@ -169,16 +169,16 @@ StatusHttpServer::Page StatusHttpServer::render(const std::string& target) const
     std::string b = "<!doctype html><html><head><meta charset=utf-8><title>" + html_escape(str(ds, "name")) +
                     "</title>" + kStyle + "</head><body><p><a href=\"/\">all phones</a></p><h1>Device Status — " +
                     html_escape(str(ds, "name")) + "</h1><dl class=ds>";
-    for (const auto& [label, key] : std::vector<std::pair<const char*, const char*>>{
-             {"Registration", "registration"},
-             {"IPv4 Address", "ipv4_address"},
-             {"Active Load ID", "active_load_id"},
-             {"Inactive Load ID", "inactive_load_id"},
-             {"Download Status", "download_status"},
-             {"Port", "port"},
-             {"Power (W)", "power_w"},
-             {"Voice VLAN", "vlan"},
-             {"Model", "model"}}) {
+    for (const auto& [label, key] :
+         std::vector<std::pair<const char*, const char*>>{{"Registration", "registration"},
+                                                          {"IPv4 Address", "ipv4_address"},
+                                                          {"Active Load ID", "active_load_id"},
+                                                          {"Inactive Load ID", "inactive_load_id"},
+                                                          {"Download Status", "download_status"},
+                                                          {"Port", "port"},
+                                                          {"Power (W)", "power_w"},
+                                                          {"Voice VLAN", "vlan"},
+                                                          {"Model", "model"}}) {
       b += fmt::format("<dt>{}</dt><dd>{}</dd>", label, html_escape(str(ds, key)));
     }
     b += "</dl><h2>Boot sequence</h2><table><tr><th>#</th><th>step</th><th>outcome</th><th>detail</th><th>first</th>"
@@ -194,8 +194,9 @@ StatusHttpServer::Page StatusHttpServer::render(const std::string& target) const
     return {200, "text/html; charset=utf-8", b};
   }
   if (target == "/" || target == "/index.html") {
-    std::string b = std::string("<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>"
-                                "<title>voiceedge phones</title>") +
+    std::string b = std::string(
+                        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>"
+                        "<title>voiceedge phones</title>") +
                     kStyle +
                     "</head><body><h1>Phones</h1><table><tr><th>name</th><th>port</th><th>IPv4 address</th>"
                     "<th>registration</th><th>active load</th><th>first failing step</th></tr>";

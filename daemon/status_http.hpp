@@ -13,7 +13,7 @@
 namespace ve::daemon {
 
 class StatusHttpServer {
-public:
+ public:
   StatusHttpServer(boost::asio::io_context& io, const JourneyTracker& journey, config::Endpoint listen);
   ~StatusHttpServer();
   Result<void, std::string> start();
@@ -28,7 +28,7 @@ public:
   };
   Page render(const std::string& target) const;
 
-private:
+ private:
   class Session;
   void accept();
   boost::asio::io_context& io_;

@@ -19,8 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       auto r = kh::decode_lease_report(rest);
       if (r) {
         const auto again = kh::encode_lease_report(*r);
-        auto back = kh::decode_lease_report(
-            std::span(reinterpret_cast<const std::uint8_t*>(again.data()), again.size()));
+        auto back =
+            kh::decode_lease_report(std::span(reinterpret_cast<const std::uint8_t*>(again.data()), again.size()));
         if (!back || back->ip != r->ip || back->mac != r->mac || back->kind != r->kind ||
             back->hostname != r->hostname || back->vendor_class != r->vendor_class)
           std::abort();

@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!packet) return 0;
   if (const auto* request = std::get_if<t::Request>(&*packet)) {
     auto negotiated = t::negotiate(request->options, size * 1000, t::NegotiationLimits{});
-    if (negotiated && (negotiated->blksize < 8 || negotiated->blksize > 65464 || negotiated->windowsize < 1)) std::abort();
+    if (negotiated && (negotiated->blksize < 8 || negotiated->blksize > 65464 || negotiated->windowsize < 1))
+      std::abort();
     auto again = t::decode(t::encode(*request));
     if (!again) std::abort();
     const auto& r2 = std::get<t::Request>(*again);

@@ -66,7 +66,9 @@ int load(isc::hooks::LibraryHandle& handle) {
     params.event_socket = string_parameter(handle, "event-socket");
     auto impl = std::make_unique<HookImpl>(params);
     LOG_INFO(hook_logger, VOICEEDGE_LOAD_OK)
-        .arg(params.site_file).arg(impl->site().dhcp.subnets.size()).arg(impl->reporter().path());
+        .arg(params.site_file)
+        .arg(impl->site().dhcp.subnets.size())
+        .arg(impl->reporter().path());
     instance() = std::move(impl);
     return 0;
   } catch (const std::exception& e) {

@@ -90,8 +90,7 @@ RequestedOptions RequestedOptions::parse(std::span<const std::uint8_t> prl) {
   return r;
 }
 
-PhoneOptions build_phone_options(PhoneReason reason, const RequestedOptions& requested,
-                                 const config::Subnet* subnet) {
+PhoneOptions build_phone_options(PhoneReason reason, const RequestedOptions& requested, const config::Subnet* subnet) {
   PhoneOptions out;
   if (reason == PhoneReason::NotPhone || subnet == nullptr || subnet->tftp_servers.empty()) return out;
   if (reason == PhoneReason::Listed || requested.contains(kOptionTftpServers)) {
@@ -325,12 +324,18 @@ std::vector<MemfileLease> parse_memfile_leases(std::string_view csv) {
     if (col_address < 0) {  // header
       for (std::size_t i = 0; i < fields.size(); ++i) {
         const int idx = static_cast<int>(i);
-        if (fields[i] == "address") col_address = idx;
-        else if (fields[i] == "hwaddr") col_hwaddr = idx;
-        else if (fields[i] == "valid_lifetime") col_valid = idx;
-        else if (fields[i] == "expire") col_expire = idx;
-        else if (fields[i] == "hostname") col_hostname = idx;
-        else if (fields[i] == "state") col_state = idx;
+        if (fields[i] == "address")
+          col_address = idx;
+        else if (fields[i] == "hwaddr")
+          col_hwaddr = idx;
+        else if (fields[i] == "valid_lifetime")
+          col_valid = idx;
+        else if (fields[i] == "expire")
+          col_expire = idx;
+        else if (fields[i] == "hostname")
+          col_hostname = idx;
+        else if (fields[i] == "state")
+          col_state = idx;
       }
       if (col_address < 0 || col_hwaddr < 0 || col_valid < 0 || col_expire < 0) return {};
       continue;
@@ -341,7 +346,8 @@ std::vector<MemfileLease> parse_memfile_leases(std::string_view csv) {
     MemfileLease l;
     auto ip = parse_ipv4(field(col_address));
     auto mac = MacAddress::parse(field(col_hwaddr));
-    if (!ip || !mac || !parse_number(field(col_valid), l.valid_lifetime_s) || !parse_number(field(col_expire), l.expire))
+    if (!ip || !mac || !parse_number(field(col_valid), l.valid_lifetime_s) ||
+        !parse_number(field(col_expire), l.expire))
       continue;
     l.ip = *ip;
     l.mac = *mac;

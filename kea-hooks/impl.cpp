@@ -86,12 +86,16 @@ void HookImpl::on_pkt4_send(CalloutHandle& handle) {
   const std::uint32_t address = v4(response->getYiaddr()) != 0 ? v4(response->getYiaddr()) : v4(query->getCiaddr());
   const config::Subnet* subnet = address != 0 ? find_subnet_containing(site_->dhcp.subnets, address) : nullptr;
 
-  const std::string mac_text = mac ? mac->to_string() : response->getHWAddr() ? response->getHWAddr()->toText(false) : "?";
+  const std::string mac_text = mac                     ? mac->to_string()
+                               : response->getHWAddr() ? response->getHWAddr()->toText(false)
+                                                       : "?";
   if (reason != PhoneReason::NotPhone) {
     const auto options = build_phone_options(reason, RequestedOptions::parse(prl), subnet);
     if (subnet == nullptr) {
       LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_PHONE_NO_SUBNET)
-          .arg(mac_text).arg(std::string(to_string(reason))).arg(format_ipv4(address));
+          .arg(mac_text)
+          .arg(std::string(to_string(reason)))
+          .arg(format_ipv4(address));
     } else if (!options.empty()) {
       std::string list;
       if (!options.tftp_servers.empty()) {
@@ -106,10 +110,13 @@ void HookImpl::on_pkt4_send(CalloutHandle& handle) {
       if (options.tftp_server_name) {
         response->delOption(kOptionTftpServerName);
         response->addOption(boost::make_shared<isc::dhcp::OptionString>(isc::dhcp::Option::V4, kOptionTftpServerName,
-                                                                      *options.tftp_server_name));
+                                                                        *options.tftp_server_name));
       }
       LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_PHONE_OPTIONS)
-          .arg(mac_text).arg(std::string(to_string(reason))).arg(prefix_text(*subnet)).arg(list)
+          .arg(mac_text)
+          .arg(std::string(to_string(reason)))
+          .arg(prefix_text(*subnet))
+          .arg(list)
           .arg(options.tftp_server_name.value_or("-"));
     }
   }
@@ -176,12 +183,14 @@ void HookImpl::on_lease4_expire(CalloutHandle& handle) {
 
 void HookImpl::report(LeaseReport r) {
   if (r.mac.is_zero()) return;  // nothing to key it on
-  r.time_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
+  r.time_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
   if (!reporter_.send(r)) {
     LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_REPORT_DROPPED)
-        .arg(std::string(to_string(r.kind))).arg(r.mac.to_string()).arg(reporter_.path());
+        .arg(std::string(to_string(r.kind)))
+        .arg(r.mac.to_string())
+        .arg(reporter_.path());
   }
 }
 

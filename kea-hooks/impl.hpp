@@ -19,7 +19,7 @@ struct HookParameters {
 };
 
 class HookImpl {
-public:
+ public:
   // Reads and validates the site file. Throws std::runtime_error with a readable reason: this runs
   // inside load(), which turns it into VOICEEDGE_LOAD_ERROR and a refused load.
   explicit HookImpl(const HookParameters& params);
@@ -33,7 +33,7 @@ public:
   void on_lease4_decline(isc::hooks::CalloutHandle& handle);
   void on_lease4_expire(isc::hooks::CalloutHandle& handle);
 
-private:
+ private:
   void report(LeaseReport r);
 
   config::SiteConfigPtr site_;

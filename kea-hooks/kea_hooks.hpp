@@ -33,7 +33,7 @@ std::string_view to_string(PhoneReason r);
 
 // The phone_match rules and the listed phones, compiled once per (re)load of the site file.
 class PhoneMatcher {
-public:
+ public:
   PhoneMatcher(const config::PhoneMatch& match, const std::vector<config::Phone>& phones);
 
   // `vendor_class` is option 60 as received (any bytes, any length). A listed MAC wins over an
@@ -42,7 +42,7 @@ public:
 
   std::size_t oui_count() const { return ouis_.size(); }
 
-private:
+ private:
   std::vector<std::string> prefixes_;
   std::vector<std::array<std::uint8_t, 3>> ouis_;
   std::vector<MacAddress> listed_;  // sorted, for binary search
@@ -53,28 +53,27 @@ std::optional<std::array<std::uint8_t, 3>> parse_oui(std::string_view text);
 
 // Option 55 (Parameter Request List): the set of option codes a client asked for.
 class RequestedOptions {
-public:
+ public:
   RequestedOptions() = default;
   // Every byte is a code; any length is accepted (a PRL longer than 255 codes repeats codes).
   static RequestedOptions parse(std::span<const std::uint8_t> prl);
   bool contains(std::uint8_t code) const { return codes_.test(code); }
   std::size_t size() const { return codes_.count(); }
 
-private:
+ private:
   std::bitset<256> codes_;
 };
 
 // What the hook adds to a response. Empty for non-phones.
 struct PhoneOptions {
-  std::vector<std::uint32_t> tftp_servers;  // option 150, in site-file order (host byte order)
+  std::vector<std::uint32_t> tftp_servers;      // option 150, in site-file order (host byte order)
   std::optional<std::string> tftp_server_name;  // option 66, dotted quad of the first server
   bool empty() const { return tftp_servers.empty() && !tftp_server_name; }
 };
 
 // The rule: phones get 150 and 66 when they asked for them in option 55; a phone listed in
 // `phones:` always gets 150. Nothing without a subnet or without tftp_servers.
-PhoneOptions build_phone_options(PhoneReason reason, const RequestedOptions& requested,
-                                 const config::Subnet* subnet);
+PhoneOptions build_phone_options(PhoneReason reason, const RequestedOptions& requested, const config::Subnet* subnet);
 
 // Option 150's payload: 4 bytes per address, network order.
 std::vector<std::uint8_t> encode_option150(std::span<const std::uint32_t> servers);
@@ -103,9 +102,9 @@ std::optional<LeaseEventKind> parse_lease_event_kind(std::string_view text);
 struct LeaseReport {
   LeaseEventKind kind = LeaseEventKind::Ack;
   MacAddress mac;
-  std::uint32_t ip = 0;  // host order
-  std::string subnet;    // "10.10.100.0/24", empty if unknown
-  std::string hostname;  // option 12 or the lease's hostname, printable()
+  std::uint32_t ip = 0;      // host order
+  std::string subnet;        // "10.10.100.0/24", empty if unknown
+  std::string hostname;      // option 12 or the lease's hostname, printable()
   std::string vendor_class;  // option 60, printable()
   PhoneReason phone = PhoneReason::NotPhone;
   std::uint32_t lifetime_s = 0;  // 0 when not known (release, expire)
@@ -143,7 +142,7 @@ std::vector<MemfileLease> parse_memfile_leases(std::string_view csv);
 // slow or full receiver costs one failed sendto() and a counter increment. Thread-safe (Kea may
 // run callouts on several threads; a datagram send is atomic).
 class LeaseReporter {
-public:
+ public:
   explicit LeaseReporter(std::string socket_path);
   ~LeaseReporter();
   LeaseReporter(const LeaseReporter&) = delete;
@@ -156,7 +155,7 @@ public:
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   const std::string& path() const { return path_; }
 
-private:
+ private:
   std::string path_;
   int fd_ = -1;
   std::atomic<std::uint64_t> sent_{0};

@@ -29,13 +29,20 @@ namespace {
 
 // ID, text, ID, text..., nullptr: the layout isc::log::MessageInitializer expects.
 const char* message_texts[] = {
-    "VOICEEDGE_LOAD_OK", "voiceedge hooks library loaded: site %1, %2 subnet(s), lease reports to %3",
-    "VOICEEDGE_LOAD_ERROR", "voiceedge hooks library failed to load: %1",
-    "VOICEEDGE_UNLOAD", "voiceedge hooks library unloaded: %1 lease reports sent, %2 dropped",
-    "VOICEEDGE_CALLOUT_ERROR", "voiceedge callout %1 failed, packet answered without voiceedge options: %2",
-    "VOICEEDGE_PHONE_OPTIONS", "phone %1 (%2) in %3: option 150 [%4], option 66 %5",
-    "VOICEEDGE_PHONE_NO_SUBNET", "phone %1 (%2): no site subnet for %3, no TFTP options added",
-    "VOICEEDGE_REPORT_DROPPED", "lease report %1 for %2 not delivered to %3",
+    "VOICEEDGE_LOAD_OK",
+    "voiceedge hooks library loaded: site %1, %2 subnet(s), lease reports to %3",
+    "VOICEEDGE_LOAD_ERROR",
+    "voiceedge hooks library failed to load: %1",
+    "VOICEEDGE_UNLOAD",
+    "voiceedge hooks library unloaded: %1 lease reports sent, %2 dropped",
+    "VOICEEDGE_CALLOUT_ERROR",
+    "voiceedge callout %1 failed, packet answered without voiceedge options: %2",
+    "VOICEEDGE_PHONE_OPTIONS",
+    "phone %1 (%2) in %3: option 150 [%4], option 66 %5",
+    "VOICEEDGE_PHONE_NO_SUBNET",
+    "phone %1 (%2): no site subnet for %3, no TFTP options added",
+    "VOICEEDGE_REPORT_DROPPED",
+    "lease report %1 for %2 not delivered to %3",
     nullptr,
 };
 

@@ -124,13 +124,14 @@ struct LinkMonitor::Impl : std::enable_shared_from_this<LinkMonitor::Impl> {
     if (nlmsg_append(m.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO) < 0) return -NLE_NOMEM;
     std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_alloc(NL_CB_DEFAULT));
     if (!cb) return -NLE_NOMEM;
-    nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM,
-              [](nl_msg* msg, void* arg) -> int {
-                if (auto d = decode_link(nlmsg_hdr(msg)); d && !d->first)
-                  (*static_cast<std::map<int, Entry>*>(arg))[d->second.first] = d->second.second;
-                return NL_OK;
-              },
-              &out);
+    nl_cb_set(
+        cb.get(), NL_CB_VALID, NL_CB_CUSTOM,
+        [](nl_msg* msg, void* arg) -> int {
+          if (auto d = decode_link(nlmsg_hdr(msg)); d && !d->first)
+            (*static_cast<std::map<int, Entry>*>(arg))[d->second.first] = d->second.second;
+          return NL_OK;
+        },
+        &out);
     if (int err = nl_send_auto(query.get(), m.get()); err < 0) return err;
     return nl_recvmsgs(query.get(), cb.get());
   }
@@ -200,14 +201,15 @@ Result<std::unique_ptr<LinkMonitor>, NetError> LinkMonitor::start(boost::asio::i
   if (int err = nl_socket_set_nonblocking(ev); err < 0)
     return unexpected(NetError{"link monitor nonblocking", -err, nl_geterror(err)});
   Impl* raw = impl.get();
-  nl_cb_set(impl->event_cb.get(), NL_CB_VALID, NL_CB_CUSTOM,
-            [](nl_msg* msg, void* arg) -> int {
-              auto* self = static_cast<Impl*>(arg);
-              if (auto d = decode_link(nlmsg_hdr(msg)))
-                self->on_message(d->first, d->second.first, std::move(d->second.second), true);
-              return NL_OK;
-            },
-            raw);
+  nl_cb_set(
+      impl->event_cb.get(), NL_CB_VALID, NL_CB_CUSTOM,
+      [](nl_msg* msg, void* arg) -> int {
+        auto* self = static_cast<Impl*>(arg);
+        if (auto d = decode_link(nlmsg_hdr(msg)))
+          self->on_message(d->first, d->second.first, std::move(d->second.second), true);
+        return NL_OK;
+      },
+      raw);
   if (int err = impl->dump_into(impl->table); err < 0)
     return unexpected(NetError{"read links", -err, nl_geterror(err)});
   // The stream_descriptor must not close the fd: the nl_sock owns it.

@@ -24,7 +24,11 @@ std::string vlan_list(const std::vector<BridgeVlan>& vlans) {
 
 struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
   Impl(boost::asio::io_context& io_, config::SiteConfigPtr cfg, LinkListener listener, Options opts)
-      : io(io_), config(std::move(cfg)), on_link(std::move(listener)), options(opts), timer(io_),
+      : io(io_),
+        config(std::move(cfg)),
+        on_link(std::move(listener)),
+        options(opts),
+        timer(io_),
         log(ve::logger("net")) {}
 
   boost::asio::io_context& io;
@@ -37,11 +41,11 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
   std::unique_ptr<Programmer> programmer;
   std::unique_ptr<LinkMonitor> monitor;
   KernelFeatures features;
-  Present present;                             // as read after the last reconcile
-  std::map<std::string, Issue> issues;         // by subject, from the last reconcile
-  std::map<std::string, std::string> failures; // by subject: actions the kernel refused
-  std::map<std::string, std::string> logged;   // what was last logged per subject (log changes only)
-  std::map<std::string, bool> port_up;         // last reported state per configured port
+  Present present;                              // as read after the last reconcile
+  std::map<std::string, Issue> issues;          // by subject, from the last reconcile
+  std::map<std::string, std::string> failures;  // by subject: actions the kernel refused
+  std::map<std::string, std::string> logged;    // what was last logged per subject (log changes only)
+  std::map<std::string, bool> port_up;          // last reported state per configured port
   std::uint64_t reconcile_count = 0;
   std::uint64_t applied_count = 0;
   bool reconcile_pending = false;
@@ -103,8 +107,10 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
     if (last == text) return;
     last = text;
     if (text.empty()) return;
-    if (is_error) log->error("{}: {}", subject, text);
-    else log->warn("{}: {}", subject, text);
+    if (is_error)
+      log->error("{}: {}", subject, text);
+    else
+      log->warn("{}: {}", subject, text);
   }
 
   std::vector<Action> reconcile() {
@@ -148,9 +154,12 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
     for (const auto& [s, f] : failures) subjects.insert(s);
     for (const auto& [s, i] : issues) subjects.insert(s);
     for (const auto& s : subjects) {
-      if (auto f = failures.find(s); f != failures.end()) note(s, f->second, true);
-      else if (auto i = issues.find(s); i != issues.end()) note(s, std::string(to_string(i->second.kind)) + ": " + i->second.message, false);
-      else note(s, "", false);
+      if (auto f = failures.find(s); f != failures.end())
+        note(s, f->second, true);
+      else if (auto i = issues.find(s); i != issues.end())
+        note(s, std::string(to_string(i->second.kind)) + ": " + i->second.message, false);
+      else
+        note(s, "", false);
     }
     return applied;
   }
@@ -160,8 +169,8 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
     std::vector<std::string> parts;
     if (const PresentLink* br = present.find(link->master)) {
       auto v = present.bridge_vlans.find(link->ifindex);
-      parts.push_back(fmt::format("{}: {}", br->name,
-                                  v == present.bridge_vlans.end() ? "no vlans" : vlan_list(v->second)));
+      parts.push_back(
+          fmt::format("{}: {}", br->name, v == present.bridge_vlans.end() ? "no vlans" : vlan_list(v->second)));
     }
     for (const auto& l : present.links)
       if (l.parent == link->ifindex && l.kind == "vlan" && l.ifindex != link->ifindex)
@@ -288,11 +297,12 @@ nlohmann::json Manager::status_json() const {
   const Impl& m = *impl_;
   nlohmann::json ports = nlohmann::json::array();
   for (const auto& st : this->ports()) {
-    nlohmann::json j{{"name", st.name},         {"present", st.present},
-                     {"admin_up", st.admin_up}, {"link", !st.present ? "absent" : (st.admin_up && st.carrier ? "up" : "down")},
-                     {"pvid", st.pvid},         {"voice_vlan", st.voice_vlan},
-                     {"state", st.state},       {"programmed", st.programmed},
-                     {"error", st.error}};
+    nlohmann::json j{
+        {"name", st.name},         {"present", st.present},
+        {"admin_up", st.admin_up}, {"link", !st.present ? "absent" : (st.admin_up && st.carrier ? "up" : "down")},
+        {"pvid", st.pvid},         {"voice_vlan", st.voice_vlan},
+        {"state", st.state},       {"programmed", st.programmed},
+        {"error", st.error}};
     j["speed_mbps"] = st.speed_mbps ? nlohmann::json(*st.speed_mbps) : nlohmann::json(nullptr);
     ports.push_back(std::move(j));
   }

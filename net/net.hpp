@@ -187,7 +187,7 @@ struct NetError {
 };
 
 class Programmer {
-public:
+ public:
   // Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
   static Result<std::unique_ptr<Programmer>, NetError> open();
   ~Programmer();
@@ -202,7 +202,7 @@ public:
   // Link speed in Mb/s via ethtool, if the driver reports one.
   std::optional<int> speed_mbps(const std::string& ifname);
 
-private:
+ private:
   struct Impl;
   explicit Programmer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -222,7 +222,7 @@ struct LinkEvent {
 };
 
 class LinkMonitor {
-public:
+ public:
   using Handler = std::function<void(const LinkEvent&)>;
   // Subscribes to RTNLGRP_LINK on `io` and takes a first snapshot; `on_event` is then called on
   // the io_context for every change seen after that (not for the initial links).
@@ -240,7 +240,7 @@ public:
   std::uint64_t resyncs() const;  // after socket overflow (ENOBUFS) the table is re-read
   void stop();
 
-private:
+ private:
   struct Impl;
   explicit LinkMonitor(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
@@ -254,22 +254,21 @@ struct PortStatus {
   bool admin_up = false;
   bool carrier = false;
   std::optional<int> speed_mbps;
-  int pvid = 0;        // wanted data VLAN
-  int voice_vlan = 0;  // wanted voice VLAN
-  std::string state;   // "ok", "unsupported", "absent", "conflict", "error", "unmanaged"
+  int pvid = 0;            // wanted data VLAN
+  int voice_vlan = 0;      // wanted voice VLAN
+  std::string state;       // "ok", "unsupported", "absent", "conflict", "error", "unmanaged"
   std::string programmed;  // what the kernel has now for this port, e.g. "ve-br0: 10 pvid untagged, 100 tagged"
   std::string error;       // the last issue or failure, empty when none
 };
 
 class Manager {
-public:
+ public:
   struct Options {
     std::chrono::milliseconds reconcile_delay{100};  // debounce for link appear/rename events
   };
   using LinkListener = std::function<void(const std::string& port, bool up)>;
 
-  Manager(boost::asio::io_context& io, config::SiteConfigPtr config, LinkListener on_link,
-          Options options);
+  Manager(boost::asio::io_context& io, config::SiteConfigPtr config, LinkListener on_link, Options options);
   Manager(boost::asio::io_context& io, config::SiteConfigPtr config, LinkListener on_link)
       : Manager(io, std::move(config), std::move(on_link), Options{}) {}
   ~Manager();
@@ -294,7 +293,7 @@ public:
   std::uint64_t reconciles() const;
   std::uint64_t actions_applied() const;  // since construction; a restart onto a right kernel adds 0
 
-private:
+ private:
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

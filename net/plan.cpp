@@ -46,8 +46,8 @@ std::string_view to_string(IssueKind k) {
 }
 
 std::string Ipv4Cidr::to_string() const {
-  return fmt::format("{}.{}.{}.{}/{}", address >> 24, (address >> 16) & 0xff, (address >> 8) & 0xff,
-                     address & 0xff, prefix_len);
+  return fmt::format("{}.{}.{}.{}/{}", address >> 24, (address >> 16) & 0xff, (address >> 8) & 0xff, address & 0xff,
+                     prefix_len);
 }
 
 std::string describe(const Action& a) {
@@ -57,15 +57,13 @@ std::string describe(const Action& a) {
     case ActionKind::SetMaster: return fmt::format("add {} to bridge {}", a.name, a.peer);
     case ActionKind::ReleaseMaster: return fmt::format("release {} from its bridge", a.name);
     case ActionKind::AddBridgeVlan:
-      return fmt::format("add vlan {}{}{} on {}{}", a.vid, a.pvid ? " pvid" : "",
-                         a.untagged ? " untagged" : " tagged", a.name, a.self ? " (self)" : "");
+      return fmt::format("add vlan {}{}{} on {}{}", a.vid, a.pvid ? " pvid" : "", a.untagged ? " untagged" : " tagged",
+                         a.name, a.self ? " (self)" : "");
     case ActionKind::DelBridgeVlan:
       return fmt::format("delete vlan {} on {}{}", a.vid, a.name, a.self ? " (self)" : "");
-    case ActionKind::CreateVlanLink:
-      return fmt::format("create vlan interface {} on {} id {}", a.name, a.peer, a.vid);
+    case ActionKind::CreateVlanLink: return fmt::format("create vlan interface {} on {} id {}", a.name, a.peer, a.vid);
     case ActionKind::AddAddress: return fmt::format("add address {} to {}", a.address.to_string(), a.name);
-    case ActionKind::DelAddress:
-      return fmt::format("delete address {} from {}", a.address.to_string(), a.name);
+    case ActionKind::DelAddress: return fmt::format("delete address {} from {}", a.address.to_string(), a.name);
     case ActionKind::SetUp: return fmt::format("set {} up", a.name);
     case ActionKind::DeleteLink: return fmt::format("delete {}", a.name);
   }
@@ -117,8 +115,8 @@ const std::vector<Ipv4Cidr>& addresses_of(const Present& present, const PresentL
 }
 
 // Adds what is missing or has the wrong flags; removes extras only where `may_remove`.
-void diff_vlans(const std::string& name, const std::vector<BridgeVlan>& want,
-                const std::vector<BridgeVlan>& have, bool self, bool may_remove, Plan& out) {
+void diff_vlans(const std::string& name, const std::vector<BridgeVlan>& want, const std::vector<BridgeVlan>& have,
+                bool self, bool may_remove, Plan& out) {
   for (const auto& w : want) {
     auto it = std::find_if(have.begin(), have.end(), [&](const BridgeVlan& h) { return h.vid == w.vid; });
     // Re-adding an existing VLAN with other flags updates them in place: no flap.
@@ -157,12 +155,13 @@ void plan_vlan_interface(const WantedVlanInterface& vi, const Present& present, 
   }
   bool create = link == nullptr;
   if (link != nullptr) {
-    bool right = link->kind == "vlan" && link->vlan_id == vi.vid && parent != nullptr && link->parent == parent->ifindex;
+    bool right =
+        link->kind == "vlan" && link->vlan_id == vi.vid && parent != nullptr && link->parent == parent->ifindex;
     if (!right) {
       if (!link->owned()) {
-        out.issues.push_back({vi.name, IssueKind::Conflict,
-                              fmt::format("{} exists and is not voiceedge's VLAN {} on {}; left alone",
-                                          vi.name, vi.vid, vi.parent)});
+        out.issues.push_back(
+            {vi.name, IssueKind::Conflict,
+             fmt::format("{} exists and is not voiceedge's VLAN {} on {}; left alone", vi.name, vi.vid, vi.parent)});
         return;
       }
       out.actions.push_back(make(ActionKind::DeleteLink, vi.name));
@@ -304,17 +303,19 @@ Plan plan(const Wanted& wanted, const Present& present, const KernelFeatures& fe
         out.issues.push_back({p.name, IssueKind::Absent, "port not present"});
         continue;
       }
-      out.issues.push_back({p.name, IssueKind::Unsupported,
-                            fmt::format("kernel lacks {}; port left untagged (data VLAN only){}", missing,
-                                        p.voice_vlan != 0 ? fmt::format(", voice VLAN {} not carried", p.voice_vlan)
-                                                          : std::string{})});
+      out.issues.push_back(
+          {p.name, IssueKind::Unsupported,
+           fmt::format("kernel lacks {}; port left untagged (data VLAN only){}", missing,
+                       p.voice_vlan != 0 ? fmt::format(", voice VLAN {} not carried", p.voice_vlan) : std::string{})});
     }
     return out;
   }
 
   std::set<std::string> keep;
-  if (valid.mode == Mode::Bridge) plan_bridge(valid, present, keep, out);
-  else plan_subinterfaces(valid, present, keep, out);
+  if (valid.mode == Mode::Bridge)
+    plan_bridge(valid, present, keep, out);
+  else
+    plan_subinterfaces(valid, present, keep, out);
 
   // Our own links that nothing wants any more. VLAN links first, bridges last.
   std::vector<Action> deletes;
@@ -325,13 +326,15 @@ Plan plan(const Wanted& wanted, const Present& present, const KernelFeatures& fe
       return u.parent == l.ifindex && u.ifindex != l.ifindex && !u.owned();
     });
     if (foreign_upper != present.links.end()) {
-      out.issues.push_back({l.name, IssueKind::Conflict,
-                            fmt::format("no longer wanted, but kept: {} (not voiceedge's) sits on it",
-                                        foreign_upper->name)});
+      out.issues.push_back(
+          {l.name, IssueKind::Conflict,
+           fmt::format("no longer wanted, but kept: {} (not voiceedge's) sits on it", foreign_upper->name)});
       continue;
     }
-    if (l.kind == "bridge") deletes.push_back(make(ActionKind::DeleteLink, l.name));
-    else deletes.insert(deletes.begin(), make(ActionKind::DeleteLink, l.name));
+    if (l.kind == "bridge")
+      deletes.push_back(make(ActionKind::DeleteLink, l.name));
+    else
+      deletes.insert(deletes.begin(), make(ActionKind::DeleteLink, l.name));
   }
   // Delete stale links before creating new ones, so a renamed interface can reuse a name.
   out.actions.insert(out.actions.begin(), deletes.begin(), deletes.end());

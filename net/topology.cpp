@@ -52,8 +52,10 @@ Wanted wanted_from_config(const config::SiteConfig& c) {
   auto add_vi = [&](WantedVlanInterface vi) {
     auto same = std::find_if(w.vlan_interfaces.begin(), w.vlan_interfaces.end(),
                              [&](const WantedVlanInterface& o) { return o.name == vi.name; });
-    if (same == w.vlan_interfaces.end()) w.vlan_interfaces.push_back(std::move(vi));
-    else if (!same->address) same->address = vi.address;
+    if (same == w.vlan_interfaces.end())
+      w.vlan_interfaces.push_back(std::move(vi));
+    else if (!same->address)
+      same->address = vi.address;
   };
 
   if (w.mode == Mode::Bridge) {

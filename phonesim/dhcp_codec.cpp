@@ -27,9 +27,7 @@ void set16(Bytes& b, std::size_t at, std::uint16_t v) {
   b[at] = static_cast<std::uint8_t>(v >> 8);
   b[at + 1] = static_cast<std::uint8_t>(v);
 }
-std::uint16_t get16(ByteView b, std::size_t at) {
-  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
-}
+std::uint16_t get16(ByteView b, std::size_t at) { return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]); }
 std::uint32_t get32(ByteView b, std::size_t at) {
   return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) | (std::uint32_t{b[at + 2]} << 8) |
          std::uint32_t{b[at + 3]};
@@ -47,9 +45,7 @@ void option32(Bytes& b, std::uint8_t code, std::uint32_t v) {
   put32(value, v);
   option(b, code, value);
 }
-ByteView text_view(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
+ByteView text_view(std::string_view s) { return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}; }
 
 }  // namespace
 
@@ -81,9 +77,7 @@ std::string_view to_string(DhcpError e) {
   return "?";
 }
 
-std::string vendor_class_for(std::string_view model) {
-  return "Cisco Systems, Inc. IP Phone " + std::string(model);
-}
+std::string vendor_class_for(std::string_view model) { return "Cisco Systems, Inc. IP Phone " + std::string(model); }
 
 std::uint16_t internet_checksum(ByteView data, std::uint32_t initial) {
   std::uint32_t sum = initial;
@@ -141,13 +135,13 @@ Bytes encode_dhcp_frame(const DhcpClientMessage& m) {
   f.push_back(0x45);
   f.push_back(0x10);  // low delay, as ISC dhclient does
   put16(f, static_cast<std::uint16_t>(kIpv4Header + udp_length));
-  put16(f, 0);       // id
-  put16(f, 0);       // flags, fragment offset
-  f.push_back(64);   // TTL
-  f.push_back(17);   // UDP
-  put16(f, 0);       // checksum, below
-  put32(f, m.ciaddr);         // 0.0.0.0 until the phone has a lease
-  put32(f, 0xffffffff);       // 255.255.255.255
+  put16(f, 0);           // id
+  put16(f, 0);           // flags, fragment offset
+  f.push_back(64);       // TTL
+  f.push_back(17);       // UDP
+  put16(f, 0);           // checksum, below
+  put32(f, m.ciaddr);    // 0.0.0.0 until the phone has a lease
+  put32(f, 0xffffffff);  // 255.255.255.255
   set16(f, ip + 10, internet_checksum(ByteView(f).subspan(ip, kIpv4Header)));
 
   const std::size_t udp = f.size();

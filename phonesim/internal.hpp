@@ -38,14 +38,14 @@ inline auto token(error_code& ec) { return asio::redirect_error(asio::use_awaita
 // Calls `on_expire` once after `after` unless destroyed first. Used to cancel a socket operation
 // that would otherwise wait forever (Boost 1.74 has no awaitable operators).
 class Watchdog {
-public:
+ public:
   Watchdog(const asio::any_io_executor& ex, Clock::duration after, std::function<void()> on_expire);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
   bool fired() const { return *fired_; }
 
-private:
+ private:
   asio::steady_timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::shared_ptr<bool> fired_ = std::make_shared<bool>(false);
@@ -55,7 +55,7 @@ private:
 // One pcap handle on the phones' interface: CDP frames and DHCP replies in, any frame out.
 
 class RawLink {
-public:
+ public:
   using Receiver = std::function<void(ByteView frame)>;
   explicit RawLink(asio::io_context& io) : descriptor_(io) {}
   ~RawLink() { close(); }
@@ -68,7 +68,7 @@ public:
   std::uint64_t received() const { return received_; }
   std::uint64_t send_errors() const { return send_errors_; }
 
-private:
+ private:
   void wait();
   void on_readable();
   asio::posix::stream_descriptor descriptor_;
@@ -84,7 +84,7 @@ private:
 // sockets can bind to each phone's own address. Removed again on destruction unless kept.
 
 class AddressTable {
-public:
+ public:
   AddressTable() = default;
   ~AddressTable();
   AddressTable(const AddressTable&) = delete;
@@ -99,7 +99,7 @@ public:
   void keep(bool k) { keep_ = k; }
   std::size_t added() const { return owned_addresses_.size(); }
 
-private:
+ private:
   nl_sock* sock_ = nullptr;
   int ifindex_ = 0;
   std::string interface_;
@@ -131,20 +131,20 @@ struct FetchSettings {
 };
 
 class FileClient {
-public:
+ public:
   FileClient(asio::any_io_executor ex, std::uint32_t local_ip, std::vector<std::uint32_t> servers,
              FetchSettings settings);
   ~FileClient();
   asio::awaitable<FetchResult> fetch(std::string name);
 
-private:
+ private:
   asio::awaitable<FetchResult> http_get(std::uint32_t server, const std::string& name);
   asio::awaitable<FetchResult> tftp_get(std::uint32_t server, const std::string& name);
   asio::any_io_executor ex_;
   std::uint32_t local_ip_;
   std::vector<std::uint32_t> servers_;
   FetchSettings settings_;
-  std::size_t current_ = 0;             // the server that answered last
+  std::size_t current_ = 0;                  // the server that answered last
   std::map<std::uint32_t, bool> http_dead_;  // HTTP connect failed: TFTP only from now on
   std::optional<boost::beast::tcp_stream> http_;
   std::uint32_t http_server_ = 0;
@@ -161,7 +161,7 @@ struct SipResponse {
 };
 
 class SipConnection {
-public:
+ public:
   SipConnection(asio::any_io_executor ex, std::uint32_t local_ip) : ex_(std::move(ex)), local_ip_(local_ip) {}
   // Empty string on success, else why not.
   asio::awaitable<std::string> connect(std::uint32_t host, std::uint16_t port, std::chrono::seconds timeout);
@@ -172,7 +172,7 @@ public:
   std::uint16_t local_port() const { return local_port_; }
   void close();
 
-private:
+ private:
   asio::any_io_executor ex_;
   std::uint32_t local_ip_;
   std::optional<asio::ip::tcp::socket> socket_;
@@ -219,7 +219,7 @@ struct LineState {
 };
 
 class Phone {
-public:
+ public:
   Phone(Shared& shared, MacAddress mac);
   Phone(const Phone&) = delete;
   Phone& operator=(const Phone&) = delete;
@@ -234,7 +234,7 @@ public:
   const PhoneResult& result() const { return result_; }
   const MacAddress& mac() const { return mac_; }
 
-private:
+ private:
   enum class RegisterOutcome { Registered, Rejected, Unreachable };
 
   asio::awaitable<bool> wait_until(Clock::time_point t);  // true: woken, false: time passed
@@ -281,8 +281,8 @@ private:
 };
 
 // Rendering of the run's summary (report.cpp).
-nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int phones, std::chrono::milliseconds elapsed,
-                            bool held, bool interrupted, const std::string& tagging);
+nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int phones,
+                            std::chrono::milliseconds elapsed, bool held, bool interrupted, const std::string& tagging);
 std::string summary_text(const nlohmann::json& summary);
 
 }  // namespace ve::phonesim::detail

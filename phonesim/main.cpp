@@ -95,8 +95,10 @@ int main(int argc, char** argv) {
                  "the load the phones run now; a config naming another load makes them fetch it "
                  "(default: whatever their config names, i.e. no upgrade)");
   app.add_option("--inactive-load", o.inactive_load, "reported as InactiveLoad in the REGISTER");
-  app.add_option("--expect-vlan", expect_vlan, "fail step 3 unless CDP offers this voice VLAN")->check(CLI::Range(1, 4094));
-  app.add_option("-c,--concurrency", o.concurrency, "boots in flight at once (default 100)")->check(CLI::Range(1, 100000));
+  app.add_option("--expect-vlan", expect_vlan, "fail step 3 unless CDP offers this voice VLAN")
+      ->check(CLI::Range(1, 4094));
+  app.add_option("-c,--concurrency", o.concurrency, "boots in flight at once (default 100)")
+      ->check(CLI::Range(1, 100000));
   app.add_option("--timeout-s", timeout_s, "give up on a phone whose boot takes longer (default 120)")
       ->check(CLI::Range(1, 86400));
   app.add_option("--cdp-timeout-s", cdp_timeout_s, "wait this long for the switch's CDP (default 15)")

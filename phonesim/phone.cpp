@@ -79,8 +79,10 @@ asio::awaitable<FetchResult> Phone::fetch_required(const std::string& name) {
     FetchResult r = co_await files_->fetch(name);
     if (r.status != FetchStatus::Unreachable || Clock::now() + kRetryPause >= deadline_) {
       if (attempts > 1) {
-        if (r.status == FetchStatus::Unreachable) r.detail += fmt::format(" ({} attempts)", attempts);
-        else r.via += fmt::format(" (attempt {})", attempts);
+        if (r.status == FetchStatus::Unreachable)
+          r.detail += fmt::format(" ({} attempts)", attempts);
+        else
+          r.via += fmt::format(" (attempt {})", attempts);
       }
       co_return r;
     }
@@ -187,8 +189,8 @@ asio::awaitable<bool> Phone::step_cdp() {
   std::optional<int> vlan;
   if (sw.pdu.voip_vlan_reply) vlan = sw.pdu.voip_vlan_reply->vlan;
   result_.voice_vlan = vlan;
-  const std::string from = fmt::format("{} {}", sw.pdu.device_id.value_or(sw.source.to_string()),
-                                       sw.pdu.port_id.value_or("?"));
+  const std::string from =
+      fmt::format("{} {}", sw.pdu.device_id.value_or(sw.source.to_string()), sw.pdu.port_id.value_or("?"));
   if (opt.expect_vlan && (!vlan || *vlan != *opt.expect_vlan)) {
     record(Step::VoiceVlan, StepOutcome::Failed,
            vlan ? fmt::format("switch {} offers voice VLAN {}, expected {}", from, *vlan, *opt.expect_vlan)
@@ -338,8 +340,8 @@ asio::awaitable<bool> Phone::step_dhcp() {
   }
   if (auto r = shared_.addresses.ensure_route(ip_ & mask, prefix); !r) {
     record(Step::Dhcp, StepOutcome::Failed,
-           fmt::format("{}; cannot route {}/{} via {}: {}", detail, ipv4_to_string(ip_ & mask), prefix,
-                       opt.interface, r.error()),
+           fmt::format("{}; cannot route {}/{} via {}: {}", detail, ipv4_to_string(ip_ & mask), prefix, opt.interface,
+                       r.error()),
            began);
     co_return false;
   }
@@ -359,8 +361,9 @@ asio::awaitable<bool> Phone::step_files() {
   const std::string hex = mac_.to_hex_upper();
   const std::string servers = join_addresses(tftp_servers_);
   // Steps 5 and 6: a non-secure site answers "not found", which is what we expect.
-  const std::pair<Step, std::string> trust_files[] = {
-      {Step::CtlFile, "CTLSEP" + hex + ".tlv"}, {Step::ItlFile, "ITLSEP" + hex + ".tlv"}, {Step::ItlFile, "ITLFile.tlv"}};
+  const std::pair<Step, std::string> trust_files[] = {{Step::CtlFile, "CTLSEP" + hex + ".tlv"},
+                                                      {Step::ItlFile, "ITLSEP" + hex + ".tlv"},
+                                                      {Step::ItlFile, "ITLFile.tlv"}};
   for (const auto& [step, name] : trust_files) {
     if (out_of_time(step)) co_return false;
     const auto began = Clock::now();
@@ -377,9 +380,10 @@ asio::awaitable<bool> Phone::step_files() {
         record(step, StepOutcome::Missing, fmt::format("{}: {} via {}", name, r.detail, r.via), began);
         break;
       case FetchStatus::Unreachable:
-        record(step, StepOutcome::Failed,
-               fmt::format("{}: no provisioning server answers ({}) over HTTP 6970 or TFTP: {}", name, servers, r.detail),
-               began);
+        record(
+            step, StepOutcome::Failed,
+            fmt::format("{}: no provisioning server answers ({}) over HTTP 6970 or TFTP: {}", name, servers, r.detail),
+            began);
         co_return false;
     }
   }
@@ -390,7 +394,8 @@ asio::awaitable<bool> Phone::step_files() {
   FetchResult r = co_await fetch_required(name);
   if (r.status == FetchStatus::NotFound) {
     record(Step::ConfigFile, StepOutcome::Missing,
-           fmt::format("{} not found via {}: phone not in the site file; trying XMLDefault.cnf.xml", name, r.via), began);
+           fmt::format("{} not found via {}: phone not in the site file; trying XMLDefault.cnf.xml", name, r.via),
+           began);
     began = Clock::now();
     name = "XMLDefault.cnf.xml";
     r = co_await fetch_required(name);
@@ -491,8 +496,8 @@ asio::awaitable<void> Phone::step_optional(Step step, std::string name, std::str
 // ------------------------------------------------------------------------ steps 10-11: register
 
 asio::awaitable<std::pair<Phone::RegisterOutcome, std::string>> Phone::register_line(LineState& line,
-                                                                                      const CallManagerEntry& cm,
-                                                                                      std::uint32_t cm_host) {
+                                                                                     const CallManagerEntry& cm,
+                                                                                     std::uint32_t cm_host) {
   const auto& opt = shared_.options;
   const std::string host = ipv4_to_string(cm_host);
   const std::string uri = cm.sip_port == 5060 ? "sip:" + host : fmt::format("sip:{}:{}", host, cm.sip_port);
@@ -521,7 +526,8 @@ asio::awaitable<std::pair<Phone::RegisterOutcome, std::string>> Phone::register_
       p.authorization = authorization_value(*line.challenge, in);
     }
     auto response = co_await sip_->transact(build_register(p), line.call_id, p.cseq, opt.sip_timeout);
-    if (!response) co_return std::pair{RegisterOutcome::Unreachable, fmt::format("{}:{}: {}", host, cm.sip_port, response.error())};
+    if (!response)
+      co_return std::pair{RegisterOutcome::Unreachable, fmt::format("{}:{}: {}", host, cm.sip_port, response.error())};
     const SipResponse& r = *response;
     if (r.status >= 200 && r.status < 300) {
       std::uint32_t granted = line.expires_s;
@@ -530,21 +536,19 @@ asio::awaitable<std::pair<Phone::RegisterOutcome, std::string>> Phone::register_
         if (v && *v > 0) granted = *v;
       }
       line.expires_s = granted;
-      co_return std::pair{RegisterOutcome::Registered,
-                          fmt::format("{} registered with {}:{} over TCP (expires {} s)", line.name, host, cm.sip_port,
-                                      granted)};
+      co_return std::pair{RegisterOutcome::Registered, fmt::format("{} registered with {}:{} over TCP (expires {} s)",
+                                                                   line.name, host, cm.sip_port, granted)};
     }
     if ((r.status == 401 || r.status == 407) && challenges < 2) {
       auto c = parse_digest_challenge(r.www_authenticate);
       if (!c) {
-        co_return std::pair{RegisterOutcome::Rejected,
-                            fmt::format("{} {} for {} with an unusable challenge: {}", r.status, r.reason, line.name,
-                                        c.error())};
+        co_return std::pair{RegisterOutcome::Rejected, fmt::format("{} {} for {} with an unusable challenge: {}",
+                                                                   r.status, r.reason, line.name, c.error())};
       }
       if (line.auth_name.empty()) {
-        co_return std::pair{RegisterOutcome::Rejected,
-                            fmt::format("{} {} for {}: the config has no authName/authPassword for it", r.status,
-                                        r.reason, line.name)};
+        co_return std::pair{
+            RegisterOutcome::Rejected,
+            fmt::format("{} {} for {}: the config has no authName/authPassword for it", r.status, r.reason, line.name)};
       }
       // A second challenge is only normal when our answer used a stale nonce.
       if (challenges == 1 && !c->stale) {
@@ -559,7 +563,8 @@ asio::awaitable<std::pair<Phone::RegisterOutcome, std::string>> Phone::register_
       continue;
     }
     std::string why = fmt::format("{} {} for {}", r.status, r.reason, line.name);
-    if (r.status == 403) why += fmt::format(" (authName {}): the registrar refused the config's credentials", line.auth_name);
+    if (r.status == 403)
+      why += fmt::format(" (authName {}): the registrar refused the config's credentials", line.auth_name);
     if (r.status == 404) {
       why += result_.config_file == "XMLDefault.cnf.xml"
                  ? fmt::format(": no line in XMLDefault.cnf.xml, {} is not in the site file", mac_.sep_name())
@@ -570,7 +575,7 @@ asio::awaitable<std::pair<Phone::RegisterOutcome, std::string>> Phone::register_
 }
 
 asio::awaitable<std::pair<Phone::RegisterOutcome, std::string>> Phone::register_all(const CallManagerEntry& cm,
-                                                                                     std::uint32_t cm_host) {
+                                                                                    std::uint32_t cm_host) {
   std::string details;
   for (auto& line : lines_) {
     auto [outcome, detail] = co_await register_line(line, cm, cm_host);
@@ -591,15 +596,15 @@ asio::awaitable<bool> Phone::step_register() {
     co_return false;
   }
   // The lines to register; a phone with no line (XMLDefault) still presents itself by device name.
-  contact_user_ = fmt::format("{}-{}-4{}-{}-{}", random_hex(8), random_hex(4), random_hex(3), random_hex(4),
-                              random_hex(12));
+  contact_user_ =
+      fmt::format("{}-{}-4{}-{}-{}", random_hex(8), random_hex(4), random_hex(3), random_hex(4), random_hex(12));
   const std::string mac_lower = [&] {
     std::string s = mac_.to_hex_upper();
     for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
   }();
-  const std::uint32_t default_expires =
-      static_cast<std::uint32_t>(config_.register_expires_s.value_or(3600) > 0 ? config_.register_expires_s.value_or(3600) : 3600);
+  const std::uint32_t default_expires = static_cast<std::uint32_t>(
+      config_.register_expires_s.value_or(3600) > 0 ? config_.register_expires_s.value_or(3600) : 3600);
   auto make_line = [&](std::string name, std::string auth, std::string password) {
     LineState l;
     l.name = std::move(name);
@@ -638,7 +643,8 @@ asio::awaitable<bool> Phone::step_register() {
       }
       ++usable;
       began = Clock::now();
-      const std::string where = fmt::format("{} {}:{}", cm.name.empty() ? "call manager" : cm.name, cm.host, cm.sip_port);
+      const std::string where =
+          fmt::format("{} {}:{}", cm.name.empty() ? "call manager" : cm.name, cm.host, cm.sip_port);
       const std::string error = co_await sip_->connect(*host, cm.sip_port, opt.sip_timeout);
       if (!error.empty()) {
         note(where + ": " + error);
@@ -769,12 +775,14 @@ asio::awaitable<void> Phone::keep_registered() {
   const auto& opt = shared_.options;
   std::uint32_t expires = 3600;
   for (const auto& l : lines_) expires = std::min(expires, l.expires_s);
-  const Clock::duration interval = opt.refresh.count() > 0 ? Clock::duration(opt.refresh)
-                                                           : Clock::duration(seconds(std::max<std::uint32_t>(expires / 2, 1)));
+  const Clock::duration interval = opt.refresh.count() > 0
+                                       ? Clock::duration(opt.refresh)
+                                       : Clock::duration(seconds(std::max<std::uint32_t>(expires / 2, 1)));
   auto next_refresh = Clock::now() + interval;
   // Renew at T1 (half the lease), as a phone does, so a long hold keeps its address.
-  auto renew_due = [&] { return lease_s_ > 0 ? leased_at_ + seconds(std::max<std::uint32_t>(lease_s_ / 2, 1))
-                                             : Clock::time_point::max(); };
+  auto renew_due = [&] {
+    return lease_s_ > 0 ? leased_at_ + seconds(std::max<std::uint32_t>(lease_s_ / 2, 1)) : Clock::time_point::max();
+  };
   while (!shared_.stopping) {
     const auto next = std::min(next_refresh, renew_due());
     while (!shared_.stopping && Clock::now() < next) co_await wait_until(next);
@@ -789,8 +797,10 @@ asio::awaitable<void> Phone::keep_registered() {
     }
     if (Clock::now() >= next_refresh && !shared_.stopping) {
       const bool ok = co_await refresh_registration();
-      if (ok) ++result_.refresh_ok;
-      else ++result_.refresh_failed;
+      if (ok)
+        ++result_.refresh_ok;
+      else
+        ++result_.refresh_failed;
       result_.registered_at_end = ok;
       next_refresh = Clock::now() + interval;
     }

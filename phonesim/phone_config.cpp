@@ -139,8 +139,8 @@ std::vector<std::string> parse_loads_file(std::string_view text) {
   };
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first != std::string_view::npos && text[first] == '<') {
-    std::unique_ptr<xmlDoc, DocFree> doc(xmlReadMemory(text.data(), static_cast<int>(text.size()), "loads.xml",
-                                                       nullptr, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+    std::unique_ptr<xmlDoc, DocFree> doc(xmlReadMemory(text.data(), static_cast<int>(text.size()), "loads.xml", nullptr,
+                                                       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
     if (!doc) return names;
     // Every element carrying a name/file attribute names one file, in document order.
     std::vector<const xmlNode*> stack{xmlDocGetRootElement(doc.get())};
@@ -181,7 +181,8 @@ std::string locale_jar_for(std::string_view model) {
 
 std::string ring_list_for(std::string_view model) {
   // 7800 and 8800 phones play wideband tones.
-  if (model.find("78") != std::string_view::npos || model.find("88") != std::string_view::npos) return "Ringlist-wb.xml";
+  if (model.find("78") != std::string_view::npos || model.find("88") != std::string_view::npos)
+    return "Ringlist-wb.xml";
   return "Ringlist.xml";
 }
 

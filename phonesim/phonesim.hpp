@@ -71,7 +71,7 @@ struct DhcpClientMessage {
   MacAddress mac;  // chaddr, client id and the frame's source MAC
   std::uint32_t xid = 0;
   std::uint16_t secs = 0;
-  bool broadcast = true;  // the phone has no address yet: ask for broadcast replies
+  bool broadcast = true;     // the phone has no address yet: ask for broadcast replies
   std::uint32_t ciaddr = 0;  // renewing: the leased address (also the frame's source IP)
   std::string vendor_class;
   std::vector<std::uint8_t> parameter_list = kCiscoPhonePrl;
@@ -92,8 +92,8 @@ enum class DhcpError {
   BadIpHeader,      // IHL, total length or header checksum wrong
   NotBootReply,     // op is not BOOTREPLY or htype/hlen are not Ethernet
   BadMagicCookie,
-  BadOption,        // an option runs past the end or has a wrong length for its code
-  NoMessageType,    // option 53 missing
+  BadOption,      // an option runs past the end or has a wrong length for its code
+  NoMessageType,  // option 53 missing
 };
 std::string_view to_string(DhcpError e);
 
@@ -159,14 +159,14 @@ std::string authorization_value(const DigestChallenge& c, const DigestInput& in)
 struct RegisterParams {
   std::string registrar_host;  // Request-URI and AoR host (the call manager's address)
   std::uint16_t registrar_port = 5060;
-  std::string user;            // the line's name (extension), or the device name without a line
+  std::string user;  // the line's name (extension), or the device name without a line
   std::string local_ip;
   std::uint16_t local_port = 0;
   MacAddress mac;
-  std::string model;           // CP-7841
-  std::string model_code;      // +u.sip!model.ccm.cisco.com, omitted when empty
-  std::string user_agent;      // Cisco-CP7841/14.2.1
-  std::string contact_user;    // the per-device UUID
+  std::string model;         // CP-7841
+  std::string model_code;    // +u.sip!model.ccm.cisco.com, omitted when empty
+  std::string user_agent;    // Cisco-CP7841/14.2.1
+  std::string contact_user;  // the per-device UUID
   std::string call_id;
   std::string from_tag;
   std::string branch;
@@ -174,7 +174,7 @@ struct RegisterParams {
   std::uint32_t expires_s = 3600;
   std::string active_load;
   std::string inactive_load;
-  std::string authorization;   // Authorization header value, omitted when empty
+  std::string authorization;  // Authorization header value, omitted when empty
 };
 std::string build_register(const RegisterParams& p);
 
@@ -195,14 +195,14 @@ struct CallManagerEntry {
 
 struct LineConfig {
   int button = 1;
-  std::string name;           // extension
+  std::string name;  // extension
   std::string display_name;
   std::string auth_name;
   std::string auth_password;  // a secret: never printed
 };
 
 struct PhoneConfig {
-  std::string root;  // "device" or "Default"
+  std::string root;                             // "device" or "Default"
   std::vector<CallManagerEntry> call_managers;  // sorted by priority (stable)
   std::string load_information;
   std::vector<LineConfig> lines;
@@ -221,8 +221,8 @@ Result<PhoneConfig, std::string> parse_phone_config(std::string_view xml);
 std::vector<std::string> parse_loads_file(std::string_view text);
 
 // File names a phone of `model` asks for (protocol-notes.md "Names").
-std::string locale_jar_for(std::string_view model);        // sp-sip.jar (78xx), sl-be-sip.jar (88xx)
-std::string ring_list_for(std::string_view model);         // Ringlist-wb.xml (78xx/88xx) or Ringlist.xml
+std::string locale_jar_for(std::string_view model);  // sp-sip.jar (78xx), sl-be-sip.jar (88xx)
+std::string ring_list_for(std::string_view model);   // Ringlist-wb.xml (78xx/88xx) or Ringlist.xml
 
 // ---------------------------------------------------------------------------------------------
 // Results
@@ -245,21 +245,21 @@ struct PhoneResult {
   std::string model;
   std::string ip;
   std::optional<int> voice_vlan;
-  std::string config_file;      // SEP….cnf.xml or XMLDefault.cnf.xml
-  std::string registered_with;  // host:port of the call manager
+  std::string config_file;         // SEP….cnf.xml or XMLDefault.cnf.xml
+  std::string registered_with;     // host:port of the call manager
   std::vector<std::string> lines;  // registered line names
   std::string active_load;
   std::string inactive_load;
   bool registered = false;
   int reached_step = 0;
   std::optional<std::chrono::milliseconds> time_to_registered;  // from this phone's boot start
-  std::chrono::milliseconds started_at{0};  // since the simulator started
+  std::chrono::milliseconds started_at{0};                      // since the simulator started
   std::optional<Step> failed_step;
   std::string failure;
   std::vector<StepRecord> steps;
   int refresh_ok = 0;
   int refresh_failed = 0;
-  int lease_renewed = 0;       // DHCP renewals answered with an ACK while holding
+  int lease_renewed = 0;  // DHCP renewals answered with an ACK while holding
   int lease_renew_failed = 0;
   bool registered_at_end = false;
 };

@@ -32,27 +32,28 @@ nlohmann::json phone_json(const PhoneResult& r) {
                      {"at_ms", s.at.count()},
                      {"ms", s.took.count()}});
   }
-  nlohmann::json j = {{"mac", r.mac.to_string()},
-                      {"name", r.mac.sep_name()},
-                      {"model", r.model},
-                      {"ip", r.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.ip)},
-                      {"voice_vlan", r.voice_vlan ? nlohmann::json(*r.voice_vlan) : nlohmann::json(nullptr)},
-                      {"config_file", r.config_file},
-                      {"registered", r.registered},
-                      {"registered_with", r.registered_with},
-                      {"lines", r.lines},
-                      {"active_load", r.active_load},
-                      {"inactive_load", r.inactive_load},
-                      {"reached_step", r.reached_step},
-                      {"started_ms", r.started_at.count()},
-                      {"time_to_registered_ms",
-                       r.time_to_registered ? nlohmann::json(r.time_to_registered->count()) : nlohmann::json(nullptr)},
-                      {"failed_step", r.failed_step ? nlohmann::json(static_cast<int>(*r.failed_step)) : nlohmann::json(nullptr)},
-                      {"failure", r.failure.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.failure)},
-                      {"refresh_ok", r.refresh_ok},
-                      {"refresh_failed", r.refresh_failed},
-                      {"registered_at_end", r.registered_at_end},
-                      {"steps", steps}};
+  nlohmann::json j = {
+      {"mac", r.mac.to_string()},
+      {"name", r.mac.sep_name()},
+      {"model", r.model},
+      {"ip", r.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.ip)},
+      {"voice_vlan", r.voice_vlan ? nlohmann::json(*r.voice_vlan) : nlohmann::json(nullptr)},
+      {"config_file", r.config_file},
+      {"registered", r.registered},
+      {"registered_with", r.registered_with},
+      {"lines", r.lines},
+      {"active_load", r.active_load},
+      {"inactive_load", r.inactive_load},
+      {"reached_step", r.reached_step},
+      {"started_ms", r.started_at.count()},
+      {"time_to_registered_ms",
+       r.time_to_registered ? nlohmann::json(r.time_to_registered->count()) : nlohmann::json(nullptr)},
+      {"failed_step", r.failed_step ? nlohmann::json(static_cast<int>(*r.failed_step)) : nlohmann::json(nullptr)},
+      {"failure", r.failure.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.failure)},
+      {"refresh_ok", r.refresh_ok},
+      {"refresh_failed", r.refresh_failed},
+      {"registered_at_end", r.registered_at_end},
+      {"steps", steps}};
   return j;
 }
 
@@ -64,8 +65,8 @@ std::string result_line(const PhoneResult& r, bool verbose) {
   std::string line;
   if (r.registered) {
     line = fmt::format("{} registered  ip={} vlan={} with={} lines={} in {} ms", r.mac.sep_name(), r.ip,
-                       r.voice_vlan ? std::to_string(*r.voice_vlan) : "-", r.registered_with,
-                       fmt::join(r.lines, ","), r.time_to_registered ? r.time_to_registered->count() : 0);
+                       r.voice_vlan ? std::to_string(*r.voice_vlan) : "-", r.registered_with, fmt::join(r.lines, ","),
+                       r.time_to_registered ? r.time_to_registered->count() : 0);
   } else {
     line = fmt::format("{} FAILED      ip={} reached step {}: {}", r.mac.sep_name(), r.ip.empty() ? "-" : r.ip,
                        r.reached_step, r.failure.empty() ? "not finished" : r.failure);
@@ -81,8 +82,9 @@ std::string result_line(const PhoneResult& r, bool verbose) {
 
 namespace detail {
 
-nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int phones, std::chrono::milliseconds elapsed,
-                            bool held, bool interrupted, const std::string& tagging) {
+nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int phones,
+                            std::chrono::milliseconds elapsed, bool held, bool interrupted,
+                            const std::string& tagging) {
   int registered = 0, failed = 0, refresh_ok = 0, refresh_failed = 0, lost = 0;
   std::vector<long> ttr;
   long all_registered_at = 0;
@@ -115,7 +117,10 @@ nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int 
             {"not_registered_at_end", lost},
             {"elapsed_ms", elapsed.count()},
             {"all_registered_ms", registered == phones ? nlohmann::json(all_registered_at) : nlohmann::json(nullptr)},
-            {"time_to_registered_ms", {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"max", ttr.empty() ? nlohmann::json(nullptr) : nlohmann::json(ttr.back())}}},
+            {"time_to_registered_ms",
+             {{"p50", pct(0.5)},
+              {"p95", pct(0.95)},
+              {"max", ttr.empty() ? nlohmann::json(nullptr) : nlohmann::json(ttr.back())}}},
             {"failed_by_step", by_step},
             {"refresh_ok", refresh_ok},
             {"refresh_failed", refresh_failed},
@@ -125,16 +130,17 @@ nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int 
 
 std::string summary_text(const nlohmann::json& j) {
   const auto& s = j["summary"];
-  std::string out = fmt::format("phones {}: {} registered, {} failed", s["phones"].get<int>(), s["registered"].get<int>(),
-                                s["failed"].get<int>());
+  std::string out = fmt::format("phones {}: {} registered, {} failed", s["phones"].get<int>(),
+                                s["registered"].get<int>(), s["failed"].get<int>());
   const int finished = s["finished"].get<int>();
   if (finished < s["phones"].get<int>()) out += fmt::format(", {} not finished", s["phones"].get<int>() - finished);
   out += fmt::format(" in {} ms", s["elapsed_ms"].get<long>());
-  if (!s["all_registered_ms"].is_null()) out += fmt::format("; all registered at {} ms", s["all_registered_ms"].get<long>());
+  if (!s["all_registered_ms"].is_null())
+    out += fmt::format("; all registered at {} ms", s["all_registered_ms"].get<long>());
   const auto& t = s["time_to_registered_ms"];
   if (!t["p50"].is_null()) {
-    out += fmt::format("; time to registered p50 {} ms, p95 {} ms, max {} ms", t["p50"].get<long>(), t["p95"].get<long>(),
-                       t["max"].get<long>());
+    out += fmt::format("; time to registered p50 {} ms, p95 {} ms, max {} ms", t["p50"].get<long>(),
+                       t["p95"].get<long>(), t["max"].get<long>());
   }
   if (!s["failed_by_step"].empty()) {
     out += "; failed at";

@@ -46,7 +46,7 @@ void raise_file_limit() {
 }
 
 class Simulator {
-public:
+ public:
   Simulator(const Options& options, std::ostream& out, std::ostream& err)
       : options_(options), out_(out), err_(err), link_(io_), signals_(io_, SIGINT, SIGTERM), main_signal_(io_) {}
 
@@ -66,7 +66,8 @@ public:
       phones_.push_back(std::move(phone));
     }
     std::string error;
-    if (!link_.open(options_.interface, [this](ByteView f) { on_frame(f); }, error)) {
+    if (!link_.open(
+            options_.interface, [this](ByteView f) { on_frame(f); }, error)) {
       err_ << "voiceedge-phonesim: cannot capture on " << options_.interface << ": " << error << "\n";
       return 2;
     }
@@ -79,7 +80,7 @@ public:
     return exit_code_;
   }
 
-private:
+ private:
   asio::awaitable<void> main() {
     const int workers = std::min(options_.concurrency, options_.phones);
     workers_left_ = workers;
@@ -195,12 +196,14 @@ private:
     if (held && options_.json) {
       for (const auto* r : done_) {
         if (r->registered) {
-          out_ << nlohmann::json{{"refresh", {{"mac", r->mac.to_string()},
-                                              {"ok", r->refresh_ok},
-                                              {"failed", r->refresh_failed},
-                                              {"lease_renewed", r->lease_renewed},
-                                              {"lease_renew_failed", r->lease_renew_failed},
-                                              {"registered_at_end", r->registered_at_end}}}}.dump()
+          out_ << nlohmann::json{{"refresh",
+                                  {{"mac", r->mac.to_string()},
+                                   {"ok", r->refresh_ok},
+                                   {"failed", r->refresh_failed},
+                                   {"lease_renewed", r->lease_renewed},
+                                   {"lease_renew_failed", r->lease_renew_failed},
+                                   {"registered_at_end", r->registered_at_end}}}}
+                      .dump()
                << "\n";
         }
       }

@@ -49,8 +49,8 @@ void SipConnection::close() {
 }
 
 asio::awaitable<Result<SipResponse, std::string>> SipConnection::transact(std::string request, std::string call_id,
-                                                                            std::uint32_t cseq,
-                                                                            std::chrono::seconds timeout) {
+                                                                          std::uint32_t cseq,
+                                                                          std::chrono::seconds timeout) {
   if (!is_open()) co_return unexpected(std::string("not connected"));
   error_code ec;
   co_await asio::async_write(*socket_, asio::buffer(request), token(ec));

@@ -78,11 +78,16 @@ Result<DigestChallenge, std::string> parse_digest_challenge(std::string_view val
       if (v.size() < 2 || v.back() != '"') return unexpected(std::string("unterminated quoted value"));
       v = v.substr(1, v.size() - 2);
     }
-    if (sip::iequals(name, "realm")) c.realm = std::string(v);
-    else if (sip::iequals(name, "nonce")) c.nonce = std::string(v);
-    else if (sip::iequals(name, "opaque")) c.opaque = std::string(v);
-    else if (sip::iequals(name, "algorithm")) c.algorithm = std::string(v);
-    else if (sip::iequals(name, "stale")) c.stale = sip::iequals(v, "true");
+    if (sip::iequals(name, "realm"))
+      c.realm = std::string(v);
+    else if (sip::iequals(name, "nonce"))
+      c.nonce = std::string(v);
+    else if (sip::iequals(name, "opaque"))
+      c.opaque = std::string(v);
+    else if (sip::iequals(name, "algorithm"))
+      c.algorithm = std::string(v);
+    else if (sip::iequals(name, "stale"))
+      c.stale = sip::iequals(v, "true");
     else if (sip::iequals(name, "qop")) {
       std::size_t start = 0;
       while (start <= v.size()) {
@@ -134,8 +139,8 @@ std::string cisco_model_code(std::string_view model) {
 
 std::string build_register(const RegisterParams& p) {
   const std::string mac_lower = lower(p.mac.to_hex_upper());
-  const std::string host = p.registrar_port == 5060 ? p.registrar_host
-                                                    : fmt::format("{}:{}", p.registrar_host, p.registrar_port);
+  const std::string host =
+      p.registrar_port == 5060 ? p.registrar_host : fmt::format("{}:{}", p.registrar_host, p.registrar_port);
   std::string m;
   m.reserve(1400);
   fmt::format_to(std::back_inserter(m), "REGISTER sip:{} SIP/2.0\r\n", host);
@@ -155,10 +160,11 @@ std::string build_register(const RegisterParams& p) {
   m += "Supported: replaces,join,sdp-anat,norefersub,resource-priority,extended-refer,X-cisco-callinfo,"
        "X-cisco-serviceuri,X-cisco-escapecodes,X-cisco-service-control,X-cisco-srtp-fallback,X-cisco-monrec,"
        "X-cisco-config,X-cisco-sis-7.0.0,X-cisco-xsi-8.5.1\r\n";
-  fmt::format_to(std::back_inserter(m),
-                 "Reason: SIP;cause=200;text=\"cisco-alarm:14 Name={} ActiveLoad={} InactiveLoad={} Last=initialized\"\r\n",
-                 p.mac.sep_name(), p.active_load.empty() ? "unknown" : p.active_load,
-                 p.inactive_load.empty() ? "unknown" : p.inactive_load);
+  fmt::format_to(
+      std::back_inserter(m),
+      "Reason: SIP;cause=200;text=\"cisco-alarm:14 Name={} ActiveLoad={} InactiveLoad={} Last=initialized\"\r\n",
+      p.mac.sep_name(), p.active_load.empty() ? "unknown" : p.active_load,
+      p.inactive_load.empty() ? "unknown" : p.inactive_load);
   if (!p.authorization.empty()) fmt::format_to(std::back_inserter(m), "Authorization: {}\r\n", p.authorization);
   fmt::format_to(std::back_inserter(m), "Expires: {}\r\n", p.expires_s);
   m += "Content-Length: 0\r\n\r\n";

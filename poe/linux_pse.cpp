@@ -216,9 +216,7 @@ DriverResult<void> LinuxPseDriver::set_power_limit(const std::string& port, std:
   return {};
 }
 
-int LinuxPseDriver::notification_fd() const {
-  return impl_->monitor ? nl_socket_get_fd(impl_->monitor.get()) : -1;
-}
+int LinuxPseDriver::notification_fd() const { return impl_->monitor ? nl_socket_get_fd(impl_->monitor.get()) : -1; }
 
 std::vector<std::string> LinuxPseDriver::read_notifications() {
   std::vector<std::string> changed;

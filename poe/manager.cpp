@@ -39,8 +39,8 @@ std::optional<PoeMode> mode_from(std::string_view s) {
 }
 
 std::optional<Oper> oper_from(std::string_view s) {
-  for (Oper o : {Oper::Off, Oper::Searching, Oper::On, Oper::Denied, Oper::Shed, Oper::Fault,
-                 Oper::NoPse, Oper::Error}) {
+  for (Oper o :
+       {Oper::Off, Oper::Searching, Oper::On, Oper::Denied, Oper::Shed, Oper::Fault, Oper::NoPse, Oper::Error}) {
     if (to_string(o) == s) return o;
   }
   return std::nullopt;
@@ -365,8 +365,8 @@ struct Manager::Impl {
             set_oper(p, Oper::On);
             apply_limit(p);
             log->info("{}: powered (static), class {}, {} reserved", p.name, s.power_class, watts(p.allocated_mw));
-            report(p, Outcome::Ok, fmt::format("powered: static, class {}, {} reserved", s.power_class,
-                                               watts(p.allocated_mw)));
+            report(p, Outcome::Ok,
+                   fmt::format("powered: static, class {}, {} reserved", s.power_class, watts(p.allocated_mw)));
           }
         } else {
           if (p.oper == Oper::On) {
@@ -379,8 +379,7 @@ struct Manager::Impl {
         }
         return;
 
-      case PoeMode::Auto:
-        break;
+      case PoeMode::Auto: break;
     }
 
     if (p.oper == Oper::Shed || p.oper == Oper::Denied) {
@@ -480,12 +479,9 @@ struct Manager::Impl {
     j["version"] = 1;
     j["ports"] = nlohmann::json::object();
     for (const auto& p : ports) {
-      nlohmann::json pj{{"oper", to_string(p.oper)},
-                        {"class", p.power_class},
-                        {"allocated_mw", p.allocated_mw},
-                        {"requested_mw", p.requested_mw},
-                        {"granted_mw", p.granted_mw},
-                        {"held_mw", p.held_mw}};
+      nlohmann::json pj{{"oper", to_string(p.oper)},      {"class", p.power_class},
+                        {"allocated_mw", p.allocated_mw}, {"requested_mw", p.requested_mw},
+                        {"granted_mw", p.granted_mw},     {"held_mw", p.held_mw}};
       if (p.override_mode) pj["override"] = config::to_string(*p.override_mode);
       if (p.learned_mac) pj["mac"] = p.learned_mac->to_string();
       j["ports"][p.name] = std::move(pj);
@@ -549,8 +545,8 @@ struct Manager::Impl {
         p.oper = Oper::On;
         p.reported_power_for_mac = !mac_for(p).is_zero();
         log->info("{}: adopted powered port, class {}, {} allocated", p.name, p.power_class, watts(p.allocated_mw));
-        report(p, Outcome::Info, fmt::format("power adopted at start: class {}, {}", p.power_class,
-                                             watts(p.allocated_mw)));
+        report(p, Outcome::Info,
+               fmt::format("power adopted at start: class {}, {}", p.power_class, watts(p.allocated_mw)));
       } else if (r && (saved_oper == Oper::Shed || saved_oper == Oper::Denied) && p.mode() == PoeMode::Auto &&
                  r->admin == AdminState::Disabled) {
         p.oper = saved_oper;

@@ -59,7 +59,7 @@ template <typename T>
 using DriverResult = Result<T, DriverError>;
 
 class PoeDriver {
-public:
+ public:
   virtual ~PoeDriver() = default;
   virtual std::string_view name() const = 0;
   virtual std::vector<std::string> ports() const = 0;
@@ -88,13 +88,13 @@ struct SimDevice {
 };
 
 struct SimOptions {
-  std::chrono::milliseconds phase{100};  // duration of detection and of classification
+  std::chrono::milliseconds phase{100};                // duration of detection and of classification
   std::optional<std::filesystem::path> hardware_file;  // persisted "hardware" state
   bool admin_enabled_at_power_up = false;              // the state of a never-configured port
 };
 
 class SimDriver final : public PoeDriver {
-public:
+ public:
   SimDriver(std::vector<std::string> ports, std::map<std::string, SimDevice> plugged, Clock clock,
             SimOptions options = {});
   ~SimDriver() override;
@@ -114,17 +114,16 @@ public:
   void inject_fault(const std::string& port, std::string reason = "short circuit");
   void inject_overcurrent(const std::string& port);
   void clear_fault(const std::string& port);
-  void set_no_pse(const std::string& port, bool no_pse);  // make a port answer like EOPNOTSUPP
+  void set_no_pse(const std::string& port, bool no_pse);       // make a port answer like EOPNOTSUPP
   void fail_next(const std::string& port, DriverError error);  // the next call on it fails
   // Times power was removed from a powered device by admin action or fault (not by unplugging).
   int power_cycles(const std::string& port) const;
   int power_ons(const std::string& port) const;
 
   // Builds the driver from the site file (ports, poe.sim).
-  static std::unique_ptr<SimDriver> from_config(const config::SiteConfig& cfg, Clock clock,
-                                                SimOptions options = {});
+  static std::unique_ptr<SimDriver> from_config(const config::SiteConfig& cfg, Clock clock, SimOptions options = {});
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -133,7 +132,7 @@ private:
 // Kernel PSE framework through ethtool generic netlink (libnl-genl).
 
 class LinuxPseDriver final : public PoeDriver {
-public:
+ public:
   // Opens the netlink sockets and resolves the "ethtool" family.
   static DriverResult<std::unique_ptr<LinuxPseDriver>> open(std::vector<std::string> ports);
   ~LinuxPseDriver() override;
@@ -150,7 +149,7 @@ public:
 
   int family_id() const;
 
-private:
+ private:
   struct Impl;
   explicit LinuxPseDriver(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -206,9 +205,8 @@ struct ManagerOptions {
 };
 
 class Manager {
-public:
-  Manager(PoeDriver& driver, EventSink& events, config::SiteConfigPtr config, Clock clock,
-          ManagerOptions options = {});
+ public:
+  Manager(PoeDriver& driver, EventSink& events, config::SiteConfigPtr config, Clock clock, ManagerOptions options = {});
   ~Manager();
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
@@ -236,7 +234,7 @@ public:
   std::optional<PortView> port(const std::string& name) const;
   Totals totals() const;
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

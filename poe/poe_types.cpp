@@ -57,8 +57,7 @@ std::string_view to_string(Oper o) {
 
 std::uint32_t class_power_mw(int power_class) {
   // Power at the PSE per class: 802.3af classes 0-3, 802.3at class 4, 802.3bt classes 5-8.
-  static constexpr std::array<std::uint32_t, 9> kByClass{15400, 4000, 7000, 15400, 30000,
-                                                         45000, 60000, 75000, 90000};
+  static constexpr std::array<std::uint32_t, 9> kByClass{15400, 4000, 7000, 15400, 30000, 45000, 60000, 75000, 90000};
   if (power_class < 0 || power_class >= static_cast<int>(kByClass.size())) return kByClass[0];
   return kByClass[static_cast<std::size_t>(power_class)];
 }

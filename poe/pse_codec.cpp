@@ -23,8 +23,8 @@ NlMsgPtr start_request(int family, std::uint8_t cmd, std::string_view ifname) {
   NlMsgPtr msg(nlmsg_alloc());
   if (!msg) return nullptr;
   // NLM_F_ACK so that every exchange ends with an explicit ack or error.
-  if (genlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, NLM_F_REQUEST | NLM_F_ACK, cmd,
-                  kFamilyVersion) == nullptr) {
+  if (genlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, NLM_F_REQUEST | NLM_F_ACK, cmd, kFamilyVersion) ==
+      nullptr) {
     return nullptr;
   }
   // The kernel validates ethtool nests strictly: NLA_F_NESTED must be set.
@@ -49,9 +49,7 @@ std::optional<std::uint32_t> get_u32(nlattr* const* tb, int attr) {
 
 }  // namespace
 
-NlMsgPtr build_get(int family, std::string_view ifname) {
-  return start_request(family, kMsgPseGet, ifname);
-}
+NlMsgPtr build_get(int family, std::string_view ifname) { return start_request(family, kMsgPseGet, ifname); }
 
 NlMsgPtr build_set_c33_admin(int family, std::string_view ifname, bool enabled) {
   return with_u32(start_request(family, kMsgPseSet, ifname), kAttrC33AdminControl,
@@ -101,9 +99,8 @@ Result<Reply, ParseError> parse_reply(std::span<const std::byte> message) {
   std::array<nla_policy, kAttrPseMax + 1> policy{};
   policy[kAttrPseHeader].type = NLA_NESTED;
   for (int a : {kAttrPodlAdminState, kAttrPodlAdminControl, kAttrPodlPwDStatus, kAttrC33AdminState,
-                kAttrC33AdminControl, kAttrC33PwDStatus, kAttrC33PwClass, kAttrC33ActualPw,
-                kAttrC33ExtState, kAttrC33ExtSubstate, kAttrC33AvailPwLimit, kAttrPwDId,
-                kAttrPrioMax, kAttrPrio}) {
+                kAttrC33AdminControl, kAttrC33PwDStatus, kAttrC33PwClass, kAttrC33ActualPw, kAttrC33ExtState,
+                kAttrC33ExtSubstate, kAttrC33AvailPwLimit, kAttrPwDId, kAttrPrioMax, kAttrPrio}) {
     policy[static_cast<std::size_t>(a)].type = NLA_U32;
   }
   policy[kAttrC33PwLimitRanges].type = NLA_NESTED;
@@ -161,8 +158,7 @@ Result<Reply, ParseError> parse_reply(std::span<const std::byte> message) {
     if (rtb[kAttrRangeMin] == nullptr || rtb[kAttrRangeMax] == nullptr) {
       return unexpected(ParseError::BadAttributes);
     }
-    reply.c33_pw_limit_ranges.push_back(
-        {nla_get_u32(rtb[kAttrRangeMin]), nla_get_u32(rtb[kAttrRangeMax])});
+    reply.c33_pw_limit_ranges.push_back({nla_get_u32(rtb[kAttrRangeMin]), nla_get_u32(rtb[kAttrRangeMax])});
   }
   return reply;
 }

@@ -23,9 +23,9 @@ struct nl_msg;
 
 namespace ve::poe::pse {
 
-inline constexpr const char* kFamilyName = "ethtool";     // ETHTOOL_GENL_NAME
-inline constexpr std::uint8_t kFamilyVersion = 1;          // ETHTOOL_GENL_VERSION
-inline constexpr const char* kMonitorGroup = "monitor";   // ETHTOOL_MCGRP_MONITOR_NAME
+inline constexpr const char* kFamilyName = "ethtool";    // ETHTOOL_GENL_NAME
+inline constexpr std::uint8_t kFamilyVersion = 1;        // ETHTOOL_GENL_VERSION
+inline constexpr const char* kMonitorGroup = "monitor";  // ETHTOOL_MCGRP_MONITOR_NAME
 
 // Commands: user -> kernel (enum ETHTOOL_MSG_*), kernel -> user (enum ETHTOOL_MSG_*_REPLY / _NTF).
 inline constexpr std::uint8_t kMsgPseGet = 36;       // ETHTOOL_MSG_PSE_GET, 6.1
@@ -40,22 +40,22 @@ inline constexpr int kAttrHeaderFlags = 3;     // u32
 inline constexpr int kAttrHeaderMax = 4;       // ETHTOOL_A_HEADER_PHY_INDEX (6.12)
 
 // PSE attributes (enum ETHTOOL_A_PSE_*).
-inline constexpr int kAttrPseHeader = 1;           // nest, 6.1
-inline constexpr int kAttrPodlAdminState = 2;      // u32, 6.1
-inline constexpr int kAttrPodlAdminControl = 3;    // u32, 6.1
-inline constexpr int kAttrPodlPwDStatus = 4;       // u32, 6.1
-inline constexpr int kAttrC33AdminState = 5;       // u32, 6.10
-inline constexpr int kAttrC33AdminControl = 6;     // u32, 6.10
-inline constexpr int kAttrC33PwDStatus = 7;        // u32, 6.10
-inline constexpr int kAttrC33PwClass = 8;          // u32, 6.11
-inline constexpr int kAttrC33ActualPw = 9;         // u32 mW, 6.11
-inline constexpr int kAttrC33ExtState = 10;        // u32, 6.11
-inline constexpr int kAttrC33ExtSubstate = 11;     // u32, 6.11
-inline constexpr int kAttrC33AvailPwLimit = 12;    // u32 mW, get/set, 6.11
-inline constexpr int kAttrC33PwLimitRanges = 13;   // nest (repeated), 6.11
-inline constexpr int kAttrPwDId = 14;              // u32 power domain, 6.17
-inline constexpr int kAttrPrioMax = 15;            // u32, 6.17
-inline constexpr int kAttrPrio = 16;               // u32, 6.17
+inline constexpr int kAttrPseHeader = 1;          // nest, 6.1
+inline constexpr int kAttrPodlAdminState = 2;     // u32, 6.1
+inline constexpr int kAttrPodlAdminControl = 3;   // u32, 6.1
+inline constexpr int kAttrPodlPwDStatus = 4;      // u32, 6.1
+inline constexpr int kAttrC33AdminState = 5;      // u32, 6.10
+inline constexpr int kAttrC33AdminControl = 6;    // u32, 6.10
+inline constexpr int kAttrC33PwDStatus = 7;       // u32, 6.10
+inline constexpr int kAttrC33PwClass = 8;         // u32, 6.11
+inline constexpr int kAttrC33ActualPw = 9;        // u32 mW, 6.11
+inline constexpr int kAttrC33ExtState = 10;       // u32, 6.11
+inline constexpr int kAttrC33ExtSubstate = 11;    // u32, 6.11
+inline constexpr int kAttrC33AvailPwLimit = 12;   // u32 mW, get/set, 6.11
+inline constexpr int kAttrC33PwLimitRanges = 13;  // nest (repeated), 6.11
+inline constexpr int kAttrPwDId = 14;             // u32 power domain, 6.17
+inline constexpr int kAttrPrioMax = 15;           // u32, 6.17
+inline constexpr int kAttrPrio = 16;              // u32, 6.17
 inline constexpr int kAttrPseMax = 16;
 
 // Inside a limit range nest (enum ETHTOOL_A_C33_PSE_PW_LIMIT_*).

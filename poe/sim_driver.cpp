@@ -71,8 +71,7 @@ struct SimDriver::Impl {
     for (;;) {
       switch (p.phase) {
         case Phase::Disabled:
-        case Phase::Fault:
-          return changed;
+        case Phase::Fault: return changed;
         case Phase::Detecting:
           if (!p.device) {
             p.since = now;  // keeps searching
@@ -191,8 +190,8 @@ struct SimDriver::Impl {
   }
 };
 
-SimDriver::SimDriver(std::vector<std::string> ports, std::map<std::string, SimDevice> plugged,
-                     Clock clock, SimOptions options)
+SimDriver::SimDriver(std::vector<std::string> ports, std::map<std::string, SimDevice> plugged, Clock clock,
+                     SimOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->clock = std::move(clock);
   impl_->options = std::move(options);
@@ -346,18 +345,15 @@ int SimDriver::power_ons(const std::string& port) const {
   return it == impl_->ports.end() ? 0 : it->second.power_ons;
 }
 
-std::unique_ptr<SimDriver> SimDriver::from_config(const config::SiteConfig& cfg, Clock clock,
-                                                  SimOptions options) {
+std::unique_ptr<SimDriver> SimDriver::from_config(const config::SiteConfig& cfg, Clock clock, SimOptions options) {
   std::vector<std::string> names;
   for (const auto& port : cfg.ports) names.push_back(port.name);
   std::map<std::string, SimDevice> plugged;
   for (const auto& [name, sim] : cfg.poe.sim) {
     if (!sim.connected) continue;
-    plugged[name] = SimDevice{sim.power_class,
-                              static_cast<std::uint32_t>(std::lround(sim.draw_watts * 1000.0))};
+    plugged[name] = SimDevice{sim.power_class, static_cast<std::uint32_t>(std::lround(sim.draw_watts * 1000.0))};
   }
-  return std::make_unique<SimDriver>(std::move(names), std::move(plugged), std::move(clock),
-                                     std::move(options));
+  return std::make_unique<SimDriver>(std::move(names), std::move(plugged), std::move(clock), std::move(options));
 }
 
 }  // namespace ve::poe

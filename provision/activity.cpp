@@ -36,11 +36,16 @@ void Activity::record(TransferRecord r) {
     std::lock_guard lock(mutex_);
     const bool tftp = r.protocol == Protocol::Tftp;
     counters_.bytes_sent += r.bytes;
-    if (r.result == "ok") ++(tftp ? counters_.tftp_ok : counters_.http_ok);
-    else if (r.result == "not-found") ++(tftp ? counters_.tftp_not_found : counters_.http_not_found);
-    else if (r.result == "refused") ++(tftp ? counters_.tftp_refused : counters_.http_refused);
-    else if (r.result == "busy") ++(tftp ? counters_.tftp_busy : counters_.http_busy);
-    else ++(tftp ? counters_.tftp_failed : counters_.http_failed);
+    if (r.result == "ok")
+      ++(tftp ? counters_.tftp_ok : counters_.http_ok);
+    else if (r.result == "not-found")
+      ++(tftp ? counters_.tftp_not_found : counters_.http_not_found);
+    else if (r.result == "refused")
+      ++(tftp ? counters_.tftp_refused : counters_.http_refused);
+    else if (r.result == "busy")
+      ++(tftp ? counters_.tftp_busy : counters_.http_busy);
+    else
+      ++(tftp ? counters_.tftp_failed : counters_.http_failed);
     recent_.push_back(r);
     while (recent_.size() > recent_capacity_) recent_.pop_front();
   }

@@ -24,7 +24,7 @@ const xmlChar* x(const char* s) { return reinterpret_cast<const xmlChar*>(s); }
 
 // A thin RAII wrapper: elements open/close in pairs, text is always escaped by libxml2.
 class XmlWriter {
-public:
+ public:
   XmlWriter() : buffer_(xmlBufferCreate()) {
     writer_.reset(xmlNewTextWriterMemory(buffer_.get(), 0));
     xmlTextWriterSetIndent(writer_.get(), 1);
@@ -47,7 +47,7 @@ public:
                        static_cast<std::size_t>(xmlBufferLength(buffer_.get())));
   }
 
-private:
+ private:
   std::unique_ptr<xmlBuffer, BufferFree> buffer_;
   std::unique_ptr<xmlTextWriter, WriterFree> writer_;
 };

@@ -24,7 +24,8 @@ std::string to_upper(std::string_view s) {
 }
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char l, char r) { return upper(l) == upper(r); });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char l, char r) { return upper(l) == upper(r); });
 }
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
@@ -73,7 +74,8 @@ std::optional<MacAddress> mac_in_name(std::string_view filename) {
   for (std::size_t i = 0; i + 15 <= base.size(); ++i) {
     if (!istarts_with(base.substr(i), "SEP")) continue;
     const auto hex = base.substr(i + 3, 12);
-    if (!std::all_of(hex.begin(), hex.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) continue;
+    if (!std::all_of(hex.begin(), hex.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }))
+      continue;
     if (auto mac = MacAddress::parse(hex)) return mac;
   }
   return std::nullopt;
@@ -87,11 +89,12 @@ std::optional<Step> classify(std::string_view filename) {
     if (istarts_with(base, "ITL")) return Step::ItlFile;
   }
   if (iends_with(base, ".cnf.xml") || iends_with(base, ".cnf.xml.sgn")) return Step::ConfigFile;
-  if (iends_with(base, ".loads") || iends_with(base, ".sbn") || iends_with(base, ".sb2") ||
-      iends_with(base, ".zz") || iends_with(base, ".img") || iends_with(base, ".pkg") || iends_with(base, ".bin")) {
+  if (iends_with(base, ".loads") || iends_with(base, ".sbn") || iends_with(base, ".sb2") || iends_with(base, ".zz") ||
+      iends_with(base, ".img") || iends_with(base, ".pkg") || iends_with(base, ".bin")) {
     return Step::FirmwareLoad;
   }
-  if (icontains(base, "dialplan") || icontains(base, "dialrule") || icontains(base, "dialtemplate")) return Step::DialRules;
+  if (icontains(base, "dialplan") || icontains(base, "dialrule") || icontains(base, "dialtemplate"))
+    return Step::DialRules;
   if (icontains(base, "softkey")) return Step::Softkeys;
   if (icontains(base, "ringlist") || iends_with(base, ".raw") || iends_with(base, ".rwb")) return Step::Ringtones;
   // Locales live in <locale>/… directories, or are jars / tone and dictionary files.
@@ -175,9 +178,11 @@ Result<File, LookupError> FileTree::open(std::string_view requested) const {
   using Kind = LookupError::Kind;
   if (requested.empty()) return unexpected(LookupError{Kind::NotFound, false, "empty name"});
   if (requested.size() > kMaxRequestName) return unexpected(LookupError{Kind::Refused, false, "name too long"});
-  if (requested.find('\0') != std::string_view::npos) return unexpected(LookupError{Kind::Refused, false, "NUL in name"});
+  if (requested.find('\0') != std::string_view::npos)
+    return unexpected(LookupError{Kind::Refused, false, "NUL in name"});
   for (char c : requested) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return unexpected(LookupError{Kind::Refused, false, "control character in name"});
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return unexpected(LookupError{Kind::Refused, false, "control character in name"});
   }
   std::string_view name = requested;
   while (!name.empty() && name.front() == '/') name.remove_prefix(1);
@@ -218,7 +223,8 @@ Result<File, LookupError> FileTree::open_static(std::string_view relative) const
     if (!fs::exists(fs::symlink_status(candidate, ec))) {
       bool found = false;
       std::size_t scanned = 0;
-      for (fs::directory_iterator it(path, ec), stop; !ec && it != stop && scanned < 100000; it.increment(ec), ++scanned) {
+      for (fs::directory_iterator it(path, ec), stop; !ec && it != stop && scanned < 100000;
+           it.increment(ec), ++scanned) {
         if (iequals(it->path().filename().string(), part)) {
           candidate = it->path();
           found = true;

@@ -72,8 +72,10 @@ RangeResult parse_range(std::string_view header, std::uint64_t size, ByteRange& 
     last = size - 1;
   } else {
     if (!number(a, first)) return RangeResult::None;
-    if (b.empty()) last = size == 0 ? 0 : size - 1;
-    else if (!number(b, last) || last < first) return RangeResult::None;
+    if (b.empty())
+      last = size == 0 ? 0 : size - 1;
+    else if (!number(b, last) || last < first)
+      return RangeResult::None;
     if (first >= size) return RangeResult::Unsatisfiable;
     last = std::min(last, size - 1);
   }
@@ -89,10 +91,13 @@ std::string_view content_type(std::string_view name) {
 }  // namespace
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
-public:
+ public:
   HttpSession(tcp::socket socket, const HttpOptions& options, std::shared_ptr<Shared> shared,
               std::shared_ptr<std::atomic<std::size_t>> connections)
-      : stream_(std::move(socket)), options_(options), shared_(std::move(shared)), connections_(std::move(connections)) {
+      : stream_(std::move(socket)),
+        options_(options),
+        shared_(std::move(shared)),
+        connections_(std::move(connections)) {
     boost::system::error_code ec;
     const auto remote = stream_.socket().remote_endpoint(ec);
     client_ip_ = ec ? std::string("?") : remote.address().to_string();
@@ -107,7 +112,7 @@ public:
     stream_.close();
   }
 
-private:
+ private:
   void do_read() {
     if (closed_) return;
     parser_.emplace();  // a fresh parser per request so the limits apply to each
@@ -119,15 +124,16 @@ private:
   }
 
   void on_read(beast::error_code ec) {
-    if (closed_ || ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
-        ec == asio::error::connection_reset || ec == asio::error::eof) {
+    if (closed_ || ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == asio::error::eof) {
       return close();
     }
     if (ec) {
       shared_->activity.bump(&Counters::http_malformed);
       ve::logger("provision")->debug("http bad request from {}: {}", client_ip_, ec.message());
       auto res = std::make_shared<http::response<http::empty_body>>(
-          ec == http::error::header_limit ? http::status::request_header_fields_too_large : http::status::bad_request, 11);
+          ec == http::error::header_limit ? http::status::request_header_fields_too_large : http::status::bad_request,
+          11);
       res->keep_alive(false);
       res->prepare_payload();
       return write(res, {});
@@ -174,7 +180,8 @@ private:
       record.outcome = how.outcome;
       record.result = how.result;
       const bool refused = file.error().kind == LookupError::Kind::Refused;
-      if (refused) ve::logger("provision")->warn("http refused {} from {}: {}", record.file, client_ip_, file.error().reason);
+      if (refused)
+        ve::logger("provision")->warn("http refused {} from {}: {}", record.file, client_ip_, file.error().reason);
       return write(error_response(refused ? http::status::forbidden : http::status::not_found), std::move(record));
     }
 
@@ -303,12 +310,14 @@ void HttpServer::accept() {
     if (!ec) {
       if (self->connections_->load() >= static_cast<std::size_t>(self->options_.max_connections)) {
         self->shared_->activity.bump(&Counters::http_busy);
-        ve::logger("provision")->warn("http connection limit {} hit; closing connection", self->options_.max_connections);
+        ve::logger("provision")
+            ->warn("http connection limit {} hit; closing connection", self->options_.max_connections);
         boost::system::error_code ignored;
         socket.close(ignored);
       } else {
         ++*self->connections_;
-        auto session = std::make_shared<HttpSession>(std::move(socket), self->options_, self->shared_, self->connections_);
+        auto session =
+            std::make_shared<HttpSession>(std::move(socket), self->options_, self->shared_, self->connections_);
         std::erase_if(self->sessions_, [](const std::weak_ptr<HttpSession>& w) { return w.expired(); });
         self->sessions_.push_back(session);
         session->start();

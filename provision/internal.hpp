@@ -18,7 +18,7 @@ namespace ve::provision {
 // Counters, the recent-transfer ring and phone events. Guarded by a mutex only because tests and
 // the control socket read it while the loop writes; the loop itself is single-threaded.
 class Activity {
-public:
+ public:
   Activity(EventSink& events, MacLookup mac_for_ip, std::size_t recent_capacity);
   // Which phone asked: SEP<MAC> in the name, then what this IP asked for before, then DHCP.
   std::optional<MacAddress> identify(const std::string& ip, std::string_view filename);
@@ -29,7 +29,7 @@ public:
   Counters counters() const;
   std::vector<TransferRecord> recent() const;
 
-private:
+ private:
   EventSink& events_;
   MacLookup mac_for_ip_;
   std::size_t recent_capacity_;
@@ -67,7 +67,7 @@ class TftpTransfer;
 class HttpSession;
 
 class TftpServer : public std::enable_shared_from_this<TftpServer> {
-public:
+ public:
   TftpServer(boost::asio::io_context& io, TftpOptions options, std::shared_ptr<Shared> shared);
   Result<void, std::string> start();
   void stop();
@@ -75,7 +75,7 @@ public:
   std::size_t active() const { return active_count_.load(); }
   void transfer_finished(std::uint64_t id, const boost::asio::ip::address& client);
 
-private:
+ private:
   void receive();
   void handle(std::span<const std::byte> datagram, const boost::asio::ip::udp::endpoint& from);
   void handle_read(const tftp::Request& request, const boost::asio::ip::udp::endpoint& from);
@@ -98,14 +98,14 @@ private:
 };
 
 class HttpServer : public std::enable_shared_from_this<HttpServer> {
-public:
+ public:
   HttpServer(boost::asio::io_context& io, HttpOptions options, std::shared_ptr<Shared> shared);
   Result<void, std::string> start();
   void stop();
   std::uint16_t port() const { return port_; }
   std::size_t connections() const { return connections_->load(); }
 
-private:
+ private:
   void accept();
   boost::asio::io_context& io_;
   HttpOptions options_;

@@ -65,14 +65,14 @@ struct LookupError {
 // Static files are read once and shared by every transfer; the cache is keyed by path and
 // revalidated by mtime+size on each lookup. Entries still in use survive eviction.
 class StaticFileCache {
-public:
+ public:
   explicit StaticFileCache(std::size_t max_bytes = std::size_t{1} << 30) : max_bytes_(max_bytes) {}
   // `path` must already be canonical and checked to lie in the root.
   Result<Bytes, std::string> get(const std::filesystem::path& path);
   std::size_t cached_bytes() const;
   std::size_t reads() const;  // how many times a file was read from disk
 
-private:
+ private:
   struct Entry {
     std::filesystem::file_time_type mtime;
     std::uintmax_t size = 0;
@@ -92,18 +92,18 @@ inline constexpr std::size_t kMaxRequestName = 255;
 
 // Immutable view of one site file's tree; a reload builds a new one sharing the cache.
 class FileTree {
-public:
+ public:
   FileTree(config::SiteConfigPtr site, std::shared_ptr<StaticFileCache> cache);
   Result<File, LookupError> open(std::string_view requested) const;
   // Generated files by name (SEP….cnf.xml, XMLDefault.cnf.xml).
   const std::map<std::string, Bytes>& generated() const { return generated_; }
   const config::SiteConfig& site() const { return *site_; }
 
-private:
+ private:
   Result<File, LookupError> open_static(std::string_view relative) const;
   config::SiteConfigPtr site_;
   std::shared_ptr<StaticFileCache> cache_;
-  std::filesystem::path root_;  // canonical, empty if it does not exist
+  std::filesystem::path root_;              // canonical, empty if it does not exist
   std::map<std::string, Bytes> generated_;  // key: upper-cased name
 };
 
@@ -177,9 +177,9 @@ ProvisionerOptions options_from(const config::SiteConfig& site);
 
 // Owns the tree, both servers and the activity log. Runs on one io_context thread.
 class Provisioner {
-public:
-  Provisioner(boost::asio::io_context& io, config::SiteConfigPtr site, ProvisionerOptions options,
-              EventSink& events, MacLookup mac_for_ip = {});
+ public:
+  Provisioner(boost::asio::io_context& io, config::SiteConfigPtr site, ProvisionerOptions options, EventSink& events,
+              MacLookup mac_for_ip = {});
   ~Provisioner();
   Provisioner(const Provisioner&) = delete;
   Provisioner& operator=(const Provisioner&) = delete;
@@ -203,7 +203,7 @@ public:
 
   struct Impl;
 
-private:
+ private:
   std::unique_ptr<Impl> impl_;
 };
 

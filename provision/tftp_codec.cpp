@@ -30,7 +30,7 @@ std::string lower(std::string_view s) {
 
 // Reads NUL-terminated strings from a byte range, never past its end.
 class StringReader {
-public:
+ public:
   explicit StringReader(std::span<const std::byte> bytes) : bytes_(bytes) {}
   bool at_end() const { return pos_ >= bytes_.size(); }
   std::optional<std::string_view> next() {
@@ -45,7 +45,7 @@ public:
     return std::nullopt;
   }
 
-private:
+ private:
   std::span<const std::byte> bytes_;
   std::size_t pos_ = 0;
 };
@@ -61,10 +61,14 @@ Result<Packet, DecodeError> decode_request(bool write, std::span<const std::byte
   r.write = write;
   r.filename = std::string(*filename);
   const std::string mode = lower(*mode_text);
-  if (mode == "octet") r.mode = Mode::Octet;
-  else if (mode == "netascii") r.mode = Mode::Netascii;
-  else if (mode == "mail") r.mode = Mode::Mail;
-  else return unexpected(DecodeError::BadMode);
+  if (mode == "octet")
+    r.mode = Mode::Octet;
+  else if (mode == "netascii")
+    r.mode = Mode::Netascii;
+  else if (mode == "mail")
+    r.mode = Mode::Mail;
+  else
+    return unexpected(DecodeError::BadMode);
   std::size_t seen = 0;
   while (!reader.at_end()) {
     auto name = reader.next();
@@ -73,7 +77,8 @@ Result<Packet, DecodeError> decode_request(bool write, std::span<const std::byte
     if (!value) return unexpected(DecodeError::OptionWithoutValue);
     if (++seen > kMaxOptions) return unexpected(DecodeError::TooManyOptions);
     std::string key = lower(*name);
-    const bool duplicate = std::any_of(r.options.begin(), r.options.end(), [&](const Option& o) { return o.name == key; });
+    const bool duplicate =
+        std::any_of(r.options.begin(), r.options.end(), [&](const Option& o) { return o.name == key; });
     if (!duplicate) r.options.push_back(Option{std::move(key), std::string(*value)});
   }
   return Packet{std::move(r)};

@@ -67,14 +67,14 @@ struct OptionAck {
 using Packet = std::variant<Request, Data, Ack, Error, OptionAck>;
 
 enum class DecodeError {
-  Truncated,          // shorter than its opcode needs
+  Truncated,  // shorter than its opcode needs
   UnknownOpcode,
-  Unterminated,       // a string without its NUL
+  Unterminated,  // a string without its NUL
   EmptyFilename,
-  BadMode,            // not netascii, octet or mail
+  BadMode,  // not netascii, octet or mail
   OptionWithoutValue,
   TooManyOptions,
-  TrailingBytes,      // bytes after an ACK
+  TrailingBytes,  // bytes after an ACK
 };
 std::string_view to_string(DecodeError e);
 

@@ -23,7 +23,7 @@ std::chrono::milliseconds elapsed_since(Clock::time_point start) {
 }  // namespace
 
 class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
-public:
+ public:
   struct Setup {
     std::uint64_t id;
     udp::endpoint peer;
@@ -64,11 +64,11 @@ public:
     socket_.close(bec);
   }
 
-private:
+ private:
   void receive() {
-    socket_.async_receive(asio::buffer(buffer_), [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-      self->on_receive(ec, n);
-    });
+    socket_.async_receive(
+        asio::buffer(buffer_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) { self->on_receive(ec, n); });
   }
 
   void on_receive(const boost::system::error_code& ec, std::size_t n) {
@@ -167,8 +167,10 @@ private:
   void on_timeout() {
     if (++retries_ > setup_.max_retries) return finish(Outcome::Failed, "timeout");
     shared_->activity.bump(&Counters::tftp_retransmits);
-    if (awaiting_oack_ack_) send_oack();
-    else send_window();
+    if (awaiting_oack_ack_)
+      send_oack();
+    else
+      send_window();
   }
 
   void finish(Outcome outcome, const std::string& result) {
@@ -180,7 +182,8 @@ private:
     auto record = std::move(setup_.record);
     record.outcome = outcome;
     record.result = result;
-    record.bytes = outcome == Outcome::Ok ? setup_.payload->size() : std::min<std::uint64_t>(sent_bytes_, setup_.payload->size());
+    record.bytes =
+        outcome == Outcome::Ok ? setup_.payload->size() : std::min<std::uint64_t>(sent_bytes_, setup_.payload->size());
     record.duration = elapsed_since(started_);
     const auto log = ve::logger("provision");
     if (outcome == Outcome::Ok) {
@@ -247,7 +250,8 @@ void TftpServer::receive() {
   socket_.async_receive_from(asio::buffer(buffer_), sender_,
                              [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
                                if (self->stopped_ || ec == asio::error::operation_aborted) return;
-                               if (!ec) self->handle(std::span<const std::byte>(self->buffer_.data(), n), self->sender_);
+                               if (!ec)
+                                 self->handle(std::span<const std::byte>(self->buffer_.data(), n), self->sender_);
                                self->receive();
                              });
 }
@@ -278,7 +282,8 @@ void TftpServer::handle(std::span<const std::byte> datagram, const udp::endpoint
   if (request == nullptr) {
     // DATA/ACK/ERROR/OACK to port 69 belong to no transfer here.
     shared_->activity.bump(&Counters::tftp_malformed);
-    if (!std::holds_alternative<tftp::Error>(*packet)) reply_error(from, tftp::ErrorCode::UnknownTransferId, "Unknown transfer ID");
+    if (!std::holds_alternative<tftp::Error>(*packet))
+      reply_error(from, tftp::ErrorCode::UnknownTransferId, "Unknown transfer ID");
     return;
   }
   shared_->activity.bump(&Counters::tftp_requests);
@@ -316,15 +321,18 @@ void TftpServer::handle_read(const tftp::Request& request, const udp::endpoint& 
     shared_->activity.record(std::move(record));
   };
 
-  if (request.mode == tftp::Mode::Mail) return fail(tftp::ErrorCode::IllegalOperation, "Mail mode not supported", Outcome::Failed, "bad-mode");
+  if (request.mode == tftp::Mode::Mail)
+    return fail(tftp::ErrorCode::IllegalOperation, "Mail mode not supported", Outcome::Failed, "bad-mode");
 
   auto& client_count = per_client_[from.address()];
-  if (transfers_.size() >= static_cast<std::size_t>(options_.max_transfers) || client_count >= options_.max_per_client) {
+  if (transfers_.size() >= static_cast<std::size_t>(options_.max_transfers) ||
+      client_count >= options_.max_per_client) {
     const bool total = transfers_.size() >= static_cast<std::size_t>(options_.max_transfers);
     if (client_count == 0) per_client_.erase(from.address());
     if (warn_allowed()) {
-      log->warn("tftp limit hit: {} (active {}/{}, {} from {}/{}); refusing {}", total ? "total transfers" : "transfers per client",
-                transfers_.size(), options_.max_transfers, client_count, record.client_ip, options_.max_per_client, record.file);
+      log->warn("tftp limit hit: {} (active {}/{}, {} from {}/{}); refusing {}",
+                total ? "total transfers" : "transfers per client", transfers_.size(), options_.max_transfers,
+                client_count, record.client_ip, options_.max_per_client, record.file);
     }
     return fail(tftp::ErrorCode::NotDefined, "Server busy, try again", Outcome::Failed, "busy");
   }
@@ -365,8 +373,13 @@ void TftpServer::handle_read(const tftp::Request& request, const udp::endpoint& 
   }
 
   const std::uint64_t id = next_id_++;
-  TftpTransfer::Setup setup{id, from, std::move(payload), std::move(negotiated.value()), options_.retransmit_timeout,
-                            options_.max_retries, std::move(record)};
+  TftpTransfer::Setup setup{id,
+                            from,
+                            std::move(payload),
+                            std::move(negotiated.value()),
+                            options_.retransmit_timeout,
+                            options_.max_retries,
+                            std::move(record)};
   auto transfer = std::make_shared<TftpTransfer>(std::move(socket), std::move(setup), weak_from_this(), shared_);
   transfers_.emplace(id, transfer);
   ++per_client_[from.address()];

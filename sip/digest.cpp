@@ -65,8 +65,8 @@ NonceSource::NonceSource() {
 }
 
 std::string NonceSource::make(std::chrono::system_clock::time_point now) const {
-  const auto secs = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+  const auto secs =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
   unsigned char ts[8];
   for (int i = 0; i < 8; ++i) ts[i] = static_cast<unsigned char>(secs >> (56 - 8 * i));
   std::string stamp = to_hex(ts, 8);
@@ -84,8 +84,8 @@ NonceSource::Check NonceSource::check(std::string_view nonce, std::chrono::syste
     secs = secs << 4 | static_cast<std::uint64_t>(v);
   }
   if (!equal_secret(nonce.substr(16), md5_hex(std::string(stamp) + ":" + key_))) return Check::Forged;
-  const auto now_s = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+  const auto now_s =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
   if (secs > now_s + 5) return Check::Forged;  // from the future: not ours
   if (now_s - std::min(now_s, secs) > static_cast<std::uint64_t>(lifetime.count())) return Check::Stale;
   return Check::Valid;

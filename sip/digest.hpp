@@ -18,15 +18,14 @@ std::string digest_response(const DigestCredentials& c, std::string_view passwor
 // Nonces carry their creation time and a keyed hash of it, so the server keeps no nonce table
 // and a nonce from another process (a restart) fails validation and is answered stale=true.
 class NonceSource {
-public:
+ public:
   NonceSource();  // random key
   explicit NonceSource(std::string key) : key_(std::move(key)) {}
   std::string make(std::chrono::system_clock::time_point now) const;
   enum class Check { Valid, Stale, Forged };
-  Check check(std::string_view nonce, std::chrono::system_clock::time_point now,
-              std::chrono::seconds lifetime) const;
+  Check check(std::string_view nonce, std::chrono::system_clock::time_point now, std::chrono::seconds lifetime) const;
 
-private:
+ private:
   std::string key_;
 };
 

@@ -104,7 +104,8 @@ bool read_hostport(std::string_view s, std::size_t& i, std::string_view& host, s
 }  // namespace
 
 const Param* find_param(const Params& params, std::string_view name) {
-  for (const auto& p : params) if (iequals(p.name, name)) return &p;
+  for (const auto& p : params)
+    if (iequals(p.name, name)) return &p;
   return nullptr;
 }
 
@@ -136,7 +137,8 @@ Result<Uri, ParseError> parse_uri(std::string_view text) {
   if (colon == std::string_view::npos || colon == 0) return unexpected(ParseError::BadUri);
   u.scheme = text.substr(0, colon);
   for (char c : u.scheme) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') return unexpected(ParseError::BadUri);
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.')
+      return unexpected(ParseError::BadUri);
   }
   auto rest = text.substr(colon + 1);
   if (rest.empty()) return unexpected(ParseError::BadUri);
@@ -175,13 +177,18 @@ std::vector<std::string_view> split_list(std::string_view value) {
   for (std::size_t i = 0; i < value.size(); ++i) {
     const char c = value[i];
     if (quoted) {
-      if (c == '\\') ++i;
-      else if (c == '"') quoted = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        quoted = false;
       continue;
     }
-    if (c == '"') quoted = true;
-    else if (c == '<') ++angle;
-    else if (c == '>' && angle > 0) --angle;
+    if (c == '"')
+      quoted = true;
+    else if (c == '<')
+      ++angle;
+    else if (c == '>' && angle > 0)
+      --angle;
     else if (c == ',' && angle == 0) {
       auto item = trim(value.substr(begin, i - begin));
       if (!item.empty()) out.push_back(item);
@@ -253,7 +260,8 @@ Result<Via, ParseError> parse_via(std::string_view one_via) {
     return true;
   };
   std::string_view name, version;
-  if (!token(name) || !slash() || !token(version) || !slash() || !token(v.transport)) return unexpected(ParseError::BadVia);
+  if (!token(name) || !slash() || !token(version) || !slash() || !token(v.transport))
+    return unexpected(ParseError::BadVia);
   if (!iequals(name, "SIP") || version != "2.0") return unexpected(ParseError::BadVia);
   v.protocol = s.substr(0, static_cast<std::size_t>(version.data() + version.size() - s.data()));
   if (i >= s.size() || !is_ws(s[i])) return unexpected(ParseError::BadVia);
@@ -308,16 +316,26 @@ Result<DigestCredentials, ParseError> parse_digest_credentials(std::string_view 
       if (v.size() < 2 || v.back() != '"') return unexpected(ParseError::BadAuth);
       v = v.substr(1, v.size() - 2);
     }
-    if (iequals(name, "username")) c.username = v;
-    else if (iequals(name, "realm")) c.realm = v;
-    else if (iequals(name, "nonce")) c.nonce = v;
-    else if (iequals(name, "uri")) c.uri = v;
-    else if (iequals(name, "response")) c.response = v;
-    else if (iequals(name, "algorithm")) c.algorithm = v;
-    else if (iequals(name, "cnonce")) c.cnonce = v;
-    else if (iequals(name, "opaque")) c.opaque = v;
-    else if (iequals(name, "qop")) c.qop = v;
-    else if (iequals(name, "nc")) c.nc = v;
+    if (iequals(name, "username"))
+      c.username = v;
+    else if (iequals(name, "realm"))
+      c.realm = v;
+    else if (iequals(name, "nonce"))
+      c.nonce = v;
+    else if (iequals(name, "uri"))
+      c.uri = v;
+    else if (iequals(name, "response"))
+      c.response = v;
+    else if (iequals(name, "algorithm"))
+      c.algorithm = v;
+    else if (iequals(name, "cnonce"))
+      c.cnonce = v;
+    else if (iequals(name, "opaque"))
+      c.opaque = v;
+    else if (iequals(name, "qop"))
+      c.qop = v;
+    else if (iequals(name, "nc"))
+      c.nc = v;
   }
   if (c.username.empty() || c.nonce.empty() || c.response.empty()) return unexpected(ParseError::BadAuth);
   return c;

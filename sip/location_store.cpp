@@ -41,8 +41,10 @@ void LocationStore::flush() {
   }
   sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
   for (const auto& [id, binding] : pending_) {
-    if (binding) write_upsert(*binding);
-    else write_remove(id.first, id.second);
+    if (binding)
+      write_upsert(*binding);
+    else
+      write_remove(id.first, id.second);
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) ++write_errors_;
   pending_.clear();
@@ -128,7 +130,8 @@ const std::vector<BindingInfo>* LocationStore::find(const std::string& user) con
 const BindingInfo* LocationStore::find(const std::string& user, const std::string& key) const {
   const auto* list = find(user);
   if (!list) return nullptr;
-  for (const auto& b : *list) if (binding_key(b) == key) return &b;
+  for (const auto& b : *list)
+    if (binding_key(b) == key) return &b;
   return nullptr;
 }
 
@@ -215,7 +218,9 @@ void LocationStore::write_upsert(const BindingInfo& b) {
   auto* st = upsert_stmt_;
   const std::string key = binding_key(b);
   const std::string mac = b.mac ? b.mac->to_string() : std::string();
-  auto text = [&](int i, const std::string& s) { sqlite3_bind_text(st, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT); };
+  auto text = [&](int i, const std::string& s) {
+    sqlite3_bind_text(st, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  };
   text(1, b.user);
   text(2, key);
   text(3, b.aor);

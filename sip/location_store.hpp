@@ -18,7 +18,7 @@ namespace ve::sip {
 std::string binding_key(const BindingInfo& b);
 
 class LocationStore {
-public:
+ public:
   LocationStore() = default;
   ~LocationStore();
   LocationStore(const LocationStore&) = delete;
@@ -47,7 +47,7 @@ public:
   // SQLite failures since open (each is logged once by the caller's choice; counted here).
   std::uint64_t write_errors() const { return write_errors_; }
 
-private:
+ private:
   void persist_upsert(const BindingInfo& b);
   void persist_remove(const std::string& user, const std::string& key);
   void write_upsert(const BindingInfo& b);

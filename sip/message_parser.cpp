@@ -14,16 +14,24 @@ char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' +
 bool is_token_char(char c) {
   if (std::isalnum(static_cast<unsigned char>(c))) return true;
   switch (c) {
-    case '-': case '.': case '!': case '%': case '*': case '_': case '+': case '`': case '\'': case '~':
-      return true;
-    default:
-      return false;
+    case '-':
+    case '.':
+    case '!':
+    case '%':
+    case '*':
+    case '_':
+    case '+':
+    case '`':
+    case '\'':
+    case '~': return true;
+    default: return false;
   }
 }
 
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
-  for (char c : s) if (!is_token_char(c)) return false;
+  for (char c : s)
+    if (!is_token_char(c)) return false;
   return true;
 }
 
@@ -267,7 +275,8 @@ std::string_view to_string(HeaderType t) {
 }
 
 const Header* Message::find(HeaderType type) const {
-  for (const auto& h : headers) if (h.type == type) return &h;
+  for (const auto& h : headers)
+    if (h.type == type) return &h;
   return nullptr;
 }
 
@@ -283,7 +292,8 @@ std::size_t Message::count(HeaderType type) const {
 }
 
 const Header* Message::find_named(std::string_view name) const {
-  for (const auto& h : headers) if (iequals(h.name, name)) return &h;
+  for (const auto& h : headers)
+    if (iequals(h.name, name)) return &h;
   return nullptr;
 }
 

@@ -106,7 +106,8 @@ CiscoDeviceInfo cisco_device_info(const NameAddr& contact, std::string_view reas
     if (urn.size() > 9 && iequals(std::string_view(urn).substr(0, 9), "urn:uuid:")) {
       const auto dash = urn.rfind('-');
       if (dash != std::string::npos) {
-        if (auto mac = MacAddress::parse(std::string_view(urn).substr(dash + 1)); mac && !mac->is_zero()) info.mac = *mac;
+        if (auto mac = MacAddress::parse(std::string_view(urn).substr(dash + 1)); mac && !mac->is_zero())
+          info.mac = *mac;
       }
     }
   }
@@ -222,8 +223,10 @@ Reply Registrar::respond(const Message& m, const Source& src, int code, std::str
   out += extra;
   out += "Content-Length: 0\r\n\r\n";
   // UDP: with rport back to the source port, else to the sent-by port (RFC 3261 18.2.2, RFC 3581).
-  if (!top || find_param(top->params, "rport")) r.port = src.port;
-  else r.port = top->port.value_or(5060);
+  if (!top || find_param(top->params, "rport"))
+    r.port = src.port;
+  else
+    r.port = top->port.value_or(5060);
   return r;
 }
 
@@ -248,8 +251,8 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
     }
     ++counters_.malformed_dropped;
     if (malformed_log_allowed()) {
-      log_->warn("malformed message from {}:{} ({}): dropped ({} so far)", src.ip, src.port,
-                 to_string(parsed.error()), counters_.malformed_dropped);
+      log_->warn("malformed message from {}:{} ({}): dropped ({} so far)", src.ip, src.port, to_string(parsed.error()),
+                 counters_.malformed_dropped);
     }
     return {};
   }
@@ -281,8 +284,7 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
     }
   }
   switch (m.method) {
-    case Method::Register:
-      return handle_register(m, src);
+    case Method::Register: return handle_register(m, src);
     case Method::Options:
       return respond(m, src, 200, "OK", fmt::format("Allow: {}\r\nAccept: application/sdp\r\n", kAllow));
     case Method::Refer:
@@ -300,16 +302,12 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
     case Method::Bye:
     case Method::Cancel:
     case Method::Prack:
-    case Method::Update:
-      return respond(m, src, 481, "Call/Transaction Does Not Exist");
+    case Method::Update: return respond(m, src, 481, "Call/Transaction Does Not Exist");
     case Method::Invite:
     case Method::Message:
-    case Method::Info:
-      return respond(m, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
-    case Method::Ack:
-      return {};
-    case Method::Other:
-      return respond(m, src, 501, "Not Implemented", fmt::format("Allow: {}\r\n", kAllow));
+    case Method::Info: return respond(m, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
+    case Method::Ack: return {};
+    case Method::Other: return respond(m, src, 501, "Not Implemented", fmt::format("Allow: {}\r\n", kAllow));
   }
   return {};
 }
@@ -334,8 +332,10 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     for (auto v : split_list(h.value)) {
       auto c = parse_name_addr(v);
       if (!c) return respond(m, src, 400, "Bad Request (Contact)");
-      if (c->star) star = true;
-      else contacts.push_back(std::move(*c));
+      if (c->star)
+        star = true;
+      else
+        contacts.push_back(std::move(*c));
     }
   }
   std::optional<std::uint32_t> header_expires;
@@ -359,8 +359,8 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
 
   if (src.transport == Transport::Tcp && mac && !reported_connections_.count(src.connection)) {
     reported_connections_.insert(src.connection);
-    report(mac, Step::CallManagerConnect, Outcome::Ok,
-           fmt::format("TCP from {}:{} to {}", src.ip, src.port, src.local), src);
+    report(mac, Step::CallManagerConnect, Outcome::Ok, fmt::format("TCP from {}:{} to {}", src.ip, src.port, src.local),
+           src);
   }
   if (!line) {
     log->warn("REGISTER for unknown user {} from {}:{}", user, src.ip, src.port);
@@ -392,7 +392,8 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     if (cred->username != expected_user) {
       ++counters_.auth_failures;
       log->warn("REGISTER for {} from {}:{} with digest user {}: forbidden", user, src.ip, src.port, cred->username);
-      report(mac, Step::Register, Outcome::Failed, fmt::format("403 wrong auth user {} for {}", cred->username, user), src);
+      report(mac, Step::Register, Outcome::Failed, fmt::format("403 wrong auth user {} for {}", cred->username, user),
+             src);
       return respond(m, src, 403, "Forbidden");
     }
     if (!equal_secret(digest_response(*cred, line->password.reveal(), m.method_text), cred->response)) {
@@ -484,8 +485,8 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
       if (!b.user_agent.empty()) facts.emplace_back("user_agent", b.user_agent);
       if (!b.device_name.empty()) facts.emplace_back("device_name", b.device_name);
       report(b.mac, Step::Register, Outcome::Ok,
-             fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(b.transport), expires[i]),
-             src, std::move(facts));
+             fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(b.transport), expires[i]), src,
+             std::move(facts));
     }
   }
 
@@ -493,7 +494,8 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
   if (const auto* list = store_.find(user)) {
     for (const auto& b : *list) {
       const auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count();
-      fmt::format_to(std::back_inserter(extra), "Contact: <{}>;expires={}\r\n", b.contact, std::max<std::int64_t>(left, 0));
+      fmt::format_to(std::back_inserter(extra), "Contact: <{}>;expires={}\r\n", b.contact,
+                     std::max<std::int64_t>(left, 0));
     }
   }
   extra += "Date: " + http_date(now) + "\r\n";
@@ -513,7 +515,8 @@ std::vector<BindingInfo> Registrar::registrations() const {
   auto list = store_.all();
   const auto now = now_();
   for (auto& b : list) {
-    b.expires_in_s = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count());
+    b.expires_in_s =
+        std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count());
   }
   return list;
 }

@@ -27,15 +27,16 @@ struct Source {
 };
 
 struct Reply {
-  std::string bytes;        // empty: send nothing
-  std::uint16_t port = 0;   // UDP destination port (RFC 3261 18.2.2 / RFC 3581)
+  std::string bytes;       // empty: send nothing
+  std::uint16_t port = 0;  // UDP destination port (RFC 3261 18.2.2 / RFC 3581)
 };
 
 class Registrar {
-public:
+ public:
   using Now = std::function<std::chrono::system_clock::time_point()>;
-  Registrar(config::SiteConfigPtr config, LocationStore& store, EventSink& events, ServerOptions options,
-            Now now = [] { return std::chrono::system_clock::now(); });
+  Registrar(
+      config::SiteConfigPtr config, LocationStore& store, EventSink& events, ServerOptions options,
+      Now now = [] { return std::chrono::system_clock::now(); });
 
   Reply handle(std::string_view bytes, const Source& source);
   void set_config(config::SiteConfigPtr config);
@@ -47,7 +48,7 @@ public:
   ServerCounters& counters() { return counters_; }
   std::vector<BindingInfo> registrations() const;
 
-private:
+ private:
   Reply handle_register(const Message& m, const Source& src);
   Reply respond(const Message& m, const Source& src, int code, std::string_view reason, const std::string& extra = {});
   void report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail, const Source& src,

@@ -31,16 +31,16 @@ namespace ve::sip {
 
 enum class ParseError {
   Empty,
-  TooLarge,          // message above Limits::max_message_bytes
-  LineTooLong,       // a line above Limits::max_line_bytes
-  TooManyHeaders,    // above Limits::max_headers
+  TooLarge,        // message above Limits::max_message_bytes
+  LineTooLong,     // a line above Limits::max_line_bytes
+  TooManyHeaders,  // above Limits::max_headers
   BadStartLine,
-  BadVersion,        // not SIP/2.0
+  BadVersion,  // not SIP/2.0
   BadStatusCode,
-  BadHeader,         // header line without a name or colon
-  NoHeaderEnd,       // no empty line ends the headers
+  BadHeader,    // header line without a name or colon
+  NoHeaderEnd,  // no empty line ends the headers
   BadContentLength,
-  BodyTruncated,     // fewer body bytes than Content-Length
+  BodyTruncated,  // fewer body bytes than Content-Length
   BadUri,
   BadVia,
   BadNameAddr,
@@ -161,7 +161,7 @@ struct Uri {
   std::string_view scheme;  // sip, sips, tel, urn...
   std::string_view user;
   std::string_view password;
-  std::string_view host;    // IPv6 keeps its brackets
+  std::string_view host;  // IPv6 keeps its brackets
   std::optional<std::uint16_t> port;
   Params params;
   std::string_view headers;  // after '?', raw
@@ -225,12 +225,12 @@ bool iequals(std::string_view a, std::string_view b);
 // TCP stream framing by Content-Length (RFC 3261 18.3): feed bytes as they arrive, take whole
 // messages out. Several messages may sit in one read; one message may span reads.
 class StreamFramer {
-public:
+ public:
   explicit StreamFramer(Limits limits = {}) : limits_(limits) {}
 
   struct Frame {
     enum class Kind { Message, Ping } kind = Kind::Message;  // Ping: a CRLFCRLF keep-alive
-    std::string_view bytes;  // valid until the next append()/consume()
+    std::string_view bytes;                                  // valid until the next append()/consume()
   };
   enum class Error { TooLarge, BadContentLength, LineTooLong };
 
@@ -241,7 +241,7 @@ public:
   void consume();
   std::size_t buffered() const { return buffer_.size(); }
 
-private:
+ private:
   Limits limits_;
   std::string buffer_;
   std::size_t pending_ = 0;  // bytes of the frame returned by next()
@@ -257,12 +257,12 @@ std::string_view to_string(Transport t);
 
 // One registered contact, as listed by show.sip.registrations.
 struct BindingInfo {
-  std::string aor;          // sip:1001@realm-host
-  std::string user;         // the line's user part (1001)
-  std::string contact;      // the Contact URI
-  std::string instance;     // +sip.instance, if any
+  std::string aor;       // sip:1001@realm-host
+  std::string user;      // the line's user part (1001)
+  std::string contact;   // the Contact URI
+  std::string instance;  // +sip.instance, if any
   Transport transport = Transport::Udp;
-  std::string source;       // ip:port the REGISTER came from
+  std::string source;  // ip:port the REGISTER came from
   std::string call_id;
   std::uint32_t cseq = 0;
   std::chrono::system_clock::time_point registered_at;
@@ -301,9 +301,8 @@ struct ServerOptions {
 };
 
 class Server {
-public:
-  Server(boost::asio::io_context& io, config::SiteConfigPtr config, EventSink& events,
-         ServerOptions options = {});
+ public:
+  Server(boost::asio::io_context& io, config::SiteConfigPtr config, EventSink& events, ServerOptions options = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -322,7 +321,7 @@ public:
   std::uint16_t udp_port() const;
   std::uint16_t tcp_port() const;
 
-private:
+ private:
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

@@ -27,14 +27,14 @@ struct Core {
 };
 
 class UdpTransport : public std::enable_shared_from_this<UdpTransport> {
-public:
+ public:
   UdpTransport(boost::asio::io_context& io, std::shared_ptr<Core> core) : socket_(io), core_(std::move(core)) {}
   Result<void, std::string> open(const boost::asio::ip::udp::endpoint& at);
   void start() { do_receive(); }
   void close();
   std::uint16_t port() const { return local_.port(); }
 
-private:
+ private:
   void do_receive();
   void on_receive(const boost::system::error_code& ec, std::size_t n);
 
@@ -49,15 +49,16 @@ private:
 class TcpSession;
 
 class TcpListener : public std::enable_shared_from_this<TcpListener> {
-public:
-  TcpListener(boost::asio::io_context& io, std::shared_ptr<Core> core) : io_(io), acceptor_(io), core_(std::move(core)) {}
+ public:
+  TcpListener(boost::asio::io_context& io, std::shared_ptr<Core> core)
+      : io_(io), acceptor_(io), core_(std::move(core)) {}
   Result<void, std::string> open(const boost::asio::ip::tcp::endpoint& at);
   void start() { do_accept(); }
   void close();
   std::uint16_t port() const { return local_.port(); }
   std::size_t connections() const { return sessions_.size(); }
 
-private:
+ private:
   friend class TcpSession;
   void do_accept();
   void on_accept(const boost::system::error_code& ec, boost::asio::ip::tcp::socket socket);
@@ -75,13 +76,13 @@ private:
 
 // One phone's TCP connection: read, frame by Content-Length, answer in order, idle timeout.
 class TcpSession : public std::enable_shared_from_this<TcpSession> {
-public:
+ public:
   TcpSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<TcpListener> listener, std::shared_ptr<Core> core,
              std::uint64_t id);
   void start();
   void close();
 
-private:
+ private:
   void do_read();
   void on_read(const boost::system::error_code& ec, std::size_t n);
   void queue_write(std::string bytes);

@@ -109,7 +109,8 @@ void TcpSession::arm_idle_timer() {
   idle_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec == asio::error::operation_aborted || self->closed_) return;
     ++self->core_->registrar.counters().tcp_idle_closed;
-    ve::logger("sip")->debug("tcp connection {} from {}:{} idle: closed", self->id_, self->source_.ip, self->source_.port);
+    ve::logger("sip")->debug("tcp connection {} from {}:{} idle: closed", self->id_, self->source_.ip,
+                             self->source_.port);
     self->close();
   });
 }
@@ -126,10 +127,9 @@ void TcpSession::close() {
 }
 
 void TcpSession::do_read() {
-  socket_.async_read_some(asio::buffer(read_buffer_),
-                          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                            self->on_read(ec, n);
-                          });
+  socket_.async_read_some(
+      asio::buffer(read_buffer_),
+      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) { self->on_read(ec, n); });
 }
 
 void TcpSession::on_read(const boost::system::error_code& ec, std::size_t n) {

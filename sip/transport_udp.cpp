@@ -28,10 +28,9 @@ void UdpTransport::close() {
 }
 
 void UdpTransport::do_receive() {
-  socket_.async_receive_from(asio::buffer(buffer_), remote_,
-                             [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                               self->on_receive(ec, n);
-                             });
+  socket_.async_receive_from(
+      asio::buffer(buffer_), remote_,
+      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) { self->on_receive(ec, n); });
 }
 
 void UdpTransport::on_receive(const boost::system::error_code& ec, std::size_t n) {

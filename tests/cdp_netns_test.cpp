@@ -19,7 +19,7 @@ using nlohmann::json;
 
 // Two fresh named namespaces joined by a veth pair; removed (with the veth) in the destructor.
 class Topology {
-public:
+ public:
   Topology() {
     static int counter = 0;
     const std::string id = std::to_string(::getpid()) + "x" + std::to_string(counter++);
@@ -27,11 +27,10 @@ public:
     phone_ns = "vecdp-ph-" + id;
     switch_if = "vcs" + id;  // at most 3 + 7 + 1 + 3 characters: fits IFNAMSIZ
     phone_if = "vcp" + id;
-    auto r = sh("ip netns add " + switch_ns + " && ip netns add " + phone_ns + " && ip -n " + switch_ns +
-                " link add " + switch_if + " type veth peer name " + phone_if + " netns " + phone_ns +
-                " && ip -n " + switch_ns + " link set lo up && ip -n " + switch_ns + " link set " + switch_if +
-                " up && ip -n " + phone_ns + " link set lo up && ip -n " + phone_ns + " link set " + phone_if +
-                " up");
+    auto r = sh("ip netns add " + switch_ns + " && ip netns add " + phone_ns + " && ip -n " + switch_ns + " link add " +
+                switch_if + " type veth peer name " + phone_if + " netns " + phone_ns + " && ip -n " + switch_ns +
+                " link set lo up && ip -n " + switch_ns + " link set " + switch_if + " up && ip -n " + phone_ns +
+                " link set lo up && ip -n " + phone_ns + " link set " + phone_if + " up");
     ok = r.exit_code == 0;
     error = r.err;
   }
@@ -77,9 +76,9 @@ struct SeenCdp {
   std::string source, device_id, voice_vlan, checksum_status, request_id, management_id, power_available, ttl;
 };
 
-constexpr const char* kTsharkFields[] = {"eth.src",       "cdp.deviceid",      "cdp.voice_vlan",
-                                         "cdp.checksum.status", "cdp.request_id", "cdp.management_id",
-                                         "cdp.power_available", "cdp.ttl"};
+constexpr const char* kTsharkFields[] = {
+    "eth.src",        "cdp.deviceid",      "cdp.voice_vlan",      "cdp.checksum.status",
+    "cdp.request_id", "cdp.management_id", "cdp.power_available", "cdp.ttl"};
 
 std::vector<SeenCdp> parse_tshark(const std::string& text) {
   std::vector<SeenCdp> out;
@@ -101,7 +100,7 @@ std::vector<SeenCdp> parse_tshark(const std::string& text) {
 }
 
 class CdpNetns : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
     topo = std::make_unique<Topology>();
@@ -166,10 +165,10 @@ TEST_F(CdpNetns, TsharkDecodesOurVoipVlanReplyAndDeviceId) {
   const auto frames = seen();
   for (const auto& f : frames) {
     EXPECT_EQ(f.device_id, "vecdp-switch");
-    EXPECT_EQ(f.voice_vlan, "123");       // Appliance VLAN TLV 0x0e, as Wireshark reads it
-    EXPECT_EQ(f.checksum_status, "1");    // Wireshark: checksum Good
+    EXPECT_EQ(f.voice_vlan, "123");     // Appliance VLAN TLV 0x0e, as Wireshark reads it
+    EXPECT_EQ(f.checksum_status, "1");  // Wireshark: checksum Good
     EXPECT_EQ(f.ttl, "255");
-    EXPECT_EQ(f.request_id, "0");         // no phone has asked yet
+    EXPECT_EQ(f.request_id, "0");  // no phone has asked yet
   }
   // Fast start: fast_start_count frames, then nothing until interval_s (240 s here).
   std::this_thread::sleep_for(2500ms);
@@ -190,15 +189,18 @@ TEST_F(CdpNetns, ScapyPhoneGetsImmediateReplyWithVlanAndPowerAndIsListed) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // The only advertisement after the fast start is the reply: it echoes the request id.
   SeenCdp reply;
-  ASSERT_TRUE(eventually([&] {
-    for (const auto& f : seen()) {
-      if (f.device_id == "vecdp-switch" && f.request_id == "16962") {
-        reply = f;
-        return true;
-      }
-    }
-    return false;
-  }, 10s)) << read_file(tshark_log) << daemon->log();
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& f : seen()) {
+          if (f.device_id == "vecdp-switch" && f.request_id == "16962") {
+            reply = f;
+            return true;
+          }
+        }
+        return false;
+      },
+      10s))
+      << read_file(tshark_log) << daemon->log();
   EXPECT_EQ(reply.voice_vlan, "123");
   EXPECT_EQ(reply.checksum_status, "1");
   // Power Available: granted mW, then the management level (no preference).
@@ -254,17 +256,20 @@ TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
   ASSERT_EQ(cfg.exit_code, 0) << cfg.out << cfg.err;
 
   json policy, poe;
-  ASSERT_TRUE(eventually([&] {
-    auto r = run(topo->in_phone({"lldpcli", "-u", sock.string(), "-f", "json", "show", "neighbors", "details"}));
-    auto j = json::parse(r.out, nullptr, false);
-    if (j.is_discarded()) return false;
-    auto iface = j["lldp"]["interface"][topo->phone_if];
-    if (!iface.is_object() || !iface.contains("lldp-med")) return false;
-    policy = iface["lldp-med"]["policy"];
-    poe = iface["lldp-med"]["poe"];
-    return poe.is_object() && poe.value("power", "") == "12000";
-  }, 30s)) << "policy=" << policy.dump() << " poe=" << poe.dump() << "\n" << read_file(scratch / "lldpd.log")
-           << daemon->log();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = run(topo->in_phone({"lldpcli", "-u", sock.string(), "-f", "json", "show", "neighbors", "details"}));
+        auto j = json::parse(r.out, nullptr, false);
+        if (j.is_discarded()) return false;
+        auto iface = j["lldp"]["interface"][topo->phone_if];
+        if (!iface.is_object() || !iface.contains("lldp-med")) return false;
+        policy = iface["lldp-med"]["policy"];
+        poe = iface["lldp-med"]["poe"];
+        return poe.is_object() && poe.value("power", "") == "12000";
+      },
+      30s))
+      << "policy=" << policy.dump() << " poe=" << poe.dump() << "\n"
+      << read_file(scratch / "lldpd.log") << daemon->log();
   EXPECT_EQ(policy.value("apptype", ""), "Voice");
   EXPECT_EQ(policy["vlan"].value("vid", ""), "123");
   EXPECT_EQ(policy.value("pcp", ""), "5");
@@ -273,16 +278,20 @@ TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
 
   // And voiceedged lists lldpd as an LLDP neighbour with its power request.
   json n;
-  ASSERT_TRUE(eventually([&] {
-    auto data = neighbors();
-    for (const auto& x : data["neighbors"]) {
-      if (x.value("protocol", "") == "lldp" && x.contains("power_requested_mw") && x["power_requested_mw"] == 12000) {
-        n = x;
-        return true;
-      }
-    }
-    return false;
-  }, 20s)) << neighbors().dump(2);
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto data = neighbors();
+        for (const auto& x : data["neighbors"]) {
+          if (x.value("protocol", "") == "lldp" && x.contains("power_requested_mw") &&
+              x["power_requested_mw"] == 12000) {
+            n = x;
+            return true;
+          }
+        }
+        return false;
+      },
+      20s))
+      << neighbors().dump(2);
   EXPECT_EQ(n["power_granted_mw"], 12000);
 }
 
@@ -291,12 +300,15 @@ TEST_F(CdpNetns, FloodIsCountedAndCappedAndTheDaemonKeepsAnswering) {
   auto r = phone({"flood", "--count", "300", "--bad", "50"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json port;
-  ASSERT_TRUE(eventually([&] {
-    auto d = neighbors(true);
-    if (!d.is_object() || d["ports"].empty()) return false;
-    port = d["ports"][0];
-    return port["counters"]["cdp_received"] == 300 && port["counters"]["malformed"] == 50;
-  }, 20s)) << port.dump(2) << daemon->log();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto d = neighbors(true);
+        if (!d.is_object() || d["ports"].empty()) return false;
+        port = d["ports"][0];
+        return port["counters"]["cdp_received"] == 300 && port["counters"]["malformed"] == 50;
+      },
+      20s))
+      << port.dump(2) << daemon->log();
   auto data = neighbors();
   EXPECT_EQ(data["neighbors"].size(), 32u);  // per-port cap
   EXPECT_EQ(port["counters"]["neighbors_dropped"], 300 - 32);
@@ -319,10 +331,13 @@ TEST_F(CdpNetns, InterfaceThatVanishesIsReportedAndPickedUpAgain) {
   auto r = run({"ip", "-n", topo->switch_ns, "link", "del", topo->switch_if});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json port;
-  ASSERT_TRUE(eventually([&] {
-    port = neighbors(true)["ports"][0];
-    return port["capturing"] == false && !port["error"].get<std::string>().empty();
-  }, 15s)) << port.dump(2) << daemon->log();
+  ASSERT_TRUE(eventually(
+      [&] {
+        port = neighbors(true)["ports"][0];
+        return port["capturing"] == false && !port["error"].get<std::string>().empty();
+      },
+      15s))
+      << port.dump(2) << daemon->log();
   EXPECT_TRUE(daemon->child().running());
 
   start_tshark_after_recreate();
@@ -342,20 +357,26 @@ TEST_F(CdpNetns, ReloadChangesVoiceVlanAndRemovedPortSaysGoodbye) {
   daemon->write_site(site_yaml(topo->switch_if, 124, 1));
   auto r = daemon->ctl({"reload"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err << daemon->log();
-  ASSERT_TRUE(eventually([&] {
-    auto s = seen();
-    return !s.empty() && s.back().voice_vlan == "124";
-  }, 10s)) << read_file(tshark_log);
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto s = seen();
+        return !s.empty() && s.back().voice_vlan == "124";
+      },
+      10s))
+      << read_file(tshark_log);
   EXPECT_EQ(daemon->child().pid(), pid);
   EXPECT_TRUE(daemon->child().running());
 
   daemon->write_site(site_yaml("", 0));
   r = daemon->ctl({"reload"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err << daemon->log();
-  ASSERT_TRUE(eventually([&] {
-    auto s = seen();
-    return !s.empty() && s.back().ttl == "0";
-  }, 10s)) << read_file(tshark_log);
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto s = seen();
+        return !s.empty() && s.back().ttl == "0";
+      },
+      10s))
+      << read_file(tshark_log);
   EXPECT_TRUE(neighbors()["ports"].empty());
 }
 

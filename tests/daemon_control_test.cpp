@@ -64,7 +64,7 @@ std::string raw_request(const std::filesystem::path& socket_path, const std::str
 }
 
 class DaemonControl : public ::testing::Test {
-protected:
+ protected:
   Daemon daemon{site("before")};
   void SetUp() override { ASSERT_TRUE(daemon.start()) << daemon.log(); }
 };
@@ -143,7 +143,8 @@ TEST(DaemonCommandLine, CheckConfigExitCodes) {
   auto bad = run({voiceedged_path().string(), "--config", (dir / "bad.yaml").string(), "--check-config"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("bad.yaml:2:12: state_dir: must be an absolute path"), std::string::npos) << bad.err;
-  EXPECT_NE(bad.err.find("bad.yaml:3:35: ports[0].voice_vlan: 5000 is out of range 1-4094"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("bad.yaml:3:35: ports[0].voice_vlan: 5000 is out of range 1-4094"), std::string::npos)
+      << bad.err;
   auto help = run({voiceedged_path().string(), "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("SIGHUP"), std::string::npos);

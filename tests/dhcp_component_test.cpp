@@ -25,31 +25,35 @@ namespace fs = std::filesystem;
 namespace kh = ve::kea_hooks;
 
 class RecordingSink final : public EventSink {
-public:
+ public:
   void report(PhoneEvent e) override { events.push_back(std::move(e)); }
   std::vector<PhoneEvent> events;
 };
 
 class TableRegistry final : public ControlRegistry {
-public:
+ public:
   void add(const std::string& cmd, ControlHandler h) override { handlers[cmd] = std::move(h); }
   std::map<std::string, ControlHandler> handlers;
 };
 
 class DhcpComponentTest : public ::testing::Test {
-protected:
+ protected:
   virtual std::string kea_settings() const { return "manage: false"; }
 
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("ve-dhcp-comp-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
     events_path_ = (dir_ / "ev.sock").string();
-    auto loaded = config::load_string("site: { name: t }\nstate_dir: " + dir_.string() + "\n"
-                                      "ports:\n  - name: eth1\n    voice_vlan: 100\n    data_vlan: 10\n"
-                                      "dhcp:\n  kea:\n    " + kea_settings() + "\n    event_socket: " + events_path_ + "\n"
-                                      "  subnets:\n    - vlan: 100\n      interface: eth1\n      prefix: 10.10.100.0/24\n"
-                                      "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
-                                      "      tftp_servers: [10.10.100.1]\n");
+    auto loaded =
+        config::load_string("site: { name: t }\nstate_dir: " + dir_.string() +
+                            "\n"
+                            "ports:\n  - name: eth1\n    voice_vlan: 100\n    data_vlan: 10\n"
+                            "dhcp:\n  kea:\n    " +
+                            kea_settings() + "\n    event_socket: " + events_path_ +
+                            "\n"
+                            "  subnets:\n    - vlan: 100\n      interface: eth1\n      prefix: 10.10.100.0/24\n"
+                            "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
+                            "      tftp_servers: [10.10.100.1]\n");
     ASSERT_TRUE(loaded) << loaded.error().front().to_string();
     ctx_ = std::make_unique<Context>(Context{io_, sink_, control_, services_, *loaded});
     wiring_ = std::make_unique<Wiring>(Wiring{*ctx_, {}});
@@ -159,7 +163,7 @@ TEST_F(DhcpComponentTest, MalformedDatagramsAreCountedAndDropped) {
 }
 
 class DhcpComponentWithoutHook : public DhcpComponentTest {
-protected:
+ protected:
   std::string kea_settings() const override {
     return "manage: true\n    binary: /bin/true\n    hook_library: /nonexistent/libdhcp_voiceedge.so";
   }

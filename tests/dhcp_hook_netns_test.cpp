@@ -16,17 +16,25 @@ const std::string kOption66 = hex_of("10.10.100.1");
 
 std::string site_yaml(const NetnsPair& net, const fs::path& dir) {
   return "site: { name: dhcp-test }\n"
-         "state_dir: " + dir.string() + "\n"
+         "state_dir: " +
+         dir.string() +
+         "\n"
          "ports:\n"
-         "  - name: " + net.server_if + "\n"
+         "  - name: " +
+         net.server_if +
+         "\n"
          "    voice_vlan: 100\n"
          "    data_vlan: 10\n"
          "dhcp:\n"
          "  kea:\n"
-         "    event_socket: " + (dir / "events.sock").string() + "\n"
+         "    event_socket: " +
+         (dir / "events.sock").string() +
+         "\n"
          "  subnets:\n"
          "    - vlan: 100\n"
-         "      interface: " + net.server_if + "\n"
+         "      interface: " +
+         net.server_if +
+         "\n"
          "      prefix: 10.10.100.0/24\n"
          "      pool: 10.10.100.100-10.10.100.199\n"
          "      router: 10.10.100.1\n"
@@ -38,30 +46,31 @@ std::string site_yaml(const NetnsPair& net, const fs::path& dir) {
 }
 
 std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& site, bool multi_threaded = false) {
-  nlohmann::json c = {{"Dhcp4",
-                       {{"interfaces-config", {{"interfaces", {net.server_if}}, {"dhcp-socket-type", "raw"}}},
-                        {"lease-database", {{"type", "memfile"}, {"persist", true}, {"name", (dir / "leases4.csv").string()}}},
-                        {"valid-lifetime", 3600},
-                        {"subnet4",
-                         {{{"id", 1},
-                           {"subnet", "10.10.100.0/24"},
-                           {"interface", net.server_if},
-                           {"pools", {{{"pool", "10.10.100.100 - 10.10.100.199"}}}},
-                           {"option-data", {{{"name", "routers"}, {"data", "10.10.100.1"}}}}}}},
-                        {"hooks-libraries",
-                         {{{"library", VE_HOOK_LIBRARY}, {"parameters", {{"site-file", site.string()}}}}}},
-                        {"loggers",
-                         {{{"name", "kea-dhcp4"},
-                           {"output_options", {{{"output", "stdout"}}}},
-                           {"severity", "DEBUG"},
-                           {"debuglevel", 55}}}}}}};
+  nlohmann::json c = {
+      {"Dhcp4",
+       {{"interfaces-config", {{"interfaces", {net.server_if}}, {"dhcp-socket-type", "raw"}}},
+        {"lease-database", {{"type", "memfile"}, {"persist", true}, {"name", (dir / "leases4.csv").string()}}},
+        {"valid-lifetime", 3600},
+        {"subnet4",
+         {{{"id", 1},
+           {"subnet", "10.10.100.0/24"},
+           {"interface", net.server_if},
+           {"pools", {{{"pool", "10.10.100.100 - 10.10.100.199"}}}},
+           {"option-data", {{{"name", "routers"}, {"data", "10.10.100.1"}}}}}}},
+        {"hooks-libraries", {{{"library", VE_HOOK_LIBRARY}, {"parameters", {{"site-file", site.string()}}}}}},
+        {"loggers",
+         {{{"name", "kea-dhcp4"},
+           {"output_options", {{{"output", "stdout"}}}},
+           {"severity", "DEBUG"},
+           {"debuglevel", 55}}}}}}};
   if (multi_threaded)  // Kea refuses libraries that do not declare multi_threading_compatible() == 1
-    c["Dhcp4"]["multi-threading"] = {{"enable-multi-threading", true}, {"thread-pool-size", 4}, {"packet-queue-size", 16}};
+    c["Dhcp4"]["multi-threading"] = {
+        {"enable-multi-threading", true}, {"thread-pool-size", 4}, {"packet-queue-size", 16}};
   return c.dump(2);
 }
 
 class KeaWithHook : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     ASSERT_TRUE(net_.ok()) << "could not create namespaces/veth (needs root)";
     site_ = dir_.path() / "site.yaml";
@@ -104,8 +113,8 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
   DatagramReceiver daemon(events_path());
   ASSERT_TRUE(daemon.bound());
   start_kea();
-  auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:00:01", .vendor_class = kPhoneClass, .prl = kPhonePrl,
-                                    .hostname = "SEP00AABB000001"});
+  auto reply = dhcp_exchange(
+      net_, {.mac = "00:aa:bb:00:00:01", .vendor_class = kPhoneClass, .prl = kPhonePrl, .hostname = "SEP00AABB000001"});
   for (const char* step : {"offer", "ack"}) {
     SCOPED_TRACE(step);
     ASSERT_TRUE(reply[step].is_object()) << reply.dump() << kea_log();
@@ -117,10 +126,12 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
 
   // The daemon was told about the offer and the ack, with what it needs for the phone's timeline.
   std::vector<kea_hooks::LeaseReport> reports;
-  ASSERT_TRUE(wait_for([&] {
-    for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
-    return reports.size() >= 2;
-  }, std::chrono::seconds(3)));
+  ASSERT_TRUE(wait_for(
+      [&] {
+        for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
+        return reports.size() >= 2;
+      },
+      std::chrono::seconds(3)));
   EXPECT_EQ(reports[0].kind, kea_hooks::LeaseEventKind::Offer);
   EXPECT_EQ(reports[1].kind, kea_hooks::LeaseEventKind::Ack);
   for (const auto& r : reports) {
@@ -145,10 +156,12 @@ TEST_F(KeaWithHook, LaptopGetsNeitherOption) {
     EXPECT_FALSE(reply[step]["options"].contains("66"));
   }
   std::vector<kea_hooks::LeaseReport> reports;
-  ASSERT_TRUE(wait_for([&] {
-    for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
-    return reports.size() >= 2;
-  }, std::chrono::seconds(3)));
+  ASSERT_TRUE(wait_for(
+      [&] {
+        for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
+        return reports.size() >= 2;
+      },
+      std::chrono::seconds(3)));
   EXPECT_EQ(reports.back().phone, kea_hooks::PhoneReason::NotPhone);  // leases of laptops are reported too
 }
 
@@ -170,8 +183,8 @@ TEST_F(KeaWithHook, KeaKeepsAnsweringWithNoDaemonListening) {
   // No socket at the event path at all (daemon gone, or a manage: false site without a daemon).
   start_kea();
   for (int i = 0; i < 3; ++i) {
-    auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:01:0" + std::to_string(i), .vendor_class = kPhoneClass,
-                                      .prl = kPhonePrl});
+    auto reply = dhcp_exchange(
+        net_, {.mac = "00:aa:bb:00:01:0" + std::to_string(i), .vendor_class = kPhoneClass, .prl = kPhonePrl});
     ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
     EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   }
@@ -194,13 +207,19 @@ TEST_F(KeaWithHook, SurvivesMalformedAndOversizedOption60And55) {
   std::string long_prl;
   for (int i = 0; i < 255; ++i) long_prl += (i ? "," : "") + std::to_string(i);
   const std::vector<DhcpClientRequest> hostile = {
-      {.mac = "00:aa:bb:00:03:01", .vendor_class_hex = "", .prl = kPhonePrl},             // empty option 60
-      {.mac = "00:aa:bb:00:03:02", .vendor_class_hex = std::string(508, 'f') + "00", .prl = long_prl},  // 255 bytes of 0xff.., full PRL
-      {.mac = "00:aa:bb:00:03:03", .vendor_class = kPhoneClass, .raw_options_hex = "3700"},   // empty PRL
-      {.mac = "00:aa:bb:00:03:04", .raw_options_hex = "3c20436973636f"},                      // option 60 longer than the packet
-      {.mac = "00:aa:bb:00:03:05", .vendor_class = std::string(kPhoneClass) + std::string(200, '\x01'),
-       .prl = kPhonePrl, .raw_options_hex = "3c05414141414137029696"},                      // repeated 60 and 55
-      {.mac = "00:aa:bb:00:03:06", .vendor_class_hex = hex_of(kPhoneClass).substr(0, 20) + "00ff00ff", .prl = "150,150,66,0,255"},
+      {.mac = "00:aa:bb:00:03:01", .vendor_class_hex = "", .prl = kPhonePrl},  // empty option 60
+      {.mac = "00:aa:bb:00:03:02",
+       .vendor_class_hex = std::string(508, 'f') + "00",
+       .prl = long_prl},  // 255 bytes of 0xff.., full PRL
+      {.mac = "00:aa:bb:00:03:03", .vendor_class = kPhoneClass, .raw_options_hex = "3700"},  // empty PRL
+      {.mac = "00:aa:bb:00:03:04", .raw_options_hex = "3c20436973636f"},  // option 60 longer than the packet
+      {.mac = "00:aa:bb:00:03:05",
+       .vendor_class = std::string(kPhoneClass) + std::string(200, '\x01'),
+       .prl = kPhonePrl,
+       .raw_options_hex = "3c05414141414137029696"},  // repeated 60 and 55
+      {.mac = "00:aa:bb:00:03:06",
+       .vendor_class_hex = hex_of(kPhoneClass).substr(0, 20) + "00ff00ff",
+       .prl = "150,150,66,0,255"},
   };
   for (const auto& req : hostile) {
     auto copy = req;
@@ -220,8 +239,8 @@ TEST_F(KeaWithHook, WorksInMultiThreadedKea) {
   start_kea(true);
   EXPECT_NE(kea_log().find("DHCP4_MULTI_THREADING_INFO enabled: yes"), std::string::npos) << kea_log();
   for (int i = 0; i < 3; ++i) {
-    auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:04:0" + std::to_string(i), .vendor_class = kPhoneClass,
-                                      .prl = kPhonePrl});
+    auto reply = dhcp_exchange(
+        net_, {.mac = "00:aa:bb:00:04:0" + std::to_string(i), .vendor_class = kPhoneClass, .prl = kPhonePrl});
     ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
     EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   }

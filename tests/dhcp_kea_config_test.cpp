@@ -16,16 +16,19 @@ namespace fs = std::filesystem;
 
 std::string site_yaml(const std::string& tftp = "[10.10.100.1, 10.10.100.2]") {
   return "site: { name: b1 }\n"
-                               "state_dir: /tmp/ve-kea-config-test\n"
-                               "ports:\n  - name: lo\n    voice_vlan: 100\n    data_vlan: 10\n"
-                               "dhcp:\n  kea:\n    event_socket: /tmp/ve-kea-config-test/ev.sock\n"
-                               "    hook_library: " VE_HOOK_LIBRARY "\n"
-                               "  subnets:\n"
-                               "    - vlan: 100\n      interface: lo\n      prefix: 10.10.100.0/24\n"
-                               "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
-                               "      dns: [10.10.100.1, 9.9.9.9]\n      tftp_servers: " + tftp + "\n"
-                               "    - vlan: 10\n      interface: lo\n      prefix: 10.10.10.0/24\n"
-                               "      pool: 10.10.10.100-10.10.10.199\n      router: 10.10.10.1\n";
+         "state_dir: /tmp/ve-kea-config-test\n"
+         "ports:\n  - name: lo\n    voice_vlan: 100\n    data_vlan: 10\n"
+         "dhcp:\n  kea:\n    event_socket: /tmp/ve-kea-config-test/ev.sock\n"
+         "    hook_library: " VE_HOOK_LIBRARY
+         "\n"
+         "  subnets:\n"
+         "    - vlan: 100\n      interface: lo\n      prefix: 10.10.100.0/24\n"
+         "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
+         "      dns: [10.10.100.1, 9.9.9.9]\n      tftp_servers: " +
+         tftp +
+         "\n"
+         "    - vlan: 10\n      interface: lo\n      prefix: 10.10.10.0/24\n"
+         "      pool: 10.10.10.100-10.10.10.199\n      router: 10.10.10.1\n";
 }
 
 config::SiteConfigPtr site(const std::string& tftp = "[10.10.100.1, 10.10.100.2]") {

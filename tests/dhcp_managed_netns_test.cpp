@@ -63,7 +63,7 @@ nlohmann::json control(const std::string& socket_path, const nlohmann::json& req
 }
 
 class ManagedKea : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     ASSERT_TRUE(net_.ok()) << "could not create namespaces/veth (needs root)";
     fs::create_directories(dir_.path() / "tftp");
@@ -78,20 +78,37 @@ protected:
 
   void write_site(const std::string& tftp_servers) {
     const auto d = dir_.path().string();
-    write_file(site_, "site: { name: dhcp-managed }\n"
-                      "state_dir: " + d + "/state\n"
-                      "control:\n  socket: " + d + "/ctl.sock\n"
-                      "ports:\n  - name: " + net_.server_if + "\n    voice_vlan: 100\n    data_vlan: 10\n"
-                      "net: { mode: none }\n"
-                      "dhcp:\n  kea:\n    manage: true\n"
-                      "    hook_library: " VE_HOOK_LIBRARY "\n"
-                      "    event_socket: " + d + "/events.sock\n"
-                      "  subnets:\n    - vlan: 100\n      interface: " + net_.server_if + "\n"
-                      "      prefix: 10.10.100.0/24\n      pool: 10.10.100.100-10.10.100.199\n"
-                      "      router: 10.10.100.1\n      dns: [10.10.100.1]\n"
-                      "      tftp_servers: " + tftp_servers + "\n"
-                      "provisioning:\n  root: " + d + "/tftp\n"
-                      "phones:\n  - mac: \"00:11:22:33:44:55\"\n    lines:\n      - { extension: \"1001\", password: \"pw\" }\n");
+    write_file(
+        site_,
+        "site: { name: dhcp-managed }\n"
+        "state_dir: " +
+            d +
+            "/state\n"
+            "control:\n  socket: " +
+            d +
+            "/ctl.sock\n"
+            "ports:\n  - name: " +
+            net_.server_if +
+            "\n    voice_vlan: 100\n    data_vlan: 10\n"
+            "net: { mode: none }\n"
+            "dhcp:\n  kea:\n    manage: true\n"
+            "    hook_library: " VE_HOOK_LIBRARY
+            "\n"
+            "    event_socket: " +
+            d +
+            "/events.sock\n"
+            "  subnets:\n    - vlan: 100\n      interface: " +
+            net_.server_if +
+            "\n"
+            "      prefix: 10.10.100.0/24\n      pool: 10.10.100.100-10.10.100.199\n"
+            "      router: 10.10.100.1\n      dns: [10.10.100.1]\n"
+            "      tftp_servers: " +
+            tftp_servers +
+            "\n"
+            "provisioning:\n  root: " +
+            d +
+            "/tftp\n"
+            "phones:\n  - mac: \"00:11:22:33:44:55\"\n    lines:\n      - { extension: \"1001\", password: \"pw\" }\n");
   }
 
   fs::path state() const { return dir_.path() / "state"; }
@@ -106,17 +123,21 @@ protected:
   }
 
   void start_daemon() {
-    daemon_ = Child({"ip", "netns", "exec", net_.server_ns, VE_VOICEEDGED, "--config", site_.string(), "--log-level",
-                     "debug"},
-                    dir_.path() / "voiceedged.log");
-    ASSERT_TRUE(wait_for([&] { return control(ctl_socket(), {{"cmd", "show.dhcp.leases"}}).is_object(); },
-                         std::chrono::seconds(20)))
+    daemon_ = Child(
+        {"ip", "netns", "exec", net_.server_ns, VE_VOICEEDGED, "--config", site_.string(), "--log-level", "debug"},
+        dir_.path() / "voiceedged.log");
+    ASSERT_TRUE(wait_for(
+        [&] {
+          return control(ctl_socket(), {{"cmd", "show.dhcp.leases"}}).is_object();
+        },
+        std::chrono::seconds(20)))
         << daemon_log();
   }
 
   void wait_kea_serving() {
-    ASSERT_TRUE(wait_for([&] { return serving_process(kea_pid()) && daemon_log().find("DHCP4_STARTED") != std::string::npos; },
-                         std::chrono::seconds(20)))
+    ASSERT_TRUE(
+        wait_for([&] { return serving_process(kea_pid()) && daemon_log().find("DHCP4_STARTED") != std::string::npos; },
+                 std::chrono::seconds(20)))
         << daemon_log();
   }
 
@@ -148,10 +169,13 @@ TEST_F(ManagedKea, DaemonStartsKeaWithTheHookAndShowsThePhonesLease) {
   EXPECT_EQ(reply["ack"]["options"].value("6", ""), "0a0a6401");  // DNS from the site file, via Kea
 
   nlohmann::json lease;
-  ASSERT_TRUE(wait_for([&] {
-    lease = lease_of("00:aa:bb:10:00:01");
-    return lease.is_object() && lease.value("state", "") == "bound";
-  }, std::chrono::seconds(5))) << lease.dump();
+  ASSERT_TRUE(wait_for(
+      [&] {
+        lease = lease_of("00:aa:bb:10:00:01");
+        return lease.is_object() && lease.value("state", "") == "bound";
+      },
+      std::chrono::seconds(5)))
+      << lease.dump();
   EXPECT_EQ(lease["ip"], reply["ack"]["yiaddr"]);
   EXPECT_EQ(lease["phone"], "vendor-class");
   EXPECT_EQ(lease["device"], "SEP00AABB100001");
@@ -186,8 +210,10 @@ TEST_F(ManagedKea, DaemonCrashLeavesKeaServingAndTheRestartedDaemonAdoptsIt) {
   EXPECT_TRUE(serving_process(kea));
 
   start_daemon();
-  ASSERT_TRUE(wait_for([&] { return daemon_log().find("adopting running kea-dhcp4 (pid " + std::to_string(kea)) !=
-                                    std::string::npos; }, std::chrono::seconds(5))) << daemon_log();
+  ASSERT_TRUE(wait_for(
+      [&] { return daemon_log().find("adopting running kea-dhcp4 (pid " + std::to_string(kea)) != std::string::npos; },
+      std::chrono::seconds(5)))
+      << daemon_log();
   EXPECT_EQ(keas_running(kea_config()), std::vector<pid_t>{kea}) << "a second Kea was started";
   // The lease given out while the daemon was down is known (from Kea's lease file).
   auto lease = lease_of("00:aa:bb:20:00:02");
@@ -229,7 +255,8 @@ TEST_F(ManagedKea, ReloadWithNewTftpServersReachesPhonesWithoutRestartingKea) {
   auto reply = control(ctl_socket(), {{"cmd", "reload"}});
   ASSERT_TRUE(reply.is_object() && reply.value("ok", false)) << reply.dump();
   ASSERT_TRUE(wait_for([&] { return daemon_log().find("kea-dhcp4 reloaded its configuration") != std::string::npos; },
-                       std::chrono::seconds(10))) << daemon_log();
+                       std::chrono::seconds(10)))
+      << daemon_log();
   auto dora = phone_dora("00:aa:bb:40:00:01");
   ASSERT_TRUE(dora["ack"].is_object());
   EXPECT_EQ(dora["ack"]["options"].value("150", ""), "0a0a64030a0a6401");

@@ -71,7 +71,7 @@ inline std::string unique_suffix() {
 
 // A temp directory removed at the end.
 class TempDir {
-public:
+ public:
   TempDir() : path_(fs::temp_directory_path() / ("ve-dhcp-" + unique_suffix())) { fs::create_directories(path_); }
   ~TempDir() {
     std::error_code ec;
@@ -79,13 +79,13 @@ public:
   }
   const fs::path& path() const { return path_; }
 
-private:
+ private:
   fs::path path_;
 };
 
 // Two namespaces joined by a veth: the server side has 10.10.100.1/24 on `server_if`.
 class NetnsPair {
-public:
+ public:
   NetnsPair() {
     const auto id = std::to_string(::getpid() % 1000000);
     server_ns = "vedhs" + id;
@@ -108,7 +108,7 @@ public:
 
   std::string server_ns, client_ns, server_if, client_if;
 
-private:
+ private:
   void cleanup() {
     run("ip netns del " + server_ns);  // deleting a namespace removes its end of the veth, and the peer
     run("ip netns del " + client_ns);
@@ -118,7 +118,7 @@ private:
 
 // A child process (optionally inside a namespace) with stdout+stderr appended to `log`.
 class Child {
-public:
+ public:
   Child() = default;
   Child(const std::vector<std::string>& argv, const fs::path& log, const std::map<std::string, std::string>& env = {},
         bool own_session = false) {
@@ -183,7 +183,7 @@ public:
   // Forget the process without stopping it (it is expected to have exited or to be stopped by others).
   void release() { pid_ = -1; }
 
-private:
+ private:
   pid_t pid_ = -1;
   int exit_status_ = 0;
 };
@@ -202,8 +202,8 @@ struct DhcpClientRequest {
 
 inline nlohmann::json dhcp_exchange(const NetnsPair& net, const DhcpClientRequest& r) {
   std::string cmd = "ip netns exec " + net.client_ns + " /usr/bin/python3 " VE_TESTS_DIR "/dhcp_client.py --iface " +
-                    net.client_if + " --mac " + r.mac + " --timeout " + std::to_string(r.timeout_s) +
-                    " --tries " + std::to_string(r.tries);
+                    net.client_if + " --mac " + r.mac + " --timeout " + std::to_string(r.timeout_s) + " --tries " +
+                    std::to_string(r.tries);
   auto quote = [](const std::string& s) {
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -236,7 +236,7 @@ inline std::string hex_of(const std::string& s) {
 
 // A bound unix datagram socket standing in for the daemon's event socket.
 class DatagramReceiver {
-public:
+ public:
   explicit DatagramReceiver(const std::string& path) : path_(path) {
     ::unlink(path.c_str());
     fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -275,7 +275,7 @@ public:
     return n;
   }
 
-private:
+ private:
   std::string path_;
   int fd_ = -1;
   bool bound_ = false;

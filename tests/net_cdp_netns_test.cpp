@@ -43,9 +43,8 @@ bool send_phone_cdp(const std::string& ifname, const MacAddress& mac) {
   sll.sll_family = AF_PACKET;
   sll.sll_ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
   sll.sll_halen = 6;
-  bool ok = sll.sll_ifindex != 0 &&
-            ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&sll), sizeof sll) ==
-                static_cast<ssize_t>(bytes.size());
+  bool ok = sll.sll_ifindex != 0 && ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&sll),
+                                             sizeof sll) == static_cast<ssize_t>(bytes.size());
   ::close(fd);
   return ok;
 }
@@ -69,7 +68,8 @@ TEST(NetCdpNetns, PeerDownExpiresCdpNeighbourWithinASecond) {
   RecordingSink sink;
   cdp::Hooks hooks;
   hooks.events = &sink;
-  cdp::AgentSet agents(io, [&](const std::string& port) { return cdp::make_pcap_link(io, port); }, hooks);
+  cdp::AgentSet agents(
+      io, [&](const std::string& port) { return cdp::make_pcap_link(io, port); }, hooks);
   cdp::AgentSettings settings;
   settings.fast_start_count = 1;
   agents.apply({cdp::PortSettings{"vcdp0", 100, 10}}, settings);

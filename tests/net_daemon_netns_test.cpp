@@ -18,9 +18,8 @@ using namespace std::chrono_literals;
 // A named namespace (the daemon runs in it through `ip netns exec`) plus a peer namespace for the
 // phone ends of the veths. Removed in the destructor, whatever happened.
 class Namespaces {
-public:
-  Namespaces()
-      : box_(fmt::format("ve-netd-{}", getpid())), peer_(fmt::format("ve-netdp-{}", getpid())) {
+ public:
+  Namespaces() : box_(fmt::format("ve-netd-{}", getpid())), peer_(fmt::format("ve-netdp-{}", getpid())) {
     ok_ = run({"ip", "netns", "add", box_}).exit_code == 0 && run({"ip", "netns", "add", peer_}).exit_code == 0 &&
           in_box({"ip", "link", "set", "lo", "up"});
   }
@@ -38,7 +37,7 @@ public:
            in_box({"ip", "link", "set", port, "up"}) && in_peer({"ip", "link", "set", port + "p", "up"});
   }
 
-private:
+ private:
   static bool in(const std::string& ns, std::vector<std::string> argv) {
     argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
     auto r = run(argv);

@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 using testing::NetnsPair;
 
 class NetNetns : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces";
     auto pair = NetnsPair::create();
@@ -71,12 +71,22 @@ TEST_F(NetNetns, MonitorSeesPeerDownAndUpWithinASecond) {
   auto mon = LinkMonitor::start(io_, [&](const LinkEvent& e) { events.push_back(e); });
   ASSERT_TRUE(mon.has_value()) << mon.error().to_string();
   // Carrier needs both ends up; wait for the initial carrier to settle.
-  run_until([&] { auto l = (*mon)->find("vport0"); return l && l->up(); }, 2000ms);
+  run_until(
+      [&] {
+        auto l = (*mon)->find("vport0");
+        return l && l->up();
+      },
+      2000ms);
   ASSERT_TRUE((*mon)->find("vport0")->up());
   events.clear();
 
   ASSERT_TRUE(ns_->in_peer([] { return testing::set_link_up("vport0p", false); }).has_value());
-  auto down_after = run_until([&] { auto l = (*mon)->find("vport0"); return l && !l->carrier; }, 1000ms);
+  auto down_after = run_until(
+      [&] {
+        auto l = (*mon)->find("vport0");
+        return l && !l->carrier;
+      },
+      1000ms);
   EXPECT_LT(down_after, 1000ms);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().name, "vport0");
@@ -85,7 +95,12 @@ TEST_F(NetNetns, MonitorSeesPeerDownAndUpWithinASecond) {
 
   events.clear();
   ASSERT_TRUE(ns_->in_peer([] { return testing::set_link_up("vport0p", true); }).has_value());
-  auto up_after = run_until([&] { auto l = (*mon)->find("vport0"); return l && l->up(); }, 1000ms);
+  auto up_after = run_until(
+      [&] {
+        auto l = (*mon)->find("vport0");
+        return l && l->up();
+      },
+      1000ms);
   EXPECT_LT(up_after, 1000ms);
   ASSERT_FALSE(events.empty());
   EXPECT_TRUE(events.back().up());
@@ -97,12 +112,14 @@ TEST_F(NetNetns, MonitorResyncsAfterSocketOverflow) {
   // A tiny receive buffer and no reading while many links come and go: the kernel drops
   // notifications (ENOBUFS); the monitor must notice, re-read and end up with the true table.
   std::vector<LinkEvent> events;
-  auto mon = LinkMonitor::start(io_, [&](const LinkEvent& e) { events.push_back(e); }, 1);
+  auto mon = LinkMonitor::start(
+      io_, [&](const LinkEvent& e) { events.push_back(e); }, 1);
   ASSERT_TRUE(mon.has_value()) << mon.error().to_string();
   constexpr int kPairs = 40;
   for (int i = 0; i < kPairs; ++i)
     ASSERT_TRUE(testing::add_veth(fmt::format("vov{}", i), fmt::format("vov{}p", i), -1).has_value());
-  for (int i = 0; i < kPairs; i += 2) ASSERT_TRUE(testing::rename_link(fmt::format("vov{}", i), fmt::format("vren{}", i)).has_value());
+  for (int i = 0; i < kPairs; i += 2)
+    ASSERT_TRUE(testing::rename_link(fmt::format("vov{}", i), fmt::format("vren{}", i)).has_value());
   auto complete = [&] {
     return (*mon)->find("vov1").has_value() && (*mon)->find(fmt::format("vov{}p", kPairs - 1)).has_value() &&
            (*mon)->find(fmt::format("vren{}", kPairs - 2)).has_value() && !(*mon)->find("vov0").has_value();
@@ -144,8 +161,9 @@ TEST_F(NetNetns, ManagerDrivesLinkListenersOnPeerDownUp) {
 
 TEST_F(NetNetns, PortCreatedAfterStartIsPickedUp) {
   std::vector<std::pair<std::string, bool>> heard;
-  Manager m(io_, site("vlate0"), [&](const std::string& p, bool up) { heard.emplace_back(p, up); },
-            Manager::Options{std::chrono::milliseconds(20)});
+  Manager m(
+      io_, site("vlate0"), [&](const std::string& p, bool up) { heard.emplace_back(p, up); },
+      Manager::Options{std::chrono::milliseconds(20)});
   ASSERT_TRUE(m.start().has_value());  // the port does not exist: the daemon still starts
   auto before = m.status_json()["ports"][0];
   EXPECT_EQ(before["state"], "absent") << before.dump();

@@ -131,8 +131,10 @@ Result<void, std::string> set_link_up(const std::string& name, bool up) {
   Link orig(rtnl_link_alloc());
   Link change(rtnl_link_alloc());
   rtnl_link_set_ifindex(orig.l, *idx);
-  if (up) rtnl_link_set_flags(change.l, IFF_UP);
-  else rtnl_link_unset_flags(change.l, IFF_UP);
+  if (up)
+    rtnl_link_set_flags(change.l, IFF_UP);
+  else
+    rtnl_link_unset_flags(change.l, IFF_UP);
   return check(rtnl_link_change(s.sk, orig.l, change.l, 0), "set " + name + (up ? " up" : " down"));
 }
 

@@ -11,7 +11,7 @@
 namespace ve::net::testing {
 
 class NetnsPair {
-public:
+ public:
   // Moves the calling thread into a new "box" namespace (and remembers where it came from).
   static Result<std::unique_ptr<NetnsPair>, std::string> create();
   ~NetnsPair();  // back to the original namespace; both namespaces are released
@@ -30,7 +30,7 @@ public:
     return fn();
   }
 
-private:
+ private:
   NetnsPair(int orig, int box, int peer) : orig_(orig), box_(box), peer_(peer) {}
   void enter(int fd) const;
   int orig_ = -1;

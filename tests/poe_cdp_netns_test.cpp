@@ -23,17 +23,17 @@ constexpr const char* kPhoneSep = "SEP001122334466";
 
 // Two namespaces joined by a veth pair; removed in the destructor whatever happened.
 class Topology {
-public:
+ public:
   Topology() {
     const std::string id = std::to_string(::getpid());
     switch_ns = "vepoe-sw-" + id;
     phone_ns = "vepoe-ph-" + id;
     switch_if = "vps" + id;
     phone_if = "vpp" + id;
-    auto r = sh("ip netns add " + switch_ns + " && ip netns add " + phone_ns + " && ip -n " + switch_ns +
-                " link add " + switch_if + " type veth peer name " + phone_if + " netns " + phone_ns +
-                " && ip -n " + switch_ns + " link set lo up && ip -n " + switch_ns + " link set " + switch_if +
-                " up && ip -n " + phone_ns + " link set " + phone_if + " up");
+    auto r = sh("ip netns add " + switch_ns + " && ip netns add " + phone_ns + " && ip -n " + switch_ns + " link add " +
+                switch_if + " type veth peer name " + phone_if + " netns " + phone_ns + " && ip -n " + switch_ns +
+                " link set lo up && ip -n " + switch_ns + " link set " + switch_if + " up && ip -n " + phone_ns +
+                " link set " + phone_if + " up");
     ok = r.exit_code == 0;
     error = r.err;
   }
@@ -59,10 +59,14 @@ std::string site_yaml(const std::string& port) {
   return "site: { name: vepoe-switch }\n"
          "state_dir: @STATE@\n"
          "control: { socket: @SOCKET@ }\n"
-         "ports:\n  - { name: " + port + ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: high, max_watts: 15.4 } }\n"
+         "ports:\n  - { name: " +
+         port +
+         ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: high, max_watts: 15.4 } }\n"
          "cdp: { enabled: true, interval_s: 60, holdtime_s: 180, fast_start_count: 1 }\n"
          "lldp: { enabled: false, med: false }\n"
-         "poe:\n  driver: sim\n  budget_watts: 370\n  sim: { " + port + ": { class: 2, draw_watts: 6.3 } }\n"
+         "poe:\n  driver: sim\n  budget_watts: 370\n  sim: { " +
+         port +
+         ": { class: 2, draw_watts: 6.3 } }\n"
          "dhcp: { kea: { manage: false, event_socket: \"@STATE@/kea.sock\" } }\n"
          "provisioning:\n  root: \"@STATE@/tftp\"\n  tftp: { listen: \"127.0.0.1:0\" }\n"
          "  http: { listen: \"127.0.0.1:0\" }\n"
@@ -94,7 +98,7 @@ std::vector<PowerReply> parse_tshark(const std::string& text) {
 std::string first_value(const std::string& s) { return s.substr(0, s.find(',')); }
 
 class PoeCdpNetns : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
     topo = std::make_unique<Topology>();
@@ -120,9 +124,9 @@ protected:
 
   // The phone asks; returns the Power Available (mW, as text) of the reply echoing `request_id`.
   std::string ask(int request_id, const std::string& levels) {
-    auto r = run(topo->in_phone({"/usr/bin/python3", (source_dir() / "tests" / "poe_cdp_phone.py").string(),
-                                 "--iface", topo->phone_if, "--mac", kPhoneMac, "--request-id",
-                                 std::to_string(request_id), "--levels", levels}));
+    auto r = run(topo->in_phone({"/usr/bin/python3", (source_dir() / "tests" / "poe_cdp_phone.py").string(), "--iface",
+                                 topo->phone_if, "--mac", kPhoneMac, "--request-id", std::to_string(request_id),
+                                 "--levels", levels}));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::string available;
     const bool got = eventually(

@@ -37,8 +37,8 @@ Pkt4Ptr make_query(const std::string& vendor_class) {
   auto q = boost::make_shared<Pkt4>(DHCPDISCOVER, 1234);
   q->setHWAddr(HTYPE_ETHER, 6, {0x00, 0xaa, 0xbb, 0x00, 0x00, 0x01});
   q->addOption(boost::make_shared<OptionString>(Option::V4, DHO_VENDOR_CLASS_IDENTIFIER, vendor_class));
-  q->addOption(boost::make_shared<Option>(Option::V4, DHO_DHCP_PARAMETER_REQUEST_LIST,
-                                          OptionBuffer{1, 3, 6, 15, 42, 66, 150}));
+  q->addOption(
+      boost::make_shared<Option>(Option::V4, DHO_DHCP_PARAMETER_REQUEST_LIST, OptionBuffer{1, 3, 6, 15, 42, 66, 150}));
   return q;
 }
 
@@ -83,12 +83,13 @@ int main(int argc, char** argv) {
   namespace fs = std::filesystem;
   const auto dir = fs::temp_directory_path() / ("ve-callout-bench-" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  std::ofstream(dir / "site.yaml") << "site: { name: b }\nstate_dir: " << dir.string() << "\n"
-                                   << "ports:\n  - name: eth1\n    voice_vlan: 100\n    data_vlan: 10\n"
-                                   << "dhcp:\n  kea:\n    event_socket: " << (dir / "nobody.sock").string() << "\n"
-                                   << "  subnets:\n    - vlan: 100\n      interface: eth1\n      prefix: 10.10.100.0/24\n"
-                                   << "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
-                                   << "      tftp_servers: [10.10.100.1, 10.10.100.2]\n";
+  std::ofstream(dir / "site.yaml")
+      << "site: { name: b }\nstate_dir: " << dir.string() << "\n"
+      << "ports:\n  - name: eth1\n    voice_vlan: 100\n    data_vlan: 10\n"
+      << "dhcp:\n  kea:\n    event_socket: " << (dir / "nobody.sock").string() << "\n"
+      << "  subnets:\n    - vlan: 100\n      interface: eth1\n      prefix: 10.10.100.0/24\n"
+      << "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
+      << "      tftp_servers: [10.10.100.1, 10.10.100.2]\n";
   (void)pkt4_send_index();
   auto params = isc::data::Element::createMap();
   params->set("site-file", isc::data::Element::create((dir / "site.yaml").string()));

@@ -38,7 +38,7 @@ struct Wire {
 };
 
 class FakeLink final : public FrameLink {
-public:
+ public:
   explicit FakeLink(std::shared_ptr<Wire> wire) : wire_(std::move(wire)) {}
   bool open(Receiver receiver, FailureHandler, std::string& error) override {
     if (wire_->fail_open) {
@@ -60,7 +60,7 @@ public:
   void close() override { wire_->closed = true; }
   MacAddress mac() const override { return wire_->mac; }
 
-private:
+ private:
   std::shared_ptr<Wire> wire_;
 };
 
@@ -74,7 +74,7 @@ struct ManualClock {
 };
 
 class AgentTest : public ::testing::Test {
-protected:
+ protected:
   AgentTest() {
     settings.device_id = "branch-01";
     settings.fast_start_count = 1;
@@ -413,11 +413,14 @@ TEST_F(AgentTest, StopSendsTtlZero) {
 TEST(AgentSetTest, ReconfigureChangesVlanAndRemovesPortsWithoutRestart) {
   boost::asio::io_context io;
   std::map<std::string, std::shared_ptr<Wire>> wires;
-  AgentSet set(io, [&](const std::string& name) {
-    auto w = std::make_shared<Wire>();
-    wires[name] = w;
-    return std::make_unique<FakeLink>(w);
-  }, Hooks{});
+  AgentSet set(
+      io,
+      [&](const std::string& name) {
+        auto w = std::make_shared<Wire>();
+        wires[name] = w;
+        return std::make_unique<FakeLink>(w);
+      },
+      Hooks{});
   AgentSettings settings;
   settings.fast_start_count = 1;
   set.apply({PortSettings{"eth1", 100, 10}, PortSettings{"eth2", 100, 10}}, settings);

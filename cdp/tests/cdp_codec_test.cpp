@@ -189,7 +189,8 @@ TEST(CdpCodec, RejectsTlvLengthBelowHeader) {
 }
 
 TEST(CdpCodec, RejectsShortFixedTlvs) {
-  for (const char* tlv : {"000e0006 0100", "00040007 000004", "00190006 d34e", "0019000a d34e0000 0000", "001a000a 00000001 0000"}) {
+  for (const char* tlv :
+       {"000e0006 0100", "00040007 000004", "00190006 d34e", "0019000a d34e0000 0000", "001a000a 00000001 0000"}) {
     auto p = decode_cdp_pdu(pdu_with_tlvs(tlv));
     ASSERT_FALSE(p) << tlv;
     EXPECT_EQ(p.error(), DecodeError::BadTlvLength) << tlv;

@@ -24,9 +24,9 @@ LldpPdu med_switch_pdu() {
   p.system_capabilities = 0x0014;
   p.enabled_capabilities = 0x0004;
   p.management_addresses.push_back(LldpManagementAddress{1, from_hex("0a0a6401"), 2, 3, {}});
-  p.med_capabilities = MedCapabilities{lldp_med_capability::kCapabilities | lldp_med_capability::kNetworkPolicy |
-                                           lldp_med_capability::kPowerPse,
-                                       MedDeviceType::NetworkConnectivity};
+  p.med_capabilities = MedCapabilities{
+      lldp_med_capability::kCapabilities | lldp_med_capability::kNetworkPolicy | lldp_med_capability::kPowerPse,
+      MedDeviceType::NetworkConnectivity};
   p.network_policies.push_back(NetworkPolicy{1, false, true, 100, 5, 46});
   p.network_policies.push_back(NetworkPolicy{2, false, true, 100, 4, 32});
   p.extended_power = ExtendedPower{0, 1, 2, 154};

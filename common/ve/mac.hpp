@@ -9,7 +9,7 @@
 namespace ve {
 
 class MacAddress {
-public:
+ public:
   MacAddress() = default;
   explicit MacAddress(const std::array<std::uint8_t, 6>& bytes) : bytes_(bytes) {}
 
@@ -41,7 +41,8 @@ public:
     const std::size_t n = text.size();
     if (last_sep == ':' || last_sep == '-') {
       if (n != 17) return std::nullopt;
-      for (std::size_t i = 2; i < n; i += 3) if (text[i] != last_sep) return std::nullopt;
+      for (std::size_t i = 2; i < n; i += 3)
+        if (text[i] != last_sep) return std::nullopt;
     } else if (last_sep == '.') {
       if (n != 14 || text[4] != '.' || text[9] != '.') return std::nullopt;
     }
@@ -59,7 +60,7 @@ public:
 
   friend auto operator<=>(const MacAddress&, const MacAddress&) = default;
 
-private:
+ private:
   static int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;

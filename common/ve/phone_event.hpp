@@ -80,14 +80,14 @@ struct PhoneEvent {
 
 // Components get an EventSink& at construction and never see the tracker.
 class EventSink {
-public:
+ public:
   virtual ~EventSink() = default;
   virtual void report(PhoneEvent event) = 0;
 };
 
 // A sink that drops everything, for components run without a tracker.
 class NullEventSink final : public EventSink {
-public:
+ public:
   void report(PhoneEvent) override {}
 };
 

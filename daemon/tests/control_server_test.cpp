@@ -6,7 +6,7 @@ namespace ve::daemon {
 namespace {
 
 class ControlServerTest : public ::testing::Test {
-protected:
+ protected:
   boost::asio::io_context io;
   ControlServer server{io};
   void SetUp() override {

@@ -52,7 +52,8 @@ TEST(JourneyTracker, RegisteredPhoneShowsDeviceStatus) {
 TEST(JourneyTracker, FindsPhoneByEverySpellingIpAndPort) {
   JourneyTracker t({});
   walk_to_registered(t);
-  for (const char* key : {"00:11:22:33:44:55", "0011.2233.4455", "001122334455", "SEP001122334455", "10.10.100.100", "eth1"})
+  for (const char* key :
+       {"00:11:22:33:44:55", "0011.2233.4455", "001122334455", "SEP001122334455", "10.10.100.100", "eth1"})
     EXPECT_NE(t.find(key), nullptr) << key;
   EXPECT_EQ(t.find("SEP001122334466"), nullptr);
   EXPECT_EQ(t.find("10.9.9.9"), nullptr);
@@ -69,7 +70,8 @@ TEST(JourneyTracker, FirstFailedStepIsNamedWithItsDetail) {
   ASSERT_TRUE(d.step);
   EXPECT_EQ(*d.step, Step::Register);
   EXPECT_EQ(d.reason, "step 11: 403 wrong password for 1001");
-  EXPECT_NE(t.device_status(*p)["registration"].get<std::string>().find("Not registered (step 11: 403"), std::string::npos);
+  EXPECT_NE(t.device_status(*p)["registration"].get<std::string>().find("Not registered (step 11: 403"),
+            std::string::npos);
 }
 
 TEST(JourneyTracker, EarliestFailureWinsOverLaterOnes) {
@@ -138,7 +140,8 @@ TEST(JourneyTracker, UnlistedPhoneIsToldToBeAddedToTheSiteFile) {
 
 TEST(JourneyTracker, HistoryIsBounded) {
   JourneyTracker t({});
-  for (std::size_t i = 0; i < JourneyTracker::kHistoryPerPhone + 50; ++i) t.report(ev(Step::Register, Outcome::Ok, "refresh"));
+  for (std::size_t i = 0; i < JourneyTracker::kHistoryPerPhone + 50; ++i)
+    t.report(ev(Step::Register, Outcome::Ok, "refresh"));
   EXPECT_EQ(t.find("SEP001122334455")->history.size(), JourneyTracker::kHistoryPerPhone);
 }
 
@@ -201,7 +204,7 @@ TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
   auto j = t.journey_json(*t.find("eth1"));
   ASSERT_EQ(j["steps"].size(), 14u);
   EXPECT_EQ(j["steps"][4]["outcome"], "expected");
-  EXPECT_EQ(j["steps"][1]["seen"], true);  // inferred
+  EXPECT_EQ(j["steps"][1]["seen"], true);   // inferred
   EXPECT_EQ(j["steps"][8]["seen"], false);  // no dial rules fetched
   EXPECT_TRUE(j["failed_step"].is_null());
 }

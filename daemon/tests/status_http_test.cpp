@@ -15,7 +15,7 @@ PhoneEvent ev(const char* mac, Step s, Outcome o, std::string detail) {
 }
 
 class StatusPage : public ::testing::Test {
-protected:
+ protected:
   boost::asio::io_context io;
   JourneyTracker journey{{}};
   StatusHttpServer server{io, journey, config::Endpoint{"tcp", "127.0.0.1", 0}};
@@ -40,8 +40,8 @@ TEST_F(StatusPage, IndexListsPhonesWithEscapedReasons) {
 TEST_F(StatusPage, PhonePageShowsDeviceStatusAndSteps) {
   auto page = server.render("/phone/SEP001122334455");
   EXPECT_EQ(page.status, 200);
-  for (const char* s : {"Device Status", "IPv4 Address", "10.10.100.100", "Active Load ID", "sip78xx.14-2-1-0001-14",
-                        "register"})
+  for (const char* s :
+       {"Device Status", "IPv4 Address", "10.10.100.100", "Active Load ID", "sip78xx.14-2-1-0001-14", "register"})
     EXPECT_NE(page.body.find(s), std::string::npos) << s;
   EXPECT_EQ(server.render("/phone/SEP00AABBCCDDEE").status, 404);
   EXPECT_EQ(server.render("/nothing").status, 404);

@@ -88,8 +88,7 @@ TEST(BuildPhoneOptions, PhoneAskingFor150And66GetsBothInOrder) {
   auto o = build_phone_options(PhoneReason::VendorClass, RequestedOptions::parse(prl), &subnet);
   EXPECT_EQ(o.tftp_servers, (std::vector<std::uint32_t>{0x0a0a6401, 0x0a0a6402}));
   EXPECT_EQ(o.tftp_server_name, "10.10.100.1");
-  EXPECT_EQ(encode_option150(o.tftp_servers),
-            (std::vector<std::uint8_t>{10, 10, 100, 1, 10, 10, 100, 2}));
+  EXPECT_EQ(encode_option150(o.tftp_servers), (std::vector<std::uint8_t>{10, 10, 100, 1, 10, 10, 100, 2}));
 }
 
 TEST(BuildPhoneOptions, PhoneGetsOnlyWhatItAskedFor) {
@@ -188,7 +187,10 @@ TEST(LeaseReport, EncodingStaysUnderTheLimitWithHostileStrings) {
 }
 
 TEST(LeaseReport, RejectsEachKindOfBadDatagram) {
-  auto err = [](std::string_view s) { auto r = decode_lease_report(bytes(s)); return r ? std::optional<ReportError>{} : std::optional{r.error()}; };
+  auto err = [](std::string_view s) {
+    auto r = decode_lease_report(bytes(s));
+    return r ? std::optional<ReportError>{} : std::optional{r.error()};
+  };
   EXPECT_EQ(err(""), ReportError::Empty);
   EXPECT_EQ(err(std::string(kMaxReportBytes + 1, ' ')), ReportError::TooLarge);
   EXPECT_EQ(err("{\"v\":1,"), ReportError::NotJson);

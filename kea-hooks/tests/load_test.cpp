@@ -43,7 +43,7 @@ struct HookIndexes {
 };
 
 class HookLoad : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("ve-hookload-" + std::to_string(::getpid()) + "-" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
@@ -112,7 +112,8 @@ TEST_F(HookLoad, LoadsAndRegistersItsCallouts) {
 
 TEST_F(HookLoad, Pkt4SendAddsOption150And66ForAPhone) {
   ASSERT_TRUE(load(good_params()));
-  auto response = send_response(query(DHCPDISCOVER, "Cisco Systems, Inc. IP Phone CP-7841", {1, 3, 66, 150}), DHCPOFFER);
+  auto response =
+      send_response(query(DHCPDISCOVER, "Cisco Systems, Inc. IP Phone CP-7841", {1, 3, 66, 150}), DHCPOFFER);
   auto o150 = response->getOption(150);
   ASSERT_TRUE(o150);
   EXPECT_EQ(o150->toBinary(false), (std::vector<uint8_t>{10, 10, 100, 1, 10, 10, 100, 2}));
@@ -158,7 +159,8 @@ TEST_F(HookLoad, ReleaseDeclineAndExpireAreReportedToTheEventSocket) {
     char buf[4096];
     const auto n = ::recv(fd, buf, sizeof(buf), 0);
     ASSERT_GT(n, 0);
-    auto r = ve::kea_hooks::decode_lease_report(std::span(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
+    auto r =
+        ve::kea_hooks::decode_lease_report(std::span(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
     ASSERT_TRUE(r);
     EXPECT_EQ(r->kind, c.kind);
     EXPECT_EQ(r->mac.to_string(), "00:aa:bb:00:00:09");

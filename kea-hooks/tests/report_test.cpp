@@ -16,22 +16,23 @@ namespace ve::kea_hooks {
 namespace {
 
 class TempSocketPath {
-public:
+ public:
   TempSocketPath() {
-    path_ = (std::filesystem::temp_directory_path() / ("ve-report-" + std::to_string(::getpid()) + "-" +
-                                                       std::to_string(counter_++) + ".sock")).string();
+    path_ = (std::filesystem::temp_directory_path() /
+             ("ve-report-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".sock"))
+                .string();
     std::filesystem::remove(path_);
   }
   ~TempSocketPath() { std::filesystem::remove(path_); }
   const std::string& str() const { return path_; }
 
-private:
+ private:
   static inline int counter_ = 0;
   std::string path_;
 };
 
 class BoundReceiver {
-public:
+ public:
   explicit BoundReceiver(const std::string& path) {
     fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     sockaddr_un a{};
@@ -47,7 +48,7 @@ public:
     return std::string(buf, static_cast<std::size_t>(n));
   }
 
-private:
+ private:
   int fd_ = -1;
 };
 

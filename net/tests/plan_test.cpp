@@ -85,9 +85,8 @@ TEST(NetPlan, EmptyKernelBuildsWholeTopologyInOrder) {
   EXPECT_EQ(out.actions[0].kind, ActionKind::CreateBridge);
   EXPECT_EQ(out.actions[0].name, "ve-br0");
   auto pos = [&](ActionKind k, const std::string& name, int vid = -1) {
-    auto it = std::find_if(out.actions.begin(), out.actions.end(), [&](const Action& a) {
-      return a.kind == k && a.name == name && (vid < 0 || a.vid == vid);
-    });
+    auto it = std::find_if(out.actions.begin(), out.actions.end(),
+                           [&](const Action& a) { return a.kind == k && a.name == name && (vid < 0 || a.vid == vid); });
     return it - out.actions.begin();
   };
   long n = static_cast<long>(out.actions.size());
@@ -109,7 +108,7 @@ TEST(NetPlan, EmptyKernelBuildsWholeTopologyInOrder) {
 
 TEST(NetPlan, ForeignLinksAreNeverDeleted) {
   Present p = programmed_bridge();
-  p.links.push_back(link(20, "br-lan", "bridge"));                 // someone else's bridge
+  p.links.push_back(link(20, "br-lan", "bridge"));  // someone else's bridge
   auto foreign_vlan = link(21, "eth0.300", "vlan");
   foreign_vlan.vlan_id = 300;
   p.links.push_back(foreign_vlan);

@@ -53,7 +53,8 @@ TEST(VlanSpec, ExpandsRanges) {
                     attr(IFLA_BRIDGE_VLAN_INFO, BRIDGE_VLAN_INFO_RANGE_END, 102)});
   auto v = decode_vlan_spec(bytes);
   ASSERT_TRUE(v.has_value());
-  EXPECT_EQ(*v, (std::vector<BridgeVlan>{{1, true, true}, {100, false, false}, {101, false, false}, {102, false, false}}));
+  EXPECT_EQ(*v,
+            (std::vector<BridgeVlan>{{1, true, true}, {100, false, false}, {101, false, false}, {102, false, false}}));
 }
 
 TEST(VlanSpec, SkipsUnknownAttributes) {

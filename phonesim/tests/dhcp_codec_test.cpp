@@ -18,7 +18,10 @@ std::map<int, Bytes> options_of(const Bytes& bootp) {
   std::map<int, Bytes> out;
   std::size_t i = 240;
   while (i < bootp.size() && bootp[i] != 255) {
-    if (bootp[i] == 0) { ++i; continue; }
+    if (bootp[i] == 0) {
+      ++i;
+      continue;
+    }
     const int code = bootp[i];
     const std::size_t len = bootp[i + 1];
     out.emplace(code, Bytes(bootp.begin() + static_cast<long>(i + 2), bootp.begin() + static_cast<long>(i + 2 + len)));
@@ -30,7 +33,9 @@ std::map<int, Bytes> options_of(const Bytes& bootp) {
 // A server reply as Kea would send it, built independently of the code under test.
 Bytes server_reply(std::uint8_t type, std::uint32_t xid, const std::vector<std::pair<int, Bytes>>& options) {
   Bytes b(236, 0);
-  b[0] = 2; b[1] = 1; b[2] = 6;
+  b[0] = 2;
+  b[1] = 1;
+  b[2] = 6;
   for (int i = 0; i < 4; ++i) b[4 + i] = static_cast<std::uint8_t>(xid >> (24 - 8 * i));
   const std::uint32_t yiaddr = 0x0a0a6464;  // 10.10.100.100
   for (int i = 0; i < 4; ++i) b[16 + i] = static_cast<std::uint8_t>(yiaddr >> (24 - 8 * i));
@@ -53,8 +58,26 @@ Bytes wrap(const Bytes& payload, std::uint16_t dst_port = 68, bool tagged = fals
   f.insert(f.end(), {0x08, 0x00});
   const std::size_t ip = f.size();
   const auto total = static_cast<std::uint16_t>(28 + payload.size());
-  f.insert(f.end(), {0x45, 0, static_cast<std::uint8_t>(total >> 8), static_cast<std::uint8_t>(total), 0, 0, 0, 0, 64, 17,
-                     0, 0, 10, 10, 100, 1, 255, 255, 255, 255});
+  f.insert(f.end(), {0x45,
+                     0,
+                     static_cast<std::uint8_t>(total >> 8),
+                     static_cast<std::uint8_t>(total),
+                     0,
+                     0,
+                     0,
+                     0,
+                     64,
+                     17,
+                     0,
+                     0,
+                     10,
+                     10,
+                     100,
+                     1,
+                     255,
+                     255,
+                     255,
+                     255});
   const auto sum = internet_checksum(ByteView(f).subspan(ip, 20));
   f[ip + 10] = static_cast<std::uint8_t>(sum >> 8);
   f[ip + 11] = static_cast<std::uint8_t>(sum);
@@ -185,7 +208,7 @@ TEST(DhcpCodec, RejectsMalformedReplies) {
   cookie[236] = 0;
   EXPECT_EQ(decode_dhcp_message(cookie).error(), DhcpError::BadMagicCookie);
   Bytes overrun = good;
-  overrun.pop_back();       // drop the end option ...
+  overrun.pop_back();                              // drop the end option ...
   overrun.insert(overrun.end(), {150, 40, 1, 2});  // ... and claim 40 bytes that are not there
   EXPECT_EQ(decode_dhcp_message(overrun).error(), DhcpError::BadOption);
   Bytes bad_len = server_reply(5, 1, {{54, {10, 10, 100}}});

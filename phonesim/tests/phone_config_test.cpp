@@ -99,7 +99,8 @@ TEST(PhoneConfig, SkipsMembersWithoutAHostAndLinesWithoutAName) {
 }
 
 TEST(LoadsFile, PlainListWithComments) {
-  EXPECT_EQ(parse_loads_file("# sip78xx 14.2\nsip78xx.14-2-1-0001-14.sbn\n\n  rootfs78xx.img  \nsip78xx.14-2-1-0001-14.sbn\n"),
+  EXPECT_EQ(parse_loads_file(
+                "# sip78xx 14.2\nsip78xx.14-2-1-0001-14.sbn\n\n  rootfs78xx.img  \nsip78xx.14-2-1-0001-14.sbn\n"),
             (std::vector<std::string>{"sip78xx.14-2-1-0001-14.sbn", "rootfs78xx.img"}));
   EXPECT_TRUE(parse_loads_file("").empty());
 }

@@ -39,33 +39,50 @@ struct Namespaces {
   bool ok = false;
 };
 
-std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir, int http_port = 6970,
-                      int lease_s = 3600) {
+std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir, int http_port = 6970, int lease_s = 3600) {
   const std::string d = dir.string();
   return "site: { name: phonesim-test, locale: English_United_States }\n"
          "state_dir: @STATE@\n"
          "control: { socket: @SOCKET@, http: \"off\" }\n"
-         "ports:\n  - name: " + n.box_if + "\n    voice_vlan: 100\n    data_vlan: 10\n"
+         "ports:\n  - name: " +
+         n.box_if +
+         "\n    voice_vlan: 100\n    data_vlan: 10\n"
          "    poe: { mode: auto, priority: high, max_watts: 15.4 }\n"
          "cdp: { enabled: true, interval_s: 5, holdtime_s: 15, fast_start_count: 3 }\n"
          "lldp: { enabled: false }\n"
-         "poe:\n  driver: sim\n  sim:\n    " + n.box_if + ": { class: 2, draw_watts: 6.3 }\n"
+         "poe:\n  driver: sim\n  sim:\n    " +
+         n.box_if +
+         ": { class: 2, draw_watts: 6.3 }\n"
          "net: { mode: none }\n"
-         "dhcp:\n  kea:\n    manage: true\n    hook_library: " VE_HOOK_LIBRARY "\n"
-         "    valid_lifetime_s: " + std::to_string(lease_s) + "\n"
-         "    event_socket: " + d + "/events.sock\n"
-         "  subnets:\n    - vlan: 100\n      interface: " + n.box_if + "\n"
+         "dhcp:\n  kea:\n    manage: true\n    hook_library: " VE_HOOK_LIBRARY
+         "\n"
+         "    valid_lifetime_s: " +
+         std::to_string(lease_s) +
+         "\n"
+         "    event_socket: " +
+         d +
+         "/events.sock\n"
+         "  subnets:\n    - vlan: 100\n      interface: " +
+         n.box_if +
+         "\n"
          "      prefix: 10.10.100.0/24\n      pool: 10.10.100.100-10.10.100.199\n"
          "      router: 10.10.100.1\n      tftp_servers: [10.10.100.1]\n"
-         "provisioning:\n  root: " + d + "/tftp\n"
-         "  tftp: { listen: \"10.10.100.1:69\" }\n  http: { listen: \"10.10.100.1:" + std::to_string(http_port) + "\" }\n"
+         "provisioning:\n  root: " +
+         d +
+         "/tftp\n"
+         "  tftp: { listen: \"10.10.100.1:69\" }\n  http: { listen: \"10.10.100.1:" +
+         std::to_string(http_port) +
+         "\" }\n"
          "  call_manager_group:\n    - { name: cm1, host: 10.10.100.1, sip_port: 5060, priority: 0 }\n"
          "  default_load: sip78xx.14-2-1-0001-14\n"
          "sip:\n  listen: [\"tcp:10.10.100.1:5060\", \"udp:10.10.100.1:5060\"]\n  realm: phonesim-test\n"
          "phones:\n"
-         "  - { mac: \"00:11:22:33:44:01\", model: CP-7841, lines: [ { extension: \"1001\", password: \"pw-1001\" } ] }\n"
-         "  - { mac: \"00:11:22:33:44:02\", model: CP-7841, lines: [ { extension: \"1002\", auth_user: \"a1002\", password: \"pw-1002\" } ] }\n"
-         "  - { mac: \"00:11:22:33:44:03\", model: CP-7841, lines: [ { extension: \"1003\", password: \"pw-1003\" } ] }\n"
+         "  - { mac: \"00:11:22:33:44:01\", model: CP-7841, lines: [ { extension: \"1001\", password: \"pw-1001\" } ] "
+         "}\n"
+         "  - { mac: \"00:11:22:33:44:02\", model: CP-7841, lines: [ { extension: \"1002\", auth_user: \"a1002\", "
+         "password: \"pw-1002\" } ] }\n"
+         "  - { mac: \"00:11:22:33:44:03\", model: CP-7841, lines: [ { extension: \"1003\", password: \"pw-1003\" } ] "
+         "}\n"
          "  - { mac: \"00:11:22:33:44:04\", model: CP-7841, load: sip78xx.99-9-9-0001-1,\n"
          "      lines: [ { extension: \"1004\", password: \"pw-1004\" } ] }\n";
 }
@@ -79,7 +96,7 @@ struct SimRun {
 };
 
 class PhonesimNetns : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     ASSERT_TRUE(is_root()) << "needs root for network namespaces";
     ASSERT_TRUE(net_.ok) << "could not create namespaces/veth";
@@ -101,8 +118,8 @@ protected:
   }
 
   std::vector<std::string> sim_argv(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {"ip", "netns", "exec", net_.phone_ns, VE_PHONESIM, "--interface", net_.phone_if,
-                                     "--json", "--timeout-s", "90"};
+    std::vector<std::string> argv = {"ip",          "netns",       "exec",   net_.phone_ns, VE_PHONESIM,
+                                     "--interface", net_.phone_if, "--json", "--timeout-s", "90"};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
   }
@@ -123,9 +140,12 @@ protected:
         ADD_FAILURE() << "not JSON: " << line;
         continue;
       }
-      if (j.contains("summary")) out.summary = j["summary"];
-      else if (j.contains("refresh")) out.refreshes.push_back(j["refresh"]);
-      else out.phones.push_back(j);
+      if (j.contains("summary"))
+        out.summary = j["summary"];
+      else if (j.contains("refresh"))
+        out.refreshes.push_back(j["refresh"]);
+      else
+        out.phones.push_back(j);
     }
     return out;
   }
@@ -297,9 +317,12 @@ TEST_F(PhonesimNetns, RegistrationSurvivesADaemonKillAndIsRefreshedAfterTheResta
   const auto log = files_.path() / "phonesim.out";
   auto argv = sim_argv({"--phones", "2", "--first-mac", "00:11:22:33:44:01", "--hold-s", "10", "--refresh-s", "1"});
   Child sim(argv, log);
-  ASSERT_TRUE(eventually([&] { return read_file(log).find("\"registered\":true") != std::string::npos &&
-                                      parse(0, read_file(log), "").phones.size() == 2; },
-                         std::chrono::seconds(60)))
+  ASSERT_TRUE(eventually(
+      [&] {
+        return read_file(log).find("\"registered\":true") != std::string::npos &&
+               parse(0, read_file(log), "").phones.size() == 2;
+      },
+      std::chrono::seconds(60)))
       << read_file(log);
   daemon_->stop(SIGKILL);
   std::this_thread::sleep_for(std::chrono::seconds(2));  // refreshes fail meanwhile

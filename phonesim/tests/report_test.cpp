@@ -22,8 +22,8 @@ PhoneResult registered_phone() {
   r.time_to_registered = milliseconds(812);
   r.started_at = milliseconds(5);
   r.steps.push_back({Step::Power, StepOutcome::Ok, "powered", milliseconds(0), milliseconds(0)});
-  r.steps.push_back({Step::CtlFile, StepOutcome::Expected, "CTLSEP001122334455.tlv not found", milliseconds(300),
-                     milliseconds(4)});
+  r.steps.push_back(
+      {Step::CtlFile, StepOutcome::Expected, "CTLSEP001122334455.tlv not found", milliseconds(300), milliseconds(4)});
   return r;
 }
 

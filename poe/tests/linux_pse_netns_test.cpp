@@ -27,20 +27,19 @@ std::unique_ptr<LinuxPseDriver> open_or_skip(std::vector<std::string> ports) {
   return d ? std::move(d.value()) : nullptr;
 }
 
-#define OPEN_OR_SKIP(var, ...)                                                            \
-  auto var = open_or_skip(__VA_ARGS__);                                                   \
+#define OPEN_OR_SKIP(var, ...)          \
+  auto var = open_or_skip(__VA_ARGS__); \
   if (!var) GTEST_SKIP() << "kernel has no ethtool generic netlink (CONFIG_ETHTOOL_NETLINK)"
 
 // A veth pair whose one end lives in its own network namespace; removed even when a test fails.
 class VethInNetns {
-public:
+ public:
   VethInNetns() {
     const std::string id = std::to_string(::getpid());
     ns_ = "vepoe" + id;
     host_ = "vpoa" + id;
     peer_ = "vpob" + id;
-    ok_ = run("ip netns add " + ns_) == 0 &&
-          run("ip link add " + host_ + " type veth peer name " + peer_) == 0 &&
+    ok_ = run("ip netns add " + ns_) == 0 && run("ip link add " + host_ + " type veth peer name " + peer_) == 0 &&
           run("ip link set " + peer_ + " netns " + ns_) == 0 && run("ip link set " + host_ + " up") == 0 &&
           run("ip -n " + ns_ + " link set " + peer_ + " up") == 0;
   }
@@ -55,7 +54,7 @@ public:
   const std::string& host() const { return host_; }
   const std::string& peer() const { return peer_; }
 
-private:
+ private:
   std::string ns_, host_, peer_;
   bool ok_ = false;
 };

@@ -37,7 +37,7 @@ struct RecordingSink final : EventSink {
 };
 
 class TempDir {
-public:
+ public:
   TempDir() {
     path_ = std::filesystem::temp_directory_path() /
             ("ve-poe-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
@@ -51,7 +51,7 @@ public:
   TempDir& operator=(const TempDir&) = delete;
   const std::filesystem::path& path() const { return path_; }
 
-private:
+ private:
   static int& counter() {
     static int n = 0;
     return n;

@@ -31,7 +31,7 @@ Run run(const std::string& command) {
 bool have(const std::string& tool) { return run("sh -c 'command -v " + tool + "'").exit_code == 0; }
 
 class ClientsTest : public ServerFixture {
-protected:
+ protected:
   void SetUp() override {
     ServerFixture::SetUp();
     for (const char* tool : {"tftp", "atftp", "curl"}) {
@@ -53,8 +53,8 @@ protected:
 
 TEST_F(ClientsTest, TftpHpaDownloadsGeneratedAndStaticFiles) {
   start();
-  for (const std::string file : {"SEP001122334455.cnf.xml", "XMLDefault.cnf.xml", "dialplan.xml",
-                                 "big/sip78xx.14-2-1-0001-14.sbn"}) {
+  for (const std::string file :
+       {"SEP001122334455.cnf.xml", "XMLDefault.cnf.xml", "dialplan.xml", "big/sip78xx.14-2-1-0001-14.sbn"}) {
     auto r = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get " + file + " " + out("got"));
     ASSERT_EQ(r.exit_code, 0) << file << ": " << r.output;
     const auto want = file.ends_with(".cnf.xml") ? generated(file) : content_of(file);
@@ -72,7 +72,8 @@ TEST_F(ClientsTest, TftpHpaReportsNotFoundAndRefusal) {
   EXPECT_NE(ctl.output.find("Error code 1"), std::string::npos) << ctl.output;
   auto escape = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get ../secret.txt " + out("esc"));
   EXPECT_NE(escape.output.find("Error code 2"), std::string::npos) << escape.output;
-  auto put = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c put " + (root_.path() / "dialplan.xml").string() + " x.xml");
+  auto put =
+      run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c put " + (root_.path() / "dialplan.xml").string() + " x.xml");
   EXPECT_NE(put.output.find("Error code 2"), std::string::npos) << put.output;
   EXPECT_FALSE(std::filesystem::exists(root_.path() / "x.xml"));
 }
@@ -80,7 +81,8 @@ TEST_F(ClientsTest, TftpHpaReportsNotFoundAndRefusal) {
 TEST_F(ClientsTest, AtftpWithBlksizeTsizeWindowsize) {
   start();
   const std::string opts = "--option 'blksize 1428' --option 'tsize 0' --option 'windowsize 16' ";
-  for (const std::string file : {"SEP001122334455.cnf.xml", "big/sip78xx.14-2-1-0001-14.sbn", "/English_United_States/sp-sip.jar"}) {
+  for (const std::string file :
+       {"SEP001122334455.cnf.xml", "big/sip78xx.14-2-1-0001-14.sbn", "/English_United_States/sp-sip.jar"}) {
     std::filesystem::remove(out_.path() / "got");
     auto r = run("atftp --trace " + opts + "-g -r " + file + " -l " + out("got") + " 127.0.0.1 " + tftp_port());
     ASSERT_EQ(r.exit_code, 0) << file << ": " << r.output;
@@ -95,7 +97,8 @@ TEST_F(ClientsTest, AtftpWithBlksizeTsizeWindowsize) {
     EXPECT_NE(oack.find("tsize: " + std::to_string(read_out("got").size())), std::string::npos) << oack;
   }
   // Largest block size, plain lockstep.
-  auto big = run("atftp --option 'blksize 65464' -g -r big/sip78xx.14-2-1-0001-14.sbn -l " + out("big") + " 127.0.0.1 " + tftp_port());
+  auto big = run("atftp --option 'blksize 65464' -g -r big/sip78xx.14-2-1-0001-14.sbn -l " + out("big") +
+                 " 127.0.0.1 " + tftp_port());
   ASSERT_EQ(big.exit_code, 0) << big.output;
   EXPECT_EQ(read_out("big"), content_of("big/sip78xx.14-2-1-0001-14.sbn"));
   auto missing = run("atftp -g -r ITLFile.tlv -l " + out("itl") + " 127.0.0.1 " + tftp_port());
@@ -128,7 +131,8 @@ TEST_F(ClientsTest, CurlOverHttp6970) {
   ASSERT_EQ(range.exit_code, 0) << range.output;
   EXPECT_EQ(read_out("r"), content_of("big/sip78xx.14-2-1-0001-14.sbn").substr(1000, 1000));
   auto head = run("curl -sS -I " + http_url("/dialplan.xml"));
-  EXPECT_NE(head.output.find("Content-Length: " + std::to_string(content_of("dialplan.xml").size())), std::string::npos) << head.output;
+  EXPECT_NE(head.output.find("Content-Length: " + std::to_string(content_of("dialplan.xml").size())), std::string::npos)
+      << head.output;
   auto missing = run("curl -s -o /dev/null -w '%{http_code}' " + http_url("/ITLSEP001122334455.tlv"));
   EXPECT_EQ(missing.output, "404");
   auto post = run("curl -s -o /dev/null -w '%{http_code}' -X POST " + http_url("/dialplan.xml"));
@@ -146,7 +150,9 @@ TEST_F(ClientsTest, ManyConcurrentClientsOnOneThread) {
   {
     std::ofstream script(out_.path() / "many.sh");
     script << "set -e\npids=\nfor i in $(seq 1 100); do\n  atftp --option 'blksize 1428' --option 'windowsize 8' -g -r "
-              "storm.sbn -l " << out("c") << "$i 127.0.0.1 " << tftp_port() << " &\n  pids=\"$pids $!\"\n"
+              "storm.sbn -l "
+           << out("c") << "$i 127.0.0.1 " << tftp_port()
+           << " &\n  pids=\"$pids $!\"\n"
               "done\nfor p in $pids; do wait $p; done\n";
   }
   auto r = run("bash " + out("many.sh"));

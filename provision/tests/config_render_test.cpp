@@ -12,7 +12,7 @@ namespace {
 
 // Parses rendered XML with libxml2 (fails the test if it is not well-formed) and answers XPath.
 class ParsedXml {
-public:
+ public:
   explicit ParsedXml(const std::string& text)
       : doc_(xmlReadMemory(text.data(), static_cast<int>(text.size()), "rendered.xml", nullptr, XML_PARSE_NONET)) {}
   ~ParsedXml() {
@@ -39,7 +39,7 @@ public:
     return v.size() == 1 ? v[0] : "<" + std::to_string(v.size()) + " matches for " + xpath + ">";
   }
 
-private:
+ private:
   xmlDoc* doc_;
 };
 

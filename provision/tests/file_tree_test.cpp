@@ -13,7 +13,7 @@ using testing::TempDir;
 using Kind = LookupError::Kind;
 
 class FileTreeTest : public ::testing::Test {
-protected:
+ protected:
   FileTreeTest() : outside_() {
     root_.write("sip78xx.14-2-1-0001-14.loads", "loads file");
     root_.write("dialplan.xml", "<DIALTEMPLATE/>");
@@ -119,8 +119,9 @@ TEST_F(FileTreeTest, ReadsStaticFileOnceAndRereadsWhenItChanges) {
   EXPECT_EQ(a->bytes, b->bytes);
   EXPECT_EQ(cache_->reads(), 1u);
   root_.write("dialplan.xml", "<DIALTEMPLATE version=\"2\"/>");
-  std::filesystem::last_write_time(root_.path() / "dialplan.xml",
-                                   std::filesystem::last_write_time(root_.path() / "dialplan.xml") + std::chrono::seconds(5));
+  std::filesystem::last_write_time(
+      root_.path() / "dialplan.xml",
+      std::filesystem::last_write_time(root_.path() / "dialplan.xml") + std::chrono::seconds(5));
   auto c = t.open("dialplan.xml");
   ASSERT_TRUE(c);
   EXPECT_EQ(testing::to_string(*c->bytes), "<DIALTEMPLATE version=\"2\"/>");

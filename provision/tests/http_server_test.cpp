@@ -8,7 +8,7 @@ using namespace std::chrono_literals;
 using testing::ServerFixture;
 
 class TcpClient {
-public:
+ public:
   explicit TcpClient(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -47,7 +47,8 @@ public:
       r.headers[name] = line.substr(colon + 2);
       pos = next;
     }
-    const std::size_t length = head || !r.headers.contains("content-length") ? 0 : std::stoul(r.headers["content-length"]);
+    const std::size_t length =
+        head || !r.headers.contains("content-length") ? 0 : std::stoul(r.headers["content-length"]);
     while (buffer_.size() < length) {
       if (!fill()) return std::nullopt;
     }
@@ -63,7 +64,7 @@ public:
     return ::recv(fd_, &c, 1, 0) <= 0;
   }
 
-private:
+ private:
   bool fill() {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, 5000) != 1) return false;

@@ -24,7 +24,7 @@
 namespace ve::provision::testing {
 
 class RecordingSink final : public EventSink {
-public:
+ public:
   void report(PhoneEvent e) override {
     std::lock_guard lock(mutex_);
     events_.push_back(std::move(e));
@@ -34,7 +34,7 @@ public:
     return events_;
   }
 
-private:
+ private:
   mutable std::mutex mutex_;
   std::vector<PhoneEvent> events_;
 };
@@ -58,7 +58,7 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::second
 }
 
 class ServerFixture : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     root_.write("sip78xx.14-2-1-0001-14.loads", "<LOADS>kern78xx.14-2-1-0001-14.sbn</LOADS>");
     root_.write("kern78xx.14-2-1-0001-14.sbn", random_bytes(300 * 1024 + 7, 1));
@@ -75,13 +75,15 @@ protected:
   void start(ProvisionerOptions options = {}) {
     options.tftp.listen = {"udp", "127.0.0.1", 0};
     options.http.listen = {"tcp", "127.0.0.1", 0};
-    if (options.tftp.retransmit_timeout == std::chrono::milliseconds(1000)) options.tftp.retransmit_timeout = std::chrono::milliseconds(300);
+    if (options.tftp.retransmit_timeout == std::chrono::milliseconds(1000))
+      options.tftp.retransmit_timeout = std::chrono::milliseconds(300);
     site_ = make_site(root_.path().string());
-    provisioner_ = std::make_unique<Provisioner>(io_, site_, options, sink_, [this](const std::string& ip) -> std::optional<MacAddress> {
-      std::lock_guard lock(dhcp_mutex_);
-      if (auto it = dhcp_.find(ip); it != dhcp_.end()) return it->second;
-      return std::nullopt;
-    });
+    provisioner_ = std::make_unique<Provisioner>(io_, site_, options, sink_,
+                                                 [this](const std::string& ip) -> std::optional<MacAddress> {
+                                                   std::lock_guard lock(dhcp_mutex_);
+                                                   if (auto it = dhcp_.find(ip); it != dhcp_.end()) return it->second;
+                                                   return std::nullopt;
+                                                 });
     auto started = provisioner_->start();
     ASSERT_TRUE(started) << started.error();
     thread_ = std::thread([this] { io_.run(); });

@@ -10,9 +10,10 @@
 namespace ve::provision::testing {
 
 class TempDir {
-public:
+ public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / ("ve-provision-" + std::to_string(::getpid()) + "-XXXXXX")).string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / ("ve-provision-" + std::to_string(::getpid()) + "-XXXXXX")).string();
     if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
     path_ = tmpl;
   }
@@ -30,7 +31,7 @@ public:
     return p;
   }
 
-private:
+ private:
   std::filesystem::path path_;
 };
 

@@ -15,7 +15,11 @@ std::vector<std::byte> bytes(std::string_view s) {
 
 // A read request as tftp-hpa and curl put it on the wire.
 TEST(TftpCodec, DecodesReadRequestWithOptions) {
-  const auto wire = bytes("\x00\x01SEP001122334455.cnf.xml\0octet\0blksize\0" "1428\0TSize\0" "0\0windowsize\0" "16\0"s);
+  const auto wire = bytes(
+      "\x00\x01SEP001122334455.cnf.xml\0octet\0blksize\0"
+      "1428\0TSize\0"
+      "0\0windowsize\0"
+      "16\0"s);
   auto p = decode(wire);
   ASSERT_TRUE(p) << to_string(p.error());
   const auto& r = std::get<Request>(*p);
@@ -29,7 +33,10 @@ TEST(TftpCodec, DecodesReadRequestWithOptions) {
 }
 
 TEST(TftpCodec, ModeIsCaseInsensitive) {
-  auto p = decode(bytes(std::string_view("\x00\x02" "f\0NetASCII\0", 13)));
+  auto p =
+      decode(bytes(std::string_view("\x00\x02"
+                                    "f\0NetASCII\0",
+                                    13)));
   ASSERT_TRUE(p);
   EXPECT_TRUE(std::get<Request>(*p).write);
   EXPECT_EQ(std::get<Request>(*p).mode, Mode::Netascii);
@@ -70,22 +77,45 @@ TEST(TftpCodec, RejectsEachMalformedShape) {
   EXPECT_EQ(decode(bytes(std::string_view("\x00", 1))).error(), DecodeError::Truncated);
   EXPECT_EQ(decode(bytes(std::string_view("\x00\x09", 2))).error(), DecodeError::UnknownOpcode);
   EXPECT_EQ(decode(bytes(std::string_view("\x00\x00", 2))).error(), DecodeError::UnknownOpcode);
-  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01" "file", 6))).error(), DecodeError::Unterminated);
-  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01" "file\0octet", 12))).error(), DecodeError::Unterminated);
+  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01"
+                                          "file",
+                                          6)))
+                .error(),
+            DecodeError::Unterminated);
+  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01"
+                                          "file\0octet",
+                                          12)))
+                .error(),
+            DecodeError::Unterminated);
   EXPECT_EQ(decode(bytes(std::string_view("\x00\x01\0octet\0", 9))).error(), DecodeError::EmptyFilename);
-  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01" "f\0binary\0", 11))).error(), DecodeError::BadMode);
-  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01" "f\0octet\0blksize\0", 18))).error(), DecodeError::OptionWithoutValue);
+  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01"
+                                          "f\0binary\0",
+                                          11)))
+                .error(),
+            DecodeError::BadMode);
+  EXPECT_EQ(decode(bytes(std::string_view("\x00\x01"
+                                          "f\0octet\0blksize\0",
+                                          18)))
+                .error(),
+            DecodeError::OptionWithoutValue);
   EXPECT_EQ(decode(bytes(std::string_view("\x00\x04\x00", 3))).error(), DecodeError::Truncated);
   EXPECT_EQ(decode(bytes(std::string_view("\x00\x04\x00\x01\x02", 5))).error(), DecodeError::TrailingBytes);
   EXPECT_EQ(decode(bytes(std::string_view("\x00\x03\x00", 3))).error(), DecodeError::Truncated);
   EXPECT_EQ(decode(bytes(std::string_view("\x00\x05\x00", 3))).error(), DecodeError::Truncated);
-  std::string many("\x00\x01" "f\0octet\0", 10);
+  std::string many(
+      "\x00\x01"
+      "f\0octet\0",
+      10);
   for (int i = 0; i < 17; ++i) many += "o" + std::to_string(i) + std::string("\0v\0", 3);
   EXPECT_EQ(decode(bytes(many)).error(), DecodeError::TooManyOptions);
 }
 
 TEST(TftpCodec, KeepsFirstOfDuplicateOptions) {
-  auto p = decode(bytes("\x00\x01" "f\0octet\0blksize\0" "600\0BLKSIZE\0" "700\0"s));
+  auto p =
+      decode(bytes("\x00\x01"
+                   "f\0octet\0blksize\0"
+                   "600\0BLKSIZE\0"
+                   "700\0"s));
   ASSERT_TRUE(p);
   ASSERT_EQ(std::get<Request>(*p).options.size(), 1u);
   EXPECT_EQ(std::get<Request>(*p).options[0].value, "600");
@@ -104,7 +134,8 @@ TEST(TftpNegotiation, AnswersKnownOptionsInRequestOrder) {
   EXPECT_EQ(n->blksize, 1428u);
   EXPECT_EQ(n->windowsize, 16);
   EXPECT_EQ(n->timeout_s, 3);
-  EXPECT_EQ(n->oack, (std::vector<Option>{{"tsize", "12345"}, {"blksize", "1428"}, {"windowsize", "16"}, {"timeout", "3"}}));
+  EXPECT_EQ(n->oack,
+            (std::vector<Option>{{"tsize", "12345"}, {"blksize", "1428"}, {"windowsize", "16"}, {"timeout", "3"}}));
 }
 
 TEST(TftpNegotiation, LowersBlksizeAndWindowsizeToLimits) {

@@ -10,7 +10,7 @@ namespace t = tftp;
 
 // A blocking UDP client on 127.0.0.1 that sends raw TFTP packets and receives with a deadline.
 class UdpClient {
-public:
+ public:
   UdpClient() : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -58,7 +58,7 @@ public:
     return *p;
   }
 
-private:
+ private:
   int fd_;
   std::vector<std::byte> last_;  // DATA payload views point here
 };
@@ -138,10 +138,12 @@ TEST_F(TftpServerTest, SendsRenderedConfigWithoutOptions) {
 TEST_F(TftpServerTest, NegotiatesBlksizeTsizeWindowsize) {
   start();
   UdpClient client;
-  auto d = download(client, provisioner_->tftp_port(),
-                    rrq("kern78xx.14-2-1-0001-14.sbn", {{"blksize", "1428"}, {"tsize", "0"}, {"windowsize", "16"}, {"foo", "1"}}));
+  auto d = download(
+      client, provisioner_->tftp_port(),
+      rrq("kern78xx.14-2-1-0001-14.sbn", {{"blksize", "1428"}, {"tsize", "0"}, {"windowsize", "16"}, {"foo", "1"}}));
   ASSERT_FALSE(d.error) << d.error->message;
-  EXPECT_EQ(d.oack, (std::vector<t::Option>{{"blksize", "1428"}, {"tsize", std::to_string(300 * 1024 + 7)}, {"windowsize", "16"}}));
+  EXPECT_EQ(d.oack, (std::vector<t::Option>{
+                        {"blksize", "1428"}, {"tsize", std::to_string(300 * 1024 + 7)}, {"windowsize", "16"}}));
   EXPECT_EQ(d.content, content_of("kern78xx.14-2-1-0001-14.sbn"));
 }
 
@@ -270,14 +272,21 @@ TEST_F(TftpServerTest, RefusesOrSurvivesTheAbuseList) {
       {"symlink escape", t::encode(rrq("escape.txt")), t::ErrorCode::AccessViolation},
       {"over-long name", t::encode(rrq(std::string(400, 'a'))), t::ErrorCode::AccessViolation},
       {"control character", t::encode(rrq("dial\x01plan.xml")), t::ErrorCode::AccessViolation},
-      {"write request", t::encode(t::Request{true, "SEP001122334455.cnf.xml", t::Mode::Octet, {}}), t::ErrorCode::AccessViolation},
+      {"write request", t::encode(t::Request{true, "SEP001122334455.cnf.xml", t::Mode::Octet, {}}),
+       t::ErrorCode::AccessViolation},
       {"missing file", t::encode(rrq("nothere.xml")), t::ErrorCode::FileNotFound},
       {"mail mode", t::encode(rrq("dialplan.xml", {}, t::Mode::Mail)), t::ErrorCode::IllegalOperation},
       {"unknown opcode", raw("\x00\x09hello\0"s), t::ErrorCode::IllegalOperation},
       {"truncated", raw("\x00"s), t::ErrorCode::IllegalOperation},
       {"empty datagram", {}, t::ErrorCode::IllegalOperation},
-      {"unterminated name", raw("\x00\x01" "dialplan.xml"s), t::ErrorCode::IllegalOperation},
-      {"bad mode", raw("\x00\x01" "dialplan.xml\0binary\0"s), t::ErrorCode::IllegalOperation},
+      {"unterminated name",
+       raw("\x00\x01"
+           "dialplan.xml"s),
+       t::ErrorCode::IllegalOperation},
+      {"bad mode",
+       raw("\x00\x01"
+           "dialplan.xml\0binary\0"s),
+       t::ErrorCode::IllegalOperation},
       {"blksize too small", t::encode(rrq("dialplan.xml", {{"blksize", "7"}})), t::ErrorCode::OptionRefused},
       {"blksize garbage", t::encode(rrq("dialplan.xml", {{"blksize", "12abc"}})), t::ErrorCode::OptionRefused},
       {"timeout zero", t::encode(rrq("dialplan.xml", {{"timeout", "0"}})), t::ErrorCode::OptionRefused},

@@ -52,11 +52,13 @@ struct Facts {
 
 std::ostream& operator<<(std::ostream& os, const Facts& f) {
   os << (f.is_request ? f.method : std::to_string(f.status)) << " ruri=" << f.ruri_scheme << ":" << f.ruri_user << "@"
-     << f.ruri_host << ":" << f.ruri_port << " vias=" << f.via_count << " branch=" << f.top_branch << " via=" << f.top_via_transport
-     << "/" << f.top_via_host << " from_tag=" << f.from_tag << " to_tag=" << f.to_tag << " call_id=" << f.call_id << " cseq=" << f.cseq_number << " "
-     << f.cseq_method << " expires=" << f.expires << " contacts=[";
+     << f.ruri_host << ":" << f.ruri_port << " vias=" << f.via_count << " branch=" << f.top_branch
+     << " via=" << f.top_via_transport << "/" << f.top_via_host << " from_tag=" << f.from_tag << " to_tag=" << f.to_tag
+     << " call_id=" << f.call_id << " cseq=" << f.cseq_number << " " << f.cseq_method << " expires=" << f.expires
+     << " contacts=[";
   for (const auto& c : f.contacts) {
-    os << (c.star ? "*" : c.user + "@" + c.host + ":" + c.port) << ";expires=" << c.expires << ";instance=" << c.instance << " ";
+    os << (c.star ? "*" : c.user + "@" + c.host + ":" + c.port) << ";expires=" << c.expires
+       << ";instance=" << c.instance << " ";
   }
   return os << "]";
 }
@@ -134,7 +136,8 @@ std::optional<Facts> theirs(const std::string& text) {
   osip_via_t* via = nullptr;
   if (osip_message_get_via(m.get(), 0, &via) >= 0 && via) {
     osip_generic_param_t* branch = nullptr;
-    if (osip_via_param_get_byname(via, const_cast<char*>("branch"), &branch) == 0 && branch) f.top_branch = s(branch->gvalue);
+    if (osip_via_param_get_byname(via, const_cast<char*>("branch"), &branch) == 0 && branch)
+      f.top_branch = s(branch->gvalue);
     f.top_via_host = s(via->host);
     f.top_via_transport = s(via->protocol);
   }
@@ -182,7 +185,7 @@ std::vector<std::filesystem::path> corpus() {
 }
 
 class SipOsipDifferential : public ::testing::TestWithParam<std::filesystem::path> {
-protected:
+ protected:
   static void SetUpTestSuite() { parser_init(); }
 };
 

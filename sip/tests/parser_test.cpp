@@ -161,7 +161,8 @@ TEST(SipParser, EnforcesLimits) {
   small.max_headers = 2;
   small.max_line_bytes = 40;
   EXPECT_EQ(parse_message(std::string(101, 'a'), small).error(), ParseError::TooLarge);
-  EXPECT_EQ(parse_message("OPTIONS sip:a SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", small).error(), ParseError::TooManyHeaders);
+  EXPECT_EQ(parse_message("OPTIONS sip:a SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", small).error(),
+            ParseError::TooManyHeaders);
   EXPECT_EQ(parse_message("OPTIONS sip:a SIP/2.0\r\nA: " + std::string(50, 'x') + "\r\n\r\n", small).error(),
             ParseError::LineTooLong);
 }

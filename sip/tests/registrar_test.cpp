@@ -62,7 +62,7 @@ struct Request {
 };
 
 class RegistrarTest : public ::testing::Test {
-protected:
+ protected:
   RegistrarTest() : registrar_(site(), store_, sink_, ServerOptions{}, [this] { return now_; }) {}
 
   Message reply(const Request& r, Source src = udp_source()) {
@@ -432,7 +432,8 @@ TEST_F(RegistrarTest, NewSiteFileAppliesToTheNextRequestAndKeepsBindings) {
 }
 
 TEST(SipLocationStore, PersistsAcrossReopen) {
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("ve-sip-store-{}-{}", ::getpid(), std::random_device{}());
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-store-{}-{}", ::getpid(), std::random_device{}());
   std::filesystem::create_directories(dir);
   const auto db = dir / "sip.sqlite";
   BindingInfo b;
@@ -474,7 +475,8 @@ TEST(SipLocationStore, PersistsAcrossReopen) {
 }
 
 TEST(SipLocationStore, QueuesWritesUntilFlush) {
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("ve-sip-flush-{}-{}", ::getpid(), std::random_device{}());
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-flush-{}-{}", ::getpid(), std::random_device{}());
   std::filesystem::create_directories(dir);
   const auto db = dir / "sip.sqlite";
   LocationStore writer;

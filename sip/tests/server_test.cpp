@@ -41,7 +41,7 @@ std::string request(const std::string& method, int cseq, const std::string& tran
 
 // A Server on its own io_context thread.
 class Running {
-public:
+ public:
   explicit Running(const std::filesystem::path& state, ServerOptions options = {})
       : server_(io_, site(state), sink_, options) {
     auto r = server_.start();
@@ -67,7 +67,7 @@ public:
   }
   Server& server() { return server_; }
 
-private:
+ private:
   asio::io_context io_;
   NullEventSink sink_;
   Server server_;
@@ -75,7 +75,9 @@ private:
 };
 
 struct TempState {
-  TempState() : path(std::filesystem::temp_directory_path() / fmt::format("ve-sip-srv-{}-{}", ::getpid(), std::random_device{}())) {}
+  TempState()
+      : path(std::filesystem::temp_directory_path() /
+             fmt::format("ve-sip-srv-{}-{}", ::getpid(), std::random_device{}())) {}
   ~TempState() { std::filesystem::remove_all(path); }
   std::filesystem::path path;
 };
@@ -130,7 +132,8 @@ TEST(SipServer, FramesTcpStreamsAcrossAndWithinReads) {
   // Two messages in one write, then a third in two writes with a pause between.
   const auto two = request("OPTIONS", 1, "TCP") + request("OPTIONS", 2, "TCP");
   asio::write(s, asio::buffer(two));
-  const auto third = request("REGISTER", 3, "TCP", "Contact: <sip:2001@127.0.0.1:5999;transport=tcp>\r\nExpires: 600\r\n");
+  const auto third =
+      request("REGISTER", 3, "TCP", "Contact: <sip:2001@127.0.0.1:5999;transport=tcp>\r\nExpires: 600\r\n");
   asio::write(s, asio::buffer(third.substr(0, 40)));
   std::this_thread::sleep_for(50ms);
   asio::write(s, asio::buffer(third.substr(40)));
@@ -188,7 +191,8 @@ TEST(SipServer, KeepsRegistrationsAcrossRestart) {
     asio::io_context io;
     asio::ip::tcp::socket s(io);
     s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), r.server().tcp_port()));
-    asio::write(s, asio::buffer(request("REGISTER", 1, "TCP", "Contact: <sip:2001@127.0.0.1:5999>\r\nExpires: 600\r\n")));
+    asio::write(s,
+                asio::buffer(request("REGISTER", 1, "TCP", "Contact: <sip:2001@127.0.0.1:5999>\r\nExpires: 600\r\n")));
     auto responses = read_responses(s, 1);
     ASSERT_EQ(responses.size(), 1u);
     EXPECT_NE(responses[0].find("SIP/2.0 200 OK"), std::string::npos);

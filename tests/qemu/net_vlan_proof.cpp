@@ -148,7 +148,6 @@ void udp_round_trip(nt::NetnsPair& ns, const std::string& phone_ip, const std::s
   if (!wait_readable(phone.fd, 5000)) fail(fmt::format("no answer from router {} to {}", router_ip, phone_ip));
 }
 
-
 config::Subnet subnet(int vlan, const std::string& net24) {
   config::Subnet s;
   s.vlan = vlan;
@@ -207,8 +206,8 @@ int main() {
   if (!phone_setup) fail("phone side: " + phone_setup.error());
 
   // The box: exactly what voiceedged would do for this site file.
-  auto site = make_site({{"vport0", 100, 10, {}}, {"vport2", 100, 10, {}}},
-                        {subnet(100, "10.10.100"), subnet(10, "10.10.10")});
+  auto site =
+      make_site({{"vport0", 100, 10, {}}, {"vport2", 100, 10, {}}}, {subnet(100, "10.10.100"), subnet(10, "10.10.10")});
   boost::asio::io_context io;
   net::Manager manager(io, site, nullptr);
   if (auto r = manager.start(); !r) fail("manager start: " + r.error().to_string());
@@ -220,7 +219,8 @@ int main() {
   std::cout << "show.interfaces: " << status.dump() << std::endl;
   auto port = port_json(status, "vport0");
   if (port_json(status, "vport2")["state"] != "absent") fail("vport2 should be absent at start");
-  if (port["state"] != "ok") fail("port state " + port["state"].get<std::string>() + ": " + port["error"].get<std::string>());
+  if (port["state"] != "ok")
+    fail("port state " + port["state"].get<std::string>() + ": " + port["error"].get<std::string>());
   if (port["programmed"] != "ve-br0: 10 pvid untagged, 100 tagged")
     fail("port programmed as '" + port["programmed"].get<std::string>() + "'");
   for (const auto& vi : status["vlan_interfaces"])
@@ -228,7 +228,8 @@ int main() {
   if (manager.service_interface(site->dhcp.subnets[0]) != "ve-br0.100")
     fail("service interface for VLAN 100 is " + manager.service_interface(site->dhcp.subnets[0]));
   auto again = manager.reconcile();
-  if (!again.empty()) fail(fmt::format("second reconcile applied {} actions: {}", again.size(), net::describe(again[0])));
+  if (!again.empty())
+    fail(fmt::format("second reconcile applied {} actions: {}", again.size(), net::describe(again[0])));
 
   // Give the bridge port time to reach forwarding (no STP: immediate) and links to settle.
   for (int i = 0; i < 50; ++i) io.run_for(std::chrono::milliseconds(20));
@@ -264,8 +265,7 @@ int main() {
   });
   if (auto r = restarted.start(); !r) fail("restart: " + r.error().to_string());
   for (int i = 0; i < 20; ++i) io.run_for(std::chrono::milliseconds(10));
-  if (restarted.actions_applied() != 0)
-    fail(fmt::format("restart applied {} actions", restarted.actions_applied()));
+  if (restarted.actions_applied() != 0) fail(fmt::format("restart applied {} actions", restarted.actions_applied()));
   std::cout << "phase 2 ok: restart applied 0 actions" << std::endl;
 
   // Phase 3: a configured port that appears later is programmed (link monitor -> reconcile).
@@ -277,7 +277,8 @@ int main() {
   };
   for (int i = 0; i < 1000 && !late_ok(); ++i) io.run_for(std::chrono::milliseconds(10));
   if (!late_ok()) fail("late port vport2 not programmed: " + port_json(restarted.status_json(), "vport2").dump());
-  if (!frame_reaches(ns, "vphone2", 100, "ve-br0.100")) fail("tagged frame from late port vport2 missing on ve-br0.100");
+  if (!frame_reaches(ns, "vphone2", 100, "ve-br0.100"))
+    fail("tagged frame from late port vport2 missing on ve-br0.100");
   std::cout << "phase 3 ok: late port vport2 programmed and forwarding" << std::endl;
 
   // Phase 4: reload. Foreign links first: a bridge and a VLAN interface on ve-br0 not made by us.

@@ -53,7 +53,7 @@ std::uint16_t free_port(int type) {
 }
 
 class SippRegistrar : public ::testing::Test {
-public:
+ public:
   void SetUp() override {
     ASSERT_EQ(sh("command -v sipp").exit_code, 0) << "sipp (package sip-tester) is required";
     daemon_ = std::make_unique<Daemon>(kSite);
@@ -81,10 +81,35 @@ public:
     const int port = transport == "t1" ? tcp_port_ : udp_port_;
     if (local_port == 0) local_port = free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM);
     const auto errors = daemon_->dir() / ("sipp-" + scenario + ".err");
-    auto r = run({"sipp", "127.0.0.1:" + std::to_string(port), "-sf", std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
-                  "-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", std::to_string(local_port), "-s", user, "-au",
-                  user, "-ap", password, "-key", "expires", std::to_string(expires), "-timeout", "20s",
-                  "-timeout_error", "-recv_timeout", "5000", "-nostdin", "-trace_err", "-error_file",
+    auto r = run({"sipp",
+                  "127.0.0.1:" + std::to_string(port),
+                  "-sf",
+                  std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
+                  "-m",
+                  "1",
+                  "-t",
+                  transport,
+                  "-i",
+                  "127.0.0.1",
+                  "-p",
+                  std::to_string(local_port),
+                  "-s",
+                  user,
+                  "-au",
+                  user,
+                  "-ap",
+                  password,
+                  "-key",
+                  "expires",
+                  std::to_string(expires),
+                  "-timeout",
+                  "20s",
+                  "-timeout_error",
+                  "-recv_timeout",
+                  "5000",
+                  "-nostdin",
+                  "-trace_err",
+                  "-error_file",
                   errors.string()},
                  std::chrono::seconds(40));
     r.err += read_file(errors);
@@ -96,7 +121,9 @@ public:
   int tcp_port_ = 0;
 };
 
-std::string describe(const RunResult& r) { return "sipp exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err; }
+std::string describe(const RunResult& r) {
+  return "sipp exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err;
+}
 
 void register_refresh_unregister(SippRegistrar& t, const std::string& transport, const std::string& expect_transport) {
   const std::uint16_t phone_port = free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM);

@@ -179,7 +179,8 @@ bool is_root() { return ::geteuid() == 0; }
 
 namespace {
 std::string substitute(std::string s, const std::string& from, const std::string& to) {
-  for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) s.replace(pos, from.size(), to);
+  for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
   return s;
 }
 }  // namespace
@@ -210,11 +211,11 @@ bool Daemon::start(std::chrono::seconds timeout) {
   argv.push_back("debug");
   child_ = Child(argv, dir_ / "voiceedged.log");
   return eventually(
-      [&] {
-        if (!child_.running()) return true;  // died: report below
-        return ctl({"version"}).exit_code == 0;
-      },
-      timeout) &&
+             [&] {
+               if (!child_.running()) return true;  // died: report below
+               return ctl({"version"}).exit_code == 0;
+             },
+             timeout) &&
          child_.running();
 }
 

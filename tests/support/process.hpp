@@ -30,7 +30,7 @@ RunResult sh(const std::string& command, std::chrono::seconds timeout = std::chr
 
 // A child process killed (SIGTERM, then SIGKILL) when this object dies.
 class Child {
-public:
+ public:
   Child() = default;
   // Output goes to `log` (appended) so a failing test can show it.
   Child(const std::vector<std::string>& argv, const std::filesystem::path& log);
@@ -47,14 +47,14 @@ public:
   // Waits for exit without signalling.
   std::optional<int> wait(std::chrono::milliseconds timeout);
 
-private:
+ private:
   int pid_ = -1;
   std::optional<int> status_;
 };
 
 // A private temporary directory, removed with everything in it.
 class TempDir {
-public:
+ public:
   explicit TempDir(const std::string& prefix = "ve-test");
   ~TempDir();
   TempDir(const TempDir&) = delete;
@@ -63,7 +63,7 @@ public:
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
   void write(const std::string& name, const std::string& content) const;
 
-private:
+ private:
   std::filesystem::path path_;
 };
 
@@ -84,7 +84,7 @@ bool is_root();
 // A running voiceedged with its own state dir and control socket.
 // The site YAML may use the placeholders @STATE@ (state dir) and @SOCKET@ (control socket).
 class Daemon {
-public:
+ public:
   explicit Daemon(const std::string& site_yaml, std::vector<std::string> wrapper = {});
   ~Daemon();
   // Starts the daemon and waits until its control socket answers `version`.
@@ -103,7 +103,7 @@ public:
   // voiceedgectl --json ...; the parsed output (null if not JSON).
   nlohmann::json ctl_json(const std::vector<std::string>& words) const;
 
-private:
+ private:
   TempDir dir_;
   std::vector<std::string> wrapper_;  // e.g. {"ip", "netns", "exec", "ns1"}
   Child child_;
