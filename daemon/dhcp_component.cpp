@@ -176,7 +176,7 @@ class DhcpComponent final : public Component {
     config_ = config;
     if (socket_moved) open_event_socket();
     if (config_->dhcp.kea.manage && kea_running_) {
-      kea_.reconfigure(*config_);
+      kea_.reconfigure(kea_site());
     } else if (config_->dhcp.kea.manage) {
       start_kea();
     } else if (kea_running_) {
@@ -224,8 +224,26 @@ class DhcpComponent final : public Component {
                   config_->dhcp.kea.hook_library);
       return;
     }
-    kea_.start(*config_);
+    kea_.start(kea_site());
     kea_running_ = true;
+  }
+
+  // The site as Kea must see it: each subnet served where its router address lives now. With the
+  // voice VLAN data plane programmed (net.mode bridge) that is the bridge's VLAN interface
+  // (ve-br0.100), not the port named in the site file; net/ says which (Services::service_interface).
+  config::SiteConfig kea_site() const {
+    config::SiteConfig site = *config_;
+    if (ctx_.services.service_interface) {
+      for (auto& subnet : site.dhcp.subnets) {
+        auto where = ctx_.services.service_interface(subnet);
+        if (!where.empty() && where != subnet.interface) {
+          log_->info("subnet {} (VLAN {}): Kea serves it on {} (programmed voice VLAN interface) instead of {}",
+                     subnet.prefix.to_string(), subnet.vlan, where, subnet.interface);
+          subnet.interface = std::move(where);
+        }
+      }
+    }
+    return site;
   }
 
   // Lease reports are datagrams sent without waiting, so a burst (a boot storm) can overflow the
