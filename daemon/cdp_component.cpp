@@ -6,6 +6,7 @@
 #include "cdp/cdp.hpp"
 #include "daemon/daemon_registry.hpp"
 #include "ve/log.hpp"
+#include "ve/time_format.hpp"
 
 namespace ve::daemon {
 namespace {
@@ -60,15 +61,6 @@ cdp::AgentSettings agent_settings(const config::SiteConfig& c) {
   s.voice_priority = static_cast<std::uint8_t>(c.lldp.voice_priority);
   s.voice_dscp = static_cast<std::uint8_t>(c.lldp.voice_dscp);
   return s;
-}
-
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 json neighbor_json(const cdp::Neighbor& n) {

@@ -5,20 +5,12 @@
 #include "daemon/daemon_registry.hpp"
 #include "provision/provision.hpp"
 #include "ve/log.hpp"
+#include "ve/time_format.hpp"
 
 namespace ve::daemon {
 namespace {
 
 using nlohmann::json;
-
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 bool same_listeners(const provision::ProvisionerOptions& a, const provision::ProvisionerOptions& b) {
   return a.tftp.listen.to_string() == b.tftp.listen.to_string() &&

@@ -5,20 +5,12 @@
 #include "daemon/daemon_registry.hpp"
 #include "sip/sip.hpp"
 #include "ve/log.hpp"
+#include "ve/time_format.hpp"
 
 namespace ve::daemon {
 namespace {
 
 using nlohmann::json;
-
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 json binding_json(const sip::BindingInfo& b) {
   return json{
