@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -284,6 +285,8 @@ class DhcpComponent final : public Component {
       r.hostname = l.hostname;
       r.phone = matcher.classify(l.mac, {});
       r.lifetime_s = l.valid_lifetime_s;
+      // Kea's lease time (expire - lifetime), to the second: when the phone got it, not now.
+      r.time_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, l.expire - l.valid_lifetime_s)) * 1000;
       ++reports_recovered_;
       log_->debug("lease {} of {} taken from Kea's lease file (its report was lost)", kh::format_ipv4(l.ip),
                   l.mac.to_string());

@@ -79,6 +79,16 @@ class EndToEnd(unittest.TestCase):
         try:
             cls.branch.start_daemon()
             cls.results = run_phones(cls.branch, range(1, LISTED + UNKNOWN + 1), ["--timeout-s", "120"])
+            # Lease reports are fire-and-forget datagrams; in a burst some are lost and the daemon
+            # takes those bindings from Kea's lease file within 2 s. Wait for it to converge (at
+            # most 15 s) before comparing views.
+            want = {cls.branch.mac(i) for i in range(1, LISTED + UNKNOWN + 1)}
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                leases = cls.branch.ctl_json("show", "dhcp", "leases")["leases"]
+                if want <= {l["mac"] for l in leases if l["state"] == "bound"}:
+                    break
+                time.sleep(0.25)
         except BaseException:
             print(cls.branch.tail_log(120), file=sys.stderr)
             cls.branch.__exit__(None, None, None)
