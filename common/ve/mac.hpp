@@ -58,6 +58,7 @@ class MacAddress {
   std::string to_hex_upper() const { return format(0, true); }
   std::string sep_name() const { return "SEP" + to_hex_upper(); }
 
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads the defaulted comparison
   friend auto operator<=>(const MacAddress&, const MacAddress&) = default;
 
  private:
