@@ -18,6 +18,19 @@ PhoneEvent ev(Step s, Outcome o, std::string detail) {
   return e;
 }
 
+// A database file removed with its WAL side files when the test ends, pass or fail.
+struct TempDb {
+  std::filesystem::path path;
+  explicit TempDb(const std::string& name)
+      : path(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()) + ".sqlite")) {
+    clean();
+  }
+  ~TempDb() { clean(); }
+  void clean() const {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+  }
+};
+
 void walk_to_registered(JourneyTracker& t) {
   auto power = ev(Step::Power, Outcome::Ok, "powered 6.3 W");
   power.port = "eth1";
@@ -153,8 +166,8 @@ TEST(JourneyTracker, ZeroMacIsIgnored) {
 }
 
 TEST(JourneyTracker, SurvivesRestartThroughSqlite) {
-  const auto db = std::filesystem::temp_directory_path() / ("ve-journey-" + std::to_string(::getpid()) + ".sqlite");
-  std::filesystem::remove(db);
+  const TempDb temp("ve-journey");
+  const auto& db = temp.path;
   {
     JourneyTracker t(db);
     walk_to_registered(t);
@@ -170,14 +183,11 @@ TEST(JourneyTracker, SurvivesRestartThroughSqlite) {
     EXPECT_EQ(p->history.size(), 9u);  // 8 reported + step 2 inferred
     EXPECT_EQ(t.device_status(*p)["ipv4_address"], "10.10.100.100");
   }
-  std::filesystem::remove(db);
-  std::filesystem::remove(db.string() + "-wal");
-  std::filesystem::remove(db.string() + "-shm");
 }
 
 TEST(JourneyTracker, EveryFlushIsPersistedNotOnlyTheFirst) {
-  const auto db = std::filesystem::temp_directory_path() / ("ve-journey2-" + std::to_string(::getpid()) + ".sqlite");
-  std::filesystem::remove(db);
+  const TempDb temp("ve-journey2");
+  const auto& db = temp.path;
   {
     JourneyTracker t(db);
     t.report(ev(Step::VoiceVlan, Outcome::Ok, "CDP"));
@@ -193,9 +203,6 @@ TEST(JourneyTracker, EveryFlushIsPersistedNotOnlyTheFirst) {
   ASSERT_NE(t.find("SEP001122334455"), nullptr);
   EXPECT_TRUE(t.find("SEP001122334455")->registered());
   EXPECT_NE(t.find("SEP001122334466"), nullptr);
-  std::filesystem::remove(db);
-  std::filesystem::remove(db.string() + "-wal");
-  std::filesystem::remove(db.string() + "-shm");
 }
 
 TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
