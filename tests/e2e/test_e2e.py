@@ -173,6 +173,20 @@ class EndToEnd(unittest.TestCase):
                 self.assertIn(sep, regs, "show sip registrations")
                 self.assertIn(self.sim(i)["ip"], leases)
 
+    def test_03b_provisioning_table_knows_the_phones(self):
+        prov = self.branch.ctl_json("show", "provision")
+        for i in range(1, LISTED + 1):
+            sep = "SEP" + self.branch.mac(i).replace(":", "").upper()
+            # The tree keys generated names case-insensitively (upper case).
+            self.assertIn((sep + ".cnf.xml").upper(), [g.upper() for g in prov["generated"]])
+        self.assertTrue(prov["recent"], prov)
+        for r in prov["recent"]:
+            self.assertTrue(r["phone"].startswith("SEP"), f"transfer not tied to a phone: {r}")
+        # CTL + 2 ITL not found per phone; config, dial rules, 2 locale files, softkeys, 2 ring lists ok.
+        http = prov["counters"]["http"]
+        self.assertGreaterEqual(http["not_found"], 3 * (LISTED + UNKNOWN))
+        self.assertGreaterEqual(http["ok"], 7 * LISTED)
+
     # -- the 2 unknown phones ------------------------------------------------------------------------
     def test_04_unknown_phones_get_xmldefault_and_stop_at_step_11_with_the_reason(self):
         for k in range(1, UNKNOWN + 1):
