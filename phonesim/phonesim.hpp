@@ -9,6 +9,7 @@
 //                      the phone config XML (libxml2), .loads lists. No sockets, clocks, logging.
 //   ve_phonesim        the simulator: one io_context, one pcap handle demultiplexed by MAC,
 //                      bounded boots in flight, results as text or JSON lines.
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <iosfwd>
@@ -61,7 +62,7 @@ inline constexpr std::uint8_t kOptionTftpServerName = 66;
 inline constexpr std::uint8_t kOptionTftpServers = 150;
 
 // What a Cisco phone puts in option 55: subnet, router, DNS, domain, NTP, 66 and 150.
-inline const std::vector<std::uint8_t> kCiscoPhonePrl{1, 3, 6, 15, 42, 66, 150};
+inline constexpr std::array<std::uint8_t, 7> kCiscoPhonePrl{1, 3, 6, 15, 42, 66, 150};
 
 // "Cisco Systems, Inc. IP Phone CP-7841": the vendor class Kea and our hook match on.
 std::string vendor_class_for(std::string_view model);
@@ -74,7 +75,7 @@ struct DhcpClientMessage {
   bool broadcast = true;     // the phone has no address yet: ask for broadcast replies
   std::uint32_t ciaddr = 0;  // renewing: the leased address (also the frame's source IP)
   std::string vendor_class;
-  std::vector<std::uint8_t> parameter_list = kCiscoPhonePrl;
+  std::vector<std::uint8_t> parameter_list{kCiscoPhonePrl.begin(), kCiscoPhonePrl.end()};
   std::optional<std::uint32_t> requested_ip;  // option 50 (REQUEST after an OFFER)
   std::optional<std::uint32_t> server_id;     // option 54 (REQUEST after an OFFER)
   std::string hostname;                       // option 12, omitted when empty
