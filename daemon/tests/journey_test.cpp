@@ -226,6 +226,7 @@ TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
 
 // ---------------------------------------------------------------- hostile and damaged input
 
+namespace ve::daemon {
 namespace hostile {
 
 config::SiteConfigPtr site_listing(const std::vector<MacAddress>& macs) {
@@ -437,3 +438,4 @@ TEST(JourneyDamage, FileOverwrittenWhileRunningIsRewrittenFromMemory) {
 }
 
 }  // namespace hostile
+}  // namespace ve::daemon
