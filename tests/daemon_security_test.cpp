@@ -191,7 +191,7 @@ TEST_F(DaemonSecurity, IdleClientsCannotLockOutTheAdministrator) {
   fs::permissions(d.dir().path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   ASSERT_TRUE(d.start()) << d.log();
   // 100 idle connections from a read-only user, held for 6 s: more than the 64 slots.
-  d.dir().write("idle.py", R"(import socket, sys, time
+  d.dir().write("idle.py", R"PY(import socket, sys, time
 held = []
 for i in range(100):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -199,7 +199,7 @@ for i in range(100):
     held.append(s)
 print(len(held), flush=True)
 time.sleep(6)
-)");
+)PY");
   Child idle({"setpriv", "--reuid=65534", "--regid=65534", std::string("--groups=") + kReadGid, kPython,
               (d.dir() / "idle.py").string(), d.socket().string()},
              d.dir() / "idle.log");
@@ -229,7 +229,7 @@ TEST_F(DaemonSecurity, ConnectionFloodsCannotExhaustFileDescriptors) {
   EXPECT_NE(d.log().find("file descriptors: limit 512"), std::string::npos) << d.log();
   // Idle SIP TCP from 70 addresses (16 each, within the per-address limit) and 1000 HTTP
   // connections from one address; all held open.
-  d.dir().write("flood.py", R"(import resource, socket, sys, time
+  d.dir().write("flood.py", R"PY(import resource, socket, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 sip, http = int(sys.argv[1]), int(sys.argv[2])
 held = []
@@ -249,7 +249,7 @@ for i in range(1000):
     open_from("127.0.0.1", http)
 print("ready", len(held), flush=True)
 time.sleep(30)
-)");
+)PY");
   Child flood({kPython, (d.dir() / "flood.py").string(), std::to_string(ports.sip_tcp), std::to_string(ports.http)},
               d.dir() / "flood.log");
   ASSERT_TRUE(eventually([&] { return read_file(d.dir() / "flood.log").find("ready") != std::string::npos; },
@@ -371,13 +371,13 @@ TEST_F(DaemonSecurity, DamagedStateFilesAtStartAreSetAsideNotFatal) {
   const auto now_ms = std::to_string(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
-  d.dir().write("rows.py", R"(import sqlite3, sys
+  d.dir().write("rows.py", R"PY(import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 db.execute("CREATE TABLE IF NOT EXISTS phone_journey (mac TEXT PRIMARY KEY, data TEXT NOT NULL)")
 db.execute("INSERT INTO phone_journey VALUES ('00:11:22:33:44:01', '{\"first_seen_ms\": \"not a number\"}')")
 db.execute("INSERT INTO phone_journey VALUES ('00:11:22:33:44:55', ?)", ('{"first_seen_ms": %s, "last_seen_ms": %s, "steps": [{"step": 4, "outcome": "ok", "detail": "ack 10.0.0.9", "first_ms": %s, "last_ms": %s}], "facts": {"ip": "10.0.0.9"}, "history": []}' % ((sys.argv[2],) * 4),))
 db.commit()
-)");
+)PY");
   auto rows = run({kPython, (d.dir() / "rows.py").string(), (state / "journey.sqlite").string(), now_ms});
   ASSERT_EQ(rows.exit_code, 0) << rows.err;
   ASSERT_TRUE(d.start()) << "a malformed row stops the daemon:\n" << d.log();
