@@ -232,9 +232,11 @@ namespace hostile {
 config::SiteConfigPtr site_listing(const std::vector<MacAddress>& macs) {
   std::string yaml = "site: { name: t }\nstate_dir: /tmp\nphones:\n";
   int ext = 1000;
-  for (const auto& m : macs)
-    yaml += "  - mac: \"" + m.to_string() + "\"\n    lines: [{ extension: \"" + std::to_string(++ext) +
-            "\", password: \"pw-" + std::to_string(ext) + "\" }]\n";
+  for (const auto& m : macs) {
+    const auto line = std::to_string(++ext);
+    yaml += "  - mac: \"" + m.to_string() + "\"\n    lines: [{ extension: \"" + line + "\", password: \"pw-" + line +
+            "\" }]\n";
+  }
   auto loaded = config::load_string(yaml, "site.yaml");
   if (!loaded) {
     ADD_FAILURE() << loaded.error().front().to_string();
