@@ -6,6 +6,7 @@
 #include <random>
 
 #include <fmt/format.h>
+#include <sqlite3.h>
 
 #include "sip/digest.hpp"
 #include "sip/location_store.hpp"
@@ -852,6 +853,93 @@ TEST(SipLocationStore, PersistsAcrossReopen) {
   EXPECT_EQ(all[0].expires_at, b.expires_at);
   EXPECT_EQ(s.write_errors(), 0u);
   s.close();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SipLocationStore, GarbageFileIsSetAsideAndBadRowsSkipped) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-garbage-{}-{}", ::getpid(), std::random_device{}());
+  std::filesystem::create_directories(dir);
+  const auto db = dir / "sip.sqlite";
+  std::ofstream(db, std::ios::binary) << std::string(4096, 'g');
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));  // today: "file is not a database", registrar not running
+    EXPECT_EQ(s.size(), 0u);
+    const auto notes = s.take_notes();
+    ASSERT_EQ(notes.size(), 1u);
+    EXPECT_NE(notes[0].find("moved to"), std::string::npos) << notes[0];
+    BindingInfo good;
+    good.user = "1001";
+    good.contact = "sip:1001@10.0.0.5";
+    good.expires_at = std::chrono::system_clock::time_point(1'800'000'000s);
+    s.upsert(good);
+    s.flush();
+  }
+  std::size_t aside = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    aside += e.path().filename().string().rfind("sip.sqlite.corrupt-", 0) == 0 ? 1 : 0;
+  EXPECT_EQ(aside, 1u);
+  // Rows another program (or a bit flip) wrote: each is skipped, the good one kept.
+  {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    const char* bad =
+        "INSERT INTO sip_bindings VALUES ('', 'k', '', 'not a uri', '', 'udp', '', '', 1, 0, 5, '', '', '', '', '', "
+        "'', '');"
+        "INSERT INTO sip_bindings VALUES ('1002', 'sip:1002@h', '', 'sip:1002@h', '', 'udp', '', '', 'x', 0, 5, '', "
+        "'', "
+        "'', '', '', '', '');"
+        "INSERT INTO sip_bindings VALUES ('1003', 'sip:1003@h', '', 'sip:1003@h', '', 'sctp', '', '', 1, 0, 5, '', '', "
+        "'', '', '', '', '');"
+        "INSERT INTO sip_bindings VALUES ('1004', 'sip:1004@h', '', 'sip:1004@h', '', 'udp', '', '', 1, 0, 5, "
+        "'zz:zz', '', '', '', '', '', '');";
+    ASSERT_EQ(sqlite3_exec(h, bad, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(h);
+    sqlite3_close(h);
+  }
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));
+    ASSERT_EQ(s.size(), 1u);
+    EXPECT_EQ(s.all()[0].user, "1001");
+    const auto notes = s.take_notes();
+    ASSERT_EQ(notes.size(), 1u);
+    EXPECT_NE(notes[0].find("skipped 4"), std::string::npos) << notes[0];
+  }
+  LocationStore again;
+  ASSERT_TRUE(again.open(db));
+  EXPECT_TRUE(again.take_notes().empty()) << "bad rows are deleted once skipped";
+  again.close();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SipLocationStore, FileDamagedWhileOpenIsRewrittenFromMemory) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-damage-{}-{}", ::getpid(), std::random_device{}());
+  std::filesystem::create_directories(dir);
+  const auto db = dir / "sip.sqlite";
+  BindingInfo b;
+  b.user = "1001";
+  b.contact = "sip:1001@10.0.0.5";
+  b.expires_at = std::chrono::system_clock::time_point(1'800'000'000s);
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));
+    s.upsert(b);
+    s.flush();
+    std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, '\x07');
+    s.flush();  // the server flushes every second
+    const auto notes = s.take_notes();
+    ASSERT_FALSE(notes.empty());
+    EXPECT_NE(notes[0].find("moved to"), std::string::npos) << notes[0];
+    EXPECT_EQ(s.size(), 1u);
+  }
+  LocationStore reopened;
+  ASSERT_TRUE(reopened.open(db));
+  EXPECT_TRUE(reopened.take_notes().empty());
+  ASSERT_EQ(reopened.size(), 1u);
+  EXPECT_EQ(reopened.all()[0].contact, "sip:1001@10.0.0.5");
+  reopened.close();
   std::filesystem::remove_all(dir);
 }
 
