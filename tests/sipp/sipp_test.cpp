@@ -404,6 +404,98 @@ TEST_F(SippRegistrar, BaresipOnALineIsTheOwningPhoneNotAPhantom) {
                                                             << trace;
 }
 
+// Three network namespaces: the box (voiceedged on 0.0.0.0:5060), the phone (10.231.1.2) and an
+// attacker on another link (10.231.2.2) that has sniffed the phone's REGISTER and replays its
+// Authorization to the same Request-URI with its own Call-ID and Contact.
+class Netns {
+ public:
+  explicit Netns(std::vector<std::string> names) : names_(std::move(names)) {
+    for (const auto& n : names_) sh("ip netns del " + n + " 2>/dev/null");
+    for (const auto& n : names_) ok_ = ok_ && sh("ip netns add " + n).exit_code == 0;
+  }
+  ~Netns() {
+    for (const auto& n : names_) sh("ip netns del " + n + " 2>/dev/null");
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::vector<std::string> names_;
+  bool ok_ = true;
+};
+
+TEST(SippNetns, CapturedAuthorizationReplayedFromAnotherHostDoesNotRegister) {
+  if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
+  ASSERT_EQ(sh("command -v sipp").exit_code, 0) << "sipp (package sip-tester) is required";
+  const std::string box = "ve-sipsec-box", phone = "ve-sipsec-ph", attacker = "ve-sipsec-at";
+  Netns ns({box, phone, attacker});
+  ASSERT_TRUE(ns.ok());
+  const auto setup =
+      sh("set -e; ip -n " + box + " link set lo up; ip -n " + phone + " link set lo up; ip -n " + attacker +
+         " link set lo up; ip -n " + box + " link add vssp0 type veth peer name vssp1 netns " + phone + "; ip -n " +
+         box + " link add vssa0 type veth peer name vssa1 netns " + attacker + "; ip -n " + box +
+         " addr add 10.231.1.1/24 dev vssp0; ip -n " + box + " link set vssp0 up; ip -n " + box +
+         " addr add 10.231.2.1/24 dev vssa0; ip -n " + box + " link set vssa0 up; ip -n " + phone +
+         " addr add 10.231.1.2/24 dev vssp1; ip -n " + phone + " link set vssp1 up; ip -n " + attacker +
+         " addr add 10.231.2.2/24 dev vssa1; ip -n " + attacker + " link set vssa1 up; ip -n " + attacker +
+         " route add default via 10.231.2.1");
+  ASSERT_EQ(setup.exit_code, 0) << setup.out << setup.err;
+  auto site = kSite;
+  const std::string listen = "[\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]";
+  site.replace(site.find(listen), listen.size(), "[\"udp:0.0.0.0:5060\"]");
+  Daemon daemon(site, {"ip", "netns", "exec", box});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  const auto sipp_in = [&](const std::string& netns, const std::string& local_ip, const std::string& scenario,
+                           std::vector<std::string> extra) {
+    std::vector<std::string> argv{"ip",
+                                  "netns",
+                                  "exec",
+                                  netns,
+                                  "sipp",
+                                  "10.231.1.1:5060",
+                                  "-sf",
+                                  std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
+                                  "-m",
+                                  "1",
+                                  "-t",
+                                  "u1",
+                                  "-i",
+                                  local_ip,
+                                  "-p",
+                                  "5070",
+                                  "-s",
+                                  "1001",
+                                  "-au",
+                                  "1001",
+                                  "-ap",
+                                  "s3cret",
+                                  "-key",
+                                  "expires",
+                                  "3600",
+                                  "-timeout",
+                                  "20s",
+                                  "-timeout_error",
+                                  "-recv_timeout",
+                                  "5000",
+                                  "-nostdin"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, std::chrono::seconds(40));
+  };
+  const auto trace = daemon.dir() / "netns-phone-messages.log";
+  auto reg = sipp_in(phone, "10.231.1.2", "register_refresh.xml", {"-trace_msg", "-message_file", trace.string()});
+  ASSERT_EQ(reg.exit_code, 0) << describe(reg) << daemon.log();
+  const auto captured = last_authorization(trace);
+  ASSERT_NE(captured.find("uri=\"sip:10.231.1.1:5060\""), std::string::npos) << captured;
+  auto replay = sipp_in(attacker, "10.231.2.2", "replay.xml", {"-key", "replay_auth", captured});
+  EXPECT_EQ(replay.exit_code, 0) << "the replay was not challenged: " << describe(replay) << daemon.log();
+  const auto list = daemon.ctl_json({"show", "sip", "registrations"})["registrations"];
+  ASSERT_EQ(list.size(), 1u) << list.dump(2);
+  EXPECT_EQ(list[0]["source"], "10.231.1.2:5070") << list.dump(2);
+  // And the phone's Device Status names the address it registered with, not 0.0.0.0.
+  const auto journey = daemon.ctl_json({"show", "journey", "00:11:22:33:44:55"});
+  EXPECT_EQ(journey["phone"].value("registered_with", ""), "10.231.1.1") << journey.dump(2);
+  EXPECT_EQ(daemon.stop(SIGTERM), 0) << daemon.log();
+}
+
 TEST_F(SippRegistrar, RegistrationsSurviveARestart) {
   auto r = sipp("register_refresh.xml", "u1", "1001", "s3cret", 3600);
   ASSERT_EQ(r.exit_code, 0) << describe(r);
