@@ -175,6 +175,7 @@ struct SipConfig {
   int default_expires_s = 3600;
   int min_expires_s = 60;
   int max_expires_s = 7200;
+  int max_bindings_per_line = 10;  // a new binding beyond it replaces the line's oldest
 };
 
 enum class NetMode { None, Bridge, Subinterface };

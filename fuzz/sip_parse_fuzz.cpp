@@ -1,6 +1,6 @@
 // Feeds arbitrary bytes to the SIP parser the way the registrar does: whole-message parse, the
 // lazy typed parsers on every header, the salvage path for 400s, and the TCP framer with the
-// input cut into reads at data-dependent points.
+// input cut into reads at data-dependent points. Seeds include the RFC 4475 torture messages.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -35,7 +35,10 @@ void touch_headers(const Message& m) {
       default: (void)collapse_whitespace(h.value); break;
     }
   }
-  if (m.is_request) (void)parse_uri(m.request_uri);
+  if (m.is_request) {
+    (void)parse_uri(m.request_uri);
+    (void)request_defect(m);  // the registrar's checks before method dispatch
+  }
 }
 
 }  // namespace

@@ -77,8 +77,9 @@ struct PhoneEvent {
   // "active_load", "inactive_load", "device_name", "user_agent". Never a secret.
   std::vector<std::pair<std::string, std::string>> attributes;
   // The MAC is backed by evidence a host on the voice VLAN cannot forge by itself (an
-  // authenticated REGISTER, a lease match). Phones in the site file are trusted anyway; other
-  // MACs without such evidence live in the journey's small ageing table.
+  // authenticated REGISTER, a lease match), set by the component that has it. False when `mac` is
+  // a claim nobody checked: the tracker does not let it change a known phone's state or IP, and
+  // keeps such unlisted MACs only in a small ageing table.
   bool verified = false;
 };
 
