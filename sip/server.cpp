@@ -16,7 +16,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       : io(io_),
         config(config_),
         options(options_),
-        core(std::make_shared<Core>(std::move(config_), events, options_)),
+        core(std::make_shared<Core>(io_, config_, events, options_)),
         sweep_timer(io_) {}
 
   Result<void, std::string> open_listeners() {
@@ -34,6 +34,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         udp.push_back(u);
       }
     }
+    core->udp.assign(udp.begin(), udp.end());
+    core->tcp.assign(tcp.begin(), tcp.end());
     for (auto& u : udp) u->start();
     for (auto& t : tcp) t->start();
     return {};
@@ -114,6 +116,7 @@ void Server::reconfigure(const config::SiteConfigPtr& config) {
   }();
   im.config = config;
   im.core->registrar.set_config(config);
+  im.core->proxy.set_config(config);
   if (listen_changed && im.running) {
     im.close_listeners();
     if (auto r = im.open_listeners(); !r) ve::logger("sip")->error("sip.listen changed but cannot bind: {}", r.error());
@@ -122,6 +125,8 @@ void Server::reconfigure(const config::SiteConfigPtr& config) {
 
 std::vector<BindingInfo> Server::registrations() const { return impl_->core->registrar.registrations(); }
 ServerCounters Server::counters() const { return impl_->core->registrar.counters(); }
+std::vector<CallInfo> Server::calls() const { return impl_->core->proxy.calls(); }
+CallCounters Server::call_counters() const { return impl_->core->proxy.counters(); }
 std::uint16_t Server::udp_port() const { return impl_->udp.empty() ? 0 : impl_->udp.front()->port(); }
 std::uint16_t Server::tcp_port() const { return impl_->tcp.empty() ? 0 : impl_->tcp.front()->port(); }
 

@@ -27,6 +27,13 @@ void UdpTransport::close() {
   socket_.close(ec);
 }
 
+void UdpTransport::send_to(const udp::endpoint& to, const std::string& bytes) {
+  boost::system::error_code ec;
+  // As for answers: a full kernel buffer is a lost datagram, which the transaction layer retransmits.
+  socket_.send_to(asio::buffer(bytes), to, 0, ec);
+  if (ec) ve::logger("sip")->debug("udp send to {}:{} failed: {}", to.address().to_string(), to.port(), ec.message());
+}
+
 void UdpTransport::do_receive() {
   socket_.async_receive_from(
       asio::buffer(buffer_), remote_,
@@ -41,7 +48,7 @@ void UdpTransport::on_receive(const boost::system::error_code& ec, std::size_t n
     src.ip = remote_.address().to_string();
     src.port = remote_.port();
     src.local = local_text_;
-    Reply reply = core_->registrar.handle(std::string_view(buffer_.data(), n), src);
+    Reply reply = core_->handle(std::string_view(buffer_.data(), n), src);
     if (!reply.bytes.empty()) {
       boost::system::error_code send_ec;
       // A datagram send does not block on a UDP socket short of a full kernel buffer; a failed
