@@ -173,6 +173,7 @@ struct SipConfig {
   int max_expires_s = 7200;
   // Calls: how long the proxy lets phones ring before answering 408 (Timer C).
   int ring_timeout_s = 180;
+  int max_bindings_per_line = 10;  // a new binding beyond it replaces the line's oldest
 };
 
 enum class NetMode { None, Bridge, Subinterface };

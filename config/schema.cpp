@@ -580,7 +580,9 @@ void read_provisioning(Reader& r, const YAML::Node& root, SiteConfig& c) {
 }
 
 void read_sip(Reader& r, const YAML::Node& root, SiteConfig& c) {
-  MapView m(r, root["sip"], "sip", {"listen", "realm", "default_expires_s", "min_expires_s", "max_expires_s", "ring_timeout_s"});
+  MapView m(r, root["sip"], "sip",
+            {"listen", "realm", "default_expires_s", "min_expires_s", "max_expires_s", "max_bindings_per_line",
+             "ring_timeout_s"});
   if (m.has("listen")) {
     c.sip.listen.clear();
     std::set<std::string> seen;
@@ -599,6 +601,7 @@ void read_sip(Reader& r, const YAML::Node& root, SiteConfig& c) {
   m.get_int("min_expires_s", c.sip.min_expires_s, 1, 86400 * 7);
   m.get_int("max_expires_s", c.sip.max_expires_s, 1, 86400 * 7);
   m.get_int("ring_timeout_s", c.sip.ring_timeout_s, 1, 3600);
+  m.get_int("max_bindings_per_line", c.sip.max_bindings_per_line, 1, 100);
   if (c.sip.min_expires_s > c.sip.max_expires_s) {
     r.error(m.has("min_expires_s") ? m.child("min_expires_s") : m.node(), "sip.min_expires_s",
             fmt::format("min {} is above max {}", c.sip.min_expires_s, c.sip.max_expires_s));
@@ -712,6 +715,9 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
         }
       } else if (!has_pw) {
         r.error(lm.node(), lpath, "missing password or password_file");
+      } else if (pw.empty()) {
+        // An empty digest password is no authentication at all.
+        r.error(lm.child("password"), lm.child_path("password"), "password is empty");
       }
       l.password = Secret(pw);
       p.lines.push_back(std::move(l));

@@ -342,3 +342,87 @@ Result<DigestCredentials, ParseError> parse_digest_credentials(std::string_view 
 }
 
 }  // namespace ve::sip
+
+namespace ve::sip {
+namespace {
+
+bool has_ws(std::string_view s) { return s.find_first_of(" \t\r\n") != std::string_view::npos; }
+
+// From/To/Contact as RFC 3261 25.1 writes them: an unquoted display name is tokens and spaces
+// only, nothing but the URI between < and >, and an addr-spec without <> carries no '?' headers
+// or commas (RFC 4475 3.1.2.6, 3.1.2.13 - 3.1.2.15).
+bool strict_name_addr(std::string_view value, bool allow_star) {
+  const auto s = trim(value);
+  auto na = parse_name_addr(s);
+  if (!na) return false;
+  if (na->star) return allow_star;
+  const auto lt = s.find('<');
+  if (!s.empty() && s.front() != '"' && lt != std::string_view::npos) {
+    for (char c : s.substr(0, lt)) {
+      if (c == ' ' || c == '\t') continue;
+      if (!std::isalnum(static_cast<unsigned char>(c)) &&
+          std::string_view("-.!%*_+`'~").find(c) == std::string_view::npos)
+        return false;
+    }
+  }
+  if (lt == std::string_view::npos) {
+    if (na->uri.find_first_of("?,") != std::string_view::npos) return false;
+  } else if (has_ws(na->uri) || na->uri.data() != s.data() + lt + 1 || na->uri.data()[na->uri.size()] != '>') {
+    return false;
+  }
+  if (const Param* e = find_param(na->params, "expires"); e && !parse_uint(e->value)) return false;
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string_view> request_defect(const Message& m) {
+  if (!m.is_request) return std::nullopt;
+  if (m.request_uri.empty() || has_ws(m.request_uri) || m.request_uri.front() == '<') return "Request-URI";
+  // A sip: or sips: URI must parse; another scheme is not a syntax error but unsupported (416).
+  const auto colon = m.request_uri.find(':');
+  if (colon == std::string_view::npos || colon == 0) return "Request-URI";
+  const auto scheme = m.request_uri.substr(0, colon);
+  if (iequals(scheme, "sip") || iequals(scheme, "sips")) {
+    auto ruri = parse_uri(m.request_uri);
+    if (!ruri || ruri->host.empty()) return "Request-URI";
+  }
+  struct Single {
+    HeaderType type;
+    std::string_view missing;
+    std::string_view repeated;
+  };
+  for (const auto& [type, missing, repeated] :
+       {Single{HeaderType::From, "missing From", "repeated From"}, Single{HeaderType::To, "missing To", "repeated To"},
+        Single{HeaderType::CallId, "missing Call-ID", "repeated Call-ID"},
+        Single{HeaderType::CSeq, "missing CSeq", "repeated CSeq"}}) {
+    const auto n = m.count(type);
+    if (n == 0) return missing;
+    if (n > 1) return repeated;
+  }
+  if (m.count(HeaderType::MaxForwards) > 1) return "repeated Max-Forwards";
+  if (m.count(HeaderType::Expires) > 1) return "repeated Expires";
+  for (auto v : via_values(m)) {
+    if (!parse_via(v)) return "Via";
+  }
+  if (!strict_name_addr(m.value(HeaderType::From), false)) return "From";
+  if (!strict_name_addr(m.value(HeaderType::To), false)) return "To";
+  if (trim(m.value(HeaderType::CallId)).empty() || has_ws(m.value(HeaderType::CallId))) return "Call-ID";
+  // RFC 3261 8.1.1.5: the CSeq number is below 2^31.
+  auto cseq = parse_cseq(m.value(HeaderType::CSeq));
+  if (!cseq || cseq->number >= (1u << 31)) return "CSeq";
+  if (const Header* mf = m.find(HeaderType::MaxForwards)) {
+    auto v = parse_uint(mf->value);
+    if (!v || *v > 255) return "Max-Forwards";
+  }
+  if (const Header* e = m.find(HeaderType::Expires); e && !parse_uint(e->value)) return "Expires";
+  for (const auto& h : m.headers) {
+    if (h.type != HeaderType::Contact) continue;
+    for (auto v : split_list(h.value)) {
+      if (!strict_name_addr(v, true)) return "Contact";
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace ve::sip

@@ -2,7 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cstring>
+#include <fstream>
 
 namespace ve::sip {
 namespace {
@@ -28,26 +32,55 @@ CREATE TABLE IF NOT EXISTS sip_bindings (
   reason_name TEXT, PRIMARY KEY (user, binding_key));
 )sql";
 
+std::string fmt_note(const std::filesystem::path& p, const std::string& why, const std::string& what) {
+  return p.string() + " is not a usable database (" + why + "): " + what;
+}
+
 }  // namespace
 
 std::string binding_key(const BindingInfo& b) { return b.instance.empty() ? b.contact : b.instance; }
 
 LocationStore::~LocationStore() { close(); }
 
+bool LocationStore::file_intact() const {
+  // SQLite in WAL mode does not notice its file being overwritten, replaced or removed (pages are
+  // cached, writes go to the -wal): check the header and the inode ourselves. 16 bytes a second.
+  struct stat now {};
+  if (::stat(path_.c_str(), &now) != 0 || now.st_ino != inode_) return false;
+  std::ifstream in(path_, std::ios::binary);
+  char header[16] = {};
+  in.read(header, sizeof header);
+  return in.gcount() == 16 && std::memcmp(header, "SQLite format 3", 16) == 0;
+}
+
 void LocationStore::flush() {
+  if (db_ && !recovering_ && !file_intact()) recover("file changed under the registrar");
   if (!db_ || pending_.empty()) {
     pending_.clear();
     return;
   }
-  sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
+  const auto before = write_errors_;
+  int rc = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
   for (const auto& [id, binding] : pending_) {
     if (binding)
       write_upsert(*binding);
     else
       write_remove(id.first, id.second);
   }
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) ++write_errors_;
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    ++write_errors_;
+    last_code_ = sqlite3_extended_errcode(db_) & 0xff;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
   pending_.clear();
+  // Damaged while we ran (overwritten, truncated): the bindings are all in memory, so set the
+  // file aside and write them into a new one.
+  const int code = last_code_;
+  last_code_ = SQLITE_OK;
+  if (write_errors_ != before && (code == SQLITE_NOTADB || code == SQLITE_CORRUPT || code == SQLITE_IOERR)) {
+    recover(sqlite3_errstr(code));
+  }
 }
 
 void LocationStore::close() {
@@ -61,9 +94,59 @@ void LocationStore::close() {
 
 Result<void, std::string> LocationStore::open(const std::filesystem::path& db_path) {
   close();
+  path_ = db_path;
+  by_user_.clear();
+  auto r = open_file();
+  if (!r) {
+    // Garbage, a truncated file, another program's database: keep it for inspection, start empty.
+    close();
+    recover(r.error());
+    if (!db_) return unexpected(notes_.empty() ? r.error() : notes_.back());
+  }
+  return {};
+}
+
+void LocationStore::recover(const std::string& why) {
+  if (recovering_) return;
+  recovering_ = true;
+  if (upsert_stmt_) sqlite3_finalize(upsert_stmt_);
+  if (delete_stmt_) sqlite3_finalize(delete_stmt_);
+  if (db_) sqlite3_close(db_);
+  upsert_stmt_ = delete_stmt_ = nullptr;
+  db_ = nullptr;
+  pending_.clear();
+  const auto stamp = std::to_string(to_unix(Clock::now()));
+  const std::filesystem::path aside = path_.string() + ".corrupt-" + stamp;
+  std::error_code ec;
+  std::filesystem::rename(path_, aside, ec);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    std::error_code ignored;
+    std::filesystem::rename(path_.string() + suffix, aside.string() + suffix, ignored);
+  }
+  if (ec && std::filesystem::exists(path_)) {
+    notes_.push_back(fmt_note(path_, why, "cannot be moved aside: " + ec.message()));
+    recovering_ = false;
+    return;
+  }
+  notes_.push_back(fmt_note(path_, why, "moved to " + aside.string() + ", started empty"));
+  const auto keep = std::move(by_user_);
+  by_user_.clear();
+  if (auto r = open_file(); !r) {
+    notes_.push_back(path_.string() + ": " + r.error());
+    close();
+  }
+  // Bindings held in memory (a file damaged while running) go into the new file.
+  for (const auto& [user, list] : keep) {
+    for (const auto& b : list) upsert(b);
+  }
+  flush();
+  recovering_ = false;
+}
+
+Result<void, std::string> LocationStore::open_file() {
+  const auto& db_path = path_;
   if (sqlite3_open(db_path.c_str(), &db_) != SQLITE_OK) {
     std::string err = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    close();
     return unexpected("cannot open " + db_path.string() + ": " + err);
   }
   // WAL with synchronous=NORMAL: a commit is not an fsync, and a crash loses at most the last
@@ -73,9 +156,13 @@ Result<void, std::string> LocationStore::open(const std::filesystem::path& db_pa
   if (sqlite3_exec(db_, setup.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "?";
     sqlite3_free(err);
-    close();
     return unexpected("cannot set up " + db_path.string() + ": " + msg);
   }
+  // A new database has no header until its first page is written: make sure it has one, so
+  // file_intact() can tell ours from garbage.
+  sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+  struct stat st_file {};
+  inode_ = ::stat(db_path.c_str(), &st_file) == 0 ? st_file.st_ino : 0;
   if (sqlite3_prepare_v2(db_,
                          "INSERT OR REPLACE INTO sip_bindings VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,"
                          "?15,?16,?17,?18)",
@@ -83,42 +170,67 @@ Result<void, std::string> LocationStore::open(const std::filesystem::path& db_pa
       sqlite3_prepare_v2(db_, "DELETE FROM sip_bindings WHERE user=?1 AND binding_key=?2", -1, &delete_stmt_,
                          nullptr) != SQLITE_OK) {
     std::string msg = sqlite3_errmsg(db_);
-    close();
     return unexpected("cannot prepare statements: " + msg);
   }
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_,
                          "SELECT user, aor, contact, instance, transport, source, call_id, cseq, registered_at, "
-                         "expires_at, mac, device_name, model, user_agent, active_load, inactive_load, reason_name "
-                         "FROM sip_bindings",
+                         "expires_at, mac, device_name, model, user_agent, active_load, inactive_load, reason_name, "
+                         "binding_key FROM sip_bindings",
                          -1, &st, nullptr) != SQLITE_OK) {
     std::string msg = sqlite3_errmsg(db_);
-    close();
     return unexpected("cannot read bindings: " + msg);
   }
-  by_user_.clear();
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  std::size_t skipped = 0;
+  std::vector<std::pair<std::string, std::string>> bad_keys;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    // A row is a binding only with a user, a parseable contact, a transport, integer times and
+    // a MAC that parses (or none); anything else is skipped (and deleted), not trusted.
+    const bool ints = sqlite3_column_type(st, 7) == SQLITE_INTEGER && sqlite3_column_type(st, 8) == SQLITE_INTEGER &&
+                      sqlite3_column_type(st, 9) == SQLITE_INTEGER;
     BindingInfo b;
     b.user = column_text(st, 0);
     b.aor = column_text(st, 1);
     b.contact = column_text(st, 2);
     b.instance = column_text(st, 3);
-    b.transport = column_text(st, 4) == "tcp" ? Transport::Tcp : Transport::Udp;
+    const auto transport = column_text(st, 4);
+    b.transport = transport == "tcp" ? Transport::Tcp : Transport::Udp;
     b.source = column_text(st, 5);
     b.call_id = column_text(st, 6);
-    b.cseq = static_cast<std::uint32_t>(sqlite3_column_int64(st, 7));
+    const auto cseq = sqlite3_column_int64(st, 7);
+    b.cseq = static_cast<std::uint32_t>(cseq);
     b.registered_at = from_unix(sqlite3_column_int64(st, 8));
     b.expires_at = from_unix(sqlite3_column_int64(st, 9));
-    if (auto mac = MacAddress::parse(column_text(st, 10))) b.mac = *mac;
+    const auto mac_text = column_text(st, 10);
+    auto mac = MacAddress::parse(mac_text);
+    if (mac) b.mac = *mac;
     b.device_name = column_text(st, 11);
     b.model = column_text(st, 12);
     b.user_agent = column_text(st, 13);
     b.active_load = column_text(st, 14);
     b.inactive_load = column_text(st, 15);
     b.reason_name = column_text(st, 16);
+    const auto stored_key = column_text(st, 17);
+    const bool valid = ints && !b.user.empty() && parse_uri(b.contact).has_value() &&
+                       (transport == "udp" || transport == "tcp") && cseq >= 0 && cseq <= 0xffffffffLL &&
+                       (mac_text.empty() || mac) && stored_key == binding_key(b) && b.expires_at >= b.registered_at;
+    if (!valid) {
+      ++skipped;
+      bad_keys.emplace_back(b.user, stored_key);
+      continue;
+    }
     by_user_[b.user].push_back(std::move(b));
   }
   sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) {
+    by_user_.clear();
+    return unexpected("cannot read bindings: " + std::string(sqlite3_errmsg(db_)));
+  }
+  if (skipped) {
+    notes_.push_back(path_.string() + ": skipped " + std::to_string(skipped) + " malformed binding row(s)");
+    for (const auto& [user, key] : bad_keys) write_remove(user, key);
+  }
   return {};
 }
 
@@ -239,7 +351,10 @@ void LocationStore::write_upsert(const BindingInfo& b) {
   text(16, b.active_load);
   text(17, b.inactive_load);
   text(18, b.reason_name);
-  if (sqlite3_step(st) != SQLITE_DONE) ++write_errors_;
+  if (sqlite3_step(st) != SQLITE_DONE) {
+    ++write_errors_;
+    last_code_ = sqlite3_extended_errcode(db_) & 0xff;
+  }
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
 }
@@ -248,7 +363,10 @@ void LocationStore::write_remove(const std::string& user, const std::string& key
   if (!delete_stmt_) return;
   sqlite3_bind_text(delete_stmt_, 1, user.data(), static_cast<int>(user.size()), SQLITE_TRANSIENT);
   sqlite3_bind_text(delete_stmt_, 2, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
-  if (sqlite3_step(delete_stmt_) != SQLITE_DONE) ++write_errors_;
+  if (sqlite3_step(delete_stmt_) != SQLITE_DONE) {
+    ++write_errors_;
+    last_code_ = sqlite3_extended_errcode(db_) & 0xff;
+  }
   sqlite3_reset(delete_stmt_);
   sqlite3_clear_bindings(delete_stmt_);
 }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "sip/sip.hpp"
@@ -25,8 +26,13 @@ class LocationStore {
   LocationStore& operator=(const LocationStore&) = delete;
 
   // Opens (creating) the database and loads every stored binding. Without open() the store is
-  // memory-only.
+  // memory-only. A file that is not a usable database is moved aside (NAME.corrupt-<unix time>,
+  // with its -wal and -shm) and an empty one started; rows that do not make a binding are
+  // skipped and deleted. What was done is in notes() for the caller to log once. Errors are left
+  // only for what a fresh file cannot fix (an unwritable directory).
   Result<void, std::string> open(const std::filesystem::path& db_path);
+  // What open() or a later recovery set aside or skipped; cleared by take_notes().
+  std::vector<std::string> take_notes() { return std::exchange(notes_, {}); }
   void close();
 
   const std::vector<BindingInfo>* find(const std::string& user) const;
@@ -48,6 +54,11 @@ class LocationStore {
   std::uint64_t write_errors() const { return write_errors_; }
 
  private:
+  Result<void, std::string> open_file();
+  bool file_intact() const;
+  // The file went bad under us (or was bad at open): set it aside, start a new one, write every
+  // binding held in memory into it.
+  void recover(const std::string& why);
   void persist_upsert(const BindingInfo& b);
   void persist_remove(const std::string& user, const std::string& key);
   void write_upsert(const BindingInfo& b);
@@ -59,6 +70,11 @@ class LocationStore {
   sqlite3_stmt* upsert_stmt_ = nullptr;
   sqlite3_stmt* delete_stmt_ = nullptr;
   std::uint64_t write_errors_ = 0;
+  std::filesystem::path path_;
+  std::vector<std::string> notes_;
+  bool recovering_ = false;
+  unsigned long inode_ = 0;  // of the file opened, to notice a replaced one
+  int last_code_ = 0;        // SQLite result of the last failed write
 };
 
 }  // namespace ve::sip

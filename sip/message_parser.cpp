@@ -132,6 +132,12 @@ bool parse_start_line(std::string_view line, Message& m, ParseError& error) {
     error = ParseError::BadStartLine;
     return false;
   }
+  // More than two spaces (white space inside the Request-URI, RFC 4475 3.1.2.8 - 3.1.2.10) is a
+  // syntax error, not an unknown version.
+  if (version.find_first_of(" \t") != std::string_view::npos) {
+    error = ParseError::BadStartLine;
+    return false;
+  }
   if (!iequals(version, "SIP/2.0")) {
     error = ParseError::BadVersion;
     return false;
@@ -366,11 +372,17 @@ Result<Message, ParseError> parse_message(std::string_view bytes, const Limits& 
   for (auto& h : m.headers) h.value = trim(h.value);
 
   std::size_t body_len = n - body_start;
-  if (const Header* cl = m.find(HeaderType::ContentLength)) {
-    auto v = parse_uint(cl->value);
-    if (!v) return unexpected(ParseError::BadContentLength);
-    if (*v > n - body_start) return unexpected(ParseError::BodyTruncated);
-    body_len = *v;
+  std::optional<std::uint32_t> content_length;
+  for (const auto& h : m.headers) {
+    if (h.type != HeaderType::ContentLength) continue;
+    auto v = parse_uint(h.value);
+    // Several different lengths (RFC 4475 3.3.9): no way to tell where the body ends.
+    if (!v || (content_length && *content_length != *v)) return unexpected(ParseError::BadContentLength);
+    content_length = *v;
+  }
+  if (content_length) {
+    if (*content_length > n - body_start) return unexpected(ParseError::BodyTruncated);
+    body_len = *content_length;
   }
   m.body = bytes.substr(body_start, body_len);
   m.raw = bytes.substr(start, body_start + body_len - start);
@@ -473,6 +485,7 @@ Result<std::optional<StreamFramer::Frame>, StreamFramer::Error> StreamFramer::ne
 
   // Content-Length (or compact "l") among the header lines; absent means no body.
   std::size_t content_length = 0;
+  bool seen_length = false;
   std::size_t p = 0;
   while (p < header_end) {
     const auto nl = data.find('\n', p);
@@ -483,9 +496,10 @@ Result<std::optional<StreamFramer::Frame>, StreamFramer::Error> StreamFramer::ne
     auto name = trim(line.substr(0, colon));
     if (iequals(name, "content-length") || iequals(name, "l")) {
       auto v = parse_uint(line.substr(colon + 1));
-      if (!v) return unexpected(Error::BadContentLength);
+      // Two different lengths: the next message's start is unknowable, the stream is lost.
+      if (!v || (seen_length && content_length != *v)) return unexpected(Error::BadContentLength);
       content_length = *v;
-      break;
+      seen_length = true;
     }
   }
   if (content_length > limits_.max_message_bytes || header_end + content_length > limits_.max_message_bytes) {

@@ -284,7 +284,7 @@ struct Proxy::Call {
 };
 
 Proxy::Proxy(asio::io_context& io, config::SiteConfigPtr config, LocationStore& store, EventSink& events,
-             ServerOptions options, Wire& wire, Now now)
+             ServerOptions options, Wire& wire, Authenticator& auth, Now now)
     : io_(io),
       config_(std::move(config)),
       store_(store),
@@ -292,8 +292,9 @@ Proxy::Proxy(asio::io_context& io, config::SiteConfigPtr config, LocationStore& 
       options_(options),
       wire_(wire),
       now_(std::move(now)),
-      log_(ve::logger("sip")) {
-  tag_key_ = nonces_.make(now_()).substr(16, 8);
+      log_(ve::logger("sip")),
+      auth_(auth) {
+  tag_key_ = tags_.make(now_()).substr(16, 8);
 }
 
 Proxy::~Proxy() = default;
@@ -600,60 +601,66 @@ void Proxy::on_request(const Message& m, const Source& src) {
   start_target(tx, called, true);
 }
 
+// Proxy digest (RFC 3261 22.3) with the registrar's Authenticator: the same nonce rules (bound
+// to the source, nc growing, uri = Request-URI, short life) and the same guess throttle. The
+// From user must be the authenticated line: a phone cannot place calls as another line.
 bool Proxy::authenticate(const std::shared_ptr<ServerTx>& tx, const Message& req) {
-  const auto& realm = config_->sip.realm;
+  const auto now = now_();
+  AuthRequest request;
+  for (const auto& h : req.headers)
+    if (h.type == HeaderType::ProxyAuthorization) request.credentials.push_back(h.value);
+  request.method = req.method_text;
+  request.request_uri = req.request_uri;
+  request.source_ip = tx->src.ip;
+  const auto password = [&](std::string_view username) -> std::optional<std::string_view> {
+    const auto [phone, line] = line_by_user(std::string(username));
+    if (!line || line->password.empty()) return std::nullopt;
+    return std::string_view(line->password.reveal());
+  };
+  const auto result = auth_.verify(request, password, now);
   auto challenge = [&](bool stale) {
     ++counters_.auth_challenges;
     answer(tx, 407, "Proxy Authentication Required",
-           fmt::format("Proxy-Authenticate: Digest realm=\"{}\", nonce=\"{}\", qop=\"auth\", algorithm=MD5{}\r\n",
-                       realm, nonces_.make(now_()), stale ? ", stale=true" : ""));
+           fmt::format("Proxy-Authenticate: {}\r\n", auth_.challenge(tx->src.ip, stale, now)));
     return false;
   };
-  std::optional<DigestCredentials> cred;
-  for (const auto& h : req.headers) {
-    if (h.type != HeaderType::ProxyAuthorization) continue;
-    auto c = parse_digest_credentials(h.value);
-    if (!c) {
-      answer(tx, 400, "Bad Request (Proxy-Authorization)");
-      return false;
-    }
-    if (c->realm == realm) {
-      cred = *c;
-      break;
-    }
-  }
-  if (!cred) return challenge(false);
-  if (!cred->algorithm.empty() && !iequals(cred->algorithm, "MD5")) return challenge(false);
-  if (!cred->qop.empty() && (!iequals(cred->qop, "auth") || cred->cnonce.empty() || cred->nc.empty())) {
-    answer(tx, 400, "Bad Request (qop)");
-    return false;
-  }
-  if (nonces_.check(cred->nonce, now_(), options_.nonce_lifetime) != NonceSource::Check::Valid) return challenge(true);
-  const std::string username(cred->username);
-  const auto [phone, line] = line_by_user(username);
-  const std::string from_user(uri_user(parse_name_addr(req.value(HeaderType::From)) ? parse_name_addr(req.value(HeaderType::From))->uri : std::string_view{}));
+  const auto na = parse_name_addr(req.value(HeaderType::From));
+  const std::string from_user(na ? uri_user(na->uri) : std::string_view{});
+  const auto [from_phone, from_line] = line_by_extension(from_user);
   auto forbid = [&](const std::string& why) {
     ++counters_.auth_failures;
-    log_->warn("{} from {}:{} (From {}, digest user {}): {}", req.method_text, tx->src.ip, tx->src.port, from_user,
-               username, why);
-    if (phone) {
+    log_->debug("{} from {}:{} (From {}, digest user {}): {}", req.method_text, tx->src.ip, tx->src.port,
+                from_user.substr(0, 64), result.username.substr(0, 64), why);
+    if (from_phone) {
       PhoneEvent e;
-      e.mac = phone->mac;
+      e.mac = from_phone->mac;
       e.step = Step::InService;
       e.outcome = Outcome::Failed;
       e.detail = fmt::format("call failed: 403 {}", why);
-      e.time = now_();
+      e.time = now;
       e.ip = tx->src.ip;
+      e.verified = false;  // whoever sent it did not prove to be this phone
       events_.report(std::move(e));
     }
     answer(tx, 403, "Forbidden");
     return false;
   };
-  if (!line) return forbid("unknown digest user " + username);
+  switch (response_for(result.outcome)) {
+    case AuthResponse::Accept: break;
+    case AuthResponse::Challenge: return challenge(false);
+    case AuthResponse::Stale: return challenge(true);
+    case AuthResponse::BadRequest:
+      answer(tx, 400, fmt::format("Bad Request (Proxy-Authorization: {})", to_string(result.outcome)));
+      return false;
+    case AuthResponse::Drop: terminate_server(tx->key); return false;
+    case AuthResponse::Forbidden:
+      return forbid(result.outcome == AuthOutcome::WrongUser ? "unknown digest user " + result.username.substr(0, 64)
+                                                             : "wrong password for " + result.username.substr(0, 64));
+  }
+  const auto [phone, line] = line_by_user(result.username);
+  if (!line) return forbid("unknown digest user");
   if (from_user != line->extension && from_user != line->auth_user)
-    return forbid(fmt::format("From {} is not the line of digest user {}", from_user, username));
-  if (!equal_secret(digest_response(*cred, line->password.reveal(), req.method_text), cred->response))
-    return forbid("wrong password for " + username);
+    return forbid(fmt::format("From {} is not the line of digest user {}", from_user.substr(0, 64), result.username));
   tx->caller = line->extension;
   return true;
 }

@@ -18,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "sip/authenticator.hpp"
 #include "sip/digest.hpp"
 #include "sip/location_store.hpp"
 #include "sip/registrar.hpp"
@@ -50,7 +51,8 @@ class Proxy {
   using Now = std::function<std::chrono::system_clock::time_point()>;
   Proxy(
       boost::asio::io_context& io, config::SiteConfigPtr config, LocationStore& store, EventSink& events,
-      ServerOptions options, Wire& wire, Now now = [] { return std::chrono::system_clock::now(); });
+      ServerOptions options, Wire& wire, Authenticator& auth,
+      Now now = [] { return std::chrono::system_clock::now(); });
   ~Proxy();
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
@@ -128,7 +130,8 @@ class Proxy {
   Wire& wire_;
   Now now_;
   std::shared_ptr<spdlog::logger> log_;
-  NonceSource nonces_;
+  Authenticator& auth_;
+  NonceSource tags_;  // random key for To tags and branches
   std::string tag_key_;
   std::uint64_t branch_counter_ = 0;
   std::unordered_map<std::string, std::shared_ptr<ServerTx>> servers_;  // branch|sent-by|method

@@ -132,13 +132,15 @@ Registrar::Registrar(config::SiteConfigPtr config, LocationStore& store, EventSi
       store_(store),
       events_(events),
       options_(options),
-      now_(std::move(now)) {
+      now_(std::move(now)),
+      auth_(config_->sip.realm, options_.auth) {
   tag_key_ = nonces_.make(now_()).substr(16, 8);
   index_lines();
 }
 
 void Registrar::set_config(config::SiteConfigPtr config) {
   config_ = std::move(config);
+  auth_.set_realm(config_->sip.realm);
   index_lines();
 }
 
@@ -176,6 +178,29 @@ void Registrar::report(const std::optional<MacAddress>& mac, Step step, Outcome 
   events_.report(std::move(e));
 }
 
+void Registrar::report_claim(const MacAddress& mac, Step step, Outcome outcome, const std::string& detail,
+                             const Source& src) {
+  // A request that did not authenticate names a phone only by claim. A DHCP lease of the source
+  // address to that very MAC makes it evidence; otherwise the event is marked unverified and
+  // carries no IP, so it cannot move the phone's address or decide its step.
+  const bool leased = options_.lease_mac && options_.lease_mac(src.ip) == mac;
+  PhoneEvent e;
+  e.mac = mac;
+  e.step = step;
+  e.time = now_();
+  if (leased) {
+    e.outcome = outcome;
+    e.detail = detail;
+    e.ip = src.ip;
+  } else {
+    e.outcome = Outcome::Info;
+    e.detail = fmt::format("{} (unverified, from {})", detail, src.ip);
+    e.verified = false;
+    ++counters_.unverified_events;
+  }
+  events_.report(std::move(e));
+}
+
 Reply Registrar::respond(const Message& m, const Source& src, int code, std::string_view reason,
                          const std::string& extra) {
   Reply r;
@@ -198,12 +223,16 @@ Reply Registrar::respond(const Message& m, const Source& src, int code, std::str
       out += "\r\n";
     }
   }
-  out += "From: ";
-  out += m.value(HeaderType::From);
-  out += "\r\nTo: ";
+  // A header the request lacks is left out (a 400 for a request without Call-ID, From or To).
+  if (m.find(HeaderType::From)) {
+    out += "From: ";
+    out += m.value(HeaderType::From);
+    out += "\r\n";
+  }
   const auto to = m.value(HeaderType::To);
+  if (m.find(HeaderType::To)) out += "To: ";
   out += to;
-  if (code > 100) {
+  if (code > 100 && m.find(HeaderType::To)) {
     auto na = parse_name_addr(to);
     if (!na || na->tag().empty()) {
       // A stable tag per request: retransmissions get the same one (RFC 3261 8.2.6.2).
@@ -213,11 +242,18 @@ Reply Registrar::respond(const Message& m, const Source& src, int code, std::str
       fmt::format_to(std::back_inserter(out), ";tag={:016x}", h);
     }
   }
-  out += "\r\nCall-ID: ";
-  out += m.value(HeaderType::CallId);
-  out += "\r\nCSeq: ";
-  out += m.value(HeaderType::CSeq);
-  out += "\r\nServer: ";
+  if (m.find(HeaderType::To)) out += "\r\n";
+  if (m.find(HeaderType::CallId)) {
+    out += "Call-ID: ";
+    out += m.value(HeaderType::CallId);
+    out += "\r\n";
+  }
+  if (m.find(HeaderType::CSeq)) {
+    out += "CSeq: ";
+    out += m.value(HeaderType::CSeq);
+    out += "\r\n";
+  }
+  out += "Server: ";
   out += kServer;
   out += "\r\n";
   out += extra;
@@ -247,6 +283,8 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
         log_->warn("malformed request from {}:{} ({}): answered 400 ({} so far)", src.ip, src.port,
                    to_string(parsed.error()), counters_.malformed_answered);
       }
+      // RFC 3261 8.2.2 / RFC 4475 3.1.2.16: a version we do not speak is 505, not a syntax error.
+      if (parsed.error() == ParseError::BadVersion) return respond(*salvaged, src, 505, "Version Not Supported");
       return respond(*salvaged, src, 400, fmt::format("Bad Request ({})", to_string(parsed.error())));
     }
     ++counters_.malformed_dropped;
@@ -262,21 +300,30 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
     return {};
   }
   if (!m.find(HeaderType::Via) || via_values(m).empty()) {
-    ++counters_.malformed_dropped;
+    ++counters_.malformed_dropped;  // nowhere to send a response
     return {};
   }
-  for (auto t : {HeaderType::From, HeaderType::To, HeaderType::CallId, HeaderType::CSeq}) {
-    if (!m.find(t)) {
-      if (m.method == Method::Ack) return {};
-      ++counters_.malformed_dropped;  // no response can be built without it
-      return {};
+  if (m.method == Method::Ack) return {};  // never answered
+  // Everything a method handler relies on is checked first, so a malformed INVITE (or any
+  // request) is a 400 whatever its method (RFC 4475 3.1.2, 3.3.1, 3.3.8).
+  if (auto defect = request_defect(m)) {
+    ++counters_.malformed_answered;
+    if (malformed_log_allowed()) {
+      log_->warn("malformed {} from {}:{} ({}): answered 400 ({} so far)", m.method_text, src.ip, src.port, *defect,
+                 counters_.malformed_answered);
     }
+    return respond(m, src, 400, fmt::format("Bad Request ({})", *defect));
   }
   auto cseq = parse_cseq(m.value(HeaderType::CSeq));
-  if (m.method == Method::Ack) return {};  // never answered
   if (!cseq || cseq->method != m.method_text) {
     ++counters_.malformed_answered;
     return respond(m, src, 400, "Bad Request (CSeq)");
+  }
+  // RFC 3261 8.2.2.1: we serve sip: and sips: only (RFC 4475 3.3.2, 3.3.3).
+  // (request_defect() made sure a sip:/sips: Request-URI parses.)
+  if (const auto scheme = m.request_uri.substr(0, m.request_uri.find(':'));
+      !iequals(scheme, "sip") && !iequals(scheme, "sips")) {
+    return respond(m, src, 416, "Unsupported URI Scheme");
   }
   if (m.method != Method::Cancel) {
     if (const Header* req = m.find(HeaderType::Require)) {
@@ -310,6 +357,60 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
     case Method::Other: return respond(m, src, 501, "Not Implemented", fmt::format("Allow: {}\r\n", kAllow));
   }
   return {};
+}
+
+std::optional<Reply> Registrar::authenticate(const Message& m, const Source& src, const std::string& user,
+                                             const config::Phone* phone, const config::Line* line,
+                                             std::chrono::system_clock::time_point now) {
+  AuthRequest request;
+  for (const auto& h : m.headers) {
+    if (h.type == HeaderType::Authorization) request.credentials.push_back(h.value);
+  }
+  request.method = m.method_text;
+  request.request_uri = m.request_uri;
+  request.source_ip = src.ip;
+  const std::string expected_user = !line ? std::string() : line->auth_user.empty() ? line->extension : line->auth_user;
+  // A line without a password cannot authenticate (the site file rejects empty passwords; a line
+  // built without one must not register without a challenge).
+  const auto password = [&](std::string_view username) -> std::optional<std::string_view> {
+    if (!line || line->password.empty() || username != expected_user) return std::nullopt;
+    return std::string_view(line->password.reveal());
+  };
+  const auto result = auth_.verify(request, password, now);
+  const auto& ac = auth_.counters();
+  counters_.auth_failures = ac.failures;
+  counters_.auth_stale = ac.stale;
+  counters_.auth_replays = ac.replays;
+  counters_.auth_blocked = ac.blocked;
+  counters_.auth_blocks = ac.blocks;
+  auto challenge = [&](bool stale) {
+    ++counters_.challenges;
+    return respond(m, src, 401, "Unauthorized",
+                   fmt::format("WWW-Authenticate: {}\r\n", auth_.challenge(src.ip, stale, now)));
+  };
+  switch (response_for(result.outcome)) {
+    case AuthResponse::Accept: return std::nullopt;
+    case AuthResponse::Challenge: return challenge(false);
+    case AuthResponse::Stale:
+      log_->debug("REGISTER for {} from {}:{}: {}, challenged again", user, src.ip, src.port,
+                  to_string(result.outcome));
+      return challenge(true);
+    case AuthResponse::BadRequest:
+      log_->debug("REGISTER for {} from {}:{}: {}", user, src.ip, src.port, to_string(result.outcome));
+      return respond(m, src, 400, fmt::format("Bad Request (Authorization: {})", to_string(result.outcome)));
+    case AuthResponse::Drop: return Reply{};
+    case AuthResponse::Forbidden: break;
+  }
+  // Guesses come in floods: one debug line each, the periodic summary at warning level.
+  log_->debug("REGISTER for {} from {}:{} with digest user {}: {}", user, src.ip, src.port, result.username,
+              to_string(result.outcome));
+  if (phone) {
+    const std::string detail = result.outcome == AuthOutcome::WrongUser
+                                   ? fmt::format("403 wrong auth user {} for {}", result.username.substr(0, 64), user)
+                                   : "403 wrong password for " + user;
+    report_claim(phone->mac, Step::Register, Outcome::Failed, detail, src);
+  }
+  return respond(m, src, 403, "Forbidden");
 }
 
 Reply Registrar::handle_register(const Message& m, const Source& src) {
@@ -351,57 +452,32 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     if (find_param(c.params, "cisco-keep-alive")) return respond(m, src, 200, "OK");
   }
 
+  const auto [phone, line] = find_line(user);
+  // Known and unknown users go through the same steps and get the same answers (401, then 403),
+  // so the lines of the site cannot be enumerated.
+  if (auto refused = authenticate(m, src, user, phone, line, now)) return std::move(*refused);
+
+  // Authenticated: the line's phone in the site file owns this registration. A +sip.instance MAC
+  // (Cisco puts the phone's MAC in the last UUID group) is evidence only when it is that phone,
+  // or when auto-registration lets phones that are not in the site file use the line.
   CiscoDeviceInfo device;
   if (!contacts.empty()) device = cisco_device_info(contacts.front(), m.value(HeaderType::Reason));
-  const auto [phone, line] = find_line(user);
-  std::optional<MacAddress> mac = device.mac;
-  if (!mac && phone) mac = phone->mac;
+  std::optional<MacAddress> mac = phone->mac;
+  if (device.mac && *device.mac != phone->mac && cfg.provisioning.auto_register) mac = device.mac;
+  auto own_device = [&](CiscoDeviceInfo info) {
+    if (info.mac && info.mac != mac) {
+      info.mac.reset();
+      info.device_name.clear();
+      info.model.clear();
+    }
+    return info;
+  };
+  device = own_device(device);
 
-  if (src.transport == Transport::Tcp && mac && !reported_connections_.count(src.connection)) {
+  if (src.transport == Transport::Tcp && !reported_connections_.count(src.connection)) {
     reported_connections_.insert(src.connection);
     report(mac, Step::CallManagerConnect, Outcome::Ok, fmt::format("TCP from {}:{} to {}", src.ip, src.port, src.local),
            src);
-  }
-  if (!line) {
-    log->warn("REGISTER for unknown user {} from {}:{}", user, src.ip, src.port);
-    report(mac, Step::Register, Outcome::Failed, "404 unknown user " + user, src);
-    return respond(m, src, 404, "Not Found");
-  }
-
-  if (!line->password.empty()) {
-    auto challenge = [&](bool stale) {
-      ++counters_.challenges;
-      return respond(m, src, 401, "Unauthorized",
-                     fmt::format("WWW-Authenticate: Digest realm=\"{}\", nonce=\"{}\", qop=\"auth\", "
-                                 "algorithm=MD5{}\r\n",
-                                 cfg.sip.realm, nonces_.make(now), stale ? ", stale=true" : ""));
-    };
-    const Header* auth = m.find(HeaderType::Authorization);
-    if (!auth) return challenge(false);
-    auto cred = parse_digest_credentials(auth->value);
-    if (!cred) return respond(m, src, 400, "Bad Request (Authorization)");
-    if (cred->realm != cfg.sip.realm) return challenge(false);
-    if (!cred->algorithm.empty() && !iequals(cred->algorithm, "MD5")) return challenge(false);
-    if (!cred->qop.empty() && (!iequals(cred->qop, "auth") || cred->cnonce.empty() || cred->nc.empty())) {
-      return respond(m, src, 400, "Bad Request (qop)");
-    }
-    // A nonce from before a restart fails the keyed check: ask again with stale=true, the
-    // credentials themselves may well be right.
-    if (nonces_.check(cred->nonce, now, options_.nonce_lifetime) != NonceSource::Check::Valid) return challenge(true);
-    const std::string& expected_user = line->auth_user.empty() ? line->extension : line->auth_user;
-    if (cred->username != expected_user) {
-      ++counters_.auth_failures;
-      log->warn("REGISTER for {} from {}:{} with digest user {}: forbidden", user, src.ip, src.port, cred->username);
-      report(mac, Step::Register, Outcome::Failed, fmt::format("403 wrong auth user {} for {}", cred->username, user),
-             src);
-      return respond(m, src, 403, "Forbidden");
-    }
-    if (!equal_secret(digest_response(*cred, line->password.reveal(), m.method_text), cred->response)) {
-      ++counters_.auth_failures;
-      log->warn("REGISTER for {} from {}:{}: wrong password", user, src.ip, src.port);
-      report(mac, Step::Register, Outcome::Failed, "403 wrong password for " + user, src);
-      return respond(m, src, 403, "Forbidden");
-    }
   }
 
   // Expiry per contact: its own expires parameter, else the Expires header, else the default.
@@ -444,7 +520,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     if (existing && existing->call_id == call_id && cseq < existing->cseq) {
       return respond(m, src, 500, "Server Internal Error (CSeq out of order)");
     }
-    const auto info = i == 0 ? device : cisco_device_info(contacts[i], m.value(HeaderType::Reason));
+    const auto info = i == 0 ? device : own_device(cisco_device_info(contacts[i], m.value(HeaderType::Reason)));
     b.transport = src.transport;
     b.source = source;
     b.call_id = call_id;
@@ -460,8 +536,27 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     b.reason_name = info.reason_name.empty() && existing ? existing->reason_name : info.reason_name;
     updates.push_back(std::move(b));
   }
+  const auto cap = static_cast<std::size_t>(std::max(1, cfg.sip.max_bindings_per_line));
+  std::set<std::string> own_keys;
+  for (const auto& b : updates) own_keys.insert(binding_key(b));
   for (std::size_t i = 0; i < updates.size(); ++i) {
     auto& b = updates[i];
+    if (expires[i] != 0 && !store_.find(user, binding_key(b))) {
+      // At the cap, a new binding replaces the line's oldest one (not one this request refreshes).
+      while (store_.find(user) && store_.find(user)->size() >= cap) {
+        const BindingInfo* oldest = nullptr;
+        for (const auto& x : *store_.find(user)) {
+          if (own_keys.count(binding_key(x))) continue;
+          if (!oldest || x.registered_at < oldest->registered_at) oldest = &x;
+        }
+        if (!oldest) break;
+        const BindingInfo gone = *oldest;
+        store_.remove(user, binding_key(gone));
+        ++counters_.bindings_replaced;
+        log->info("{} has {} bindings (sip.max_bindings_per_line): {} replaced by {}", user, cap, gone.contact,
+                  b.contact);
+      }
+    }
     if (expires[i] == 0) {
       if (store_.remove(user, binding_key(b))) {
         log->info("{} unregistered {} from {}", user, b.contact, source);
@@ -490,19 +585,40 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     }
   }
 
-  std::string extra;
+  // The bindings this request touched first, then the others while a UDP answer still fits the
+  // path MTU (RFC 3261 18.1.1); over TCP all of them.
+  const std::string date = "Date: " + http_date(now) + "\r\n";
+  std::vector<std::string> lines_own, lines_other;
   if (const auto* list = store_.find(user)) {
     for (const auto& b : *list) {
       const auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count();
-      fmt::format_to(std::back_inserter(extra), "Contact: <{}>;expires={}\r\n", b.contact,
-                     std::max<std::int64_t>(left, 0));
+      auto text = fmt::format("Contact: <{}>;expires={}\r\n", b.contact, std::max<std::int64_t>(left, 0));
+      (own_keys.count(binding_key(b)) ? lines_own : lines_other).push_back(std::move(text));
     }
   }
-  extra += "Date: " + http_date(now) + "\r\n";
+  std::string extra;
+  for (const auto& l : lines_own) extra += l;
+  if (src.transport == Transport::Udp) {
+    std::size_t size = respond(m, src, 200, "OK", extra + date).bytes.size();
+    bool trimmed = false;
+    for (const auto& l : lines_other) {
+      if (size + l.size() > options_.udp_max_response) {
+        trimmed = true;
+        continue;
+      }
+      extra += l;
+      size += l.size();
+    }
+    if (trimmed) ++counters_.udp_contacts_trimmed;
+  } else {
+    for (const auto& l : lines_other) extra += l;
+  }
+  extra += date;
   return respond(m, src, 200, "OK", extra);
 }
 
 void Registrar::sweep() {
+  if (auto summary = auth_.summary(now_())) log_->warn("{}", *summary);
   for (const auto& b : store_.expire(now_())) {
     log_->info("{} registration {} expired", b.user, b.contact);
     Source src;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "sip/authenticator.hpp"
 #include "sip/digest.hpp"
 #include "sip/location_store.hpp"
 #include "sip/sip.hpp"
@@ -45,11 +46,18 @@ class Registrar {
   // A TCP connection closed: forget that we reported it.
   void connection_closed(std::uint64_t connection) { reported_connections_.erase(connection); }
   const ServerCounters& counters() const { return counters_; }
+  // Shared with the proxy (407): one nonce table and one guess throttle for REGISTER and calls.
+  Authenticator& authenticator() { return auth_; }
   ServerCounters& counters() { return counters_; }
   std::vector<BindingInfo> registrations() const;
 
  private:
   Reply handle_register(const Message& m, const Source& src);
+  // nullopt when authenticated, else the answer (challenge, 400, 403, or nothing when blocked).
+  std::optional<Reply> authenticate(const Message& m, const Source& src, const std::string& user,
+                                    const config::Phone* phone, const config::Line* line,
+                                    std::chrono::system_clock::time_point now);
+  void report_claim(const MacAddress& mac, Step step, Outcome outcome, const std::string& detail, const Source& src);
   Reply respond(const Message& m, const Source& src, int code, std::string_view reason, const std::string& extra = {});
   void report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail, const Source& src,
               std::vector<std::pair<std::string, std::string>> attributes = {});
@@ -67,6 +75,7 @@ class Registrar {
   ServerOptions options_;
   Now now_;
   NonceSource nonces_;
+  Authenticator auth_;
   std::string tag_key_;
   ServerCounters counters_;
   std::set<std::uint64_t> reported_connections_;

@@ -55,6 +55,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (ec || !self || !self->running) return;
       self->core->registrar.sweep();
       self->core->store.flush();
+      for (const auto& note : self->core->store.take_notes()) ve::logger("sip")->warn("{}", note);
       self->arm_sweep();
     });
   }
@@ -81,7 +82,9 @@ Result<void, std::string> Server::start() {
     const std::filesystem::path dir(im.config->state_dir);
     std::filesystem::create_directories(dir, ec);
     if (ec) return unexpected(fmt::format("state_dir {}: {}", dir.string(), ec.message()));
-    if (auto r = im.core->store.open(dir / "sip-registrations.sqlite"); !r) return r;
+    auto opened = im.core->store.open(dir / "sip-registrations.sqlite");
+    for (const auto& note : im.core->store.take_notes()) ve::logger("sip")->warn("{}", note);
+    if (!opened) return opened;
     // Bindings that expired while we were down go now, quietly reported like any expiry.
     im.core->registrar.sweep();
     ve::logger("sip")->info("{} registrations loaded from {}", im.core->store.size(), dir.string());

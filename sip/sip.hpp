@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "sip/authenticator.hpp"
 #include "ve/mac.hpp"
 #include "ve/phone_event.hpp"
 #include "ve/result.hpp"
@@ -147,6 +149,13 @@ Result<Message, ParseError> parse_message(std::string_view bytes, const Limits& 
 // CSeq are all present; lines without a colon are skipped.
 std::optional<Message> salvage_request(std::string_view bytes, const Limits& limits = {});
 
+// What makes a parsed request unusable whatever its method (RFC 3261 8.2, RFC 4475 3.1.2, 3.3.1,
+// 3.3.8): From, To, Call-ID or CSeq missing or repeated, a Via, From, To, Contact, CSeq,
+// Max-Forwards or Expires that does not parse (CSeq at or above 2^31, Max-Forwards above 255),
+// or a Request-URI with white space or <>. nullopt when the request is usable; the text names
+// the defect for a "400 Bad Request (...)". Unknown URI schemes are not a defect (that is 416).
+std::optional<std::string_view> request_defect(const Message& m);
+
 // ---- typed parsers over header values (lazy: callers ask for what they need) ----
 
 struct Param {
@@ -240,6 +249,8 @@ class StreamFramer {
   Result<std::optional<Frame>, Error> next();
   void consume();
   std::size_t buffered() const { return buffer_.size(); }
+  // The bytes not yet consumed (after an error: the offending message, to answer it with a 400).
+  std::string_view data() const { return buffer_; }
 
  private:
   Limits limits_;
@@ -288,6 +299,16 @@ struct ServerCounters {
   std::uint64_t tcp_accepted = 0;
   std::uint64_t tcp_rejected = 0;  // per-source or total limit
   std::uint64_t tcp_idle_closed = 0;
+  // Digest (see AuthCounters): stale or unknown nonces, replays (nonce from another address, nc
+  // not increasing, uri not the Request-URI), requests refused while a source or user is
+  // blocked, and blocks imposed.
+  std::uint64_t auth_stale = 0;
+  std::uint64_t auth_replays = 0;
+  std::uint64_t auth_blocked = 0;
+  std::uint64_t auth_blocks = 0;
+  std::uint64_t bindings_replaced = 0;     // oldest binding of a line replaced at the cap
+  std::uint64_t udp_contacts_trimmed = 0;  // 200 OKs over UDP that listed fewer bindings to fit
+  std::uint64_t unverified_events = 0;     // phone events sent marked unverified
 };
 
 // One call through the proxy (an INVITE and, once answered, its dialog), as listed by
@@ -328,7 +349,13 @@ struct ServerOptions {
   std::chrono::seconds tcp_idle_timeout{300};  // Cisco phones re-REGISTER every ~115 s
   std::size_t tcp_max_connections = 4096;
   std::size_t tcp_max_per_source = 16;
-  std::chrono::seconds nonce_lifetime{300};
+  AuthPolicy auth{};
+  // Largest response sent over UDP (RFC 3261 18.1.1: 1300 bytes when the path MTU is unknown).
+  // Over TCP the full answer is sent.
+  std::size_t udp_max_response = 1300;
+  // The MAC holding the DHCP lease of an address, if known (Kea): evidence that a request comes
+  // from the phone that owns a line even before it authenticates.
+  std::function<std::optional<MacAddress>(const std::string& ip)> lease_mac;
   std::chrono::seconds expiry_sweep{1};
   bool persist = true;  // SQLite in state_dir
   // RFC 3261 timer base values (17.1.1.1); tests shorten them.

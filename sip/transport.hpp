@@ -25,7 +25,7 @@ class TcpListener;
 // never touches freed state.
 struct Core final : Wire {
   Core(boost::asio::io_context& io, const config::SiteConfigPtr& config, EventSink& events, ServerOptions opts)
-      : options(opts), registrar(config, store, events, opts), proxy(io, config, store, events, opts, *this) {}
+      : options(opts), registrar(config, store, events, opts), proxy(io, config, store, events, opts, *this, registrar.authenticator()) {}
   // One received message: to the proxy (calls, responses) or the registrar. Returns the
   // registrar's reply for the transport to send; the proxy sends its own.
   Reply handle(std::string_view bytes, const Source& src);
@@ -53,12 +53,13 @@ class UdpTransport : public std::enable_shared_from_this<UdpTransport> {
 
  private:
   void do_receive();
-  void on_receive(const boost::system::error_code& ec, std::size_t n);
+  void on_readable(const boost::system::error_code& ec);
+  // One datagram with recvmsg (for IP_PKTINFO); false when there is nothing more to read.
+  bool receive_one();
 
   boost::asio::ip::udp::socket socket_;
   std::shared_ptr<Core> core_;
   boost::asio::ip::udp::endpoint local_;
-  boost::asio::ip::udp::endpoint remote_;
   std::string local_text_;
   std::array<char, 65536> buffer_{};
 };
@@ -129,6 +130,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   std::deque<std::string> writes_;
   bool writing_ = false;
   bool closed_ = false;
+  bool close_after_write_ = false;  // the stream is lost: answer what was read, then close
 };
 
 }  // namespace ve::sip

@@ -212,11 +212,22 @@ void TcpSession::on_read(const boost::system::error_code& ec, std::size_t n) {
   while (true) {
     auto frame = framer_.next();
     if (!frame) {
-      // The stream cannot be resynchronised after a framing error.
-      ++core_->registrar.counters().malformed_dropped;
+      // The stream cannot be resynchronised after a framing error. Conflicting Content-Length
+      // headers still leave a readable request: answer it 400, then close (RFC 4475 3.3.9).
       ve::logger("sip")->warn("tcp connection {} from {}:{}: {}, closing", id_, source_.ip, source_.port,
                               to_string(frame.error()));
-      close();
+      Reply reply;
+      if (frame.error() == StreamFramer::Error::BadContentLength) {
+        reply = core_->registrar.handle(framer_.data(), source_);
+      } else {
+        ++core_->registrar.counters().malformed_dropped;
+      }
+      if (reply.bytes.empty()) {
+        close();
+      } else {
+        close_after_write_ = true;
+        queue_write(std::move(reply.bytes));
+      }
       return;
     }
     if (!*frame) break;
@@ -256,7 +267,10 @@ void TcpSession::do_write() {
                         return;
                       }
                       self->writes_.pop_front();
-                      if (!self->writes_.empty()) self->do_write();
+                      if (!self->writes_.empty())
+                        self->do_write();
+                      else if (self->close_after_write_)
+                        self->close();
                     });
 }
 

@@ -14,6 +14,7 @@ Reply Core::handle(std::string_view bytes, const Source& src) {
   auto parsed = parse_message(bytes, options.limits);
   if (!parsed || !proxy.wants(*parsed)) return registrar.handle(bytes, src);
   const Message& m = *parsed;
+  if (m.is_request && request_defect(m)) return registrar.handle(bytes, src);  // it answers the 400
   for (auto t : {HeaderType::Via, HeaderType::From, HeaderType::To, HeaderType::CallId, HeaderType::CSeq}) {
     if (!m.find(t)) return registrar.handle(bytes, src);  // the registrar answers 400 or drops it
   }

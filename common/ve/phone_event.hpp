@@ -80,6 +80,10 @@ struct PhoneEvent {
   // Further facts for Device Status, by name: "model", "vlan", "power_w", "registered_with",
   // "active_load", "inactive_load", "device_name", "user_agent". Never a secret.
   std::vector<std::pair<std::string, std::string>> attributes;
+  // False when `mac` is a claim nobody checked (an unauthenticated request naming it, with no
+  // DHCP lease backing it): the tracker must not let it change a known phone's state or IP, and
+  // keeps such MACs only in a small ageing table.
+  bool verified = true;
 };
 
 // Components get an EventSink& at construction and never see the tracker.

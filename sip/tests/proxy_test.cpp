@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "sip/authenticator.hpp"
 #include "sip/digest.hpp"
 #include "sip/proxy.hpp"
 
@@ -71,7 +72,7 @@ ServerOptions fast() {
 
 class ProxyTest : public ::testing::Test {
  protected:
-  ProxyTest() : config_(site()), proxy_(io_, config_, store_, sink_, fast(), wire_) {
+  ProxyTest() : config_(site()), auth_("branch-01"), proxy_(io_, config_, store_, sink_, fast(), wire_, auth_) {
     register_phone("1002", "sip:1002@10.0.0.6:5062", "10.0.0.6:5062");
   }
 
@@ -199,6 +200,7 @@ class ProxyTest : public ::testing::Test {
   LocationStore store_;
   RecordingSink sink_;
   RecordingWire wire_;
+  Authenticator auth_;
   Proxy proxy_;
 };
 
