@@ -663,7 +663,8 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
     std::set<int> buttons;
     for (std::size_t j = 0; lines && j < lines.size(); ++j) {
       const auto lpath = index(m.child_path("lines"), j);
-      MapView lm(r, lines[j], lpath, {"button", "extension", "display", "auth_user", "password", "password_file", "forward"});
+      MapView lm(r, lines[j], lpath,
+                 {"button", "extension", "display", "auth_user", "password", "password_file", "forward"});
       if (!lm.present()) continue;
       lm.require("extension");
       Line l;

@@ -60,12 +60,11 @@ std::string render_calls(const json& data, const json&) {
     }
   }
   std::string out = fmt::format("Active calls: {}\n", active.size());
-  if (!active.empty())
-    out += render_table({"From", "To", "Answered by", "State", "Since (s)", "Transports"}, active);
+  if (!active.empty()) out += render_table({"From", "To", "Answered by", "State", "Since (s)", "Transports"}, active);
   out += fmt::format("\nRecent calls: {}\n", ended.size());
   if (!ended.empty())
-    out += render_table(
-        {"Start", "From", "To", "Answered by", "Answer", "End", "Duration (s)", "Final", "Ended by"}, ended);
+    out += render_table({"Start", "From", "To", "Answered by", "Answer", "End", "Duration (s)", "Final", "Ended by"},
+                        ended);
   if (data.contains("counters")) {
     const auto& k = data["counters"];
     out += fmt::format(

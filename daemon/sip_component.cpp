@@ -2,6 +2,8 @@
 // events (steps 10 and 11) through the journey sink, and the "show.sip.registrations" command.
 #include <ctime>
 
+#include <fmt/format.h>
+
 #include "daemon/daemon_registry.hpp"
 #include "sip/sip.hpp"
 #include "ve/log.hpp"
@@ -73,12 +75,11 @@ json call_json(const sip::CallInfo& c, std::chrono::system_clock::time_point now
 }
 
 json call_counters_json(const sip::CallCounters& c) {
-  return json{{"attempts", c.attempts},       {"answered", c.answered},
-              {"busy", c.busy},               {"no_answer", c.no_answer},
-              {"cancelled", c.cancelled},     {"not_found", c.not_found},
-              {"unavailable", c.unavailable}, {"failed_other", c.failed_other},
-              {"auth_challenges", c.auth_challenges}, {"auth_failures", c.auth_failures},
-              {"relay_denied", c.relay_denied}, {"forwarded", c.forwarded}};
+  return json{
+      {"attempts", c.attempts},           {"answered", c.answered},         {"busy", c.busy},
+      {"no_answer", c.no_answer},         {"cancelled", c.cancelled},       {"not_found", c.not_found},
+      {"unavailable", c.unavailable},     {"failed_other", c.failed_other}, {"auth_challenges", c.auth_challenges},
+      {"auth_failures", c.auth_failures}, {"relay_denied", c.relay_denied}, {"forwarded", c.forwarded}};
 }
 
 class SipComponent final : public Component {
@@ -110,6 +111,32 @@ class SipComponent final : public Component {
                 {"error", error_}};
   }
 
+  std::string metrics() const {
+    const auto c = server_.call_counters();
+    std::string out =
+        "# HELP voiceedge_calls_total Calls through the proxy by outcome.\n# TYPE voiceedge_calls_total counter\n";
+    for (const auto& [outcome, n] : std::vector<std::pair<const char*, std::uint64_t>>{{"answered", c.answered},
+                                                                                       {"busy", c.busy},
+                                                                                       {"no_answer", c.no_answer},
+                                                                                       {"cancelled", c.cancelled},
+                                                                                       {"not_found", c.not_found},
+                                                                                       {"unavailable", c.unavailable},
+                                                                                       {"failed", c.failed_other}})
+      out += fmt::format("voiceedge_calls_total{{outcome=\"{}\"}} {}\n", outcome, n);
+    std::size_t active = 0;
+    for (const auto& call : server_.calls())
+      if (call.state != "ended") ++active;
+    out += fmt::format(
+        "# HELP voiceedge_calls_active Calls ringing or answered now.\n# TYPE voiceedge_calls_active gauge\n"
+        "voiceedge_calls_active {}\n",
+        active);
+    out += fmt::format(
+        "# HELP voiceedge_call_auth_failures_total Calls refused 403 (wrong password or From).\n"
+        "# TYPE voiceedge_call_auth_failures_total counter\nvoiceedge_call_auth_failures_total {}\n",
+        c.auth_failures);
+    return out;
+  }
+
   json calls() const {
     const auto now = std::chrono::system_clock::now();
     json list = json::array();
@@ -129,6 +156,7 @@ void add_sip_component(Wiring& w) {
   SipComponent* raw = component.get();
   w.ctx.control.add("show.sip.registrations", [raw](const json&) -> ControlResult { return raw->registrations(); });
   w.ctx.control.add("show.calls", [raw](const json&) -> ControlResult { return raw->calls(); });
+  w.ctx.services.metrics.push_back([raw] { return raw->metrics(); });
   w.components.push_back(std::move(component));
 }
 

@@ -16,6 +16,7 @@ namespace {
 
 constexpr std::string_view kBranchPrefix = "z9hG4bK-ve-";
 constexpr int kMaxRetargets = 5;
+constexpr std::size_t kMaxCalls = 10000;
 
 std::string_view transport_token(Transport t) { return t == Transport::Tcp ? "TCP" : "UDP"; }
 
@@ -267,8 +268,8 @@ struct Proxy::ClientTx {
   int status = 0;
   bool cancel_wanted = false;
   bool cancel_sent = false;
-  bool timed_out = false;   // Timer C: its 487 counts as 408
-  bool superseded = false;  // cancelled because the call was retargeted
+  bool timed_out = false;    // Timer C: its 487 counts as 408
+  bool superseded = false;   // cancelled because the call was retargeted
   bool cancel_only = false;  // this is the CANCEL of a branch
   std::string ack;           // hop-by-hop ACK of a non-2xx final, resent on retransmissions
 };
@@ -351,9 +352,9 @@ std::string Proxy::to_tag(const Message& m) const {
 // detection) and a per-process unique part.
 std::string Proxy::make_branch(const Message& m) {
   const auto cseq = parse_cseq(m.value(HeaderType::CSeq));
-  const auto loop = std::hash<std::string>{}(fmt::format("{}|{}|{}|{}|{}", m.request_uri, tag_of(m.value(HeaderType::From)),
-                                                         tag_of(m.value(HeaderType::To)), m.value(HeaderType::CallId),
-                                                         cseq ? cseq->number : 0));
+  const auto loop = std::hash<std::string>{}(
+      fmt::format("{}|{}|{}|{}|{}", m.request_uri, tag_of(m.value(HeaderType::From)), tag_of(m.value(HeaderType::To)),
+                  m.value(HeaderType::CallId), cseq ? cseq->number : 0));
   return fmt::format("{}{}-{}{:x}", kBranchPrefix, hex64(loop), tag_key_, ++branch_counter_);
 }
 
@@ -541,7 +542,8 @@ void Proxy::on_request(const Message& m, const Source& src) {
   const std::string marker = make_branch(req).substr(0, kBranchPrefix.size() + 16);
   for (auto v : vias) {
     auto via = parse_via(v);
-    if (via && via->branch().substr(0, marker.size()) == marker && wire_.is_local(strip_brackets(via->host), via->port.value_or(5060))) {
+    if (via && via->branch().substr(0, marker.size()) == marker &&
+        wire_.is_local(strip_brackets(via->host), via->port.value_or(5060))) {
       answer(tx, 482, "Loop Detected");
       return;
     }
@@ -582,6 +584,11 @@ void Proxy::on_request(const Message& m, const Source& src) {
     return;
   }
   if (!authenticate(tx, req)) return;
+  if (tx->invite && calls_.size() >= kMaxCalls) {
+    // Far above what a branch's phones can place: a flood, answered without state growing.
+    answer(tx, 503, "Service Unavailable (call table full)", "Retry-After: 10\r\n");
+    return;
+  }
   if (tx->invite) {
     ++counters_.attempts;
     Call c;
@@ -716,8 +723,8 @@ void Proxy::no_answer(ServerTx* raw) {
   if (tx->status >= 200 || tx->answered || tx->cancelled) return;
   const auto [phone, line] = line_by_extension(tx->target);
   if (!line || line->forward.no_answer.empty()) return;
-  log_->info("call {}: {} did not answer in {} s, forwarding to {}", tx->call_id, tx->target,
-             line->forward.no_answer_s, line->forward.no_answer);
+  log_->info("call {}: {} did not answer in {} s, forwarding to {}", tx->call_id, tx->target, line->forward.no_answer_s,
+             line->forward.no_answer);
   const std::string next = line->forward.no_answer;
   cancel_branches(tx, true);
   ++tx->retargets;
@@ -819,7 +826,7 @@ void Proxy::send_client(const std::shared_ptr<ClientTx>& ctx) {
   ClientTx* raw = ctx.get();
   ctx->interval = t1();
   if (!reliable) ctx->retransmit.arm(ctx->interval, owner, [this, raw] { retransmit_request(raw); });  // A / E
-  ctx->life.arm(64 * t1(), owner, [this, raw] { client_timeout(raw); });                              // B / F
+  ctx->life.arm(64 * t1(), owner, [this, raw] { client_timeout(raw); });                               // B / F
   if (ctx->invite) {
     ctx->ring.arm(std::chrono::seconds(config_->sip.ring_timeout_s), owner, [this, raw] { ring_timeout(raw); });  // C
   }
@@ -846,8 +853,8 @@ void Proxy::client_timeout(ClientTx* raw) {
     terminate_client(ctx->key);  // D / K / the 2xx window ended
     return;
   }
-  log_->info("{} to {}:{} ({}): no final response, 408", ctx->invite ? "INVITE" : "request", ctx->to.ip,
-             ctx->to.port, ctx->target_user);
+  log_->info("{} to {}:{} ({}): no final response, 408", ctx->invite ? "INVITE" : "request", ctx->to.ip, ctx->to.port,
+             ctx->target_user);
   terminate_client(ctx->key);
   branch_final(ctx, 408, std::string());
 }
@@ -903,6 +910,9 @@ void Proxy::cancel_branch(const std::shared_ptr<ClientTx>& ctx) {
                  cseq ? cseq->number : 1);
   clients_[cancel->key] = cancel;
   send_client(cancel);
+  // A phone that never answers the CANCEL with 487: the branch ends as a timeout (Timer C's 408).
+  ClientTx* raw = ctx.get();
+  ctx->life.arm(64 * t1(), ctx, [this, raw] { client_timeout(raw); });
 }
 
 // ---- CANCEL and ACK -------------------------------------------------------------------------
@@ -1241,6 +1251,11 @@ void Proxy::report_call(const Call& c, const std::string& user, bool placed, Out
   e.attributes.emplace_back(placed ? "last_call_placed" : "last_call_received", detail);
   if (outcome == Outcome::Failed) e.attributes.emplace_back("last_call_failure", detail);
   events_.report(std::move(e));
+}
+
+void Proxy::set_history(std::vector<CallInfo> ended) {
+  history_.assign(ended.begin(), ended.end());
+  while (history_.size() > options_.call_history) history_.pop_back();
 }
 
 std::vector<CallInfo> Proxy::calls() const {

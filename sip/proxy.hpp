@@ -68,6 +68,8 @@ class Proxy {
 
   // Active calls first, then the most recent ended ones (newest first).
   std::vector<CallInfo> calls() const;
+  // Ended calls from before a restart (newest first), for calls().
+  void set_history(std::vector<CallInfo> ended);
   const CallCounters& counters() const { return counters_; }
   std::size_t transactions() const;
 

@@ -17,7 +17,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         config(config_),
         options(options_),
         core(std::make_shared<Core>(io_, config_, events, options_)),
-        sweep_timer(io_) {}
+        sweep_timer(io_) {
+    core->proxy.on_call_ended([records = &core->records](const CallInfo& c) { records->add(c); });
+  }
 
   Result<void, std::string> open_listeners() {
     for (const auto& ep : config->sip.listen) {
@@ -55,6 +57,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (ec || !self || !self->running) return;
       self->core->registrar.sweep();
       self->core->store.flush();
+      self->core->records.flush();
       for (const auto& note : self->core->store.take_notes()) ve::logger("sip")->warn("{}", note);
       self->arm_sweep();
     });
@@ -88,6 +91,10 @@ Result<void, std::string> Server::start() {
     // Bindings that expired while we were down go now, quietly reported like any expiry.
     im.core->registrar.sweep();
     ve::logger("sip")->info("{} registrations loaded from {}", im.core->store.size(), dir.string());
+    // Call records are history: without them calls still connect.
+    if (auto r = im.core->records.open(dir / "sip-calls.sqlite"); !r)
+      ve::logger("sip")->error("call records not kept: {}", r.error());
+    im.core->proxy.set_history(im.core->records.recent(im.options.call_history));
   }
   if (auto r = im.open_listeners(); !r) {
     im.close_listeners();
@@ -104,6 +111,7 @@ void Server::stop() {
   impl_->sweep_timer.cancel();
   impl_->close_listeners();
   impl_->core->store.close();
+  impl_->core->records.close();
 }
 
 void Server::reconfigure(const config::SiteConfigPtr& config) {

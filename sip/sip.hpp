@@ -315,15 +315,15 @@ struct ServerCounters {
 // show.calls and kept as a call detail record.
 struct CallInfo {
   std::string call_id;
-  std::string from;  // caller's line (From user)
-  std::string to;    // dialled number (Request-URI user)
+  std::string from;         // caller's line (From user)
+  std::string to;           // dialled number (Request-URI user)
   std::string answered_by;  // the line that answered (differs from `to` after forwarding)
   std::string state;        // ringing, answered, ended
   std::chrono::system_clock::time_point started;
   std::optional<std::chrono::system_clock::time_point> answered;
   std::optional<std::chrono::system_clock::time_point> ended;
-  int final_code = 0;  // the final response to the INVITE (200 when answered)
-  std::string reason;  // its reason phrase, or why the box ended it
+  int final_code = 0;    // the final response to the INVITE (200 when answered)
+  std::string reason;    // its reason phrase, or why the box ended it
   std::string ended_by;  // caller, callee or box
   Transport caller_transport = Transport::Udp;
   Transport callee_transport = Transport::Udp;
@@ -331,14 +331,14 @@ struct CallInfo {
 
 // Calls by outcome, for /metrics.
 struct CallCounters {
-  std::uint64_t attempts = 0;       // INVITEs that passed authentication
-  std::uint64_t answered = 0;       // 2xx
-  std::uint64_t busy = 0;           // 486 / 600
-  std::uint64_t no_answer = 0;      // 408 after the ring timeout
-  std::uint64_t cancelled = 0;      // 487 after the caller's CANCEL
-  std::uint64_t not_found = 0;      // 404
-  std::uint64_t unavailable = 0;    // 480
-  std::uint64_t failed_other = 0;   // any other final failure
+  std::uint64_t attempts = 0;         // INVITEs that passed authentication
+  std::uint64_t answered = 0;         // 2xx
+  std::uint64_t busy = 0;             // 486 / 600
+  std::uint64_t no_answer = 0;        // 408 after the ring timeout
+  std::uint64_t cancelled = 0;        // 487 after the caller's CANCEL
+  std::uint64_t not_found = 0;        // 404
+  std::uint64_t unavailable = 0;      // 480
+  std::uint64_t failed_other = 0;     // any other final failure
   std::uint64_t auth_challenges = 0;  // 407 sent
   std::uint64_t auth_failures = 0;    // 403 sent
   std::uint64_t relay_denied = 0;     // requests for another domain / unknown dialog

@@ -11,6 +11,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "sip/call_records.hpp"
 #include "sip/location_store.hpp"
 #include "sip/proxy.hpp"
 #include "sip/registrar.hpp"
@@ -25,7 +26,9 @@ class TcpListener;
 // never touches freed state.
 struct Core final : Wire {
   Core(boost::asio::io_context& io, const config::SiteConfigPtr& config, EventSink& events, ServerOptions opts)
-      : options(opts), registrar(config, store, events, opts), proxy(io, config, store, events, opts, *this, registrar.authenticator()) {}
+      : options(opts),
+        registrar(config, store, events, opts),
+        proxy(io, config, store, events, opts, *this, registrar.authenticator()) {}
   // One received message: to the proxy (calls, responses) or the registrar. Returns the
   // registrar's reply for the transport to send; the proxy sends its own.
   Reply handle(std::string_view bytes, const Source& src);
@@ -37,6 +40,7 @@ struct Core final : Wire {
   LocationStore store;
   Registrar registrar;
   Proxy proxy;
+  CallRecords records;
   std::vector<std::weak_ptr<UdpTransport>> udp;
   std::vector<std::weak_ptr<TcpListener>> tcp;
 };
@@ -94,8 +98,8 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   boost::asio::ip::tcp::endpoint local_;
   std::map<boost::asio::ip::address, std::size_t> per_source_;
   std::map<std::uint64_t, std::weak_ptr<TcpSession>> sessions_;
-  std::map<std::string, std::weak_ptr<TcpSession>> by_peer_;        // "ip:port" of the phone's end
-  std::map<std::string, std::vector<std::string>> connecting_;     // outbound connects under way
+  std::map<std::string, std::weak_ptr<TcpSession>> by_peer_;    // "ip:port" of the phone's end
+  std::map<std::string, std::vector<std::string>> connecting_;  // outbound connects under way
   std::uint64_t next_id_ = 1;
   bool closed_ = false;
 };

@@ -154,10 +154,12 @@ class ProxyTest : public ::testing::Test {
   // INVITE, 407, ACK, INVITE with credentials: returns the index of the first message sent after.
   std::size_t authenticated_invite(const std::string& to, const std::string& password = "pw1001") {
     feed(invite(to), caller());
-    const std::string ack =
-        "ACK sip:" + to + "@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-c1;rport\r\n"
-        "From: <sip:1001@branch-01>;tag=caller1\r\nTo: <sip:" + to + "@branch-01>;tag=x\r\nCall-ID: call-1\r\n"
-        "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+    const std::string ack = "ACK sip:" + to +
+                            "@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-c1;rport\r\n"
+                            "From: <sip:1001@branch-01>;tag=caller1\r\nTo: <sip:" +
+                            to +
+                            "@branch-01>;tag=x\r\nCall-ID: call-1\r\n"
+                            "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
     feed(ack, caller());
     const auto auth = credentials("1001", password, to);
     const std::size_t from = wire_.sent.size();

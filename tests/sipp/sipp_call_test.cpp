@@ -59,7 +59,9 @@ std::uint16_t free_port(int type) {
   return ntohs(a.sin_port);
 }
 
-std::string describe(const RunResult& r) { return "sipp exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err; }
+std::string describe(const RunResult& r) {
+  return "sipp exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err;
+}
 
 class SippCalls : public ::testing::Test {
  public:
@@ -77,24 +79,38 @@ class SippCalls : public ::testing::Test {
     cid_ = std::string("ve-") + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-%u";
   }
 
-  std::vector<std::string> sipp_args(const std::string& scenario, const std::string& transport,
-                                     const std::string& user, const std::string& password, const std::string& tag) {
+  std::vector<std::string> sipp_args(const std::string& scenario, const std::string& transport, const std::string& user,
+                                     const std::string& password, const std::string& tag) {
     const int port = transport == "t1" ? tcp_port_ : udp_port_;
-    return {"sipp",       "127.0.0.1:" + std::to_string(port),
-            "-sf",        scenario,
-            "-m",         "1",
-            "-t",         transport,
-            "-i",         "127.0.0.1",
-            "-p",         std::to_string(free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM)),
-            "-s",         user,
-            "-au",        user,
-            "-ap",        password,
-            "-cid_str",   cid_,
-            "-timeout",   "20s",
+    return {"sipp",
+            "127.0.0.1:" + std::to_string(port),
+            "-sf",
+            scenario,
+            "-m",
+            "1",
+            "-t",
+            transport,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            std::to_string(free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM)),
+            "-s",
+            user,
+            "-au",
+            user,
+            "-ap",
+            password,
+            "-cid_str",
+            cid_,
+            "-timeout",
+            "20s",
             "-timeout_error",
-            "-recv_timeout", "8000",
+            "-recv_timeout",
+            "8000",
             "-nostdin",
-            "-trace_err", "-error_file", (daemon_->dir() / ("sipp-" + tag + ".err")).string()};
+            "-trace_err",
+            "-error_file",
+            (daemon_->dir() / ("sipp-" + tag + ".err")).string()};
   }
 
   static std::string scenario(const std::string& name) { return std::string(VE_SIPP_SCENARIOS) + "/calls/" + name; }
