@@ -47,7 +47,14 @@ json counters_json(const sip::ServerCounters& c) {
               {"auth_failures", c.auth_failures},
               {"tcp_accepted", c.tcp_accepted},
               {"tcp_rejected", c.tcp_rejected},
-              {"tcp_idle_closed", c.tcp_idle_closed}};
+              {"tcp_idle_closed", c.tcp_idle_closed},
+              {"auth_stale", c.auth_stale},
+              {"auth_replays", c.auth_replays},
+              {"auth_blocked", c.auth_blocked},
+              {"auth_blocks", c.auth_blocks},
+              {"bindings_replaced", c.bindings_replaced},
+              {"udp_contacts_trimmed", c.udp_contacts_trimmed},
+              {"unverified_events", c.unverified_events}};
 }
 
 json optional_time(const std::optional<std::chrono::system_clock::time_point>& t) {
@@ -84,7 +91,7 @@ json call_counters_json(const sip::CallCounters& c) {
 
 class SipComponent final : public Component {
  public:
-  explicit SipComponent(Context& ctx) : server_(ctx.io, ctx.config, ctx.events) {}
+  explicit SipComponent(Context& ctx) : server_(ctx.io, ctx.config, ctx.events, options(ctx.services)) {}
 
   std::string_view name() const override { return "sip"; }
 
@@ -145,6 +152,17 @@ class SipComponent final : public Component {
   }
 
  private:
+  static sip::ServerOptions options(Services& services) {
+    sip::ServerOptions o;
+    // Kea's lease of a source address to the line's phone makes an unauthenticated request
+    // evidence about that phone (a wrong password on the phone itself). Looked up per request:
+    // the DHCP component sets mac_for_ip during wiring, possibly after this component.
+    o.lease_mac = [&services](const std::string& ip) -> std::optional<MacAddress> {
+      return services.mac_for_ip ? services.mac_for_ip(ip) : std::nullopt;
+    };
+    return o;
+  }
+
   sip::Server server_;
   std::string error_;
 };

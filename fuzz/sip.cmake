@@ -1,5 +1,6 @@
 # sip/: the SIP message parser, every typed header parser and the TCP stream framer.
-# Seeds: fuzz/corpus/sip/ (the same real-shaped messages as the osip2 differential test).
+# Seeds: fuzz/corpus/sip/ (the same real-shaped messages as the osip2 differential test, and the
+# RFC 4475 torture messages of sip/tests/rfc4475 as rfc4475-*).
 if(TARGET ve_sip_codec)
   ve_fuzz_target(sip_parse_fuzz ${CMAKE_CURRENT_SOURCE_DIR}/sip_parse_fuzz.cpp ve_sip_codec)
 endif()

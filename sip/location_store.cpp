@@ -99,7 +99,7 @@ Result<void, std::string> LocationStore::open(const std::filesystem::path& db_pa
   auto r = open_file();
   if (!r) {
     // Garbage, a truncated file, another program's database: keep it for inspection, start empty.
-    close();
+    // (recover() closes the handle; close() would flush and so recover a second time.)
     recover(r.error());
     if (!db_) return unexpected(notes_.empty() ? r.error() : notes_.back());
   }

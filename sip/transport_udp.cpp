@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -151,7 +152,9 @@ bool UdpTransport::receive_one() {
     c->cmsg_type = IP_PKTINFO;
     c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
     in_pktinfo info{};
-    info.ipi_spec_dst = v4_info.ipi_addr;  // source address of the reply; routing picks the interface
+    // The local address the datagram was for (for unicast the header's destination; for a
+    // broadcast the interface's address); routing picks the interface.
+    info.ipi_spec_dst = v4_info.ipi_spec_dst;
     std::memcpy(CMSG_DATA(c), &info, sizeof info);
   } else if (have_v6) {
     out.msg_control = out_control;

@@ -198,6 +198,25 @@ TEST(ConfigLoader, MissingPasswordFileIsAnError) {
   find_error(errors_of(y), "cannot read '/nonexistent/pw'");
 }
 
+TEST(ConfigLoader, EmptyInlinePasswordIsAnErrorWithPosition) {
+  // An empty digest password would register the line without authentication.
+  std::string y = kMinimal;
+  y.replace(y.find("password: \"pw\""), 14, "password: \"\"");
+  const auto e = find_error(errors_of(y), "password is empty");
+  EXPECT_GT(e.line, 0);
+  EXPECT_GT(e.column, 0);
+  EXPECT_NE(e.key_path.find("password"), std::string::npos);
+}
+
+TEST(ConfigLoader, BindingsPerLineIsBounded) {
+  std::string y = kMinimal;
+  auto ok = load_string(y + "sip: { max_bindings_per_line: 3 }\n");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ((*ok)->sip.max_bindings_per_line, 3);
+  EXPECT_EQ((*load_string(y))->sip.max_bindings_per_line, 10);
+  EXPECT_FALSE(load_string(y + "sip: { max_bindings_per_line: 0 }\n"));
+}
+
 TEST(ConfigLoader, UnreadableFileSaysWhy) {
   auto r = load_file("/nonexistent/site.yaml");
   ASSERT_FALSE(r);

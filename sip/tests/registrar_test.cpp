@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include <fmt/format.h>
+#include <sqlite3.h>
 
 #include "sip/digest.hpp"
 #include "sip/location_store.hpp"
@@ -184,8 +186,10 @@ TEST_F(RegistrarTest, WrongPasswordIsForbiddenAndReported) {
   EXPECT_EQ(res.status, 403);
   EXPECT_EQ(store_.size(), 0u);
   ASSERT_EQ(sink_.events.size(), 1u);
-  EXPECT_EQ(sink_.events[0].outcome, Outcome::Failed);
-  EXPECT_EQ(sink_.events[0].detail, "403 wrong password for 1001");
+  // Not authenticated and no lease names the source: unverified.
+  EXPECT_EQ(sink_.events[0].outcome, Outcome::Info);
+  EXPECT_FALSE(sink_.events[0].verified);
+  EXPECT_EQ(sink_.events[0].detail, "403 wrong password for 1001 (unverified, from 10.0.0.5)");
   EXPECT_EQ(registrar_.counters().auth_failures, 1u);
 }
 
@@ -197,15 +201,393 @@ TEST_F(RegistrarTest, UsesTheLinesAuthUserNotTheExtension) {
   EXPECT_EQ(register_with_auth(r, "auth1003", "pw1003").status, 200);
 }
 
-TEST_F(RegistrarTest, UnknownUserIsNotFound) {
+TEST_F(RegistrarTest, UnknownUsersAreAnsweredLikeKnownOnes) {
+  // Line enumeration: an unknown user must look exactly like a known one with a wrong password.
+  Request unknown;
+  unknown.user = "1009";
+  unknown.contact = "<sip:x@10.0.0.9>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-aabbccddeeff>\"";
+  Request known;
+  const auto a = reply(unknown);
+  const std::string a_reason(a.reason);
+  const auto a_www = std::string(a.value(HeaderType::WwwAuthenticate));
+  const auto b = reply(known);
+  EXPECT_EQ(a.status, 401);
+  EXPECT_EQ(b.status, 401);
+  EXPECT_EQ(a_reason, b.reason);
+  // Same challenge but for the nonce.
+  EXPECT_EQ(a_www.substr(0, a_www.find("nonce=")),
+            std::string(b.value(HeaderType::WwwAuthenticate)).substr(0, a_www.find("nonce=")));
+  EXPECT_EQ(register_with_auth(unknown, "1009", "guess").status, 403);
+  EXPECT_EQ(register_with_auth(known, "1001", "guess").status, 403);
+  // Nothing names the MAC the unknown request claimed.
+  for (const auto& e : sink_.events) EXPECT_NE(e.mac, *MacAddress::parse("aa:bb:cc:dd:ee:ff"));
+}
+
+TEST_F(RegistrarTest, ReplayedAuthorizationFromAnotherHostDoesNotRegister) {
   Request r;
-  r.user = "1009";
-  r.contact = "<sip:x@10.0.0.9>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-aabbccddeeff>\"";
+  auto challenge = reply(r);
+  r.cseq = 2;
+  r.authorization = authorize(challenge, r, "1001", "s3cret");
+  Request replay = r;  // what an attacker captured, sent with its own Call-ID and Contact
+  ASSERT_EQ(reply(r).status, 200);
+  replay.call_id = "attacker-call";
+  replay.contact = "<sip:1001@10.0.0.66:5060>";
+  Source attacker = udp_source();
+  attacker.ip = "10.0.0.66";
+  auto res = reply(replay, attacker);
+  EXPECT_EQ(res.status, 401);
+  EXPECT_NE(res.value(HeaderType::WwwAuthenticate).find("stale=true"), std::string_view::npos);
+  // Even if it arrives before the phone's own request (or spoofs the phone's address), the nonce
+  // was bound to the phone's address and its nc is used up.
+  Request first = r;
+  first.cseq = 5;
+  auto c2 = reply(first);
+  first.cseq = 6;
+  first.authorization = authorize(c2, first, "1001", "s3cret");
+  Request early = first;
+  early.call_id = "attacker-2";
+  early.contact = "<sip:1001@10.0.0.66:5060>";
+  EXPECT_EQ(reply(early, attacker).status, 401);
+  ASSERT_EQ(reply(first).status, 200);
+  early.contact = "<sip:1001@10.0.0.67:5060>";
+  EXPECT_EQ(reply(early).status, 401);  // same nonce, same nc from the phone's own address
+  auto regs = registrar_.registrations();
+  ASSERT_EQ(regs.size(), 1u);
+  EXPECT_EQ(regs[0].contact, "sip:1001@10.0.0.5:5060");
+  EXPECT_GE(registrar_.counters().auth_replays, 2u);
+}
+
+TEST_F(RegistrarTest, NonceCountMustIncreaseAndNoncesAreShortLived) {
+  Request r;
+  auto challenge = reply(r);
+  r.cseq = 2;
+  r.authorization = authorize(challenge, r, "1001", "s3cret");
+  ASSERT_EQ(reply(r).status, 200);
+  // The same nonce with the next nc is a legitimate reuse (RFC 7616 3.4).
+  r.cseq = 3;
+  std::string next = r.authorization;
+  const auto www = std::string(challenge.value(HeaderType::WwwAuthenticate));
+  const auto n0 = www.find("nonce=\"") + 7;
+  DigestCredentials c;
+  c.username = "1001";
+  c.realm = "branch-01";
+  const std::string nonce = www.substr(n0, www.find('"', n0) - n0);
+  c.nonce = nonce;
+  c.uri = "sip:branch-01";
+  c.qop = "auth";
+  c.nc = "00000002";
+  c.cnonce = "abcdef";
+  r.authorization = fmt::format(
+      "Digest username=\"1001\", realm=\"branch-01\", nonce=\"{}\", uri=\"sip:branch-01\", response=\"{}\", "
+      "algorithm=MD5, cnonce=\"abcdef\", qop=auth, nc=00000002",
+      nonce, digest_response(c, "s3cret", "REGISTER"));
+  EXPECT_EQ(reply(r).status, 200);
+  r.cseq = 4;
+  EXPECT_EQ(reply(r).status, 401);  // nc 2 again
+  // 31 s later the nonce is gone: stale=true.
+  r.cseq = 5;
+  auto fresh = reply(r);
+  now_ += 31s;
+  r.cseq = 6;
+  r.authorization = authorize(fresh, r, "1001", "s3cret");
   auto res = reply(r);
-  EXPECT_EQ(res.status, 404);
+  EXPECT_EQ(res.status, 401);
+  EXPECT_NE(res.value(HeaderType::WwwAuthenticate).find("stale=true"), std::string_view::npos);
+}
+
+TEST_F(RegistrarTest, DigestUriMustBeTheRequestUri) {
+  Request r;
+  auto challenge = reply(r);
+  const auto www = std::string(challenge.value(HeaderType::WwwAuthenticate));
+  const auto n0 = www.find("nonce=\"") + 7;
+  const std::string nonce = www.substr(n0, www.find('"', n0) - n0);
+  DigestCredentials c;
+  c.username = "1001";
+  c.realm = "branch-01";
+  c.nonce = nonce;
+  c.uri = "sip:elsewhere";
+  c.qop = "auth";
+  c.nc = "00000001";
+  c.cnonce = "abcdef";
+  r.cseq = 2;
+  r.authorization = fmt::format(
+      "Digest username=\"1001\", realm=\"branch-01\", nonce=\"{}\", uri=\"sip:elsewhere\", response=\"{}\", "
+      "algorithm=MD5, cnonce=\"abcdef\", qop=auth, nc=00000001",
+      nonce, digest_response(c, "s3cret", "REGISTER"));
+  EXPECT_EQ(reply(r).status, 400);
+  EXPECT_EQ(store_.size(), 0u);
+}
+
+TEST_F(RegistrarTest, PasswordGuessingBlocksTheSourceAndTheUser) {
+  // The phone registers first from its address: a block of its user name must not lock it out.
+  ASSERT_EQ(register_with_auth(Request{}, "1001", "s3cret").status, 200);
+  Source attacker = udp_source();
+  attacker.ip = "10.0.0.66";
+  Request guess;
+  guess.call_id = "guess";
+  for (int i = 0; i < 5; ++i) {
+    guess.cseq = 10 + 2 * i;
+    EXPECT_EQ(register_with_auth(guess, "1001", fmt::format("guess{}", i), attacker).status, 403);
+  }
+  // Blocked: nothing is answered, not even a challenge.
+  guess.cseq = 40;
+  guess.authorization.clear();
+  EXPECT_TRUE(registrar_.handle(guess.text(), attacker).bytes.empty());
+  EXPECT_GE(registrar_.counters().auth_blocked, 1u);
+  EXPECT_EQ(registrar_.counters().auth_blocks, 2u);  // the source and the user name
+  // A second host guessing the same user is refused too (after its challenge) ...
+  Source other = udp_source();
+  other.ip = "10.0.0.77";
+  auto c = reply(guess, other);
+  ASSERT_EQ(c.status, 401);
+  guess.cseq = 41;
+  guess.authorization = authorize(c, guess, "1001", "s3cret");
+  EXPECT_TRUE(registrar_.handle(guess.text(), other).bytes.empty());
+  // ... while the phone, from the address it registered from, still refreshes.
+  Request refresh;
+  refresh.cseq = 50;
+  EXPECT_EQ(register_with_auth(refresh, "1001", "s3cret").status, 200);
+  // One summary line, then silence until the next interval.
+  now_ += 31s;
+  // Blocks end; the second offence of the same source lasts twice as long.
+  guess.cseq = 60;
+  guess.authorization.clear();
+  EXPECT_EQ(reply(guess, attacker).status, 401);
+  for (int i = 0; i < 5; ++i) {
+    guess.cseq = 70 + 2 * i;
+    register_with_auth(guess, "1001", "nope", attacker);
+  }
+  now_ += 31s;
+  guess.cseq = 90;
+  guess.authorization.clear();
+  EXPECT_TRUE(registrar_.handle(guess.text(), attacker).bytes.empty());
+  now_ += 30s;
+  EXPECT_EQ(reply(guess, attacker).status, 401);
+}
+
+TEST(SipAuthenticator, SummarizesOncePerIntervalAndBoundsItsTables) {
+  AuthPolicy policy;
+  policy.max_nonces = 64;
+  policy.max_nonces_per_source = 4;
+  Authenticator auth("r", policy);
+  const auto t = std::chrono::system_clock::time_point(1'700'000'000s);
+  EXPECT_FALSE(auth.summary(t));  // nothing happened
+  for (int i = 0; i < 1000; ++i) auth.challenge(fmt::format("10.0.{}.{}", i / 250, i % 250), false, t);
+  EXPECT_LE(auth.nonces(), 64u);
+  for (int i = 0; i < 100; ++i) auth.challenge("10.9.9.9", false, t);
+  EXPECT_LE(auth.nonces(), 64u);
+  const auto lookup = [](std::string_view) -> std::optional<std::string_view> { return std::string_view("pw"); };
+  for (int i = 0; i < 3; ++i) {
+    const auto www = auth.challenge("10.1.1.1", false, t);
+    const auto n0 = www.find("nonce=\"") + 7;
+    const auto nonce = www.substr(n0, www.find('"', n0) - n0);
+    const auto cred = fmt::format(
+        "Digest username=\"u\", realm=\"r\", nonce=\"{}\", uri=\"sip:r\", response=\"00\", qop=auth, nc=1, "
+        "cnonce=\"x\"",
+        nonce);
+    AuthRequest req{{cred}, "REGISTER", "sip:r", "10.1.1.1"};
+    EXPECT_EQ(auth.verify(req, lookup, t).outcome, AuthOutcome::WrongPassword);
+  }
+  auto line = auth.summary(t + 1s);
+  ASSERT_TRUE(line);
+  EXPECT_NE(line->find("3 failed"), std::string::npos) << *line;
+  EXPECT_FALSE(auth.summary(t + 2s));
+}
+
+TEST_F(RegistrarTest, UnknownAuthorizationSchemeIsChallenged) {
+  Request r;
+  r.authorization = "NoOneKnowsThisScheme opaque-data=here";
+  EXPECT_EQ(reply(r).status, 401);
+}
+
+TEST_F(RegistrarTest, UnauthenticatedRequestsNameNoPhoneExceptAsUnverified) {
+  // A victim's MAC in +sip.instance of an unknown line: no event at all.
+  Request spoof;
+  spoof.user = "7777";
+  spoof.contact = "<sip:x@10.0.0.66>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-001122334455>\"";
+  Source attacker = udp_source();
+  attacker.ip = "10.0.0.66";
+  reply(spoof, attacker);
+  EXPECT_EQ(register_with_auth(spoof, "7777", "x", attacker).status, 403);
+  EXPECT_TRUE(sink_.events.empty());
+  // A wrong password for a real line: the line's phone hears of it, unverified, without an IP.
+  Request wrong;
+  wrong.contact = "<sip:x@10.0.0.66>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-9c57ad12a4e0>\"";
+  wrong.call_id = "w";
+  EXPECT_EQ(register_with_auth(wrong, "1001", "x", attacker).status, 403);
   ASSERT_EQ(sink_.events.size(), 1u);
-  EXPECT_EQ(sink_.events[0].detail, "404 unknown user 1009");
-  EXPECT_EQ(sink_.events[0].mac, *MacAddress::parse("aa:bb:cc:dd:ee:ff"));
+  EXPECT_EQ(sink_.events[0].mac, *MacAddress::parse("00:11:22:33:44:55"));
+  EXPECT_FALSE(sink_.events[0].verified);
+  EXPECT_EQ(sink_.events[0].outcome, Outcome::Info);
+  EXPECT_TRUE(sink_.events[0].ip.empty());
+  EXPECT_EQ(registrar_.counters().unverified_events, 1u);
+}
+
+TEST(SipRegistrarLease, WrongPasswordFromTheLeasedAddressIsTheLinesPhoneFailing) {
+  RecordingSink sink;
+  LocationStore store;
+  ServerOptions options;
+  options.lease_mac = [](const std::string& ip) -> std::optional<MacAddress> {
+    if (ip == "10.0.0.5") return *MacAddress::parse("00:11:22:33:44:55");
+    return std::nullopt;
+  };
+  auto now = std::chrono::system_clock::time_point(1'700'000'000s);
+  Registrar registrar(site(), store, sink, options, [&] { return now; });
+  Request r;
+  Source src;
+  src.ip = "10.0.0.5";
+  src.port = 5060;
+  src.local = "10.0.0.1:5060";
+  auto challenge = parse_message(registrar.handle(r.text(), src).bytes);
+  ASSERT_TRUE(challenge);
+  const auto www = std::string(challenge->value(HeaderType::WwwAuthenticate));
+  const auto n0 = www.find("nonce=\"") + 7;
+  r.cseq = 2;
+  r.authorization =
+      fmt::format("Digest username=\"1001\", realm=\"branch-01\", nonce=\"{}\", uri=\"sip:branch-01\", response=\"0\"",
+                  www.substr(n0, www.find('"', n0) - n0));
+  EXPECT_EQ(parse_message(registrar.handle(r.text(), src).bytes)->status, 403);
+  ASSERT_EQ(sink.events.size(), 1u);
+  EXPECT_TRUE(sink.events[0].verified);
+  EXPECT_EQ(sink.events[0].outcome, Outcome::Failed);
+  EXPECT_EQ(sink.events[0].detail, "403 wrong password for 1001");
+  EXPECT_EQ(sink.events[0].ip, "10.0.0.5");
+}
+
+TEST_F(RegistrarTest, ASoftphoneOnALineIsTheLinesPhoneNotAPhantom) {
+  // baresip sends a random instance UUID; its last group parses as a MAC.
+  Request r;
+  r.contact = "<sip:1001@10.0.0.5:5060>;+sip.instance=\"<urn:uuid:6f2f4b7e-3c1d-4e2a-9b8c-1a2b3c4d5e6f>\"";
+  ASSERT_EQ(register_with_auth(r, "1001", "s3cret").status, 200);
+  auto regs = registrar_.registrations();
+  ASSERT_EQ(regs.size(), 1u);
+  ASSERT_TRUE(regs[0].mac);
+  EXPECT_EQ(*regs[0].mac, *MacAddress::parse("00:11:22:33:44:55"));
+  for (const auto& e : sink_.events) EXPECT_EQ(e.mac, *MacAddress::parse("00:11:22:33:44:55"));
+  // A Cisco phone claiming another phone's line with its own MAC and device name: still the
+  // line's phone, and the foreign device name is not recorded.
+  Request cisco;
+  cisco.call_id = "c";
+  cisco.contact =
+      "<sip:1001@10.0.0.8:5060>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-9c57ad12a4e0>\";"
+      "+u.sip!devicename.ccm.cisco.com=\"SEP9C57AD12A4E0\"";
+  ASSERT_EQ(register_with_auth(cisco, "1001", "s3cret").status, 200);
+  for (const auto& b : registrar_.registrations()) {
+    EXPECT_EQ(*b.mac, *MacAddress::parse("00:11:22:33:44:55"));
+    EXPECT_TRUE(b.device_name.empty());
+  }
+}
+
+TEST(SipRegistrarAutoRegister, InstanceMacCountsWhenAutoRegistrationIsOn) {
+  RecordingSink sink;
+  LocationStore store;
+  auto cfg = std::make_shared<config::SiteConfig>(*site());
+  cfg->provisioning.auto_register = true;
+  auto now = std::chrono::system_clock::time_point(1'700'000'000s);
+  Registrar registrar(cfg, store, sink, ServerOptions{}, [&] { return now; });
+  Request r;
+  r.contact = "<sip:1001@10.0.0.8:5060>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-aabbccddeeff>\"";
+  Source src;
+  src.ip = "10.0.0.8";
+  src.port = 5060;
+  src.local = "10.0.0.1:5060";
+  auto challenge = parse_message(registrar.handle(r.text(), src).bytes);
+  ASSERT_TRUE(challenge);
+  const auto www = std::string(challenge->value(HeaderType::WwwAuthenticate));
+  const auto n0 = www.find("nonce=\"") + 7;
+  DigestCredentials c;
+  c.username = "1001";
+  c.realm = "branch-01";
+  const std::string nonce = www.substr(n0, www.find('"', n0) - n0);
+  c.nonce = nonce;
+  c.uri = "sip:branch-01";
+  r.cseq = 2;
+  r.authorization =
+      fmt::format("Digest username=\"1001\", realm=\"branch-01\", nonce=\"{}\", uri=\"sip:branch-01\", response=\"{}\"",
+                  nonce, digest_response(c, "s3cret", "REGISTER"));
+  ASSERT_EQ(parse_message(registrar.handle(r.text(), src).bytes)->status, 200);
+  EXPECT_EQ(*registrar.registrations()[0].mac, *MacAddress::parse("aa:bb:cc:dd:ee:ff"));
+}
+
+TEST(SipRegistrarBindings, CapPerLineReplacesTheOldestAndUdpAnswersFitTheMtu) {
+  RecordingSink sink;
+  LocationStore store;
+  auto cfg = std::make_shared<config::SiteConfig>(*site());
+  auto now = std::chrono::system_clock::time_point(1'700'000'000s);
+  auto run = [&](int cap, int count, Transport transport) {
+    cfg->sip.max_bindings_per_line = cap;
+    LocationStore fresh;
+    Registrar registrar(cfg, fresh, sink, ServerOptions{}, [&] { return now; });
+    Source src;
+    src.transport = transport;
+    src.ip = "10.0.0.5";
+    src.port = 5060;
+    src.local = "10.0.0.1:5060";
+    std::string last;
+    for (int i = 0; i < count; ++i) {
+      now += 1s;
+      Request r;
+      r.call_id = fmt::format("c{}", i);
+      r.contact = fmt::format("<sip:1001-with-a-long-contact-user-part-{}@10.0.0.5:{};transport=udp>", i, 6000 + i);
+      auto challenge = parse_message(registrar.handle(r.text(), src).bytes);
+      const auto www = std::string(challenge->value(HeaderType::WwwAuthenticate));
+      const auto n0 = www.find("nonce=\"") + 7;
+      DigestCredentials c;
+      c.username = "1001";
+      c.realm = "branch-01";
+      const std::string nonce = www.substr(n0, www.find('"', n0) - n0);
+      c.nonce = nonce;
+      c.uri = "sip:branch-01";
+      r.cseq = 2;
+      r.authorization = fmt::format(
+          "Digest username=\"1001\", realm=\"branch-01\", nonce=\"{}\", uri=\"sip:branch-01\", response=\"{}\"", nonce,
+          digest_response(c, "s3cret", "REGISTER"));
+      last = registrar.handle(r.text(), src).bytes;
+    }
+    return std::make_tuple(registrar.registrations(), last, registrar.counters());
+  };
+  {
+    auto [regs, last, counters] = run(3, 5, Transport::Udp);
+    ASSERT_EQ(regs.size(), 3u);
+    EXPECT_EQ(counters.bindings_replaced, 2u);
+    for (const auto& b : regs) EXPECT_EQ(b.contact.find("part-0@"), std::string::npos) << "the oldest went first";
+    EXPECT_NE(last.find("part-4@"), std::string::npos);
+  }
+  {
+    // 40 bindings of ~100 bytes cannot all go in one datagram: the phone's own one always does.
+    auto [regs, last, counters] = run(40, 40, Transport::Udp);
+    EXPECT_EQ(regs.size(), 40u);
+    EXPECT_LE(last.size(), 1300u);
+    EXPECT_NE(last.find("part-39@"), std::string::npos);
+    EXPECT_GE(counters.udp_contacts_trimmed, 1u);
+    auto parsed = parse_message(last);
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->status, 200);
+  }
+  {
+    auto [regs, last, counters] = run(40, 40, Transport::Tcp);
+    EXPECT_GT(last.size(), 1300u);
+    EXPECT_EQ(parse_message(last)->count(HeaderType::Contact), 40u);
+  }
+}
+
+TEST_F(RegistrarTest, Rfc4475TortureMessagesGetTheRightAnswer) {
+  std::size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(VE_SIP_RFC4475)) {
+    const auto name = entry.path().filename().string();  // <name>.<status>.sip
+    const auto first = name.find('.');
+    const int expected = std::stoi(name.substr(first + 1, 3));
+    const std::string text = [&] {
+      std::ifstream in(entry.path(), std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    auto res = registrar_.handle(text, udp_source());
+    auto parsed = parse_message(res.bytes);
+    ASSERT_TRUE(parsed) << name << ": no answer";
+    EXPECT_EQ(parsed->status, expected) << name << ": " << res.bytes;
+    ++n;
+  }
+  EXPECT_GE(n, 20u);
 }
 
 TEST_F(RegistrarTest, TooBriefIntervalGets423WithMinExpires) {
@@ -471,6 +853,93 @@ TEST(SipLocationStore, PersistsAcrossReopen) {
   EXPECT_EQ(all[0].expires_at, b.expires_at);
   EXPECT_EQ(s.write_errors(), 0u);
   s.close();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SipLocationStore, GarbageFileIsSetAsideAndBadRowsSkipped) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-garbage-{}-{}", ::getpid(), std::random_device{}());
+  std::filesystem::create_directories(dir);
+  const auto db = dir / "sip.sqlite";
+  std::ofstream(db, std::ios::binary) << std::string(4096, 'g');
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));  // today: "file is not a database", registrar not running
+    EXPECT_EQ(s.size(), 0u);
+    const auto notes = s.take_notes();
+    ASSERT_EQ(notes.size(), 1u);
+    EXPECT_NE(notes[0].find("moved to"), std::string::npos) << notes[0];
+    BindingInfo good;
+    good.user = "1001";
+    good.contact = "sip:1001@10.0.0.5";
+    good.expires_at = std::chrono::system_clock::time_point(1'800'000'000s);
+    s.upsert(good);
+    s.flush();
+  }
+  std::size_t aside = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    aside += e.path().filename().string().rfind("sip.sqlite.corrupt-", 0) == 0 ? 1 : 0;
+  EXPECT_EQ(aside, 1u);
+  // Rows another program (or a bit flip) wrote: each is skipped, the good one kept.
+  {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    const char* bad =
+        "INSERT INTO sip_bindings VALUES ('', 'k', '', 'not a uri', '', 'udp', '', '', 1, 0, 5, '', '', '', '', '', "
+        "'', '');"
+        "INSERT INTO sip_bindings VALUES ('1002', 'sip:1002@h', '', 'sip:1002@h', '', 'udp', '', '', 'x', 0, 5, '', "
+        "'', "
+        "'', '', '', '', '');"
+        "INSERT INTO sip_bindings VALUES ('1003', 'sip:1003@h', '', 'sip:1003@h', '', 'sctp', '', '', 1, 0, 5, '', '', "
+        "'', '', '', '', '');"
+        "INSERT INTO sip_bindings VALUES ('1004', 'sip:1004@h', '', 'sip:1004@h', '', 'udp', '', '', 1, 0, 5, "
+        "'zz:zz', '', '', '', '', '', '');";
+    ASSERT_EQ(sqlite3_exec(h, bad, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(h);
+    sqlite3_close(h);
+  }
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));
+    ASSERT_EQ(s.size(), 1u);
+    EXPECT_EQ(s.all()[0].user, "1001");
+    const auto notes = s.take_notes();
+    ASSERT_EQ(notes.size(), 1u);
+    EXPECT_NE(notes[0].find("skipped 4"), std::string::npos) << notes[0];
+  }
+  LocationStore again;
+  ASSERT_TRUE(again.open(db));
+  EXPECT_TRUE(again.take_notes().empty()) << "bad rows are deleted once skipped";
+  again.close();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SipLocationStore, FileDamagedWhileOpenIsRewrittenFromMemory) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-damage-{}-{}", ::getpid(), std::random_device{}());
+  std::filesystem::create_directories(dir);
+  const auto db = dir / "sip.sqlite";
+  BindingInfo b;
+  b.user = "1001";
+  b.contact = "sip:1001@10.0.0.5";
+  b.expires_at = std::chrono::system_clock::time_point(1'800'000'000s);
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));
+    s.upsert(b);
+    s.flush();
+    std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, '\x07');
+    s.flush();  // the server flushes every second
+    const auto notes = s.take_notes();
+    ASSERT_FALSE(notes.empty());
+    EXPECT_NE(notes[0].find("moved to"), std::string::npos) << notes[0];
+    EXPECT_EQ(s.size(), 1u);
+  }
+  LocationStore reopened;
+  ASSERT_TRUE(reopened.open(db));
+  EXPECT_TRUE(reopened.take_notes().empty());
+  ASSERT_EQ(reopened.size(), 1u);
+  EXPECT_EQ(reopened.all()[0].contact, "sip:1001@10.0.0.5");
+  reopened.close();
   std::filesystem::remove_all(dir);
 }
 

@@ -10,6 +10,7 @@
 #include <boost/asio.hpp>
 #include <fmt/format.h>
 
+#include "sip/digest.hpp"
 #include "sip/sip.hpp"
 
 namespace ve::sip {
@@ -25,8 +26,7 @@ config::SiteConfigPtr site(const std::filesystem::path& state) {
   c->sip.realm = "test";
   config::Phone p;
   p.mac = *MacAddress::parse("00:11:22:33:44:55");
-  // No password: registration without digest, so these tests exercise transport, not auth.
-  p.lines.push_back(config::Line{1, "2001", "", "2001", config::Secret("")});
+  p.lines.push_back(config::Line{1, "2001", "", "2001", config::Secret("pw2001")});
   c->phones = {p};
   return c;
 }
@@ -105,6 +105,30 @@ std::vector<std::string> read_responses(asio::ip::tcp::socket& s, std::size_t co
   return out;
 }
 
+// The Authorization header answering the 401 `challenge` for a REGISTER to sip:test.
+std::string answer(const std::string& challenge) {
+  const auto n0 = challenge.find("nonce=\"") + 7;
+  const std::string nonce = challenge.substr(n0, challenge.find('"', n0) - n0);
+  DigestCredentials c;
+  c.username = "2001";
+  c.realm = "test";
+  c.nonce = nonce;
+  c.uri = "sip:test";
+  return fmt::format(
+      "Authorization: Digest username=\"2001\", realm=\"test\", nonce=\"{}\", uri=\"sip:test\", response=\"{}\"\r\n",
+      nonce, digest_response(c, "pw2001", "REGISTER"));
+}
+
+// REGISTER over an open TCP connection with the digest exchange; returns the final response.
+std::string register_tcp(asio::ip::tcp::socket& s, int cseq, const std::string& headers) {
+  asio::write(s, asio::buffer(request("REGISTER", cseq, "TCP", headers)));
+  auto challenge = read_responses(s, 1);
+  if (challenge.size() != 1) return {};
+  asio::write(s, asio::buffer(request("REGISTER", cseq + 1, "TCP", headers + answer(challenge[0]))));
+  auto final_response = read_responses(s, 1);
+  return final_response.empty() ? std::string() : final_response[0];
+}
+
 TEST(SipServer, AnswersOverUdp) {
   TempState state;
   Running r(state.path);
@@ -141,8 +165,12 @@ TEST(SipServer, FramesTcpStreamsAcrossAndWithinReads) {
   ASSERT_EQ(responses.size(), 3u);
   EXPECT_NE(responses[0].find("CSeq: 1 OPTIONS"), std::string::npos);
   EXPECT_NE(responses[1].find("CSeq: 2 OPTIONS"), std::string::npos);
-  EXPECT_NE(responses[2].find("SIP/2.0 200 OK"), std::string::npos);
+  EXPECT_NE(responses[2].find("SIP/2.0 401 Unauthorized"), std::string::npos);
   EXPECT_NE(responses[2].find("CSeq: 3 REGISTER"), std::string::npos);
+  asio::write(s, asio::buffer(request(
+                     "REGISTER", 4, "TCP",
+                     "Contact: <sip:2001@127.0.0.1:5999;transport=tcp>\r\nExpires: 600\r\n" + answer(responses[2]))));
+  ASSERT_EQ(read_responses(s, 1).size(), 1u);
   auto regs = r.on_loop([&] { return r.server().registrations(); });
   ASSERT_EQ(regs.size(), 1u);
   EXPECT_EQ(regs[0].transport, Transport::Tcp);
@@ -191,11 +219,8 @@ TEST(SipServer, KeepsRegistrationsAcrossRestart) {
     asio::io_context io;
     asio::ip::tcp::socket s(io);
     s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), r.server().tcp_port()));
-    asio::write(s,
-                asio::buffer(request("REGISTER", 1, "TCP", "Contact: <sip:2001@127.0.0.1:5999>\r\nExpires: 600\r\n")));
-    auto responses = read_responses(s, 1);
-    ASSERT_EQ(responses.size(), 1u);
-    EXPECT_NE(responses[0].find("SIP/2.0 200 OK"), std::string::npos);
+    EXPECT_NE(register_tcp(s, 1, "Contact: <sip:2001@127.0.0.1:5999>\r\nExpires: 600\r\n").find("SIP/2.0 200 OK"),
+              std::string::npos);
   }
   Running again(state.path);
   auto regs = again.on_loop([&] { return again.server().registrations(); });
@@ -203,6 +228,65 @@ TEST(SipServer, KeepsRegistrationsAcrossRestart) {
   EXPECT_EQ(regs[0].contact, "sip:2001@127.0.0.1:5999");
   EXPECT_LE(regs[0].expires_in_s, 600);
   EXPECT_GT(regs[0].expires_in_s, 590);
+}
+
+TEST(SipServer, UdpAnswersComeFromTheAddressTheRequestWasSentTo) {
+  // Bound to 0.0.0.0, asked at 127.0.0.2 by a client on 127.0.0.1: without IP_PKTINFO the kernel
+  // would pick 127.0.0.1 as the source and the phone would drop the answer.
+  TempState state;
+  auto cfg = std::make_shared<config::SiteConfig>(*site(state.path));
+  cfg->sip.listen = {{"udp", "0.0.0.0", 0}};
+  asio::io_context server_io;
+  NullEventSink sink;
+  Server server(server_io, cfg, sink);
+  ASSERT_TRUE(server.start());
+  std::thread loop([&] {
+    auto guard = asio::make_work_guard(server_io);
+    server_io.run();
+  });
+  const auto port = server.udp_port();
+  asio::io_context io;
+  asio::ip::udp::socket s(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto msg = request("OPTIONS", 1);
+  s.send_to(asio::buffer(msg), asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.2"), port));
+  ::timeval tv{5, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::array<char, 4096> buf{};
+  asio::ip::udp::endpoint from;
+  boost::system::error_code ec;
+  const auto n = s.receive_from(asio::buffer(buf), from, 0, ec);
+  asio::post(server_io, [&] {
+    server.stop();
+    server_io.stop();
+  });
+  loop.join();
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(from.address().to_string(), "127.0.0.2");
+  EXPECT_EQ(from.port(), port);
+  auto m = parse_message(std::string_view(buf.data(), n));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+}
+
+TEST(SipServer, ConflictingContentLengthsOverTcpGet400AndTheConnectionCloses) {
+  // RFC 4475 3.3.9: today the first value wins and the rest is glued onto the next request.
+  TempState state;
+  Running r(state.path);
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), r.server().tcp_port()));
+  const std::string smuggled =
+      "OPTIONS sip:test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKmcl\r\nFrom: <sip:2001@test>;tag=a\r\n"
+      "To: <sip:2001@test>\r\nCall-ID: mcl01\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\nContent-Length: 40\r\n\r\n" +
+      request("OPTIONS", 2, "TCP");
+  asio::write(s, asio::buffer(smuggled));
+  auto responses = read_responses(s, 2);
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].rfind("SIP/2.0 400", 0), 0u) << responses[0];
+  std::array<char, 16> buf{};
+  boost::system::error_code ec;
+  s.read_some(asio::buffer(buf), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
 }
 
 }  // namespace

@@ -1,11 +1,15 @@
 // The real voiceedged's registrar driven by sipp over loopback, UDP and TCP: digest registration,
 // refresh, unregister, wrong password (403), too-brief expiry (423), a Cisco 8851-shaped REGISTER,
 // and registrations surviving a daemon restart. Results are read back with the real voiceedgectl.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "tests/support/process.hpp"
 
@@ -37,14 +41,18 @@ phones:
     model: CP-8851
     lines:
       - { extension: "1003", auth_user: "1003", password: "pw8851" }
+  - mac: "00:11:22:33:20:01"
+    model: CP-7841
+    lines:
+      - { extension: "2001", auth_user: "2001", password: "bs2001" }
 )";
 
 // A free local port for sipp's own socket (so that a refresh and an unregister reuse the Contact).
-std::uint16_t free_port(int type) {
+std::uint16_t free_port(int type, const std::string& ip = "127.0.0.1") {
   int fd = ::socket(AF_INET, type, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
   ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
@@ -77,41 +85,44 @@ class SippRegistrar : public ::testing::Test {
 
   // Runs one sipp call of `scenario`; transport "u1" (UDP) or "t1" (TCP).
   RunResult sipp(const std::string& scenario, const std::string& transport, const std::string& user,
-                 const std::string& password, int expires = 600, std::uint16_t local_port = 0) {
+                 const std::string& password, int expires = 600, std::uint16_t local_port = 0,
+                 const std::string& local_ip = "127.0.0.1", std::vector<std::string> extra = {},
+                 int recv_timeout_ms = 5000) {
     const int port = transport == "t1" ? tcp_port_ : udp_port_;
-    if (local_port == 0) local_port = free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM);
+    if (local_port == 0) local_port = free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM, local_ip);
     const auto errors = daemon_->dir() / ("sipp-" + scenario + ".err");
-    auto r = run({"sipp",
-                  "127.0.0.1:" + std::to_string(port),
-                  "-sf",
-                  std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
-                  "-m",
-                  "1",
-                  "-t",
-                  transport,
-                  "-i",
-                  "127.0.0.1",
-                  "-p",
-                  std::to_string(local_port),
-                  "-s",
-                  user,
-                  "-au",
-                  user,
-                  "-ap",
-                  password,
-                  "-key",
-                  "expires",
-                  std::to_string(expires),
-                  "-timeout",
-                  "20s",
-                  "-timeout_error",
-                  "-recv_timeout",
-                  "5000",
-                  "-nostdin",
-                  "-trace_err",
-                  "-error_file",
-                  errors.string()},
-                 std::chrono::seconds(40));
+    std::vector<std::string> argv{"sipp",
+                                  "127.0.0.1:" + std::to_string(port),
+                                  "-sf",
+                                  std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
+                                  "-m",
+                                  "1",
+                                  "-t",
+                                  transport,
+                                  "-i",
+                                  local_ip,
+                                  "-p",
+                                  std::to_string(local_port),
+                                  "-s",
+                                  user,
+                                  "-au",
+                                  user,
+                                  "-ap",
+                                  password,
+                                  "-key",
+                                  "expires",
+                                  std::to_string(expires),
+                                  "-timeout",
+                                  "20s",
+                                  "-timeout_error",
+                                  "-recv_timeout",
+                                  std::to_string(recv_timeout_ms),
+                                  "-nostdin",
+                                  "-trace_err",
+                                  "-error_file",
+                                  errors.string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = run(argv, std::chrono::seconds(40));
     r.err += read_file(errors);
     return r;
   }
@@ -194,6 +205,295 @@ TEST_F(SippRegistrar, Cisco8851RegisterOverTcpShowsDeviceName) {
   const auto journey = daemon_->ctl_json({"show", "journey", "SEP9C57AD12A4E0"}).dump();
   EXPECT_NE(journey.find("callmanager-connect"), std::string::npos) << journey;
   EXPECT_NE(journey.find("registered 1003"), std::string::npos) << journey;
+}
+
+TEST_F(SippRegistrar, Rfc4475TortureMessagesGetTheRfcAnswersOverUdpAndTcp) {
+  // 505 for SIP/7.0, 416 for an unknown scheme, 401 for an unknown Authorization scheme, 400 for
+  // repeated single headers, conflicting Content-Lengths and a malformed INVITE.
+  for (const std::string transport : {"u1", "t1"}) {
+    auto r = sipp("rfc4475.xml", transport, "1001", "s3cret");
+    ASSERT_EQ(r.exit_code, 0) << transport << ": " << describe(r) << daemon_->log();
+  }
+}
+
+TEST_F(SippRegistrar, UnknownUserIsAnsweredLikeAKnownOne) {
+  // 401 then 403, as for a known line with a wrong password (today: 404 at once).
+  auto r = sipp("wrong_password.xml", "u1", "7777", "anything");
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+}
+
+// The phone's last Authorization header, from sipp's message trace.
+std::string last_authorization(const std::filesystem::path& trace) {
+  const auto text = read_file(trace);
+  const auto at = text.rfind("Authorization: ");
+  if (at == std::string::npos) return {};
+  const auto end = text.find_first_of("\r\n", at);
+  return text.substr(at + 15, end - at - 15);
+}
+
+TEST_F(SippRegistrar, CapturedAuthorizationReplayedFromAnotherAddressIsChallenged) {
+  const auto trace = daemon_->dir() / "phone-messages.log";
+  auto phone = sipp("register_refresh.xml", "u1", "1001", "s3cret", 3600, 0, "127.0.0.1",
+                    {"-trace_msg", "-message_file", trace.string()});
+  ASSERT_EQ(phone.exit_code, 0) << describe(phone);
+  const auto captured = last_authorization(trace);
+  ASSERT_NE(captured.find("Digest"), std::string::npos) << read_file(trace);
+  // Another host on the VLAN (127.0.0.2) sends it with its own Call-ID and Contact.
+  auto replay = sipp("replay.xml", "u1", "1001", "", 3600, 0, "127.0.0.2", {"-key", "replay_auth", captured});
+  EXPECT_EQ(replay.exit_code, 0) << "the replay was not challenged: " << describe(replay);
+  // So does the phone's own address, with the same nonce count.
+  auto again = sipp("replay.xml", "u1", "1001", "", 3600, 0, "127.0.0.1", {"-key", "replay_auth", captured});
+  EXPECT_EQ(again.exit_code, 0) << describe(again);
+  auto list = registrations();
+  ASSERT_EQ(list.size(), 1u) << list.dump(2);
+  EXPECT_EQ(list[0]["source"].get<std::string>().rfind("127.0.0.1:", 0), 0u) << list.dump(2);
+  EXPECT_GE(registrations_json()["counters"]["auth_replays"].get<int>(), 2);
+}
+
+TEST_F(SippRegistrar, PasswordGuessesBlockTheGuesserButNotThePhone) {
+  ASSERT_EQ(sipp("register_refresh.xml", "u1", "1001", "s3cret", 3600).exit_code, 0);
+  for (int i = 0; i < 5; ++i) {
+    auto r = sipp("wrong_password.xml", "u1", "1001", "guess" + std::to_string(i), 600, 0, "127.0.0.2");
+    ASSERT_EQ(r.exit_code, 0) << i << ": " << describe(r);
+  }
+  // Blocked: not even a challenge for the guesser ...
+  auto blocked = sipp("challenge_only.xml", "u1", "1001", "", 600, 0, "127.0.0.2", {}, 1500);
+  EXPECT_NE(blocked.exit_code, 0) << describe(blocked);
+  // ... while the phone, from its own address, registers again.
+  auto phone = sipp("register_refresh.xml", "u1", "1001", "s3cret", 3600);
+  EXPECT_EQ(phone.exit_code, 0) << describe(phone);
+  const auto counters = registrations_json()["counters"];
+  EXPECT_GE(counters["auth_blocks"].get<int>(), 1) << counters.dump();
+  EXPECT_GE(counters["auth_blocked"].get<int>(), 1) << counters.dump();
+  EXPECT_GE(counters["auth_failures"].get<int>(), 5) << counters.dump();
+  // No log line per guess: the flood is summarised once per interval.
+  const auto log = daemon_->log();
+  std::size_t lines = 0;
+  for (std::size_t at = 0; (at = log.find("wrong password", at)) != std::string::npos; ++at) ++lines;
+  EXPECT_EQ(lines, 0u) << log;
+}
+
+TEST_F(SippRegistrar, GarbageStateFileWhileStoppedIsSetAside) {
+  ASSERT_EQ(sipp("register_refresh.xml", "u1", "1001", "s3cret", 3600).exit_code, 0);
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0) << daemon_->log();
+  const auto db = daemon_->dir() / "sip-registrations.sqlite";
+  ASSERT_TRUE(std::filesystem::exists(db));
+  { std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, 'x') << "not a database"; }
+  start_daemon();  // asserts the registrar runs (no error)
+  auto set_aside = 0;
+  for (const auto& e : std::filesystem::directory_iterator(daemon_->dir())) {
+    if (e.path().filename().string().rfind("sip-registrations.sqlite.corrupt-", 0) == 0) ++set_aside;
+  }
+  EXPECT_EQ(set_aside, 1) << daemon_->log();
+  const auto log = daemon_->log();
+  EXPECT_NE(log.find("is not a usable database"), std::string::npos) << log;
+  EXPECT_TRUE(registrations().empty());
+  EXPECT_EQ(sipp("register_refresh.xml", "u1", "1001", "s3cret", 3600).exit_code, 0) << daemon_->log();
+  EXPECT_EQ(registrations().size(), 1u);
+}
+
+TEST_F(SippRegistrar, StateFileDamagedWhileRunningLosesNoBinding) {
+  ASSERT_EQ(sipp("register_refresh.xml", "u1", "1001", "s3cret", 3600).exit_code, 0);
+  const auto db = daemon_->dir() / "sip-registrations.sqlite";
+  { std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, '\x07'); }
+  const auto aside = [&] {
+    for (const auto& e : std::filesystem::directory_iterator(daemon_->dir())) {
+      if (e.path().filename().string().rfind("sip-registrations.sqlite.corrupt-", 0) == 0) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(eventually(aside, std::chrono::seconds(5))) << daemon_->log();
+  EXPECT_EQ(registrations().size(), 1u);
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0) << daemon_->log();
+  start_daemon();
+  auto list = registrations();
+  ASSERT_EQ(list.size(), 1u) << daemon_->log();
+  EXPECT_EQ(list[0]["aor"], "sip:1001@127.0.0.1");
+}
+
+TEST_F(SippRegistrar, UdpRegistrationNamesTheAddressThePhoneUsed) {
+  // The daemon listens on 0.0.0.0 (below); the phone sends to 127.0.0.3: that is what Device
+  // Status must say, and the answer must come from there.
+  auto site = kSite;
+  site.replace(site.find("\"udp:127.0.0.1:0\""), 17, "\"udp:0.0.0.0:0\"");
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0);
+  daemon_ = std::make_unique<Daemon>(site);
+  start_daemon();
+  const std::uint16_t local = free_port(SOCK_DGRAM);
+  std::vector<std::string> argv{"sipp",
+                                "127.0.0.3:" + std::to_string(udp_port_),
+                                "-sf",
+                                std::string(VE_SIPP_SCENARIOS) + "/register_refresh.xml",
+                                "-m",
+                                "1",
+                                "-t",
+                                "u1",
+                                "-i",
+                                "127.0.0.1",
+                                "-p",
+                                std::to_string(local),
+                                "-s",
+                                "1001",
+                                "-au",
+                                "1001",
+                                "-ap",
+                                "s3cret",
+                                "-key",
+                                "expires",
+                                "600",
+                                "-timeout",
+                                "20s",
+                                "-timeout_error",
+                                "-recv_timeout",
+                                "5000",
+                                "-nostdin"};
+  auto r = run(argv, std::chrono::seconds(40));
+  ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
+  const auto journey = daemon_->ctl_json({"show", "journey", "00:11:22:33:44:55"});
+  EXPECT_EQ(journey["phone"].value("registered_with", ""), "127.0.0.3") << journey.dump(2);
+  EXPECT_EQ(journey.dump().find("0.0.0.0"), std::string::npos) << journey.dump(2);
+}
+
+// baresip (a real non-Cisco softphone) on line 2001: the phone that owns 2001 in the site file
+// shows registered, and no SEP<random> phantom appears from its instance UUID.
+TEST_F(SippRegistrar, BaresipOnALineIsTheOwningPhoneNotAPhantom) {
+  if (sh("command -v baresip").exit_code != 0) GTEST_FAIL() << "baresip is required (scripts/deps)";
+  const auto conf = daemon_->dir() / "baresip";
+  std::filesystem::create_directories(conf);
+  const auto sip_port = free_port(SOCK_DGRAM);
+  {
+    std::ofstream(conf / "config") << "sip_listen\t\t127.0.0.1:" << sip_port << "\n"
+                                   << "module_path\t\t/usr/lib/baresip/modules\n"
+                                   << "module\t\t\tuuid.so\n"
+                                   << "module\t\t\taccount.so\n"
+                                   << "module\t\t\tg711.so\n"
+                                   << "audio_player\t\tnone\naudio_source\t\tnone\naudio_alert\t\tnone\n";
+    // sipnat=outbound makes baresip send +sip.instance with its random UUID (RFC 5626).
+    std::ofstream(conf / "accounts") << "<sip:2001@127.0.0.1:" << udp_port_
+                                     << ";transport=udp>;auth_pass=bs2001;regint=600;sipnat=outbound;"
+                                        "outbound=\"sip:127.0.0.1:"
+                                     << udp_port_ << ";transport=udp\"\n";
+    std::ofstream(conf / "uuid") << "6f2f4b7e-3c1d-4e2a-9b8c-1a2b3c4d5e6f";  // read as is: no newline
+  }
+  Child baresip({"baresip", "-f", conf.string(), "-s", "-t", "30"}, daemon_->dir() / "baresip.log");
+  const bool registered = eventually(
+      [&] {
+        for (const auto& b : registrations())
+          if (b["user"] == "2001") return true;
+        return false;
+      },
+      std::chrono::seconds(15));
+  ASSERT_TRUE(registered) << read_file(daemon_->dir() / "baresip.log") << daemon_->log();
+  const auto reg = [&] {
+    for (const auto& b : registrations())
+      if (b["user"] == "2001") return b;
+    return nlohmann::json();
+  }();
+  EXPECT_EQ(reg["mac"], "00:11:22:33:20:01") << reg.dump(2);
+  EXPECT_NE(reg["user_agent"].get<std::string>().find("baresip"), std::string::npos) << reg.dump(2);
+  const auto phones = daemon_->ctl_json({"show", "phones"});
+  bool owner_registered = false;
+  for (const auto& p : phones) {
+    const auto name = p.value("name", "");
+    if (p.value("mac", "") == "00:11:22:33:20:01") owner_registered = p.value("registered", false);
+    EXPECT_TRUE(name != "SEP1A2B3C4D5E6F" && p.value("mac", "") != "1a:2b:3c:4d:5e:6f") << phones.dump(2);
+  }
+  EXPECT_TRUE(owner_registered) << phones.dump(2) << read_file(daemon_->dir() / "baresip.log");
+  const auto trace = read_file(daemon_->dir() / "baresip.log");
+  EXPECT_NE(trace.find("+sip.instance"), std::string::npos) << "baresip sent no instance: the test proves nothing\n"
+                                                            << trace;
+}
+
+// Three network namespaces: the box (voiceedged on 0.0.0.0:5060), the phone (10.231.1.2) and an
+// attacker on another link (10.231.2.2) that has sniffed the phone's REGISTER and replays its
+// Authorization to the same Request-URI with its own Call-ID and Contact.
+class Netns {
+ public:
+  explicit Netns(std::vector<std::string> names) : names_(std::move(names)) {
+    for (const auto& n : names_) sh("ip netns del " + n + " 2>/dev/null");
+    for (const auto& n : names_) ok_ = ok_ && sh("ip netns add " + n).exit_code == 0;
+  }
+  ~Netns() {
+    for (const auto& n : names_) sh("ip netns del " + n + " 2>/dev/null");
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::vector<std::string> names_;
+  bool ok_ = true;
+};
+
+TEST(SippNetns, CapturedAuthorizationReplayedFromAnotherHostDoesNotRegister) {
+  if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
+  ASSERT_EQ(sh("command -v sipp").exit_code, 0) << "sipp (package sip-tester) is required";
+  const std::string box = "ve-sipsec-box", phone = "ve-sipsec-ph", attacker = "ve-sipsec-at";
+  Netns ns({box, phone, attacker});
+  ASSERT_TRUE(ns.ok());
+  const auto setup =
+      sh("set -e; ip -n " + box + " link set lo up; ip -n " + phone + " link set lo up; ip -n " + attacker +
+         " link set lo up; ip -n " + box + " link add vssp0 type veth peer name vssp1 netns " + phone + "; ip -n " +
+         box + " link add vssa0 type veth peer name vssa1 netns " + attacker + "; ip -n " + box +
+         " addr add 10.231.1.1/24 dev vssp0; ip -n " + box + " link set vssp0 up; ip -n " + box +
+         " addr add 10.231.2.1/24 dev vssa0; ip -n " + box + " link set vssa0 up; ip -n " + phone +
+         " addr add 10.231.1.2/24 dev vssp1; ip -n " + phone + " link set vssp1 up; ip -n " + attacker +
+         " addr add 10.231.2.2/24 dev vssa1; ip -n " + attacker + " link set vssa1 up; ip -n " + attacker +
+         " route add default via 10.231.2.1");
+  ASSERT_EQ(setup.exit_code, 0) << setup.out << setup.err;
+  auto site = kSite;
+  const std::string listen = "[\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]";
+  site.replace(site.find(listen), listen.size(), "[\"udp:0.0.0.0:5060\"]");
+  Daemon daemon(site, {"ip", "netns", "exec", box});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  const auto sipp_in = [&](const std::string& netns, const std::string& local_ip, const std::string& scenario,
+                           std::vector<std::string> extra) {
+    std::vector<std::string> argv{"ip",
+                                  "netns",
+                                  "exec",
+                                  netns,
+                                  "sipp",
+                                  "10.231.1.1:5060",
+                                  "-sf",
+                                  std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
+                                  "-m",
+                                  "1",
+                                  "-t",
+                                  "u1",
+                                  "-i",
+                                  local_ip,
+                                  "-p",
+                                  "5070",
+                                  "-s",
+                                  "1001",
+                                  "-au",
+                                  "1001",
+                                  "-ap",
+                                  "s3cret",
+                                  "-key",
+                                  "expires",
+                                  "3600",
+                                  "-timeout",
+                                  "20s",
+                                  "-timeout_error",
+                                  "-recv_timeout",
+                                  "5000",
+                                  "-nostdin"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, std::chrono::seconds(40));
+  };
+  const auto trace = daemon.dir() / "netns-phone-messages.log";
+  auto reg = sipp_in(phone, "10.231.1.2", "register_refresh.xml", {"-trace_msg", "-message_file", trace.string()});
+  ASSERT_EQ(reg.exit_code, 0) << describe(reg) << daemon.log();
+  const auto captured = last_authorization(trace);
+  ASSERT_NE(captured.find("uri=\"sip:10.231.1.1:5060\""), std::string::npos) << captured;
+  auto replay = sipp_in(attacker, "10.231.2.2", "replay.xml", {"-key", "replay_auth", captured});
+  EXPECT_EQ(replay.exit_code, 0) << "the replay was not challenged: " << describe(replay) << daemon.log();
+  const auto list = daemon.ctl_json({"show", "sip", "registrations"})["registrations"];
+  ASSERT_EQ(list.size(), 1u) << list.dump(2);
+  EXPECT_EQ(list[0]["source"], "10.231.1.2:5070") << list.dump(2);
+  // And the phone's Device Status names the address it registered with, not 0.0.0.0.
+  const auto journey = daemon.ctl_json({"show", "journey", "00:11:22:33:44:55"});
+  EXPECT_EQ(journey["phone"].value("registered_with", ""), "10.231.1.1") << journey.dump(2);
+  EXPECT_EQ(daemon.stop(SIGTERM), 0) << daemon.log();
 }
 
 TEST_F(SippRegistrar, RegistrationsSurviveARestart) {
