@@ -175,6 +175,8 @@ struct SipConfig {
   int default_expires_s = 3600;
   int min_expires_s = 60;
   int max_expires_s = 7200;
+  // Calls: how long the proxy lets phones ring before answering 408 (Timer C).
+  int ring_timeout_s = 180;
   int max_bindings_per_line = 10;  // a new binding beyond it replaces the line's oldest
 };
 
@@ -186,12 +188,21 @@ struct NetConfig {
   std::string uplink;  // subinterface mode: the interface carrying the tagged VLANs
 };
 
+// Call forwarding of one line, applied by the SIP proxy (the box retargets itself; no 302).
+struct LineForward {
+  std::string all;        // every call goes here instead
+  std::string busy;       // when every phone of the line answers busy (486/600)
+  std::string no_answer;  // when none answers within no_answer_s
+  int no_answer_s = 20;
+};
+
 struct Line {
   int button = 1;
   std::string extension;
   std::string display;
   std::string auth_user;
   Secret password;
+  LineForward forward{};
 };
 
 struct Phone {

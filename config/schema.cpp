@@ -596,7 +596,8 @@ void read_provisioning(Reader& r, const YAML::Node& root, SiteConfig& c) {
 
 void read_sip(Reader& r, const YAML::Node& root, SiteConfig& c) {
   MapView m(r, root["sip"], "sip",
-            {"listen", "realm", "default_expires_s", "min_expires_s", "max_expires_s", "max_bindings_per_line"});
+            {"listen", "realm", "default_expires_s", "min_expires_s", "max_expires_s", "max_bindings_per_line",
+             "ring_timeout_s"});
   if (m.has("listen")) {
     c.sip.listen.clear();
     std::set<std::string> seen;
@@ -614,6 +615,7 @@ void read_sip(Reader& r, const YAML::Node& root, SiteConfig& c) {
   m.get_int("default_expires_s", c.sip.default_expires_s, 1, 86400 * 7);
   m.get_int("min_expires_s", c.sip.min_expires_s, 1, 86400 * 7);
   m.get_int("max_expires_s", c.sip.max_expires_s, 1, 86400 * 7);
+  m.get_int("ring_timeout_s", c.sip.ring_timeout_s, 1, 3600);
   m.get_int("max_bindings_per_line", c.sip.max_bindings_per_line, 1, 100);
   if (c.sip.min_expires_s > c.sip.max_expires_s) {
     r.error(m.has("min_expires_s") ? m.child("min_expires_s") : m.node(), "sip.min_expires_s",
@@ -676,7 +678,8 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
     std::set<int> buttons;
     for (std::size_t j = 0; lines && j < lines.size(); ++j) {
       const auto lpath = index(m.child_path("lines"), j);
-      MapView lm(r, lines[j], lpath, {"button", "extension", "display", "auth_user", "password", "password_file"});
+      MapView lm(r, lines[j], lpath,
+                 {"button", "extension", "display", "auth_user", "password", "password_file", "forward"});
       if (!lm.present()) continue;
       lm.require("extension");
       Line l;
@@ -686,6 +689,13 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
       lm.get_string("display", l.display);
       lm.get_string("auth_user", l.auth_user);
       if (l.auth_user.empty()) l.auth_user = l.extension;
+      MapView fm(r, lm.child("forward"), lm.child_path("forward"), {"all", "busy", "no_answer", "no_answer_s"});
+      fm.get_string("all", l.forward.all);
+      fm.get_string("busy", l.forward.busy);
+      fm.get_string("no_answer", l.forward.no_answer);
+      fm.get_int("no_answer_s", l.forward.no_answer_s, 1, 3600);
+      if (!l.forward.all.empty() && l.forward.all == l.extension)
+        r.error(fm.child("all"), fm.child_path("all"), "a line cannot forward to itself");
       if (!buttons.insert(l.button).second)
         r.error(lm.has("button") ? lm.child("button") : lm.node(), lm.child_path("button"),
                 fmt::format("button {} is used twice on this phone", l.button));

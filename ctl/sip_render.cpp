@@ -44,6 +44,39 @@ std::string render_registrations(const json& data, const json& args) {
   return out;
 }
 
+std::string render_calls(const json& data, const json&) {
+  if (!data.is_object() || !data.contains("calls")) return "no data\n";
+  std::vector<std::vector<std::string>> active;
+  std::vector<std::vector<std::string>> ended;
+  for (const auto& c : data["calls"]) {
+    const std::string transports = field(c, "caller_transport") + " -> " + field(c, "callee_transport");
+    if (field(c, "state") != "ended") {
+      active.push_back({field(c, "from"), field(c, "to"), field(c, "answered_by"), field(c, "state"),
+                        field(c, "since_s"), transports});
+    } else {
+      ended.push_back({field(c, "started_at"), field(c, "from"), field(c, "to"), field(c, "answered_by"),
+                       field(c, "answered_at"), field(c, "ended_at"), field(c, "duration_s"),
+                       field(c, "final_code") + " " + field(c, "reason"), field(c, "ended_by")});
+    }
+  }
+  std::string out = fmt::format("Active calls: {}\n", active.size());
+  if (!active.empty()) out += render_table({"From", "To", "Answered by", "State", "Since (s)", "Transports"}, active);
+  out += fmt::format("\nRecent calls: {}\n", ended.size());
+  if (!ended.empty())
+    out += render_table({"Start", "From", "To", "Answered by", "Answer", "End", "Duration (s)", "Final", "Ended by"},
+                        ended);
+  if (data.contains("counters")) {
+    const auto& k = data["counters"];
+    out += fmt::format(
+        "\nAttempts {}, answered {}, busy {}, no answer {}, cancelled {}, not found {}, unavailable {}, other "
+        "failures {}; 407 challenges {}, 403 {}, relay denied {}, forwarded {}\n",
+        field(k, "attempts"), field(k, "answered"), field(k, "busy"), field(k, "no_answer"), field(k, "cancelled"),
+        field(k, "not_found"), field(k, "unavailable"), field(k, "failed_other"), field(k, "auth_challenges"),
+        field(k, "auth_failures"), field(k, "relay_denied"), field(k, "forwarded"));
+  }
+  return out;
+}
+
 }  // namespace
 
 void add_sip_commands(CommandTable& table) {
@@ -52,6 +85,11 @@ void add_sip_commands(CommandTable& table) {
                     "SIP registrations: AOR, contact, transport, source, expiry, device, user agent",
                     render_registrations,
                     {"detail"}});
+  table.add(Command{{"show", "calls"},
+                    {},
+                    "Calls through the proxy: active calls (from, to, state, since, transports) and recent "
+                    "call records (start, answer, end, duration, final code, ending side)",
+                    render_calls});
 }
 
 }  // namespace ve::ctl

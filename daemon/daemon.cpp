@@ -184,6 +184,11 @@ int Daemon::run() {
   }
   if (config_->control.http) {
     status_http_ = std::make_unique<StatusHttpServer>(io_, journey_, *config_->control.http);
+    status_http_->set_metrics([this] {
+      std::string text;
+      for (const auto& m : services_.metrics) text += m();
+      return text;
+    });
     if (auto r = status_http_->start(); !r) log->error("status page: {}", r.error());
   }
   std::uint64_t usec = 0;

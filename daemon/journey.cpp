@@ -369,10 +369,12 @@ void JourneyTracker::report(PhoneEvent event) {
   // A step that changes state is written at once, so a crash right after (kill -9, power loss
   // of the box) cannot lose where a phone stands; repeats (refreshes) ride the next timed flush.
   const auto known = phones_.find(event.mac);
-  const StepState* before = known == phones_.end() ? nullptr : &known->second.step(event.step);
-  const bool changed = !before || !before->seen || before->outcome != event.outcome;
+  const bool boot_step = static_cast<int>(event.step) >= 1 && static_cast<int>(event.step) <= kStepCount;
+  const StepState* before = known == phones_.end() || !boot_step ? nullptr : &known->second.step(event.step);
+  // In-service events (calls) are frequent: they ride the timed flush.
+  const bool changed = boot_step && (!before || !before->seen || before->outcome != event.outcome);
   apply(event);
-  infer_phone_only_steps(event);
+  if (boot_step) infer_phone_only_steps(event);
   if (event.verified) phones_[event.mac].verified = true;
   classify(event.mac);
   if (db_) {
@@ -418,12 +420,15 @@ void JourneyTracker::apply(const PhoneEvent& e) {
   p.mac = e.mac;
   if (p.first_seen.time_since_epoch().count() == 0 || e.time < p.first_seen) p.first_seen = e.time;
   if (e.time > p.last_seen) p.last_seen = e.time;
-  auto& s = p.steps[static_cast<std::size_t>(e.step) - 1];
-  if (!s.seen) s.first = e.time;
-  s.seen = true;
-  s.outcome = e.outcome;
-  s.detail = e.detail;
-  s.last = e.time;
+  const int n = static_cast<int>(e.step);
+  if (n >= 1 && n <= kStepCount) {
+    auto& s = p.steps[static_cast<std::size_t>(n) - 1];
+    if (!s.seen) s.first = e.time;
+    s.seen = true;
+    s.outcome = e.outcome;
+    s.detail = e.detail;
+    s.last = e.time;
+  }
   if (!e.ip.empty()) p.facts["ip"] = e.ip;
   if (!e.port.empty()) p.facts["port"] = e.port;
   for (const auto& [k, v] : e.attributes) p.facts[k] = v;

@@ -2,6 +2,8 @@
 // events (steps 10 and 11) through the journey sink, and the "show.sip.registrations" command.
 #include <ctime>
 
+#include <fmt/format.h>
+
 #include "daemon/daemon_registry.hpp"
 #include "sip/sip.hpp"
 #include "ve/log.hpp"
@@ -55,6 +57,38 @@ json counters_json(const sip::ServerCounters& c) {
               {"unverified_events", c.unverified_events}};
 }
 
+json optional_time(const std::optional<std::chrono::system_clock::time_point>& t) {
+  return t ? json(iso_time(*t)) : json();
+}
+
+json call_json(const sip::CallInfo& c, std::chrono::system_clock::time_point now) {
+  const auto end = c.ended.value_or(now);
+  const auto seconds = [](auto d) { return std::chrono::duration_cast<std::chrono::seconds>(d).count(); };
+  return json{{"call_id", c.call_id},
+              {"from", c.from},
+              {"to", c.to},
+              {"answered_by", c.answered_by},
+              {"state", c.state},
+              {"started_at", iso_time(c.started)},
+              {"answered_at", optional_time(c.answered)},
+              {"ended_at", optional_time(c.ended)},
+              {"since_s", seconds(now - (c.answered ? *c.answered : c.started))},
+              {"duration_s", c.answered ? json(seconds(end - *c.answered)) : json()},
+              {"final_code", c.final_code},
+              {"reason", c.reason},
+              {"ended_by", c.ended_by},
+              {"caller_transport", sip::to_string(c.caller_transport)},
+              {"callee_transport", sip::to_string(c.callee_transport)}};
+}
+
+json call_counters_json(const sip::CallCounters& c) {
+  return json{
+      {"attempts", c.attempts},           {"answered", c.answered},         {"busy", c.busy},
+      {"no_answer", c.no_answer},         {"cancelled", c.cancelled},       {"not_found", c.not_found},
+      {"unavailable", c.unavailable},     {"failed_other", c.failed_other}, {"auth_challenges", c.auth_challenges},
+      {"auth_failures", c.auth_failures}, {"relay_denied", c.relay_denied}, {"forwarded", c.forwarded}};
+}
+
 class SipComponent final : public Component {
  public:
   explicit SipComponent(Context& ctx) : server_(ctx.io, ctx.config, ctx.events, options(ctx)) {}
@@ -88,6 +122,39 @@ class SipComponent final : public Component {
                 {"error", error_}};
   }
 
+  std::string metrics() const {
+    const auto c = server_.call_counters();
+    std::string out =
+        "# HELP voiceedge_calls_total Calls through the proxy by outcome.\n# TYPE voiceedge_calls_total counter\n";
+    for (const auto& [outcome, n] : std::vector<std::pair<const char*, std::uint64_t>>{{"answered", c.answered},
+                                                                                       {"busy", c.busy},
+                                                                                       {"no_answer", c.no_answer},
+                                                                                       {"cancelled", c.cancelled},
+                                                                                       {"not_found", c.not_found},
+                                                                                       {"unavailable", c.unavailable},
+                                                                                       {"failed", c.failed_other}})
+      out += fmt::format("voiceedge_calls_total{{outcome=\"{}\"}} {}\n", outcome, n);
+    std::size_t active = 0;
+    for (const auto& call : server_.calls())
+      if (call.state != "ended") ++active;
+    out += fmt::format(
+        "# HELP voiceedge_calls_active Calls ringing or answered now.\n# TYPE voiceedge_calls_active gauge\n"
+        "voiceedge_calls_active {}\n",
+        active);
+    out += fmt::format(
+        "# HELP voiceedge_call_auth_failures_total Calls refused 403 (wrong password or From).\n"
+        "# TYPE voiceedge_call_auth_failures_total counter\nvoiceedge_call_auth_failures_total {}\n",
+        c.auth_failures);
+    return out;
+  }
+
+  json calls() const {
+    const auto now = std::chrono::system_clock::now();
+    json list = json::array();
+    for (const auto& c : server_.calls()) list.push_back(call_json(c, now));
+    return json{{"calls", std::move(list)}, {"counters", call_counters_json(server_.call_counters())}};
+  }
+
  private:
   // TCP connections are capped by the process's fd budget (ve/accept_guard.hpp).
   static sip::ServerOptions options(Context& ctx) {
@@ -113,6 +180,8 @@ void add_sip_component(Wiring& w) {
   auto component = std::make_unique<SipComponent>(w.ctx);
   SipComponent* raw = component.get();
   w.ctx.control.add("show.sip.registrations", [raw](const json&) -> ControlResult { return raw->registrations(); });
+  w.ctx.control.add("show.calls", [raw](const json&) -> ControlResult { return raw->calls(); });
+  w.ctx.services.metrics.push_back([raw] { return raw->metrics(); });
   w.components.push_back(std::move(component));
 }
 

@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 // The read-only status page (control.http): Device Status of every phone like the note's, one
 // page per phone with its fourteen steps, /api/phones as JSON and /metrics for Prometheus.
 #include <memory>
@@ -27,12 +28,15 @@ class StatusHttpServer {
     std::string body;
   };
   Page render(const std::string& target) const;
+  // More /metrics text from the components (calls by outcome, ...).
+  void set_metrics(std::function<std::string()> more) { more_metrics_ = std::move(more); }
 
  private:
   class Session;
   void accept();
   boost::asio::io_context& io_;
   const JourneyTracker& journey_;
+  std::function<std::string()> more_metrics_;
   config::Endpoint listen_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -1,6 +1,9 @@
-// Feeds arbitrary bytes to the SIP parser the way the registrar does: whole-message parse, the
-// lazy typed parsers on every header, the salvage path for 400s, and the TCP framer with the
-// input cut into reads at data-dependent points. Seeds include the RFC 4475 torture messages.
+// Feeds arbitrary bytes to the SIP parser the way the registrar and the proxy do: whole-message
+// parse, the request checks, the lazy typed parsers on every header (the proxy's paths for an
+// INVITE and its responses: Via branch and sent-by, From/To tags, Route and Record-Route lists,
+// Proxy-Authorization, the Request-URI's user and host), the salvage path for 400s, and the TCP
+// framer with the input cut into reads at data-dependent points. Seeds include the RFC 4475
+// torture messages.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -15,7 +18,9 @@ void touch_headers(const Message& m) {
   for (const auto& h : m.headers) {
     switch (h.type) {
       case HeaderType::Via:
-        for (auto v : split_list(h.value)) (void)parse_via(v);
+        for (auto v : split_list(h.value)) {
+          if (auto via = parse_via(v)) (void)via->branch();
+        }
         break;
       case HeaderType::From:
       case HeaderType::To:
@@ -23,7 +28,10 @@ void touch_headers(const Message& m) {
       case HeaderType::Route:
       case HeaderType::RecordRoute:
         for (auto v : split_list(h.value)) {
-          if (auto na = parse_name_addr(v); na && !na->star) (void)parse_uri(na->uri);
+          if (auto na = parse_name_addr(v); na && !na->star) {
+            (void)na->tag();
+            if (auto u = parse_uri(na->uri)) (void)find_param(u->params, "lr");
+          }
         }
         break;
       case HeaderType::CSeq: (void)parse_cseq(h.value); break;

@@ -46,6 +46,8 @@ class Registrar {
   // A TCP connection closed: forget that we reported it.
   void connection_closed(std::uint64_t connection) { reported_connections_.erase(connection); }
   const ServerCounters& counters() const { return counters_; }
+  // Shared with the proxy (407): one nonce table and one guess throttle for REGISTER and calls.
+  Authenticator& authenticator() { return auth_; }
   ServerCounters& counters() { return counters_; }
   std::vector<BindingInfo> registrations() const;
 

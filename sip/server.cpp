@@ -18,8 +18,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       : io(io_),
         config(config_),
         options(options_),
-        core(std::make_shared<Core>(std::move(config_), events, options_)),
-        sweep_timer(io_) {}
+        core(std::make_shared<Core>(io_, config_, events, options_)),
+        sweep_timer(io_) {
+    core->proxy.on_call_ended([records = &core->records](const CallInfo& c) { records->add(c); });
+  }
 
   // The sockets for one sip.listen list, keyed by endpoint text ("udp:0.0.0.0:5060").
   struct Listeners {
@@ -82,6 +84,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (auto it = current.udp.find(key); it != current.udp.end()) udp.push_back(it->second);
       if (auto it = current.tcp.find(key); it != current.tcp.end()) tcp.push_back(it->second);
     }
+    // The proxy sends over the live sockets.
+    core->udp.assign(udp.begin(), udp.end());
+    core->tcp.assign(tcp.begin(), tcp.end());
   }
 
   Result<void, std::string> open_listeners() {
@@ -97,6 +102,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     current = {};
     udp.clear();
     tcp.clear();
+    core->udp.clear();
+    core->tcp.clear();
   }
 
   void arm_sweep() {
@@ -106,6 +113,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (ec || !self || !self->running) return;
       self->core->registrar.sweep();
       self->core->store.flush();
+      self->core->records.flush();
       for (const auto& note : self->core->store.take_notes()) ve::logger("sip")->warn("{}", note);
       self->arm_sweep();
     });
@@ -142,6 +150,10 @@ Result<void, std::string> Server::start() {
     // Bindings that expired while we were down go now, quietly reported like any expiry.
     im.core->registrar.sweep();
     ve::logger("sip")->info("{} registrations loaded from {}", im.core->store.size(), dir.string());
+    // Call records are history: without them calls still connect.
+    if (auto r = im.core->records.open(dir / "sip-calls.sqlite"); !r)
+      ve::logger("sip")->error("call records not kept: {}", r.error());
+    im.core->proxy.set_history(im.core->records.recent(im.options.call_history));
   }
   if (auto r = im.open_listeners(); !r) {
     im.close_listeners();
@@ -158,6 +170,7 @@ void Server::stop() {
   impl_->sweep_timer.cancel();
   impl_->close_listeners();
   impl_->core->store.close();
+  impl_->core->records.close();
 }
 
 namespace {
@@ -219,6 +232,7 @@ void Server::reconfigure(const config::SiteConfigPtr& config) {
   const bool listen_changed = !same_listen(im.config->sip.listen, config->sip.listen);
   im.config = config;
   im.core->registrar.set_config(config);
+  im.core->proxy.set_config(config);
   if (!listen_changed || !im.running) return;
   if (!im.prepared) {
     // Called without prepare_reconfigure (tests, older callers): bind now, keep the old on error.
@@ -237,6 +251,8 @@ void Server::reconfigure(const config::SiteConfigPtr& config) {
 
 std::vector<BindingInfo> Server::registrations() const { return impl_->core->registrar.registrations(); }
 ServerCounters Server::counters() const { return impl_->core->registrar.counters(); }
+std::vector<CallInfo> Server::calls() const { return impl_->core->proxy.calls(); }
+CallCounters Server::call_counters() const { return impl_->core->proxy.counters(); }
 std::uint16_t Server::udp_port() const { return impl_->udp.empty() ? 0 : impl_->udp.front()->port(); }
 std::uint16_t Server::tcp_port() const { return impl_->tcp.empty() ? 0 : impl_->tcp.front()->port(); }
 

@@ -311,6 +311,40 @@ struct ServerCounters {
   std::uint64_t unverified_events = 0;     // phone events sent marked unverified
 };
 
+// One call through the proxy (an INVITE and, once answered, its dialog), as listed by
+// show.calls and kept as a call detail record.
+struct CallInfo {
+  std::string call_id;
+  std::string from;         // caller's line (From user)
+  std::string to;           // dialled number (Request-URI user)
+  std::string answered_by;  // the line that answered (differs from `to` after forwarding)
+  std::string state;        // ringing, answered, ended
+  std::chrono::system_clock::time_point started;
+  std::optional<std::chrono::system_clock::time_point> answered;
+  std::optional<std::chrono::system_clock::time_point> ended;
+  int final_code = 0;    // the final response to the INVITE (200 when answered)
+  std::string reason;    // its reason phrase, or why the box ended it
+  std::string ended_by;  // caller, callee or box
+  Transport caller_transport = Transport::Udp;
+  Transport callee_transport = Transport::Udp;
+};
+
+// Calls by outcome, for /metrics.
+struct CallCounters {
+  std::uint64_t attempts = 0;         // INVITEs that passed authentication
+  std::uint64_t answered = 0;         // 2xx
+  std::uint64_t busy = 0;             // 486 / 600
+  std::uint64_t no_answer = 0;        // 408 after the ring timeout
+  std::uint64_t cancelled = 0;        // 487 after the caller's CANCEL
+  std::uint64_t not_found = 0;        // 404
+  std::uint64_t unavailable = 0;      // 480
+  std::uint64_t failed_other = 0;     // any other final failure
+  std::uint64_t auth_challenges = 0;  // 407 sent
+  std::uint64_t auth_failures = 0;    // 403 sent
+  std::uint64_t relay_denied = 0;     // requests for another domain / unknown dialog
+  std::uint64_t forwarded = 0;        // calls retargeted by forward.*
+};
+
 struct ServerOptions {
   std::chrono::seconds tcp_idle_timeout{300};  // Cisco phones re-REGISTER every ~115 s
   std::size_t tcp_max_connections = 4096;
@@ -324,6 +358,11 @@ struct ServerOptions {
   std::function<std::optional<MacAddress>(const std::string& ip)> lease_mac;
   std::chrono::seconds expiry_sweep{1};
   bool persist = true;  // SQLite in state_dir
+  // RFC 3261 timer base values (17.1.1.1); tests shorten them.
+  std::chrono::milliseconds t1{500};
+  std::chrono::milliseconds t2{4000};
+  std::chrono::milliseconds t4{5000};
+  std::size_t call_history = 200;  // ended calls kept in memory for show.calls
   Limits limits{};
 };
 
@@ -349,6 +388,8 @@ class Server {
 
   std::vector<BindingInfo> registrations() const;
   ServerCounters counters() const;
+  std::vector<CallInfo> calls() const;
+  CallCounters call_counters() const;
   // Bound local ports (useful with port 0 in tests): first UDP, first TCP.
   std::uint16_t udp_port() const;
   std::uint16_t tcp_port() const;

@@ -11,20 +11,39 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "sip/call_records.hpp"
 #include "sip/location_store.hpp"
 #include "ve/accept_guard.hpp"
+#include "sip/proxy.hpp"
 #include "sip/registrar.hpp"
 
 namespace ve::sip {
 
-// What the transports share: the store and the registrar over it. Handlers hold it by
-// shared_ptr so a late completion never touches freed state.
-struct Core {
-  Core(config::SiteConfigPtr config, EventSink& events, ServerOptions opts)
-      : options(opts), registrar(std::move(config), store, events, opts) {}
+class UdpTransport;
+class TcpListener;
+
+// What the transports share: the store, the registrar and the proxy over it; the proxy sends
+// through the Core (it is the proxy's Wire). Handlers hold it by shared_ptr so a late completion
+// never touches freed state.
+struct Core final : Wire {
+  Core(boost::asio::io_context& io, const config::SiteConfigPtr& config, EventSink& events, ServerOptions opts)
+      : options(opts),
+        registrar(config, store, events, opts),
+        proxy(io, config, store, events, opts, *this, registrar.authenticator()) {}
+  // One received message: to the proxy (calls, responses) or the registrar. Returns the
+  // registrar's reply for the transport to send; the proxy sends its own.
+  Reply handle(std::string_view bytes, const Source& src);
+  void send(const Destination& to, const std::string& bytes) override;
+  std::string local_address(Transport t, const std::string& peer_ip) const override;
+  bool is_local(std::string_view host, std::uint16_t port) const override;
+
   ServerOptions options;
   LocationStore store;
   Registrar registrar;
+  Proxy proxy;
+  CallRecords records;
+  std::vector<std::weak_ptr<UdpTransport>> udp;
+  std::vector<std::weak_ptr<TcpListener>> tcp;
 };
 
 class UdpTransport : public std::enable_shared_from_this<UdpTransport> {
@@ -34,6 +53,8 @@ class UdpTransport : public std::enable_shared_from_this<UdpTransport> {
   void start() { do_receive(); }
   void close();
   std::uint16_t port() const { return local_.port(); }
+  const boost::asio::ip::udp::endpoint& local() const { return local_; }
+  void send_to(const boost::asio::ip::udp::endpoint& to, const std::string& bytes);
 
  private:
   void do_receive();
@@ -59,9 +80,15 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   void close();
   std::uint16_t port() const { return local_.port(); }
   std::size_t connections() const { return sessions_.size(); }
+  const boost::asio::ip::tcp::endpoint& local() const { return local_; }
+  // Over the phone's own connection (its flow) when it is open, else over a new connection to
+  // its Contact (RFC 5626 style flow reuse).
+  void send(const Destination& to, const std::string& bytes);
 
  private:
   friend class TcpSession;
+  void connect(const boost::asio::ip::tcp::endpoint& to, const std::string& bytes);
+  void adopt(boost::asio::ip::tcp::socket socket);
   void do_accept();
   void on_accept(const boost::system::error_code& ec, boost::asio::ip::tcp::socket socket);
   void session_closed(std::uint64_t id, const boost::asio::ip::address& peer);
@@ -72,6 +99,8 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   boost::asio::ip::tcp::endpoint local_;
   std::map<boost::asio::ip::address, std::size_t> per_source_;
   std::map<std::uint64_t, std::weak_ptr<TcpSession>> sessions_;
+  std::map<std::string, std::weak_ptr<TcpSession>> by_peer_;    // "ip:port" of the phone's end
+  std::map<std::string, std::vector<std::string>> connecting_;  // outbound connects under way
   std::uint64_t next_id_ = 1;
   ve::AcceptGuard accept_guard_;  // EMFILE: pause, do not spin
   ve::RateLimitedLog refusal_log_;
@@ -85,6 +114,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
              std::uint64_t id);
   void start();
   void close();
+  static constexpr std::size_t kMaxQueuedWrites = 64;
+  void send(std::string bytes) { queue_write(std::move(bytes)); }
+  const Source& source() const { return source_; }
 
  private:
   void do_read();
@@ -93,7 +125,6 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void do_write();
   void arm_idle_timer();
 
-  static constexpr std::size_t kMaxQueuedWrites = 64;
   boost::asio::ip::tcp::socket socket_;
   boost::asio::steady_timer idle_timer_;
   std::shared_ptr<TcpListener> listener_;

@@ -57,27 +57,94 @@ void TcpListener::on_accept(const boost::system::error_code& ec, tcp::socket soc
     return;
   }
   auto& counters = core_->registrar.counters();
-  auto& from_peer = per_source_[peer.address()];
+  const auto known = per_source_.find(peer.address());
+  const std::size_t from_peer = known == per_source_.end() ? 0 : known->second;
   if (sessions_.size() >= core_->options.tcp_max_connections || from_peer >= core_->options.tcp_max_per_source) {
     ++counters.tcp_rejected;
     refusal_log_.warn("sip", "tcp connection from {} refused: {} open from it, {} in total", peer.address().to_string(),
                       from_peer, sessions_.size());
-    if (from_peer == 0) per_source_.erase(peer.address());
     boost::system::error_code close_ec;
     socket.close(close_ec);
     do_accept();
     return;
   }
-  ++from_peer;
   ++counters.tcp_accepted;
-  const auto id = next_id_++;
-  auto session = std::make_shared<TcpSession>(std::move(socket), shared_from_this(), core_, id);
-  sessions_[id] = session;
-  session->start();
+  adopt(std::move(socket));
   do_accept();
 }
 
+void TcpListener::adopt(tcp::socket socket) {
+  boost::system::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  if (ec) return;
+  ++per_source_[peer.address()];
+  const auto id = next_id_++;
+  auto session = std::make_shared<TcpSession>(std::move(socket), shared_from_this(), core_, id);
+  sessions_[id] = session;
+  by_peer_[fmt::format("{}:{}", session->source().ip, session->source().port)] = session;
+  session->start();
+}
+
+void TcpListener::send(const Destination& to, const std::string& bytes) {
+  auto open_flow = [&](const std::string& ip, std::uint16_t port) -> std::shared_ptr<TcpSession> {
+    auto it = by_peer_.find(fmt::format("{}:{}", ip, port));
+    return it == by_peer_.end() ? nullptr : it->second.lock();
+  };
+  if (auto s = open_flow(to.ip, to.port)) {
+    s->send(bytes);
+    return;
+  }
+  const std::string& ip = to.contact_ip.empty() ? to.ip : to.contact_ip;
+  const std::uint16_t port = to.contact_ip.empty() ? to.port : to.contact_port;
+  if (auto s = open_flow(ip, port)) {
+    s->send(bytes);
+    return;
+  }
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(ip, ec);
+  if (ec || port == 0) {
+    ve::logger("sip")->debug("tcp send to {}:{}: no flow and no address to connect to", ip, port);
+    return;
+  }
+  connect(tcp::endpoint(address, port), bytes);
+}
+
+// The flow is gone: a new connection to the phone's Contact, adopted like an accepted one.
+void TcpListener::connect(const tcp::endpoint& to, const std::string& bytes) {
+  if (closed_) return;
+  const std::string key = fmt::format("{}:{}", to.address().to_string(), to.port());
+  if (auto it = connecting_.find(key); it != connecting_.end()) {
+    if (it->second.size() < TcpSession::kMaxQueuedWrites) it->second.push_back(bytes);
+    return;
+  }
+  if (sessions_.size() >= core_->options.tcp_max_connections) return;
+  connecting_[key].push_back(bytes);
+  auto socket = std::make_shared<tcp::socket>(io_);
+  socket->async_connect(to, [self = shared_from_this(), socket, key](const boost::system::error_code& ec) {
+    auto queued = std::move(self->connecting_[key]);
+    self->connecting_.erase(key);
+    if (self->closed_) return;
+    if (ec) {
+      ve::logger("sip")->info("tcp connect to {}: {}", key, ec.message());
+      return;
+    }
+    boost::system::error_code peer_ec;
+    socket->remote_endpoint(peer_ec);
+    if (peer_ec) return;
+    ++self->core_->registrar.counters().tcp_accepted;
+    self->adopt(std::move(*socket));
+    if (auto it = self->by_peer_.find(key); it != self->by_peer_.end()) {
+      if (auto s = it->second.lock()) {
+        for (auto& b : queued) s->send(std::move(b));
+      }
+    }
+  });
+}
+
 void TcpListener::session_closed(std::uint64_t id, const asio::ip::address& peer) {
+  if (auto it = sessions_.find(id); it != sessions_.end()) {
+    if (auto s = it->second.lock()) by_peer_.erase(fmt::format("{}:{}", s->source().ip, s->source().port));
+  }
   sessions_.erase(id);
   auto it = per_source_.find(peer);
   if (it != per_source_.end() && --it->second == 0) per_source_.erase(it);
@@ -171,7 +238,7 @@ void TcpSession::on_read(const boost::system::error_code& ec, std::size_t n) {
     if ((*frame)->kind == StreamFramer::Frame::Kind::Ping) {
       queue_write("\r\n");  // RFC 5626 pong
     } else {
-      Reply reply = core_->registrar.handle((*frame)->bytes, source_);
+      Reply reply = core_->handle((*frame)->bytes, source_);
       if (!reply.bytes.empty()) queue_write(std::move(reply.bytes));
     }
     framer_.consume();

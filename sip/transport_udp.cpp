@@ -44,6 +44,13 @@ void UdpTransport::close() {
   socket_.close(ec);
 }
 
+void UdpTransport::send_to(const udp::endpoint& to, const std::string& bytes) {
+  boost::system::error_code ec;
+  // As for answers: a full kernel buffer is a lost datagram, which the transaction layer retransmits.
+  socket_.send_to(asio::buffer(bytes), to, 0, ec);
+  if (ec) ve::logger("sip")->debug("udp send to {}:{} failed: {}", to.address().to_string(), to.port(), ec.message());
+}
+
 void UdpTransport::do_receive() {
   socket_.async_wait(udp::socket::wait_read,
                      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
@@ -120,7 +127,7 @@ bool UdpTransport::receive_one() {
   }
   src.ip = remote_address.to_string();
   src.local = local_address ? fmt::format("{}:{}", local_address->to_string(), local_.port()) : local_text_;
-  Reply reply = core_->registrar.handle(std::string_view(buffer_.data(), static_cast<std::size_t>(n)), src);
+  Reply reply = core_->handle(std::string_view(buffer_.data(), static_cast<std::size_t>(n)), src);
   if (reply.bytes.empty()) return true;
 
   // The reply: to the source address (port per RFC 3581 / 18.2.2), from the address it came to.

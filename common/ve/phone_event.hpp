@@ -26,6 +26,9 @@ enum class Step : int {
   Locale = 12,
   Softkeys = 13,
   Ringtones = 14,
+  // After the boot: the phone in service (calls placed and received, call failures). Not a boot
+  // step: kept in the timeline's history and facts, never in the fourteen-step table.
+  InService = 15,
 };
 inline constexpr int kStepCount = 14;
 
@@ -45,6 +48,7 @@ inline std::string_view to_string(Step s) {
     case Step::Locale: return "locale";
     case Step::Softkeys: return "softkeys";
     case Step::Ringtones: return "ringtones";
+    case Step::InService: return "in-service";
   }
   return "?";
 }
