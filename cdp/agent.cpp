@@ -781,8 +781,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       check_policies(*n, is_new);
       touch(*n, p.ttl_s);
     }
-    const bool looks_like_phone =
-        p.is_med() || (p.enabled_capabilities.value_or(0) & lldp_capability::kTelephone) != 0;
+    const bool looks_like_phone = p.is_med() || (p.enabled_capabilities.value_or(0) & lldp_capability::kTelephone) != 0;
     const bool port_phone_frame = n != nullptr && claim_port_phone(*n, looks_like_phone);
     if (port_phone_frame && is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
     bool reply = false;
@@ -819,10 +818,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       if (pol.application != 1 || pol.unknown || !valid_vlan(port.voice_vlan)) continue;
       const bool tagged = voice_tagged();
       if (pol.tagged != tagged) {
-        warning = tagged ? "voice policy is untagged, the port carries voice tagged on vlan " +
-                               std::to_string(port.voice_vlan)
-                         : "voice policy is tagged (vlan " + std::to_string(pol.vlan) +
-                               "), the port carries voice untagged";
+        warning =
+            tagged
+                ? "voice policy is untagged, the port carries voice tagged on vlan " + std::to_string(port.voice_vlan)
+                : "voice policy is tagged (vlan " + std::to_string(pol.vlan) + "), the port carries voice untagged";
       } else if (tagged && pol.vlan != port.voice_vlan) {
         warning = "voice policy vlan " + std::to_string(pol.vlan) + ", the port's voice vlan is " +
                   std::to_string(port.voice_vlan);

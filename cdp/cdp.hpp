@@ -357,7 +357,7 @@ struct Neighbor {
   std::string platform;   // CDP platform or MED model
   std::string port_id;    // their port
   std::string software_version;
-  std::uint32_t capabilities = 0;  // CDP bitmap; for LLDP the enabled system capabilities
+  std::uint32_t capabilities = 0;            // CDP bitmap; for LLDP the enabled system capabilities
   std::uint32_t available_capabilities = 0;  // LLDP: the system capabilities it has
   std::vector<std::string> addresses;
   std::optional<std::uint32_t> native_vlan;

@@ -175,9 +175,10 @@ std::string lldp_capability_letters(std::uint16_t caps) {
   // IOS "show lldp neighbors": (R) Router, (B) Bridge, (T) Telephone, (C) DOCSIS Cable Device,
   // (W) WLAN Access Point, (P) Repeater, (S) Station, (O) Other.
   static constexpr std::pair<std::uint16_t, char> kLetters[] = {
-      {lldp_capability::kRouter, 'R'},   {lldp_capability::kBridge, 'B'},          {lldp_capability::kTelephone, 'T'},
-      {lldp_capability::kDocsis, 'C'},   {lldp_capability::kWlanAccessPoint, 'W'}, {lldp_capability::kRepeater, 'P'},
-      {lldp_capability::kStation, 'S'},  {lldp_capability::kOther, 'O'}};
+      {lldp_capability::kRouter, 'R'},          {lldp_capability::kBridge, 'B'},
+      {lldp_capability::kTelephone, 'T'},       {lldp_capability::kDocsis, 'C'},
+      {lldp_capability::kWlanAccessPoint, 'W'}, {lldp_capability::kRepeater, 'P'},
+      {lldp_capability::kStation, 'S'},         {lldp_capability::kOther, 'O'}};
   std::string out;
   for (const auto& [bit, letter] : kLetters) {
     if ((caps & bit) == 0) continue;
@@ -188,9 +189,9 @@ std::string lldp_capability_letters(std::uint16_t caps) {
 }
 
 std::vector<std::string> lldp_capability_names(std::uint16_t caps) {
-  static constexpr const char* kNames[] = {"Other",   "Repeater", "Bridge", "WLAN access point",
-                                           "Router",  "Telephone", "DOCSIS cable device", "Station only",
-                                           "C-VLAN",  "S-VLAN",   "TPMR"};
+  static constexpr const char* kNames[] = {
+      "Other",  "Repeater", "Bridge", "WLAN access point", "Router", "Telephone", "DOCSIS cable device", "Station only",
+      "C-VLAN", "S-VLAN",   "TPMR"};
   std::vector<std::string> out;
   for (unsigned bit = 0; bit < 16; ++bit) {
     if ((caps & (1u << bit)) == 0) continue;

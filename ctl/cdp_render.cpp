@@ -59,9 +59,9 @@ std::string render_detail(const json& data) {
     out += fmt::format("Asked for voice VLAN: {}\n", n.value("asked_voice_vlan", false) ? "yes" : "no");
     out += fmt::format("Port's phone (verified): {}\n", n.value("verified", false) ? "yes" : "no");
     for (const auto& p : n.value("network_policies", json::array())) {
-      out += fmt::format("Network policy: {} vlan {} {} priority {} dscp {}\n", field(p, "application"),
-                         field(p, "vlan"), p.value("tagged", false) ? "tagged" : "untagged", field(p, "priority"),
-                         field(p, "dscp"));
+      out +=
+          fmt::format("Network policy: {} vlan {} {} priority {} dscp {}\n", field(p, "application"), field(p, "vlan"),
+                      p.value("tagged", false) ? "tagged" : "untagged", field(p, "priority"), field(p, "dscp"));
     }
     if (!field(n, "policy_warning").empty()) out += fmt::format("Policy warning: {}\n", field(n, "policy_warning"));
     if (!milliwatts(n, "power_requested_mw").empty()) {

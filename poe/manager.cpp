@@ -164,9 +164,7 @@ struct Manager::Impl {
     return used >= budget_mw ? 0 : budget_mw - used;
   }
 
-  static std::string domain_text(const Port& p) {
-    return p.domain ? std::to_string(*p.domain) : std::string("?");
-  }
+  static std::string domain_text(const Port& p) { return p.domain ? std::to_string(*p.domain) : std::string("?"); }
 
   // Takes the PSE's own model from a status and keeps the PSE's priority on the site file's.
   void observe_pse(Port& p, const PortStatus& s) {
@@ -189,8 +187,7 @@ struct Manager::Impl {
     if (p.pse_prio == want) return;
     auto r = driver.set_priority(p.name, want);
     if (!r) {
-      log->warn("{}: cannot set PSE priority {}: {} ({})", p.name, want, r.error().message,
-                to_string(r.error().code));
+      log->warn("{}: cannot set PSE priority {}: {} ({})", p.name, want, r.error().message, to_string(r.error().code));
       if (r.error().code == DriverErrorCode::NotSupported || r.error().code == DriverErrorCode::Invalid) {
         p.prio_unsupported = true;
       }

@@ -64,9 +64,9 @@ struct PseEvents {
   bool detection = false;
   bool classification = false;
   bool disconnection = false;
-  bool over_budget = false;           // the PSE switched the port off to keep its domain in budget
-  bool power_control_error = false;   // the PSE failed to switch a port as its policy wanted
-  std::uint64_t unknown = 0;          // bits this build does not know
+  bool over_budget = false;          // the PSE switched the port off to keep its domain in budget
+  bool power_control_error = false;  // the PSE failed to switch a port as its policy wanted
+  std::uint64_t unknown = 0;         // bits this build does not know
   bool any() const {
     return over_current || over_temperature || detection || classification || disconnection || over_budget ||
            power_control_error || unknown != 0;
@@ -136,7 +136,7 @@ struct SimOptions {
   // notification), and power them again, most important first, when power frees up.
   // 0 = no priority support: the PSE never sheds, the manager budgets (the older drivers).
   std::uint32_t prio_max = 0;
-  std::map<std::string, std::uint32_t> domains;           // port -> power domain (default 0)
+  std::map<std::string, std::uint32_t> domains;             // port -> power domain (default 0)
   std::map<std::uint32_t, std::uint32_t> domain_budget_mw;  // domain -> budget; absent = unlimited
 };
 

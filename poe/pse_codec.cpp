@@ -167,11 +167,13 @@ Result<Notification, ParseError> parse_notification(std::span<const std::byte> m
 }
 
 std::string event_names(std::uint64_t events) {
-  static constexpr std::pair<std::uint64_t, const char*> kNames[] = {
-      {event::kOverBudget, "over-budget"},         {event::kOverCurrent, "over-current"},
-      {event::kOverTemp, "over-temperature"},      {event::kDisconnection, "disconnection"},
-      {event::kDetection, "detection"},            {event::kClassification, "classification"},
-      {event::kSwPwControlError, "power control error"}};
+  static constexpr std::pair<std::uint64_t, const char*> kNames[] = {{event::kOverBudget, "over-budget"},
+                                                                     {event::kOverCurrent, "over-current"},
+                                                                     {event::kOverTemp, "over-temperature"},
+                                                                     {event::kDisconnection, "disconnection"},
+                                                                     {event::kDetection, "detection"},
+                                                                     {event::kClassification, "classification"},
+                                                                     {event::kSwPwControlError, "power control error"}};
   std::string out;
   std::uint64_t known = 0;
   for (const auto& [bit, name] : kNames) {

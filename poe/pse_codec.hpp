@@ -68,13 +68,13 @@ inline constexpr int kAttrNtfMax = 2;
 
 // enum ethtool_pse_event (flags), 6.17.
 namespace event {
-inline constexpr std::uint64_t kOverCurrent = 1;         // ETHTOOL_PSE_EVENT_OVER_CURRENT
-inline constexpr std::uint64_t kOverTemp = 2;            // ETHTOOL_PSE_EVENT_OVER_TEMP
-inline constexpr std::uint64_t kDetection = 4;           // ETHTOOL_C33_PSE_EVENT_DETECTION
-inline constexpr std::uint64_t kClassification = 8;      // ETHTOOL_C33_PSE_EVENT_CLASSIFICATION
-inline constexpr std::uint64_t kDisconnection = 16;      // ETHTOOL_C33_PSE_EVENT_DISCONNECTION
-inline constexpr std::uint64_t kOverBudget = 32;         // ETHTOOL_PSE_EVENT_OVER_BUDGET
-inline constexpr std::uint64_t kSwPwControlError = 64;   // ETHTOOL_PSE_EVENT_SW_PW_CONTROL_ERROR
+inline constexpr std::uint64_t kOverCurrent = 1;        // ETHTOOL_PSE_EVENT_OVER_CURRENT
+inline constexpr std::uint64_t kOverTemp = 2;           // ETHTOOL_PSE_EVENT_OVER_TEMP
+inline constexpr std::uint64_t kDetection = 4;          // ETHTOOL_C33_PSE_EVENT_DETECTION
+inline constexpr std::uint64_t kClassification = 8;     // ETHTOOL_C33_PSE_EVENT_CLASSIFICATION
+inline constexpr std::uint64_t kDisconnection = 16;     // ETHTOOL_C33_PSE_EVENT_DISCONNECTION
+inline constexpr std::uint64_t kOverBudget = 32;        // ETHTOOL_PSE_EVENT_OVER_BUDGET
+inline constexpr std::uint64_t kSwPwControlError = 64;  // ETHTOOL_PSE_EVENT_SW_PW_CONTROL_ERROR
 }  // namespace event
 
 // Inside a limit range nest (enum ETHTOOL_A_C33_PSE_PW_LIMIT_*).

@@ -82,8 +82,8 @@ struct SimDriver::Impl {
     std::optional<DriverError> fail_next;
     int power_ons = 0;
     int power_cycles = 0;
-    std::uint32_t prio = 0;    // the PSE's own priority (prio_max > 0)
-    std::uint32_t domain = 0;  // power domain
+    std::uint32_t prio = 0;          // the PSE's own priority (prio_max > 0)
+    std::uint32_t domain = 0;        // power domain
     std::uint32_t allocated_mw = 0;  // what the PSE budgets for it while delivering
   };
 

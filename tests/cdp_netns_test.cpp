@@ -316,8 +316,8 @@ TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
     EXPECT_EQ(text.find("\\x"), std::string::npos) << text;
     EXPECT_TRUE(text.rfind("fe80::", 0) == 0 || text.find('.') != std::string::npos) << text;
   }
-  auto chassis = json::parse(
-      run(topo->in_phone({"lldpcli", "-u", sock.string(), "-f", "json", "show", "chassis"})).out, nullptr, false);
+  auto chassis = json::parse(run(topo->in_phone({"lldpcli", "-u", sock.string(), "-f", "json", "show", "chassis"})).out,
+                             nullptr, false);
   ASSERT_TRUE(chassis.is_object()) << "lldpcli show chassis";
   std::set<std::string> lldpd_enabled;
   for (const auto& [name, c] : chassis["local-chassis"]["chassis"].items()) {
@@ -344,8 +344,8 @@ TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
 // Issue 12: a flood of fake phones fills the table; the site file's phone arriving afterwards is
 // listed, negotiates power and gets its timeline, and a second flood cannot push it out.
 TEST_F(CdpNetns, FloodDoesNotKeepALatePhoneOutOfTheTable) {
-  const std::string phones = "phones:\n  - { mac: \"00:11:22:aa:bb:cc\", model: \"7970\", port: " + topo->switch_if +
-                             " }\n";
+  const std::string phones =
+      "phones:\n  - { mac: \"00:11:22:aa:bb:cc\", model: \"7970\", port: " + topo->switch_if + " }\n";
   start_tshark();
   start_daemon(site_yaml(topo->switch_if, 123, 1, phones));
   ASSERT_EQ(phone({"flood", "--count", "300"}).exit_code, 0);

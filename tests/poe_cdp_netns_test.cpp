@@ -144,9 +144,9 @@ class PoeCdpNetns : public ::testing::Test {
   }
 
   void send_request(int request_id, const std::string& levels, const std::string& mac) {
-    auto r = run(topo->in_phone({"/usr/bin/python3", (source_dir() / "tests" / "poe_cdp_phone.py").string(), "--iface",
-                                 topo->phone_if, "--mac", mac, "--request-id", std::to_string(request_id), "--levels",
-                                 levels}));
+    auto r = run(
+        topo->in_phone({"/usr/bin/python3", (source_dir() / "tests" / "poe_cdp_phone.py").string(), "--iface",
+                        topo->phone_if, "--mac", mac, "--request-id", std::to_string(request_id), "--levels", levels}));
     EXPECT_EQ(r.exit_code, 0) << r.err;
   }
 
@@ -356,8 +356,8 @@ TEST_F(PoePseBudgetNetns, PseShedsTheLowPriorityPhoneAndTheTimelineSaysSo) {
   ASSERT_TRUE(eventually(
       [&] {
         journey = daemon->ctl_json({"show", "journey", "SEP001122334477"});
-        return journey.is_object() && journey.dump().find("port shed by the PSE, domain 0 over budget") !=
-                                          std::string::npos;
+        return journey.is_object() &&
+               journey.dump().find("port shed by the PSE, domain 0 over budget") != std::string::npos;
       },
       10s))
       << journey.dump(2) << daemon->log();

@@ -400,9 +400,9 @@ TEST_F(AgentTest, FloodCannotPushOutTheSitePhoneAndALatePhoneStillGetsItsTimelin
   wire->deliver(test::phone_7970_frame());
   for (std::uint8_t i = 0; i < 100; ++i) {
     MacAddress src(std::array<std::uint8_t, 6>{0x02, 0x00, 0x00, 0x00, 0x01, i});
-    wire->deliver(phone_cdp("SEP0200000001" + std::string(1, "0123456789abcdef"[i >> 4]) +
-                                std::string(1, "0123456789abcdef"[i & 15]),
-                            src));
+    wire->deliver(phone_cdp(
+        "SEP0200000001" + std::string(1, "0123456789abcdef"[i >> 4]) + std::string(1, "0123456789abcdef"[i & 15]),
+        src));
     clock.now += 1s;
   }
   auto listed = [&](const std::string& mac) {

@@ -102,11 +102,11 @@ TEST(LldpCodec, DecodesPdExtendedPower) {
 TEST(LldpCodec, ManagementAddressesDecodeByFamilyAndKeepUnknownOnesAsHex) {
   // Management address TLV (type 8): length 17 = family + 16 bytes, IPv6 fe80::216:17ff:fe2f:a1b6
   // (what lldpd sends for a link-local), ifIndex 2, no OID.
-  auto p = decode_lldp_pdu(from_hex(std::string(kMinimalHead) +
-                                    "1018 11 02 fe800000000000000216 17fffe2fa1b6 02 00000002 00"
-                                    "100e 07 06 00163e000001 02 00000003 00"
-                                    "100c 05 01 0a000001 02 00000001 00"
-                                    "100b 04 10 0a0b0c 01 00000000 00 0000"));
+  auto p =
+      decode_lldp_pdu(from_hex(std::string(kMinimalHead) + "1018 11 02 fe800000000000000216 17fffe2fa1b6 02 00000002 00"
+                                                           "100e 07 06 00163e000001 02 00000003 00"
+                                                           "100c 05 01 0a000001 02 00000001 00"
+                                                           "100b 04 10 0a0b0c 01 00000000 00 0000"));
   ASSERT_TRUE(p) << to_string(p.error());
   ASSERT_EQ(p->management_addresses.size(), 4u);
   EXPECT_EQ(p->management_addresses[0].to_string(), "fe80::216:17ff:fe2f:a1b6");

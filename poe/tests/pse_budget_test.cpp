@@ -222,8 +222,7 @@ TEST(PseMapping, PowerLimitFitsTheReportedRanges) {
 
 TEST(PoeManagerPse, PseShedsTheLowPriorityPortAndTheManagerOnlyObserves) {
   // The site budget (370 W) is not what limits here; the PSE's domain budget (20 W) is.
-  PseRig rig({{"eth1", PoePriority::Critical}, {"eth2", PoePriority::Low}}, 370, {{"eth2", {3, 10000}}},
-             kernel_like());
+  PseRig rig({{"eth1", PoePriority::Critical}, {"eth2", PoePriority::Low}}, 370, {{"eth2", {3, 10000}}}, kernel_like());
   rig.mgr->start();
   rig.settle();
   ASSERT_EQ(rig.oper("eth2"), Oper::On);
@@ -258,8 +257,7 @@ TEST(PoeManagerPse, SiteBudgetDoesNotDenyPortsThePseBudgets) {
 
 TEST(PoeManagerPse, WithoutPsePrioritiesTheManagerStillShedsByItself) {
   // The same two phones and a 20 W site budget on a PSE without priority support.
-  PseRig rig({{"eth1", PoePriority::Critical}, {"eth2", PoePriority::Low}}, 20, {{"eth2", {3, 10000}}},
-             kernel_like(0));
+  PseRig rig({{"eth1", PoePriority::Critical}, {"eth2", PoePriority::Low}}, 20, {{"eth2", {3, 10000}}}, kernel_like(0));
   rig.mgr->start();
   rig.settle();
   ASSERT_EQ(rig.oper("eth2"), Oper::On);

@@ -246,8 +246,8 @@ NlMsgPtr kernel_ntf(const std::function<void(nl_msg*)>& body) {
 }
 
 TEST(PseCodec, NotificationCarriesTheEventBits) {
-  auto msg = kernel_ntf(
-      [](nl_msg* m) { nla_put_u32(m, kAttrNtfEvents, static_cast<std::uint32_t>(event::kOverBudget)); });
+  auto msg =
+      kernel_ntf([](nl_msg* m) { nla_put_u32(m, kAttrNtfEvents, static_cast<std::uint32_t>(event::kOverBudget)); });
   const auto bytes = copy_bytes(msg.get());
   ASSERT_EQ(command_of(bytes), kMsgPseNtf);
   auto n = parse_notification(bytes);
