@@ -693,7 +693,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       touch(*n, p.ttl_s);
     }
     const bool looks_like_phone =
-        p.capabilities.value_or(0) & capability::kPhone || mac_from_sep_name(p.device_id.value_or("")).has_value();
+        (p.capabilities.value_or(0) & capability::kPhone) != 0 || mac_from_sep_name(p.device_id.value_or(""));
     const bool port_phone_frame = n != nullptr && claim_port_phone(*n, looks_like_phone);
     if (port_phone_frame && is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
 

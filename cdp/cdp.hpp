@@ -314,11 +314,11 @@ struct PortSettings {
   std::string name;
   int voice_vlan = 0;  // 0 = none
   int data_vlan = 1;
-  // The phones the site file puts on this port. When there are any, only they negotiate power
-  // and count as verified neighbours; otherwise the first phone after link-up is the port's phone.
-  std::vector<MacAddress> phones;
   std::uint32_t max_power_mw = 30000;    // used when no PoE manager answers
   std::uint8_t lldp_power_priority = 3;  // MED: 1 critical, 2 high, 3 low
+  // The phones the site file puts on this port. When there are any, only they negotiate power
+  // and count as verified neighbours; otherwise the first phone after link-up is the port's phone.
+  std::vector<MacAddress> phones{};
   friend bool operator==(const PortSettings&, const PortSettings&) = default;
 };
 

@@ -303,7 +303,7 @@ class PoePseBudgetNetns : public ::testing::Test {
         "  sim_pse: { prio_max: 3, domain_budget_watts: 20 }\n"
         "  sim: { " +
         low + ": { class: 3, draw_watts: 9 }, " + topo->switch_if +
-        ": { class: 3, draw_watts: 9, connected: false } }\n"
+        ": { class: 3, draw_watts: 9 } }\n"
         "dhcp: { kea: { manage: false, event_socket: \"@STATE@/kea.sock\" } }\n"
         "provisioning:\n  root: \"@STATE@/tftp\"\n  tftp: { listen: \"127.0.0.1:0\" }\n"
         "  http: { listen: \"127.0.0.1:0\" }\n"
