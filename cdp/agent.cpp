@@ -277,6 +277,69 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   std::optional<std::uint32_t> lldp_granted_mw;
   std::optional<steady_clock::time_point> last_reply;
   bool reply_pending = false;
+  // The port's phone (frame source MAC) when the site file names none for this port: the first
+  // phone after link-up, until it leaves. Only it negotiates power.
+  std::optional<MacAddress> port_phone;
+  steady_clock::time_point last_refusal_warn{};
+
+  // The voice VLAN is tagged on the phone's uplink unless it is the port's data VLAN as well.
+  bool voice_tagged() const { return valid_vlan(port.voice_vlan) && port.voice_vlan != port.data_vlan; }
+
+  bool is_site_phone(const MacAddress& mac) const {
+    return std::find(port.phones.begin(), port.phones.end(), mac) != port.phones.end();
+  }
+
+  // Whether a frame from `source` comes from a neighbour that must never be evicted by others.
+  bool protected_source(const MacAddress& source) const {
+    return is_site_phone(source) || (port_phone && *port_phone == source);
+  }
+
+  // Decides whether `n` is the port's phone: a site-file phone for this port (its frames come from
+  // its own MAC), or, with none in the site file, the first phone after link-up. Only the port's
+  // phone negotiates power and names the port's device to PoE.
+  bool claim_port_phone(Neighbor& n, bool looks_like_phone) {
+    if (!port.phones.empty()) {
+      n.verified = n.phone_mac == n.source && is_site_phone(n.source);
+      return n.verified;
+    }
+    if (port_phone) {
+      n.verified = *port_phone == n.source;
+      return n.verified;
+    }
+    if (looks_like_phone && n.phone_mac == n.source) {
+      port_phone = n.source;
+      n.verified = true;
+      log->info("{}: {} is the port's phone", port.name, n.device_id);
+      return true;
+    }
+    return false;
+  }
+
+  // The port's phone left (holdtime, TTL 0, link down, eviction): the next phone may claim it.
+  void refresh_port_phone() {
+    if (!port_phone) return;
+    const bool present =
+        std::any_of(table.begin(), table.end(), [this](const auto& e) { return e.second.source == *port_phone; });
+    if (!present) {
+      log->info("{}: the port's phone {} left", port.name, port_phone->to_string());
+      port_phone.reset();
+    }
+  }
+
+  void refuse_power(Neighbor* n, std::uint32_t requested) {
+    ++counters.power_refused;
+    if (n != nullptr) {
+      n->power_requested_mw = requested;
+      n->power_granted_mw.reset();
+    }
+    const auto now = hooks.steady_now();
+    if (now - last_refusal_warn >= kMalformedWarnEvery) {  // untrusted input: rate-limited
+      last_refusal_warn = now;
+      log->warn("{}: power request {} mW from {} refused: not the port's phone ({} refused so far)", port.name,
+                requested, n != nullptr ? n->source.to_string() : std::string("a device not in the table"),
+                counters.power_refused);
+    }
+  }
 
   // --- lifecycle -------------------------------------------------------------------------
 
@@ -379,6 +442,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       bump_management_id();
       med_endpoint_seen = false;
       lldp_granted_mw.reset();
+      port_phone.reset();
       advert_timer.cancel();
       return;
     }
@@ -501,9 +565,16 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
                                      lldp_med_capability::kPowerPse),
           MedDeviceType::NetworkConnectivity};
       if (valid_vlan(port.voice_vlan)) {
-        p.network_policies.push_back(NetworkPolicy{1, false, true, static_cast<std::uint16_t>(port.voice_vlan),
+        // TIA-1057 10.2.3.3: tagged with the voice VLAN on a trunked phone uplink; untagged (VLAN ID
+        // 0) when voice shares the port's data VLAN. Phones ignore a policy that contradicts it.
+        const bool tagged = voice_tagged();
+        const auto vid = static_cast<std::uint16_t>(tagged ? port.voice_vlan : 0);
+        p.network_policies.push_back(NetworkPolicy{1, false, tagged, vid,
                                                    static_cast<std::uint8_t>(settings.voice_priority & 0x7),
                                                    static_cast<std::uint8_t>(settings.voice_dscp & 0x3f)});
+        p.network_policies.push_back(NetworkPolicy{2, false, tagged, vid,
+                                                   static_cast<std::uint8_t>(settings.signalling_priority & 0x7),
+                                                   static_cast<std::uint8_t>(settings.signalling_dscp & 0x3f)});
       }
       const std::uint32_t mw = lldp_granted_mw.value_or(current_available_mw());
       p.extended_power = ExtendedPower{0, 1, port.lldp_power_priority,
@@ -547,15 +618,31 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Finds or inserts a neighbour; nullptr when the table is full (flood protection).
+  // Finds or inserts a neighbour. A full table (flood) makes room by evicting the unverified
+  // neighbour seen longest ago; nullptr when every entry is verified.
   Neighbor* upsert(Protocol protocol, const MacAddress& source, bool& is_new) {
     NeighborKey key{protocol, source};
     auto it = table.find(key);
     is_new = it == table.end();
     if (!is_new) return &it->second;
     if (table.size() >= settings.max_neighbors_per_port) {
-      ++counters.neighbors_dropped;
-      return nullptr;
+      auto victim = table.end();
+      for (auto v = table.begin(); v != table.end(); ++v) {
+        if (v->second.verified || protected_source(v->second.source)) continue;
+        if (victim == table.end() || v->second.expires - std::chrono::seconds(v->second.holdtime_s) <
+                                         victim->second.expires - std::chrono::seconds(victim->second.holdtime_s)) {
+          victim = v;
+        }
+      }
+      if (victim == table.end()) {
+        ++counters.neighbors_dropped;
+        return nullptr;
+      }
+      ++counters.neighbors_evicted;
+      log->debug("{}: table full, evicting unverified {} neighbour {}", port.name, to_string(victim->second.protocol),
+                 victim->second.device_id);
+      table.erase(victim);
+      refresh_med();
     }
     Neighbor n;
     n.protocol = protocol;
@@ -571,6 +658,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     report_gone(it->second, why);
     table.erase(it);
     refresh_med();
+    refresh_port_phone();
   }
 
   // MED TLVs go out only while a MED endpoint is a neighbour (TIA-1057).
@@ -603,11 +691,17 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       if (p.native_vlan) n->native_vlan = *p.native_vlan;
       if (p.voip_vlan_query) n->asked_voice_vlan = true;
       touch(*n, p.ttl_s);
-      if (is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
     }
+    const bool looks_like_phone =
+        (p.capabilities.value_or(0) & capability::kPhone) != 0 || mac_from_sep_name(p.device_id.value_or(""));
+    const bool port_phone_frame = n != nullptr && claim_port_phone(*n, looks_like_phone);
+    if (port_phone_frame && is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
 
     bool reply = false;
-    if (p.power_requested && !p.power_requested->levels_mw.empty()) {
+    if (p.power_requested && !p.power_requested->levels_mw.empty() && !port_phone_frame) {
+      const auto& levels = p.power_requested->levels_mw;
+      refuse_power(n, *std::max_element(levels.begin(), levels.end()));
+    } else if (p.power_requested && !p.power_requested->levels_mw.empty()) {
       const auto& levels = p.power_requested->levels_mw;
       const std::uint32_t requested = *std::max_element(levels.begin(), levels.end());
       const std::uint32_t granted = negotiate(requested);
@@ -679,18 +773,25 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       n->port_id = p.port_description.value_or(p.port_id.to_string(false));
       n->software_version = p.inventory.software_revision.value_or("");
       n->capabilities = p.enabled_capabilities.value_or(0);
+      n->available_capabilities = p.system_capabilities.value_or(0);
       n->med_endpoint = p.is_med();
       n->addresses.clear();
       for (const auto& a : p.management_addresses) n->addresses.push_back(a.to_string());
+      n->policies = p.network_policies;
+      check_policies(*n, is_new);
       touch(*n, p.ttl_s);
-      if (is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
     }
+    const bool looks_like_phone = p.is_med() || (p.enabled_capabilities.value_or(0) & lldp_capability::kTelephone) != 0;
+    const bool port_phone_frame = n != nullptr && claim_port_phone(*n, looks_like_phone);
+    if (port_phone_frame && is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
     bool reply = false;
     if (p.is_med() && !med_endpoint_seen && settings.lldp_med) {
       med_endpoint_seen = true;  // from now on our LLDPDUs carry MED TLVs, starting with a fast start
       reply = true;
     }
-    if (p.extended_power && p.extended_power->power_type == 1 && settings.lldp_med) {
+    if (p.extended_power && p.extended_power->power_type == 1 && settings.lldp_med && !port_phone_frame) {
+      refuse_power(n, p.extended_power->power_mw());
+    } else if (p.extended_power && p.extended_power->power_type == 1 && settings.lldp_med) {
       const std::uint32_t requested = p.extended_power->power_mw();
       const std::uint32_t granted = negotiate(requested);
       if (lldp_granted_mw != granted) reply = true;
@@ -707,6 +808,30 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       send_lldp(static_cast<std::uint16_t>(std::clamp(settings.holdtime_s, 0, 65535)));
       if (fast_start_remaining > 0) schedule_advert(settings.fast_start_spacing);
     }
+  }
+
+  // An endpoint's own voice policy (what it will use) against the port: a mismatch means the
+  // phone sends voice where the port does not carry it. Logged once per change, shown in --detail.
+  void check_policies(Neighbor& n, bool is_new) {
+    std::string warning;
+    for (const auto& pol : n.policies) {
+      if (pol.application != 1 || pol.unknown || !valid_vlan(port.voice_vlan)) continue;
+      const bool tagged = voice_tagged();
+      if (pol.tagged != tagged) {
+        warning =
+            tagged
+                ? "voice policy is untagged, the port carries voice tagged on vlan " + std::to_string(port.voice_vlan)
+                : "voice policy is tagged (vlan " + std::to_string(pol.vlan) + "), the port carries voice untagged";
+      } else if (tagged && pol.vlan != port.voice_vlan) {
+        warning = "voice policy vlan " + std::to_string(pol.vlan) + ", the port's voice vlan is " +
+                  std::to_string(port.voice_vlan);
+      }
+    }
+    if (warning != n.policy_warning && !warning.empty()) {
+      log->warn("{}: {} {}", port.name, n.device_id, warning);
+    }
+    (void)is_new;
+    n.policy_warning = std::move(warning);
   }
 
   std::uint32_t negotiate(std::uint32_t requested_mw) {
@@ -752,7 +877,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
         ++it;
       }
     }
-    if (removed > 0) refresh_med();
+    if (removed > 0) {
+      refresh_med();
+      refresh_port_phone();
+    }
     return removed;
   }
 
@@ -762,6 +890,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     }
     table.clear();
     med_endpoint_seen = false;
+    port_phone.reset();
   }
 
   void report_new(const Neighbor& n, bool is_phone) {

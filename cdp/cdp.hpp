@@ -72,6 +72,26 @@ inline constexpr std::uint32_t kMacRelay = 0x400;
 // IOS letter codes for a capability bitmap ("R S I", "H P M").
 std::string capability_letters(std::uint32_t caps);
 
+// LLDP system capabilities (IEEE 802.1AB 8.5.8.1).
+namespace lldp_capability {
+inline constexpr std::uint16_t kOther = 0x0001;
+inline constexpr std::uint16_t kRepeater = 0x0002;
+inline constexpr std::uint16_t kBridge = 0x0004;
+inline constexpr std::uint16_t kWlanAccessPoint = 0x0008;
+inline constexpr std::uint16_t kRouter = 0x0010;
+inline constexpr std::uint16_t kTelephone = 0x0020;
+inline constexpr std::uint16_t kDocsis = 0x0040;
+inline constexpr std::uint16_t kStation = 0x0080;
+inline constexpr std::uint16_t kCvlan = 0x0100;
+inline constexpr std::uint16_t kSvlan = 0x0200;
+inline constexpr std::uint16_t kTpmr = 0x0400;
+}  // namespace lldp_capability
+
+// IOS's LLDP letters ("B T": Bridge, Telephone) and the names ("Bridge", "Telephone", ...;
+// unknown bits as "bit 11").
+std::string lldp_capability_letters(std::uint16_t caps);
+std::vector<std::string> lldp_capability_names(std::uint16_t caps);
+
 // An entry of the Addresses (0x02) and Management Addresses (0x16) TLVs.
 struct CdpAddress {
   std::uint8_t protocol_type = 1;  // 1 = NLPID, 2 = 802.2
@@ -181,6 +201,17 @@ struct LldpId {
   friend bool operator==(const LldpId&, const LldpId&) = default;
 };
 
+// IANA address family numbers as LLDP uses them (management address, network-address ids).
+namespace address_family {
+inline constexpr std::uint8_t kIpv4 = 1;
+inline constexpr std::uint8_t kIpv6 = 2;
+inline constexpr std::uint8_t kMac = 6;  // "802" (all 802 media, canonical MAC order)
+}  // namespace address_family
+
+// "10.0.0.1", "fe80::1", "00:11:22:33:44:55" for the families above with the right length;
+// otherwise "family N: 0a0b0c" (hex, so nothing unknown is lost or mangled).
+std::string address_to_string(std::uint8_t family, ByteView address);
+
 struct LldpManagementAddress {
   std::uint8_t subtype = 1;  // IANA address family, 1 = IPv4
   Bytes address;
@@ -231,7 +262,7 @@ struct LldpPdu {
   std::optional<std::string> port_description;              // 4
   std::optional<std::string> system_name;                   // 5
   std::optional<std::string> system_description;            // 6
-  std::optional<std::uint16_t> system_capabilities;         // 7 (available)
+  std::optional<std::uint16_t> system_capabilities;         // 7 (available, lldp_capability bits)
   std::optional<std::uint16_t> enabled_capabilities;        // 7 (enabled)
   std::vector<LldpManagementAddress> management_addresses;  // 8
   std::optional<MedCapabilities> med_capabilities;
@@ -285,6 +316,9 @@ struct PortSettings {
   int data_vlan = 1;
   std::uint32_t max_power_mw = 30000;    // used when no PoE manager answers
   std::uint8_t lldp_power_priority = 3;  // MED: 1 critical, 2 high, 3 low
+  // The phones the site file puts on this port. When there are any, only they negotiate power
+  // and count as verified neighbours; otherwise the first phone after link-up is the port's phone.
+  std::vector<MacAddress> phones{};
   friend bool operator==(const PortSettings&, const PortSettings&) = default;
 };
 
@@ -304,6 +338,9 @@ struct AgentSettings {
   int med_fast_start_count = 4;  // TIA-1057 fast start after a MED endpoint appears
   std::uint8_t voice_priority = 5;
   std::uint8_t voice_dscp = 46;
+  // MED network policy for voice signalling (application type 2): Cisco's CS3 / CoS 3.
+  std::uint8_t signalling_priority = 3;
+  std::uint8_t signalling_dscp = 24;
   std::size_t max_neighbors_per_port = 32;
   friend bool operator==(const AgentSettings&, const AgentSettings&) = default;
 };
@@ -320,13 +357,19 @@ struct Neighbor {
   std::string platform;   // CDP platform or MED model
   std::string port_id;    // their port
   std::string software_version;
-  std::uint32_t capabilities = 0;  // CDP bitmap; for LLDP the enabled system capabilities
+  std::uint32_t capabilities = 0;            // CDP bitmap; for LLDP the enabled system capabilities
+  std::uint32_t available_capabilities = 0;  // LLDP: the system capabilities it has
   std::vector<std::string> addresses;
   std::optional<std::uint32_t> native_vlan;
   bool asked_voice_vlan = false;                    // sent a VoIP VLAN Query
   bool med_endpoint = false;                        // LLDP with LLDP-MED capabilities
   std::optional<std::uint32_t> power_requested_mw;  // highest level asked for
   std::optional<std::uint32_t> power_granted_mw;    // what we answered
+  // Verified: a phone the site file puts on this port, or the port's phone (the one that
+  // negotiates power). Unverified neighbours are evicted first when the table is full.
+  bool verified = false;
+  std::vector<NetworkPolicy> policies;  // LLDP-MED: what the endpoint says it uses
+  std::string policy_warning;           // its voice policy disagrees with the port's
   std::uint16_t holdtime_s = 0;
   std::chrono::system_clock::time_point first_seen;
   std::chrono::system_clock::time_point last_seen;
@@ -340,7 +383,9 @@ struct Counters {
   std::uint64_t lldp_received = 0;
   std::uint64_t malformed = 0;
   std::uint64_t ignored = 0;            // other Cisco protocols on the CDP MAC, foreign frames
-  std::uint64_t neighbors_dropped = 0;  // table full
+  std::uint64_t neighbors_dropped = 0;  // table full of verified neighbours
+  std::uint64_t neighbors_evicted = 0;  // unverified neighbours pushed out by newer ones
+  std::uint64_t power_refused = 0;      // power requests from a device that is not the port's phone
   std::uint64_t send_errors = 0;
   std::uint64_t voice_vlan_replies = 0;  // immediate replies to a VoIP VLAN Query
   std::uint64_t power_replies = 0;       // immediate replies to a power request

@@ -1,6 +1,12 @@
 // LLDP (IEEE 802.1AB) with the LLDP-MED extensions (TIA-1057): pure codec. Layouts checked against
 // Wireshark's packet-lldp.c and lldpd's lldp.c (read, not copied).
+#include <arpa/inet.h>
+
 #include <cstdio>
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
 
 #include "cdp/cdp.hpp"
 #include "cdp/wire.hpp"
@@ -39,24 +45,24 @@ enum MedSubtype : std::uint8_t {
   kMedAssetId = 11,
 };
 
-std::string hex_or_text(ByteView v) {
-  std::string out;
-  for (auto b : v) {
-    if (b >= 0x20 && b < 0x7f) {
-      out.push_back(static_cast<char>(b));
-    } else {
-      char buf[5];
-      std::snprintf(buf, sizeof buf, "\\x%02x", b);
-      out += buf;
-    }
-  }
-  return out;
-}
-
 std::string dotted(ByteView v) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", v[0], v[1], v[2], v[3]);
   return buf;
+}
+
+std::string hex(ByteView v) {
+  std::string out;
+  char buf[3];
+  for (auto b : v) {
+    std::snprintf(buf, sizeof buf, "%02x", b);
+    out += buf;
+  }
+  return out;
+}
+
+bool printable(ByteView v) {
+  return std::all_of(v.begin(), v.end(), [](std::uint8_t b) { return b >= 0x20 && b < 0x7f; });
 }
 
 // Decodes an organisationally specific TLV of the MED OUI into `pdu`; false if it is not MED.
@@ -155,18 +161,56 @@ void put_med_text(Bytes& out, std::uint8_t subtype, const std::optional<std::str
 
 }  // namespace
 
+std::string address_to_string(std::uint8_t family, ByteView address) {
+  if (family == address_family::kIpv4 && address.size() == 4) return dotted(address);
+  if (family == address_family::kIpv6 && address.size() == 16) {
+    char buf[INET6_ADDRSTRLEN];
+    if (inet_ntop(AF_INET6, address.data(), buf, sizeof buf) != nullptr) return buf;
+  }
+  if (family == address_family::kMac && address.size() == 6) return wire::mac_at(address).to_string();
+  return "family " + std::to_string(family) + ": " + hex(address);
+}
+
+std::string lldp_capability_letters(std::uint16_t caps) {
+  // IOS "show lldp neighbors": (R) Router, (B) Bridge, (T) Telephone, (C) DOCSIS Cable Device,
+  // (W) WLAN Access Point, (P) Repeater, (S) Station, (O) Other.
+  static constexpr std::pair<std::uint16_t, char> kLetters[] = {
+      {lldp_capability::kRouter, 'R'},          {lldp_capability::kBridge, 'B'},
+      {lldp_capability::kTelephone, 'T'},       {lldp_capability::kDocsis, 'C'},
+      {lldp_capability::kWlanAccessPoint, 'W'}, {lldp_capability::kRepeater, 'P'},
+      {lldp_capability::kStation, 'S'},         {lldp_capability::kOther, 'O'}};
+  std::string out;
+  for (const auto& [bit, letter] : kLetters) {
+    if ((caps & bit) == 0) continue;
+    if (!out.empty()) out += ' ';
+    out += letter;
+  }
+  return out;
+}
+
+std::vector<std::string> lldp_capability_names(std::uint16_t caps) {
+  static constexpr const char* kNames[] = {
+      "Other",  "Repeater", "Bridge", "WLAN access point", "Router", "Telephone", "DOCSIS cable device", "Station only",
+      "C-VLAN", "S-VLAN",   "TPMR"};
+  std::vector<std::string> out;
+  for (unsigned bit = 0; bit < 16; ++bit) {
+    if ((caps & (1u << bit)) == 0) continue;
+    out.emplace_back(bit < std::size(kNames) ? std::string(kNames[bit]) : "bit " + std::to_string(bit));
+  }
+  return out;
+}
+
 std::string LldpId::to_string(bool is_chassis) const {
   const std::uint8_t mac_subtype = is_chassis ? 4 : 3;
   const std::uint8_t network_subtype = is_chassis ? 5 : 4;
   if (subtype == mac_subtype && value.size() == 6) return wire::mac_at(value).to_string();
-  if (subtype == network_subtype && value.size() == 5 && value[0] == 1) return dotted(ByteView(value).subspan(1));
-  return hex_or_text(value);
+  if (subtype == network_subtype && !value.empty()) return address_to_string(value[0], ByteView(value).subspan(1));
+  // Names (interface, local, chassis component) are text; anything else is shown as hex.
+  if (printable(value)) return wire::to_text(value);
+  return hex(value);
 }
 
-std::string LldpManagementAddress::to_string() const {
-  if (subtype == 1 && address.size() == 4) return dotted(address);
-  return hex_or_text(address);
-}
+std::string LldpManagementAddress::to_string() const { return address_to_string(subtype, address); }
 
 Result<LldpPdu, DecodeError> decode_lldp_pdu(ByteView bytes) {
   Reader r(bytes);

@@ -103,12 +103,20 @@ struct PoeSimPort {
   int power_class = 0;  // 0-8, as classified
   double draw_watts = 0;
   bool connected = true;
+  int domain = 0;  // PSE power domain (sim_pse)
+};
+
+// The sim PSE behaving like a kernel 6.17 PSE with its own priorities and per-domain budget.
+struct PoeSimPse {
+  int prio_max = 0;                // 0 = no priority support (the manager budgets)
+  double domain_budget_watts = 0;  // every domain's budget; 0 = unlimited
 };
 
 struct PoeConfig {
   std::string driver = "sim";  // sim | linux-pse
   double budget_watts = 370;
   std::map<std::string, PoeSimPort> sim;  // by port name
+  PoeSimPse sim_pse;
 };
 
 struct KeaConfig {

@@ -377,7 +377,7 @@ void read_cdp_lldp(Reader& r, const YAML::Node& root, SiteConfig& c) {
 }
 
 void read_poe(Reader& r, const YAML::Node& root, SiteConfig& c) {
-  MapView m(r, root["poe"], "poe", {"driver", "budget_watts", "sim"});
+  MapView m(r, root["poe"], "poe", {"driver", "budget_watts", "sim", "sim_pse"});
   std::string driver;
   if (m.get_string("driver", driver)) {
     if (driver != "sim" && driver != "linux-pse") {
@@ -387,6 +387,11 @@ void read_poe(Reader& r, const YAML::Node& root, SiteConfig& c) {
     }
   }
   m.get_double("budget_watts", c.poe.budget_watts, 0.0, 10000.0);
+  if (auto pse = m.child("sim_pse"); pse && !pse.IsNull()) {
+    MapView pm(r, pse, "poe.sim_pse", {"prio_max", "domain_budget_watts"});
+    pm.get_int("prio_max", c.poe.sim_pse.prio_max, 0, 255);
+    pm.get_double("domain_budget_watts", c.poe.sim_pse.domain_budget_watts, 0.0, 10000.0);
+  }
   auto sim = m.child("sim");
   if (!sim || sim.IsNull()) return;
   if (!sim.IsMap()) {
@@ -396,11 +401,12 @@ void read_poe(Reader& r, const YAML::Node& root, SiteConfig& c) {
   for (const auto& kv : sim) {
     const auto port = kv.first.Scalar();
     const auto path = "poe.sim." + port;
-    MapView pm(r, kv.second, path, {"class", "draw_watts", "connected"});
+    MapView pm(r, kv.second, path, {"class", "draw_watts", "connected", "domain"});
     PoeSimPort sp;
     pm.get_int("class", sp.power_class, 0, 8);
     pm.get_double("draw_watts", sp.draw_watts, 0.0, 100.0);
     pm.get_bool("connected", sp.connected);
+    pm.get_int("domain", sp.domain, 0, 255);
     if (!c.find_port(port)) r.error(kv.first, path, fmt::format("port '{}' is not in ports", port));
     c.poe.sim[port] = sp;
   }

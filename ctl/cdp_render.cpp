@@ -12,7 +12,9 @@ using nlohmann::json;
 constexpr const char* kCapabilityLegend =
     "Capability Codes: R - Router, T - Trans Bridge, B - Source Route Bridge\n"
     "                  S - Switch, H - Host, I - IGMP, r - Repeater, P - Phone,\n"
-    "                  D - Remote, C - CVTA, M - Two-port Mac Relay\n\n";
+    "                  D - Remote, C - CVTA, M - Two-port Mac Relay\n"
+    "LLDP (Proto lldp): R - Router, B - Bridge, T - Telephone, C - DOCSIS Cable Device,\n"
+    "                  W - WLAN Access Point, P - Repeater, S - Station, O - Other\n\n";
 
 std::string join(const json& list) {
   std::string out;
@@ -45,15 +47,27 @@ std::string render_detail(const json& data) {
     out += fmt::format("Protocol: {}  MAC: {}  (frames from {})\n", field(n, "protocol"), field(n, "mac"),
                        field(n, "source_mac"));
     out += fmt::format("Entry address(es): {}\n", join(n["addresses"]));
-    out += fmt::format("Platform: {},  Capabilities: {}\n", field(n, "platform"), field(n, "capabilities"));
+    out += fmt::format("Platform: {},  Capabilities: {}\n", field(n, "platform"),
+                       n.contains("capability_names") ? join(n["capability_names"]) : field(n, "capabilities"));
+    if (n.contains("system_capabilities") && !n["system_capabilities"].empty()) {
+      out += fmt::format("System capabilities: {}\n", join(n["system_capabilities"]));
+    }
     out += fmt::format("Interface: {},  Port ID (outgoing port): {}\n", field(n, "local_port"), field(n, "port_id"));
     out += fmt::format("Holdtime : {} sec\n", field(n, "holdtime_s"));
     out += fmt::format("Version : {}\n", field(n, "software_version"));
     if (!field(n, "native_vlan").empty()) out += fmt::format("Native VLAN: {}\n", field(n, "native_vlan"));
     out += fmt::format("Asked for voice VLAN: {}\n", n.value("asked_voice_vlan", false) ? "yes" : "no");
+    out += fmt::format("Port's phone (verified): {}\n", n.value("verified", false) ? "yes" : "no");
+    for (const auto& p : n.value("network_policies", json::array())) {
+      out +=
+          fmt::format("Network policy: {} vlan {} {} priority {} dscp {}\n", field(p, "application"), field(p, "vlan"),
+                      p.value("tagged", false) ? "tagged" : "untagged", field(p, "priority"), field(p, "dscp"));
+    }
+    if (!field(n, "policy_warning").empty()) out += fmt::format("Policy warning: {}\n", field(n, "policy_warning"));
     if (!milliwatts(n, "power_requested_mw").empty()) {
+      const std::string granted = milliwatts(n, "power_granted_mw");
       out += fmt::format("Power request: {},  granted: {}\n", milliwatts(n, "power_requested_mw"),
-                         milliwatts(n, "power_granted_mw"));
+                         granted.empty() ? "refused (not the port's phone)" : granted);
     }
     out += fmt::format("First seen: {},  last seen: {}\n\n", field(n, "first_seen"), field(n, "last_seen"));
   }
@@ -64,11 +78,11 @@ std::string render_detail(const json& data) {
     if (!field(p, "error").empty()) state += " (" + field(p, "error") + ")";
     rows.push_back({field(p, "port"), field(p, "voice_vlan"), field(c, "cdp_sent"), field(c, "cdp_received"),
                     field(c, "lldp_sent"), field(c, "lldp_received"), field(c, "malformed"), field(c, "ignored"),
-                    field(c, "neighbors_dropped"), state});
+                    field(c, "neighbors_dropped"), field(c, "neighbors_evicted"), field(c, "power_refused"), state});
   }
-  out += render_table(
-      {"Port", "Voice VLAN", "CDP out", "CDP in", "LLDP out", "LLDP in", "Malformed", "Ignored", "Dropped", "Capture"},
-      rows);
+  out += render_table({"Port", "Voice VLAN", "CDP out", "CDP in", "LLDP out", "LLDP in", "Malformed", "Ignored",
+                       "Dropped", "Evicted", "Refused", "Capture"},
+                      rows);
   return out;
 }
 

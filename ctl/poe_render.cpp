@@ -22,7 +22,7 @@ std::string render_power_inline(const json& data, const json&) {
                     {"1", number_w(data, "budget_w"), number_w(data, "allocated_w"), number_w(data, "remaining_w")}});
   out += "\n";
   std::vector<std::vector<std::string>> rows;
-  rows.push_back({"", "", "", "(Watts)", "", "", ""});
+  rows.push_back({"", "", "", "(Watts)", "", "", "", "", ""});
   for (const auto& p : data.value("ports", json::array())) {
     std::string admin = field(p, "admin");
     if (p.value("admin_overridden", false)) admin += "*";
@@ -30,10 +30,16 @@ std::string render_power_inline(const json& data, const json&) {
     if (device.empty()) device = field(p, "oper") == "on" ? "Ieee PD" : "n/a";
     std::string cls = field(p, "class");
     if (cls.empty()) cls = "n/a";
-    rows.push_back(
-        {field(p, "interface"), admin, field(p, "oper"), number_w(p, "power_w"), device, cls, number_w(p, "max_w")});
+    // The PSE's power domain; "+" when the PSE itself keeps that domain's budget (kernel 6.17+).
+    std::string domain = field(p, "power_domain");
+    if (domain.empty()) domain = "-";
+    if (field(p, "budget_by") == "pse") domain += "+";
+    std::string prio = field(p, "priority");
+    if (!field(p, "pse_priority").empty()) prio += "/" + field(p, "pse_priority");
+    rows.push_back({field(p, "interface"), admin, field(p, "oper"), number_w(p, "power_w"), device, cls,
+                    number_w(p, "max_w"), domain, prio});
   }
-  out += render_table({"Interface", "Admin", "Oper", "Power", "Device", "Class", "Max"}, rows);
+  out += render_table({"Interface", "Admin", "Oper", "Power", "Device", "Class", "Max", "Domain", "Priority"}, rows);
 
   // Why a port is not powered, where there is a reason.
   std::string notes;
@@ -47,6 +53,16 @@ std::string render_power_inline(const json& data, const json&) {
   bool any_override = false;
   for (const auto& p : data.value("ports", json::array())) any_override |= p.value("admin_overridden", false);
   if (any_override) out += "* mode set with 'power inline', not from the site file\n";
+  bool any_pse = false;
+  std::uint64_t refused = 0;
+  for (const auto& p : data.value("ports", json::array())) {
+    any_pse |= field(p, "budget_by") == "pse";
+    if (p.contains("refused_requests") && p["refused_requests"].is_number_unsigned()) {
+      refused += p["refused_requests"].get<std::uint64_t>();
+    }
+  }
+  if (any_pse) out += "Domain+: the PSE keeps this power domain's budget by priority (site/PSE priority shown)\n";
+  if (refused != 0) out += fmt::format("Refused power requests (below the present draw): {}\n", refused);
   return out;
 }
 

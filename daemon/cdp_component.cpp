@@ -41,6 +41,9 @@ std::vector<cdp::PortSettings> port_settings(const config::SiteConfig& c) {
     s.data_vlan = p.data_vlan;
     s.max_power_mw = p.poe.mode == config::PoeMode::Off ? 0 : static_cast<std::uint32_t>(p.poe.max_watts * 1000.0);
     s.lldp_power_priority = lldp_priority(p.poe.priority);
+    for (const auto& phone : c.phones) {
+      if (phone.port == p.name) s.phones.push_back(phone.mac);
+    }
     out.push_back(std::move(s));
   }
   return out;
@@ -65,13 +68,16 @@ cdp::AgentSettings agent_settings(const config::SiteConfig& c) {
 
 json neighbor_json(const cdp::Neighbor& n) {
   const auto left = std::chrono::duration_cast<std::chrono::seconds>(n.expires - std::chrono::steady_clock::now());
+  const bool lldp = n.protocol == cdp::Protocol::Lldp;
   json j{
       {"device_id", n.device_id},
       {"protocol", cdp::to_string(n.protocol)},
       {"local_port", n.port},
       {"holdtime_s", std::max<long>(0, static_cast<long>(left.count()))},
-      {"capabilities", cdp::capability_letters(n.protocol == cdp::Protocol::Cdp ? n.capabilities : 0)},
+      {"capabilities", lldp ? cdp::lldp_capability_letters(static_cast<std::uint16_t>(n.capabilities))
+                            : cdp::capability_letters(n.capabilities)},
       {"capability_bits", n.capabilities},
+      {"verified", n.verified},
       {"platform", n.platform},
       {"port_id", n.port_id},
       {"mac", n.phone_mac.to_string()},
@@ -86,6 +92,23 @@ json neighbor_json(const cdp::Neighbor& n) {
   j["native_vlan"] = n.native_vlan ? json(*n.native_vlan) : json();
   j["power_requested_mw"] = n.power_requested_mw ? json(*n.power_requested_mw) : json();
   j["power_granted_mw"] = n.power_granted_mw ? json(*n.power_granted_mw) : json();
+  if (lldp) {
+    j["capability_names"] = cdp::lldp_capability_names(static_cast<std::uint16_t>(n.capabilities));
+    j["system_capabilities"] = cdp::lldp_capability_names(static_cast<std::uint16_t>(n.available_capabilities));
+    json policies = json::array();
+    for (const auto& p : n.policies) {
+      policies.push_back(json{{"application", p.application == 1   ? "voice"
+                                              : p.application == 2 ? "voice-signaling"
+                                                                   : std::to_string(p.application)},
+                              {"tagged", p.tagged},
+                              {"unknown", p.unknown},
+                              {"vlan", p.vlan},
+                              {"priority", p.l2_priority},
+                              {"dscp", p.dscp}});
+    }
+    j["network_policies"] = std::move(policies);
+    j["policy_warning"] = n.policy_warning;
+  }
   return j;
 }
 
@@ -97,6 +120,8 @@ json counters_json(const cdp::Counters& c) {
               {"malformed", c.malformed},
               {"ignored", c.ignored},
               {"neighbors_dropped", c.neighbors_dropped},
+              {"neighbors_evicted", c.neighbors_evicted},
+              {"power_refused", c.power_refused},
               {"send_errors", c.send_errors},
               {"voice_vlan_replies", c.voice_vlan_replies},
               {"power_replies", c.power_replies}};

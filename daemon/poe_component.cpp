@@ -34,6 +34,13 @@ json port_json(const poe::PortView& v) {
          {"max_w", watts(v.max_mw)},
          {"detail", v.detail}};
   j["class"] = v.power_class >= 0 ? json(v.power_class) : json();
+  // Kernel 6.17+ PSE model: the power domain, the PSE's own priority, and who keeps the budget.
+  j["power_domain"] = v.power_domain ? json(*v.power_domain) : json();
+  j["pse_priority"] = v.pse_priority ? json(*v.pse_priority) : json();
+  j["pse_priority_max"] = v.pse_priority_max ? json(*v.pse_priority_max) : json();
+  j["budget_by"] = v.budget_by_pse ? "pse" : "manager";
+  j["limit_w"] = v.limit_mw ? json(watts(*v.limit_mw)) : json();
+  j["refused_requests"] = v.refused_requests;
   j["requested_w"] = v.requested_mw != 0 ? json(watts(v.requested_mw)) : json();
   if (v.device) {
     j["device"] = v.device->sep_name();
@@ -121,7 +128,8 @@ class PoeComponent final : public Component {
     });
   }
 
-  // Kernel PSE notifications (6.17+) make a port's change visible before the next poll.
+  // PSE notifications (kernel 6.17+ PSE_NTF, the sim's eventfd) make a port's change and its
+  // reason (over-budget, over-current, disconnection) visible at once, not at the next poll.
   void watch_notifications() {
     const int fd = driver_->notification_fd();
     if (fd < 0) return;
@@ -135,7 +143,9 @@ class PoeComponent final : public Component {
     notifications_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                               [this](const boost::system::error_code& ec) {
                                 if (ec) return;
-                                for (const auto& port : driver_->read_notifications()) manager_->poll_port(port);
+                                for (const auto& e : driver_->read_notifications()) {
+                                  manager_->on_pse_events(e.port, e.events);
+                                }
                                 wait_notification();
                               });
   }

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -216,24 +217,38 @@ DriverResult<void> LinuxPseDriver::set_power_limit(const std::string& port, std:
   return {};
 }
 
+DriverResult<void> LinuxPseDriver::set_priority(const std::string& port, std::uint32_t prio) {
+  auto r = impl_->transact(pse::build_set_priority(impl_->family, port, prio), port);
+  if (!r) return unexpected(r.error());
+  return {};
+}
+
 int LinuxPseDriver::notification_fd() const { return impl_->monitor ? nl_socket_get_fd(impl_->monitor.get()) : -1; }
 
-std::vector<std::string> LinuxPseDriver::read_notifications() {
-  std::vector<std::string> changed;
+std::vector<PortEvent> LinuxPseDriver::read_notifications() {
+  std::vector<PortEvent> changed;
   if (!impl_->monitor) return changed;
   CbPtr cb(nl_cb_alloc(NL_CB_DEFAULT));
   if (!cb) return changed;
   struct Collect {
-    std::vector<std::string>* names;
-  } collect{&changed};
+    std::vector<PortEvent>* events;
+    const std::vector<std::string>* ports;
+  } collect{&changed, &impl_->ports};
   nl_cb_set(
       cb.get(), NL_CB_VALID, NL_CB_CUSTOM,
       [](nl_msg* msg, void* arg) -> int {
-        auto parsed = pse::parse_reply(pse::bytes_of(msg));
-        // The monitor group carries every ethtool notification; keep only PSE ones.
-        if (parsed && parsed->cmd == pse::kMsgPseNtf && !parsed->ifname.empty()) {
-          static_cast<Collect*>(arg)->names->push_back(parsed->ifname);
+        auto* c = static_cast<Collect*>(arg);
+        // The monitor group carries every ethtool notification; keep only PSE ones about our ports.
+        auto parsed = pse::parse_notification(pse::bytes_of(msg));
+        if (!parsed) {
+          if (parsed.error() != pse::ParseError::WrongCommand) {
+            ve::logger("poe")->warn("malformed PSE notification dropped: {}", pse::to_string(parsed.error()));
+          }
+          return NL_OK;
         }
+        if (std::find(c->ports->begin(), c->ports->end(), parsed->ifname) == c->ports->end()) return NL_OK;
+        ve::logger("poe")->debug("{}: PSE notification: {}", parsed->ifname, pse::event_names(parsed->events));
+        c->events->push_back(PortEvent{parsed->ifname, pse::to_pse_events(parsed->events)});
         return NL_OK;
       },
       &collect);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,9 @@ namespace {
 
 using config::PoeMode;
 using config::PoePriority;
+
+// ETHTOOL_C33_PSE_EXT_STATE_POWER_NOT_AVAILABLE (pse_codec.hpp has the kernel's list).
+constexpr std::uint32_t pse_ext_power_not_available = 8;
 
 std::uint32_t watts_to_mw(double w) { return w <= 0 ? 0 : static_cast<std::uint32_t>(std::lround(w * 1000.0)); }
 std::string watts(std::uint32_t mw) { return fmt::format("{:.1f} W", mw / 1000.0); }
@@ -69,6 +73,17 @@ struct Manager::Impl {
     std::optional<Oper> oper_before_error;
     std::optional<std::uint32_t> limit_set_mw;  // last limit written to the PSE
     bool limit_unsupported = false;
+    // What the PSE reports of its own model (kernel 6.17+ / sim with prio_max).
+    std::optional<std::uint32_t> domain;
+    std::optional<std::uint32_t> pse_prio;
+    std::optional<std::uint32_t> pse_prio_max;
+    std::vector<LimitRange> limit_ranges;
+    bool prio_unsupported = false;
+    bool over_budget_event = false;  // a PSE over-budget notification not yet evaluated
+    std::uint64_t refused_requests = 0;
+
+    // The PSE keeps this port's power domain within budget; we only observe it.
+    bool pse_budgets() const { return pse_prio_max.has_value() && *pse_prio_max > 0; }
 
     PoeMode mode() const { return override_mode.value_or(cfg.mode); }
     std::uint32_t max_mw() const { return watts_to_mw(cfg.max_watts); }
@@ -136,9 +151,51 @@ struct Manager::Impl {
     return t;
   }
 
+  // What the site budget covers: ports whose PSE does not budget by itself.
+  std::uint32_t managed_allocated() const {
+    std::uint32_t t = 0;
+    for (const auto& p : ports) {
+      if (!p.pse_budgets()) t += p.allocated_mw;
+    }
+    return t;
+  }
+
   std::uint32_t free_mw() const {
-    const auto used = total_allocated();
+    const auto used = managed_allocated();
     return used >= budget_mw ? 0 : budget_mw - used;
+  }
+
+  static std::string domain_text(const Port& p) { return p.domain ? std::to_string(*p.domain) : std::string("?"); }
+
+  // Takes the PSE's own model from a status and keeps the PSE's priority on the site file's.
+  void observe_pse(Port& p, const PortStatus& s) {
+    if (s.power_domain != p.domain) {
+      p.domain = s.power_domain;
+      dirty = true;
+    }
+    p.limit_ranges = s.limit_ranges;
+    const bool was = p.pse_budgets();
+    p.pse_prio_max = s.priority_max;
+    p.pse_prio = s.priority;
+    if (p.pse_budgets() != was) {
+      log->info("{}: {}", p.name,
+                p.pse_budgets() ? fmt::format("the PSE budgets power domain {} by priority (0-{}); observing",
+                                              domain_text(p), *p.pse_prio_max)
+                                : std::string("the PSE no longer reports priorities; the manager budgets"));
+    }
+    if (!p.pse_budgets() || p.prio_unsupported) return;
+    const std::uint32_t want = pse_priority_for(p.cfg.priority, *p.pse_prio_max);
+    if (p.pse_prio == want) return;
+    auto r = driver.set_priority(p.name, want);
+    if (!r) {
+      log->warn("{}: cannot set PSE priority {}: {} ({})", p.name, want, r.error().message, to_string(r.error().code));
+      if (r.error().code == DriverErrorCode::NotSupported || r.error().code == DriverErrorCode::Invalid) {
+        p.prio_unsupported = true;
+      }
+      return;
+    }
+    log->info("{}: PSE priority {} (site priority {})", p.name, want, config::to_string(p.cfg.priority));
+    p.pse_prio = want;
   }
 
   MacAddress mac_for(const Port& p) const {
@@ -190,19 +247,21 @@ struct Manager::Impl {
   // The PSE polices the port at its allocation, where the hardware offers a limit.
   void apply_limit(Port& p) {
     if (p.limit_unsupported || p.allocated_mw == 0) return;
-    if (p.limit_set_mw && *p.limit_set_mw == p.allocated_mw) return;
-    auto r = driver.set_power_limit(p.name, p.allocated_mw);
+    // Never below what the device draws now: the PSE would trip it (a power cut).
+    const std::uint32_t limit = fit_power_limit(std::max(p.allocated_mw, p.measured_mw), p.limit_ranges);
+    if (p.limit_set_mw && *p.limit_set_mw == limit) return;
+    auto r = driver.set_power_limit(p.name, limit);
     if (!r) {
       if (r.error().code == DriverErrorCode::NotSupported || r.error().code == DriverErrorCode::NoPse ||
           r.error().code == DriverErrorCode::Invalid) {
         log->debug("{}: PSE takes no power limit ({}): {}", p.name, to_string(r.error().code), r.error().message);
         p.limit_unsupported = true;
       } else {
-        log->warn("{}: cannot set power limit {}: {}", p.name, watts(p.allocated_mw), r.error().message);
+        log->warn("{}: cannot set power limit {}: {}", p.name, watts(limit), r.error().message);
       }
       return;
     }
-    p.limit_set_mw = p.allocated_mw;
+    p.limit_set_mw = limit;
   }
 
   void release(Port& p) {
@@ -239,12 +298,12 @@ struct Manager::Impl {
   // ports if that makes room, or denies it when it is itself the least important.
   void admit(Port& p, std::uint32_t want, int cls) {
     p.power_class = cls;
-    const std::uint32_t others = total_allocated() - p.allocated_mw;
+    const std::uint32_t others = managed_allocated() - p.allocated_mw;
     if (others + want > budget_mw) {
       const std::uint32_t need = others + want - budget_mw;
       std::vector<Port*> order;
       for (auto& q : ports) {
-        if (&q == &p || (q.oper == Oper::On && q.mode() == PoeMode::Auto)) order.push_back(&q);
+        if (&q == &p || (q.oper == Oper::On && q.mode() == PoeMode::Auto && !q.pse_budgets())) order.push_back(&q);
       }
       std::sort(order.begin(), order.end(), shed_before);
       std::vector<Port*> victims;
@@ -340,6 +399,7 @@ struct Manager::Impl {
     p.measured_mw = s.detection == Detection::Delivering ? s.actual_mw : 0;
     const bool delivering = s.detection == Detection::Delivering;
     const bool fault = s.detection == Detection::Fault || s.detection == Detection::OtherFault;
+    observe_pse(p, s);
 
     switch (p.mode()) {
       case PoeMode::Off:
@@ -385,6 +445,10 @@ struct Manager::Impl {
       case PoeMode::Auto: break;
     }
 
+    if (p.pse_budgets()) {
+      evaluate_pse_budgeted(p, s, delivering, fault);
+      return;
+    }
     if (p.oper == Oper::Shed || p.oper == Oper::Denied) {
       // Held off by us until the budget has room; keep it off even if something enabled it.
       if (s.admin == AdminState::Enabled) admin(p, false);
@@ -425,15 +489,109 @@ struct Manager::Impl {
     }
   }
 
+  // Auto mode on a port whose PSE keeps its domain in budget by priority (kernel 6.17+): the PSE
+  // decides who is powered; we take what it did into the allocation and the phone's timeline,
+  // and never switch a port off or hold it back ourselves.
+  void evaluate_pse_budgeted(Port& p, const PortStatus& s, bool delivering, bool fault) {
+    const bool over_budget_event = std::exchange(p.over_budget_event, false);
+    if (fault) {
+      on_fault(p, s);
+      return;
+    }
+    if (p.oper == Oper::Fault || p.oper == Oper::Off) {
+      p.detail.clear();
+      set_oper(p, Oper::Searching);
+    }
+    if (p.oper == Oper::Denied) set_oper(p, Oper::Searching);  // our own hold from before: the PSE decides now
+    if (s.admin == AdminState::Disabled) {
+      // Admin state is ours alone (a port the PSE sheds stays enabled): auto wants it enabled.
+      if (p.oper == Oper::On) on_gone(p);
+      if (admin(p, true)) set_oper(p, Oper::Searching);
+      return;
+    }
+    if (delivering) {
+      if (p.oper != Oper::On) {
+        const bool was_shed = p.oper == Oper::Shed;
+        p.power_class = s.power_class;
+        p.allocated_mw = class_allocation(p, s.power_class);
+        p.held_mw = 0;
+        p.restore_until.reset();
+        p.detail.clear();
+        set_oper(p, Oper::On);
+        dirty = true;
+        apply_limit(p);
+        log->info("{}: powered by the PSE (domain {}), class {}, {} allocated", p.name, domain_text(p), s.power_class,
+                  watts(p.allocated_mw));
+        report(p, Outcome::Ok,
+               fmt::format("{}: class {}, {} allocated (PSE budget, domain {})",
+                           was_shed ? "power restored by the PSE" : "powered", s.power_class, watts(p.allocated_mw),
+                           domain_text(p)));
+      } else if (s.power_class >= 0) {
+        p.power_class = s.power_class;
+      }
+      return;
+    }
+    // Enabled, not delivering: held off by the PSE's budget, or nothing there.
+    const bool held = over_budget_event || s.ext_state == pse_ext_power_not_available ||
+                      (s.detection == Detection::Disabled && s.admin == AdminState::Enabled);
+    if (held) {
+      if (p.oper == Oper::Shed) return;
+      const bool was_on = p.oper == Oper::On;
+      const std::uint32_t held_mw = was_on ? p.allocated_mw : class_allocation(p, s.power_class);
+      const int cls = was_on ? p.power_class : s.power_class;
+      release(p);
+      p.held_mw = held_mw;
+      p.power_class = cls;
+      p.detail = fmt::format("shed by the PSE, domain {} over budget", domain_text(p));
+      set_oper(p, Oper::Shed);
+      log->warn("{}: {} (PSE priority {})", p.name, p.detail, p.pse_prio ? std::to_string(*p.pse_prio) : "?");
+      report(p, Outcome::Failed,
+             was_on ? fmt::format("port shed by the PSE, domain {} over budget", domain_text(p))
+                    : fmt::format("power denied by the PSE, domain {} over budget", domain_text(p)));
+      return;
+    }
+    if (p.oper == Oper::Shed) {  // the device went away while held
+      release(p);
+      p.held_mw = 0;
+      p.detail.clear();
+    }
+    on_gone(p);
+    set_oper(p, Oper::Searching);
+  }
+
+  void on_events(Port& p, const PseEvents& e) {
+    if (e.over_budget) p.over_budget_event = true;
+    evaluate(p, driver.status(p.name));
+    // What a state change above did not already put into the timeline.
+    if (e.over_current && p.oper != Oper::Fault) {
+      log->warn("{}: PSE reports over-current", p.name);
+      report(p, Outcome::Failed, "PSE reports over-current");
+    }
+    if (e.over_temperature) {
+      log->warn("{}: PSE reports over-temperature", p.name);
+      report(p, Outcome::Failed, "PSE reports over-temperature");
+    }
+    if (e.power_control_error && p.oper != Oper::Fault) {
+      log->warn("{}: PSE reports a power control error", p.name);
+      report(p, Outcome::Failed, "PSE power control error");
+    }
+    if (e.over_budget && p.oper != Oper::Shed) {
+      log->info("{}: PSE reports domain {} over budget", p.name, domain_text(p));
+    }
+    enforce_budget();
+    restore();
+    save_if_dirty();
+  }
+
   // Budget shrank (reload) or adoption found more than fits: shed until it fits.
   void enforce_budget() {
-    while (total_allocated() > budget_mw) {
+    while (managed_allocated() > budget_mw) {
       std::vector<Port*> on;
       for (auto& q : ports) {
-        if (q.oper == Oper::On && q.mode() == PoeMode::Auto) on.push_back(&q);
+        if (q.oper == Oper::On && q.mode() == PoeMode::Auto && !q.pse_budgets()) on.push_back(&q);
       }
       if (on.empty()) {
-        log->warn("static reservations ({}) exceed the budget ({})", watts(total_allocated()), watts(budget_mw));
+        log->warn("static reservations ({}) exceed the budget ({})", watts(managed_allocated()), watts(budget_mw));
         return;
       }
       std::sort(on.begin(), on.end(), shed_before);
@@ -446,7 +604,9 @@ struct Manager::Impl {
   void restore() {
     std::vector<Port*> waiting;
     for (auto& q : ports) {
-      if ((q.oper == Oper::Shed || q.oper == Oper::Denied) && q.mode() == PoeMode::Auto) waiting.push_back(&q);
+      if ((q.oper == Oper::Shed || q.oper == Oper::Denied) && q.mode() == PoeMode::Auto && !q.pse_budgets()) {
+        waiting.push_back(&q);
+      }
     }
     std::sort(waiting.begin(), waiting.end(), [](const Port* a, const Port* b) { return shed_before(b, a); });
     for (Port* q : waiting) {
@@ -598,12 +758,29 @@ struct Manager::Impl {
       save_if_dirty();
     }
     if (p->oper != Oper::On) return 0;
-    const std::uint32_t cap = std::min(requested, p->max_mw());
-    std::uint32_t granted = cap;
+    // A request below what the device draws now would trip the port (a power cut): refused, the
+    // port keeps what it has. Whoever sent it, this cannot be the powered device's real need.
+    if (requested < p->measured_mw) {
+      ++p->refused_requests;
+      log->warn("{}: refused power request {}: below the present draw {} ({} refused)", p->name, watts(requested),
+                watts(p->measured_mw), p->refused_requests);
+      return p->granted_mw != 0 ? p->granted_mw : p->allocated_mw;
+    }
+    std::uint32_t cap = std::min(requested, p->max_mw());
     std::string limited_by = cap < requested ? fmt::format("port max {}", watts(p->max_mw())) : "";
+    if (!p->limit_ranges.empty()) {
+      const std::uint32_t pse_max = fit_power_limit(0xffffffffu, p->limit_ranges);
+      if (cap > pse_max) {
+        cap = pse_max;
+        limited_by = fmt::format("PSE limit {}", watts(pse_max));
+      }
+    }
+    std::uint32_t granted = cap;
     const std::uint32_t before = p->allocated_mw;
-    if (p->mode() == PoeMode::Auto) {
-      const std::uint32_t others = total_allocated() - p->allocated_mw;
+    if (p->mode() == PoeMode::Auto && p->pse_budgets()) {
+      p->allocated_mw = granted;  // the PSE polices its domain's budget
+    } else if (p->mode() == PoeMode::Auto) {
+      const std::uint32_t others = managed_allocated() - p->allocated_mw;
       const std::uint32_t room = budget_mw > others ? budget_mw - others : 0;
       if (granted > room) {
         granted = room;
@@ -648,6 +825,12 @@ struct Manager::Impl {
     const MacAddress mac = mac_for(p);
     if (!mac.is_zero()) v.device = mac;
     v.detail = p.detail;
+    v.power_domain = p.domain;
+    v.pse_priority = p.pse_prio;
+    v.pse_priority_max = p.pse_prio_max;
+    v.budget_by_pse = p.pse_budgets();
+    v.limit_mw = p.limit_set_mw;
+    v.refused_requests = p.refused_requests;
     return v;
   }
 };
@@ -672,6 +855,10 @@ void Manager::poll_port(const std::string& port) {
 
 std::uint32_t Manager::negotiate(const std::string& port, std::uint32_t requested_mw) {
   return impl_->negotiate(port, requested_mw);
+}
+
+void Manager::on_pse_events(const std::string& port, const PseEvents& events) {
+  if (Impl::Port* p = impl_->find(port)) impl_->on_events(*p, events);
 }
 
 std::uint32_t Manager::available(const std::string& port) const {

@@ -4,6 +4,7 @@
 // generic netlink), and the Manager that owns the budget, priorities and shedding.
 //
 // Threading: everything here is single-threaded; the daemon calls it from its io_context.
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -34,6 +35,12 @@ enum class Detection { Unknown, Disabled, Searching, Delivering, Test, Fault, Ot
 std::string_view to_string(AdminState s);
 std::string_view to_string(Detection d);
 
+struct LimitRange {
+  std::uint32_t min_mw = 0;
+  std::uint32_t max_mw = 0;
+  friend bool operator==(const LimitRange&, const LimitRange&) = default;
+};
+
 struct PortStatus {
   std::string port;
   AdminState admin = AdminState::Unknown;
@@ -43,7 +50,33 @@ struct PortStatus {
   std::optional<std::uint32_t> limit_mw;      // available power limit, if the PSE has one
   std::optional<std::uint32_t> limit_max_mw;  // upper end of the settable limit ranges
   std::string fault;                          // short reason when detection is a fault
-  std::optional<std::uint32_t> priority;      // kernel 6.17+ PSE priority, when offered
+  std::vector<LimitRange> limit_ranges;       // settable power limit ranges, as reported
+  std::optional<std::uint32_t> priority;      // kernel 6.17+ PSE priority (0 = highest), when offered
+  std::optional<std::uint32_t> priority_max;  // > 0: the PSE sheds by priority within its power domain
+  std::optional<std::uint32_t> power_domain;  // kernel 6.17+ PSE power domain index
+  std::uint32_t ext_state = 0;                // kernel C33 extended state (0 = none reported)
+};
+
+// What a PSE reports asynchronously about a port (kernel PSE_NTF, or the sim's equivalent).
+struct PseEvents {
+  bool over_current = false;
+  bool over_temperature = false;
+  bool detection = false;
+  bool classification = false;
+  bool disconnection = false;
+  bool over_budget = false;          // the PSE switched the port off to keep its domain in budget
+  bool power_control_error = false;  // the PSE failed to switch a port as its policy wanted
+  std::uint64_t unknown = 0;         // bits this build does not know
+  bool any() const {
+    return over_current || over_temperature || detection || classification || disconnection || over_budget ||
+           power_control_error || unknown != 0;
+  }
+  friend bool operator==(const PseEvents&, const PseEvents&) = default;
+};
+
+struct PortEvent {
+  std::string port;
+  PseEvents events;
 };
 
 enum class DriverErrorCode { NoSuchPort, NoPse, NotSupported, PermissionDenied, Busy, Io, Invalid };
@@ -67,10 +100,16 @@ class PoeDriver {
   virtual DriverResult<PortStatus> status(const std::string& port) = 0;
   virtual DriverResult<void> set_admin(const std::string& port, bool enabled) = 0;
   virtual DriverResult<void> set_power_limit(const std::string& port, std::uint32_t mw) = 0;
+  // The PSE's own priority of a port (0 = highest, up to the reported priority_max).
+  virtual DriverResult<void> set_priority(const std::string& port, std::uint32_t prio) {
+    (void)port;
+    (void)prio;
+    return unexpected(DriverError{DriverErrorCode::NotSupported, "PSE has no port priorities", EOPNOTSUPP});
+  }
   // A readable descriptor when the driver has asynchronous notifications (-1 = none; poll instead),
-  // and the ports they were about once it is readable.
+  // and what they said once it is readable.
   virtual int notification_fd() const { return -1; }
-  virtual std::vector<std::string> read_notifications() { return {}; }
+  virtual std::vector<PortEvent> read_notifications() { return {}; }
 };
 
 using Clock = std::function<std::chrono::steady_clock::time_point()>;
@@ -91,6 +130,14 @@ struct SimOptions {
   std::chrono::milliseconds phase{100};                // duration of detection and of classification
   std::optional<std::filesystem::path> hardware_file;  // persisted "hardware" state
   bool admin_enabled_at_power_up = false;              // the state of a never-configured port
+  // Kernel 6.17-style budget in the PSE itself (pd692x0/tps23881/si3474 behind the PSE core):
+  // prio_max > 0 gives every port a priority 0..prio_max (0 = highest) and makes the sim keep each
+  // power domain within its budget by switching off lower-priority ports (over-budget
+  // notification), and power them again, most important first, when power frees up.
+  // 0 = no priority support: the PSE never sheds, the manager budgets (the older drivers).
+  std::uint32_t prio_max = 0;
+  std::map<std::string, std::uint32_t> domains;             // port -> power domain (default 0)
+  std::map<std::uint32_t, std::uint32_t> domain_budget_mw;  // domain -> budget; absent = unlimited
 };
 
 class SimDriver final : public PoeDriver {
@@ -106,6 +153,10 @@ class SimDriver final : public PoeDriver {
   DriverResult<PortStatus> status(const std::string& port) override;
   DriverResult<void> set_admin(const std::string& port, bool enabled) override;
   DriverResult<void> set_power_limit(const std::string& port, std::uint32_t mw) override;
+  DriverResult<void> set_priority(const std::string& port, std::uint32_t prio) override;
+  // An eventfd that is readable while notifications (PSE_NTF equivalents) are queued.
+  int notification_fd() const override;
+  std::vector<PortEvent> read_notifications() override;
 
   // Test and lab controls.
   void plug(const std::string& port, SimDevice device);
@@ -144,8 +195,9 @@ class LinuxPseDriver final : public PoeDriver {
   DriverResult<PortStatus> status(const std::string& port) override;
   DriverResult<void> set_admin(const std::string& port, bool enabled) override;
   DriverResult<void> set_power_limit(const std::string& port, std::uint32_t mw) override;
+  DriverResult<void> set_priority(const std::string& port, std::uint32_t prio) override;
   int notification_fd() const override;
-  std::vector<std::string> read_notifications() override;
+  std::vector<PortEvent> read_notifications() override;
 
   int family_id() const;
 
@@ -190,7 +242,22 @@ struct PortView {
   std::uint32_t max_mw = 0;
   std::optional<MacAddress> device;
   std::string detail;  // why denied / shed / fault
+  // Kernel 6.17+ PSE model, where the PSE reports it.
+  std::optional<std::uint32_t> power_domain;
+  std::optional<std::uint32_t> pse_priority;      // 0 = highest
+  std::optional<std::uint32_t> pse_priority_max;  // > 0: the PSE enforces its domain's budget
+  bool budget_by_pse = false;                     // the manager only observes this port
+  std::optional<std::uint32_t> limit_mw;          // power limit last set on the PSE
+  std::uint64_t refused_requests = 0;             // CDP/LLDP requests not applied (below the draw)
 };
+
+// The PSE priority (0 = highest .. prio_max) for a site-file priority: critical 0, high 1, low
+// prio_max (high and low meet when prio_max is 1).
+std::uint32_t pse_priority_for(config::PoePriority priority, std::uint32_t prio_max);
+// The power limit to write for `wanted_mw` within the PSE's settable ranges: `wanted_mw` when a
+// range holds it, else the next range's minimum above it (never less than wanted), else the
+// highest maximum (the PSE can do no more). No ranges: `wanted_mw`.
+std::uint32_t fit_power_limit(std::uint32_t wanted_mw, const std::vector<LimitRange>& ranges);
 
 struct Totals {
   std::uint32_t budget_mw = 0;
@@ -222,6 +289,9 @@ class Manager {
   std::uint32_t negotiate(const std::string& port, std::uint32_t requested_mw);
   // What is allocated on `port` now (0 when not powered).
   std::uint32_t available(const std::string& port) const;
+  // The PSE told us about `port` (kernel PSE_NTF / sim): reads the port at once and puts what
+  // happened into the phone's timeline.
+  void on_pse_events(const std::string& port, const PseEvents& events);
   // Run-time mode (voiceedgectl power inline); persisted; cleared for a port when a reload
   // changes that port's poe settings.
   Result<void, std::string> set_mode(const std::string& port, config::PoeMode mode);

@@ -1,4 +1,5 @@
 // Names and tables shared by the drivers and the manager.
+#include <algorithm>
 #include <array>
 
 #include "poe/poe.hpp"
@@ -60,6 +61,27 @@ std::uint32_t class_power_mw(int power_class) {
   static constexpr std::array<std::uint32_t, 9> kByClass{15400, 4000, 7000, 15400, 30000, 45000, 60000, 75000, 90000};
   if (power_class < 0 || power_class >= static_cast<int>(kByClass.size())) return kByClass[0];
   return kByClass[static_cast<std::size_t>(power_class)];
+}
+
+std::uint32_t pse_priority_for(config::PoePriority priority, std::uint32_t prio_max) {
+  switch (priority) {
+    case config::PoePriority::Critical: return 0;
+    case config::PoePriority::High: return std::min<std::uint32_t>(1, prio_max);
+    case config::PoePriority::Low: return prio_max;
+  }
+  return prio_max;
+}
+
+std::uint32_t fit_power_limit(std::uint32_t wanted_mw, const std::vector<LimitRange>& ranges) {
+  if (ranges.empty()) return wanted_mw;
+  std::optional<std::uint32_t> next_min;
+  std::uint32_t highest = 0;
+  for (const auto& r : ranges) {
+    if (wanted_mw >= r.min_mw && wanted_mw <= r.max_mw) return wanted_mw;
+    if (r.min_mw > wanted_mw && (!next_min || r.min_mw < *next_min)) next_min = r.min_mw;
+    highest = std::max(highest, r.max_mw);
+  }
+  return next_min.value_or(highest);
 }
 
 Clock steady_clock_now() {

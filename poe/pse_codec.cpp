@@ -10,7 +10,9 @@
 #include <netlink/msg.h>
 
 #include <array>
+#include <cstdio>
 #include <cstring>
+#include <utility>
 
 namespace ve::poe::pse {
 
@@ -65,6 +67,10 @@ NlMsgPtr build_set_power_limit(int family, std::string_view ifname, std::uint32_
   return with_u32(start_request(family, kMsgPseSet, ifname), kAttrC33AvailPwLimit, mw);
 }
 
+NlMsgPtr build_set_priority(int family, std::string_view ifname, std::uint32_t prio) {
+  return with_u32(start_request(family, kMsgPseSet, ifname), kAttrPrio, prio);
+}
+
 std::span<const std::byte> bytes_of(nl_msg* msg) {
   nlmsghdr* hdr = nlmsg_hdr(msg);
   return {reinterpret_cast<const std::byte*>(hdr), hdr->nlmsg_len};
@@ -80,24 +86,132 @@ std::string_view to_string(ParseError e) {
   return "?";
 }
 
-Result<Reply, ParseError> parse_reply(std::span<const std::byte> message) {
+namespace {
+
+// A received message copied to 4-byte alignment (netlink structures need it; the input may be any
+// slice: fuzzing, tests), with its headers checked.
+struct Aligned {
+  std::vector<std::uint32_t> words;
+  nlmsghdr* nlh = nullptr;
+  const genlmsghdr* genl = nullptr;
+};
+
+Result<Aligned, ParseError> align(std::span<const std::byte> message) {
   if (message.size() < NLMSG_HDRLEN + GENL_HDRLEN) return unexpected(ParseError::Truncated);
-  // Netlink structures need 4-byte alignment; the input may be any slice (fuzzing, tests).
   // A netlink message is far below 1 MiB; the explicit bound also lets GCC 12 see that the copy
   // below fits (it otherwise warns -Wstringop-overflow on an impossible size range).
   const std::size_t size = message.size();
   if (size > (std::size_t{1} << 20)) return unexpected(ParseError::Truncated);
-  std::vector<std::uint32_t> aligned((size + 3) / 4);
-  std::memcpy(aligned.data(), message.data(), size);
-  auto* nlh = reinterpret_cast<nlmsghdr*>(aligned.data());
-  if (nlh->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN || nlh->nlmsg_len > message.size()) {
+  Aligned a;
+  a.words.resize((size + 3) / 4);
+  std::memcpy(a.words.data(), message.data(), size);
+  a.nlh = reinterpret_cast<nlmsghdr*>(a.words.data());
+  if (a.nlh->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN || a.nlh->nlmsg_len > message.size()) {
     return unexpected(ParseError::Truncated);
   }
-  if (!genlmsg_valid_hdr(nlh, 0)) return unexpected(ParseError::NotGenetlink);
-  const auto* genl = static_cast<const genlmsghdr*>(nlmsg_data(nlh));
-  if (genl->cmd != kMsgPseGetReply && genl->cmd != kMsgPseNtf) {
-    return unexpected(ParseError::WrongCommand);
+  if (!genlmsg_valid_hdr(a.nlh, 0)) return unexpected(ParseError::NotGenetlink);
+  a.genl = static_cast<const genlmsghdr*>(nlmsg_data(a.nlh));
+  return a;
+}
+
+// The ETHTOOL_A_HEADER_* nest every reply and notification starts with.
+bool parse_header(nlattr* nest, std::optional<std::uint32_t>& ifindex, std::string& ifname) {
+  std::array<nla_policy, kAttrHeaderMax + 1> hpol{};
+  hpol[kAttrHeaderDevIndex].type = NLA_U32;
+  hpol[kAttrHeaderDevName].type = NLA_UNSPEC;  // read by length below
+  hpol[kAttrHeaderFlags].type = NLA_U32;
+  std::array<nlattr*, kAttrHeaderMax + 1> htb{};
+  if (nla_parse_nested(htb.data(), kAttrHeaderMax, nest, hpol.data()) < 0) return false;
+  ifindex = get_u32(htb.data(), kAttrHeaderDevIndex);
+  if (nlattr* name = htb[kAttrHeaderDevName]) {
+    const auto* data = static_cast<const char*>(nla_data(name));
+    const auto len = static_cast<std::size_t>(nla_len(name));
+    ifname.assign(data, strnlen(data, len));
   }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::uint8_t> command_of(std::span<const std::byte> message) {
+  auto a = align(message);
+  if (!a) return std::nullopt;
+  return a->genl->cmd;
+}
+
+Result<Notification, ParseError> parse_notification(std::span<const std::byte> message) {
+  auto a = align(message);
+  if (!a) return unexpected(a.error());
+  if (a->genl->cmd != kMsgPseNtf) return unexpected(ParseError::WrongCommand);
+  std::array<nla_policy, kAttrNtfMax + 1> policy{};
+  policy[kAttrNtfHeader].type = NLA_NESTED;
+  policy[kAttrNtfEvents].type = NLA_UNSPEC;  // NLA_UINT (4 or 8 bytes): libnl 3.7 has no type for it
+  std::array<nlattr*, kAttrNtfMax + 1> tb{};
+  if (genlmsg_parse(a->nlh, 0, tb.data(), kAttrNtfMax, policy.data()) < 0) {
+    return unexpected(ParseError::BadAttributes);
+  }
+  Notification n;
+  if (tb[kAttrNtfHeader] != nullptr && !parse_header(tb[kAttrNtfHeader], n.ifindex, n.ifname)) {
+    return unexpected(ParseError::BadAttributes);
+  }
+  nlattr* events = tb[kAttrNtfEvents];
+  if (events == nullptr) return unexpected(ParseError::BadAttributes);  // the kernel never sends none
+  if (nla_len(events) == 4) {
+    n.events = nla_get_u32(events);
+  } else if (nla_len(events) == 8) {
+    n.events = nla_get_u64(events);
+  } else {
+    return unexpected(ParseError::BadAttributes);
+  }
+  return n;
+}
+
+std::string event_names(std::uint64_t events) {
+  static constexpr std::pair<std::uint64_t, const char*> kNames[] = {{event::kOverBudget, "over-budget"},
+                                                                     {event::kOverCurrent, "over-current"},
+                                                                     {event::kOverTemp, "over-temperature"},
+                                                                     {event::kDisconnection, "disconnection"},
+                                                                     {event::kDetection, "detection"},
+                                                                     {event::kClassification, "classification"},
+                                                                     {event::kSwPwControlError, "power control error"}};
+  std::string out;
+  std::uint64_t known = 0;
+  for (const auto& [bit, name] : kNames) {
+    known |= bit;
+    if ((events & bit) == 0) continue;
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  if ((events & ~known) != 0) {
+    if (!out.empty()) out += ", ";
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(events & ~known));
+    out += buf;
+  }
+  return out;
+}
+
+PseEvents to_pse_events(std::uint64_t events) {
+  PseEvents e;
+  e.over_current = (events & event::kOverCurrent) != 0;
+  e.over_temperature = (events & event::kOverTemp) != 0;
+  e.detection = (events & event::kDetection) != 0;
+  e.classification = (events & event::kClassification) != 0;
+  e.disconnection = (events & event::kDisconnection) != 0;
+  e.over_budget = (events & event::kOverBudget) != 0;
+  e.power_control_error = (events & event::kSwPwControlError) != 0;
+  e.unknown = events & ~(event::kOverCurrent | event::kOverTemp | event::kDetection | event::kClassification |
+                         event::kDisconnection | event::kOverBudget | event::kSwPwControlError);
+  return e;
+}
+
+Result<Reply, ParseError> parse_reply(std::span<const std::byte> message) {
+  auto aligned = align(message);
+  if (!aligned) return unexpected(aligned.error());
+  nlmsghdr* nlh = aligned->nlh;
+  const genlmsghdr* genl = aligned->genl;
+  // A PSE_NTF has its own attribute set (pse-ntf); only PSE_GET_REPLY carries this one.
+  if (genl->cmd != kMsgPseGetReply) return unexpected(ParseError::WrongCommand);
 
   std::array<nla_policy, kAttrPseMax + 1> policy{};
   policy[kAttrPseHeader].type = NLA_NESTED;
@@ -115,21 +229,8 @@ Result<Reply, ParseError> parse_reply(std::span<const std::byte> message) {
 
   Reply reply;
   reply.cmd = genl->cmd;
-  if (tb[kAttrPseHeader] != nullptr) {
-    std::array<nla_policy, kAttrHeaderMax + 1> hpol{};
-    hpol[kAttrHeaderDevIndex].type = NLA_U32;
-    hpol[kAttrHeaderDevName].type = NLA_UNSPEC;  // read by length below
-    hpol[kAttrHeaderFlags].type = NLA_U32;
-    std::array<nlattr*, kAttrHeaderMax + 1> htb{};
-    if (nla_parse_nested(htb.data(), kAttrHeaderMax, tb[kAttrPseHeader], hpol.data()) < 0) {
-      return unexpected(ParseError::BadAttributes);
-    }
-    reply.ifindex = get_u32(htb.data(), kAttrHeaderDevIndex);
-    if (nlattr* name = htb[kAttrHeaderDevName]) {
-      const auto* data = static_cast<const char*>(nla_data(name));
-      const auto len = static_cast<std::size_t>(nla_len(name));
-      reply.ifname.assign(data, strnlen(data, len));
-    }
+  if (tb[kAttrPseHeader] != nullptr && !parse_header(tb[kAttrPseHeader], reply.ifindex, reply.ifname)) {
+    return unexpected(ParseError::BadAttributes);
   }
   reply.podl_admin_state = get_u32(tb.data(), kAttrPodlAdminState);
   reply.podl_pw_d_status = get_u32(tb.data(), kAttrPodlPwDStatus);
@@ -236,11 +337,18 @@ PortStatus to_port_status(const Reply& reply, const std::string& port) {
   s.limit_mw = reply.c33_avail_pw_limit_mw;
   for (const auto& r : reply.c33_pw_limit_ranges) {
     if (!s.limit_max_mw || r.max_mw > *s.limit_max_mw) s.limit_max_mw = r.max_mw;
+    s.limit_ranges.push_back(LimitRange{r.min_mw, r.max_mw});
   }
   if (s.detection == Detection::Fault || s.detection == Detection::OtherFault) {
     s.fault = reply.c33_ext_state ? std::string(ext_state_text(*reply.c33_ext_state)) : "fault";
   }
-  s.priority = reply.prio;
+  s.ext_state = reply.c33_ext_state.value_or(0);
+  // The kernel sends PRIO_MAX and PRIO only together, and only when PRIO_MAX > 0.
+  if (reply.prio_max && *reply.prio_max > 0) {
+    s.priority_max = reply.prio_max;
+    s.priority = reply.prio;
+  }
+  s.power_domain = reply.pw_d_id;
   return s;
 }
 

@@ -4,9 +4,12 @@
 //
 // Our own copies of the kernel's numbers, because distribution headers lag (Debian 12's 6.1
 // headers have only the PoDL attributes). Sources: Linux include/uapi/linux/ethtool_netlink.h
-// (6.10-6.17; from 6.16 generated into ethtool_netlink_generated.h), include/uapi/linux/ethtool.h
-// for the C33 enums, Documentation/networking/ethtool-netlink.rst "PSE_GET"; summarised in
-// shared/docs/protocol-notes.md "Linux PSE".
+// (6.10-6.15), include/uapi/linux/ethtool_netlink_generated.h (generated from
+// Documentation/netlink/specs/ethtool.yaml since 6.16; read at torvalds/linux 6.17: attribute-set
+// "pse" for PW_D_ID/PRIO_MAX/PRIO, attribute-set "pse-ntf" and enum "pse-event" for PSE_NTF),
+// include/uapi/linux/ethtool.h for the C33 enums, Documentation/networking/ethtool-netlink.rst
+// "PSE_GET", "PSE_SET" (priority: 0 is the highest, up to PRIO_MAX) and "PSE_NTF"; summarised in
+// shared/docs/protocol-notes.md "Linux PSE". UAPI enum values never change once released.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -31,7 +34,7 @@ inline constexpr const char* kMonitorGroup = "monitor";  // ETHTOOL_MCGRP_MONITO
 inline constexpr std::uint8_t kMsgPseGet = 36;       // ETHTOOL_MSG_PSE_GET, 6.1
 inline constexpr std::uint8_t kMsgPseSet = 37;       // ETHTOOL_MSG_PSE_SET, 6.1
 inline constexpr std::uint8_t kMsgPseGetReply = 37;  // ETHTOOL_MSG_PSE_GET_REPLY, 6.1
-inline constexpr std::uint8_t kMsgPseNtf = 49;       // ETHTOOL_MSG_PSE_NTF, 6.17
+inline constexpr std::uint8_t kMsgPseNtf = 49;       // ETHTOOL_MSG_PSE_NTF, 6.17 (after TSCONFIG_SET_REPLY)
 
 // Request header nest (enum ETHTOOL_A_HEADER_*).
 inline constexpr int kAttrHeaderDevIndex = 1;  // u32
@@ -53,10 +56,26 @@ inline constexpr int kAttrC33ExtState = 10;       // u32, 6.11
 inline constexpr int kAttrC33ExtSubstate = 11;    // u32, 6.11
 inline constexpr int kAttrC33AvailPwLimit = 12;   // u32 mW, get/set, 6.11
 inline constexpr int kAttrC33PwLimitRanges = 13;  // nest (repeated), 6.11
-inline constexpr int kAttrPwDId = 14;             // u32 power domain, 6.17
-inline constexpr int kAttrPrioMax = 15;           // u32, 6.17
-inline constexpr int kAttrPrio = 16;              // u32, 6.17
+inline constexpr int kAttrPwDId = 14;             // u32 ETHTOOL_A_PSE_PW_D_ID power domain index, 6.17
+inline constexpr int kAttrPrioMax = 15;           // u32 ETHTOOL_A_PSE_PRIO_MAX, only when > 0, 6.17
+inline constexpr int kAttrPrio = 16;              // u32 ETHTOOL_A_PSE_PRIO, get/set, 6.17
 inline constexpr int kAttrPseMax = 16;
+
+// PSE_NTF attributes (attribute-set "pse-ntf", enum ETHTOOL_A_PSE_NTF_*), 6.17.
+inline constexpr int kAttrNtfHeader = 1;  // nest, like ETHTOOL_A_PSE_HEADER
+inline constexpr int kAttrNtfEvents = 2;  // "uint" (NLA_UINT: 4 or 8 bytes), enum ethtool_pse_event bits
+inline constexpr int kAttrNtfMax = 2;
+
+// enum ethtool_pse_event (flags), 6.17.
+namespace event {
+inline constexpr std::uint64_t kOverCurrent = 1;        // ETHTOOL_PSE_EVENT_OVER_CURRENT
+inline constexpr std::uint64_t kOverTemp = 2;           // ETHTOOL_PSE_EVENT_OVER_TEMP
+inline constexpr std::uint64_t kDetection = 4;          // ETHTOOL_C33_PSE_EVENT_DETECTION
+inline constexpr std::uint64_t kClassification = 8;     // ETHTOOL_C33_PSE_EVENT_CLASSIFICATION
+inline constexpr std::uint64_t kDisconnection = 16;     // ETHTOOL_C33_PSE_EVENT_DISCONNECTION
+inline constexpr std::uint64_t kOverBudget = 32;        // ETHTOOL_PSE_EVENT_OVER_BUDGET
+inline constexpr std::uint64_t kSwPwControlError = 64;  // ETHTOOL_PSE_EVENT_SW_PW_CONTROL_ERROR
+}  // namespace event
 
 // Inside a limit range nest (enum ETHTOOL_A_C33_PSE_PW_LIMIT_*).
 inline constexpr int kAttrRangeMin = 1;
@@ -107,6 +126,7 @@ NlMsgPtr build_get(int family, std::string_view ifname);
 NlMsgPtr build_set_c33_admin(int family, std::string_view ifname, bool enabled);
 NlMsgPtr build_set_podl_admin(int family, std::string_view ifname, bool enabled);
 NlMsgPtr build_set_power_limit(int family, std::string_view ifname, std::uint32_t mw);
+NlMsgPtr build_set_priority(int family, std::string_view ifname, std::uint32_t prio);
 
 // A PSE_GET_REPLY or PSE_NTF, attribute by attribute.
 struct Reply {
@@ -132,14 +152,29 @@ struct Reply {
   std::optional<std::uint32_t> prio;
 };
 
+// A PSE_NTF: which device, which events (enum ethtool_pse_event bits).
+struct Notification {
+  std::optional<std::uint32_t> ifindex;
+  std::string ifname;
+  std::uint64_t events = 0;
+};
+
 enum class ParseError { Truncated, NotGenetlink, WrongCommand, BadAttributes };
 std::string_view to_string(ParseError e);
 
-// One whole netlink message (nlmsghdr + genlmsghdr + attributes) as received.
+// One whole netlink message (nlmsghdr + genlmsghdr + attributes) as received: a PSE_GET_REPLY.
 Result<Reply, ParseError> parse_reply(std::span<const std::byte> message);
+// The generic netlink command of a whole message (to dispatch monitor traffic), if it has one.
+std::optional<std::uint8_t> command_of(std::span<const std::byte> message);
+// A PSE_NTF (header + events). Other ethtool notifications on the monitor group: WrongCommand.
+Result<Notification, ParseError> parse_notification(std::span<const std::byte> message);
+// "over-budget, over-current" for the bits set (unknown bits as 0x..).
+std::string event_names(std::uint64_t events);
 
 // The driver-neutral view of a reply.
 PortStatus to_port_status(const Reply& reply, const std::string& port);
+// The driver-neutral view of a notification's events.
+PseEvents to_pse_events(std::uint64_t events);
 std::string_view ext_state_text(std::uint32_t ext_state);
 
 // The wire bytes of a built message (for tests and tracing).

@@ -330,8 +330,124 @@ TEST_F(AgentTest, NeighborTableIsCappedPerPort) {
     wire->deliver(phone_cdp("SEP0011223344" + std::to_string(10 + i).substr(0, 2), src));
   }
   EXPECT_EQ(agent->neighbors().size(), 4u);
-  EXPECT_EQ(agent->counters().neighbors_dropped, 46u);
+  // None of them is the port's phone (their SEP names are not their MACs): the newest stay.
+  EXPECT_EQ(agent->counters().neighbors_evicted, 46u);
+  EXPECT_EQ(agent->counters().neighbors_dropped, 0u);
   EXPECT_EQ(agent->counters().cdp_received, 50u);
+}
+
+// Issue 12: one CDP frame from any MAC asking for 0.1 W must not reach PoE.
+TEST_F(AgentTest, PowerRequestFromAnotherDeviceThanThePortsPhoneIsRefusedAndCounted) {
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(test::phone_7970_frame());  // the phone: SEP0012DADBD34E from 00:12:da:db:d3:4e
+  ASSERT_EQ(asked.size(), 1u);
+  const auto before = wire->cdp().back().power_available;
+  ASSERT_TRUE(before);
+
+  CdpFrame spoof;
+  spoof.source = *MacAddress::parse("02:66:66:66:66:66");
+  spoof.pdu.device_id = "SEP026666666666";
+  spoof.pdu.capabilities = capability::kHost | capability::kPhone;
+  spoof.pdu.power_requested = PowerRequested{0x0101, 0, {100}};
+  wire->deliver(encode_cdp(spoof));
+  io.run_for(400ms);
+  EXPECT_EQ(asked.size(), 1u) << "the spoofed request never reached PoE";
+  EXPECT_EQ(agent->counters().power_refused, 1u);
+  const auto after = wire->cdp().back().power_available;
+  EXPECT_EQ(after->available_mw, before->available_mw);
+  EXPECT_EQ(after->request_id, before->request_id) << "no answer to the spoofed request id";
+  bool listed_refused = false;
+  for (const auto& n : agent->neighbors()) {
+    if (n.source == spoof.source) listed_refused = n.power_requested_mw == 100u && !n.power_granted_mw && !n.verified;
+  }
+  EXPECT_TRUE(listed_refused);
+}
+
+TEST_F(AgentTest, WithSitePhonesOnlyTheyNegotiatePower) {
+  port.phones = {*MacAddress::parse("00:11:22:33:44:55")};
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(test::phone_7970_frame());  // a phone, but not the site file's one for this port
+  EXPECT_TRUE(asked.empty());
+  EXPECT_EQ(agent->counters().power_refused, 1u);
+  CdpFrame f;
+  f.source = *MacAddress::parse("00:11:22:33:44:55");
+  f.pdu.device_id = "SEP001122334455";
+  f.pdu.capabilities = capability::kHost | capability::kPhone;
+  f.pdu.power_requested = PowerRequested{7, 0, {12900}};
+  wire->deliver(encode_cdp(f));
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].second, 12900u);
+  for (const auto& n : agent->neighbors()) EXPECT_EQ(n.verified, n.source == f.source) << n.device_id;
+}
+
+TEST_F(AgentTest, OnlyThePortsPhoneIsNamedToPoe) {
+  std::vector<std::string> named;
+  hooks.device_seen = [&](const std::string&, const MacAddress& mac) { named.push_back(mac.to_string()); };
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(test::phone_7970_frame());
+  wire->deliver(phone_cdp("SEP026666666666", *MacAddress::parse("02:66:66:66:66:66")));
+  EXPECT_EQ(named, (std::vector<std::string>{"00:12:da:db:d3:4e"}));
+}
+
+TEST_F(AgentTest, FloodCannotPushOutTheSitePhoneAndALatePhoneStillGetsItsTimeline) {
+  settings.max_neighbors_per_port = 8;
+  port.phones = {*MacAddress::parse("00:12:da:db:d3:4e")};
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(test::phone_7970_frame());
+  for (std::uint8_t i = 0; i < 100; ++i) {
+    MacAddress src(std::array<std::uint8_t, 6>{0x02, 0x00, 0x00, 0x00, 0x01, i});
+    wire->deliver(phone_cdp(
+        "SEP0200000001" + std::string(1, "0123456789abcdef"[i >> 4]) + std::string(1, "0123456789abcdef"[i & 15]),
+        src));
+    clock.now += 1s;
+  }
+  auto listed = [&](const std::string& mac) {
+    for (const auto& n : agent->neighbors()) {
+      if (n.source.to_string() == mac) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(listed("00:12:da:db:d3:4e")) << "the verified phone stays";
+  EXPECT_EQ(agent->neighbors().size(), 8u);
+  EXPECT_EQ(agent->counters().neighbors_evicted, 100u - 7u);
+  // A real phone arriving after the flood is listed and gets its step-3 event.
+  sink.events.clear();
+  wire->deliver(phone_cdp("SEP00AABBCCDDEE", *MacAddress::parse("00:aa:bb:cc:dd:ee")));
+  EXPECT_TRUE(listed("00:aa:bb:cc:dd:ee"));
+  ASSERT_EQ(sink.events.size(), 1u);
+  EXPECT_EQ(sink.events[0].mac.to_string(), "00:aa:bb:cc:dd:ee");
+}
+
+TEST_F(AgentTest, VoicePolicyIsUntaggedWhenVoiceSharesTheDataVlan) {
+  port.data_vlan = 100;
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(med_phone_lldp(120));
+  const LldpPdu reply = wire->lldp().back();
+  ASSERT_EQ(reply.network_policies.size(), 2u);
+  EXPECT_EQ(reply.network_policies[0], (NetworkPolicy{1, false, false, 0, 5, 46}));
+  EXPECT_EQ(reply.network_policies[1], (NetworkPolicy{2, false, false, 0, 3, 24}));
+}
+
+TEST_F(AgentTest, PhonePolicyThatContradictsThePortIsFlagged) {
+  auto agent = make_agent();
+  agent->start();
+  LldpFrame f = *decode_lldp(med_phone_lldp(120));
+  f.pdu.network_policies.push_back(NetworkPolicy{1, false, false, 0, 5, 46});  // untagged voice
+  wire->deliver(encode_lldp(f));
+  ASSERT_EQ(agent->neighbors().size(), 1u);
+  EXPECT_NE(agent->neighbors()[0].policy_warning.find("untagged"), std::string::npos)
+      << agent->neighbors()[0].policy_warning;
+  f.pdu.network_policies = {NetworkPolicy{1, false, true, 100, 5, 46}};
+  wire->deliver(encode_lldp(f));
+  EXPECT_EQ(agent->neighbors()[0].policy_warning, "");
+  f.pdu.network_policies = {NetworkPolicy{1, false, true, 200, 5, 46}};
+  wire->deliver(encode_lldp(f));
+  EXPECT_NE(agent->neighbors()[0].policy_warning.find("vlan 200"), std::string::npos);
 }
 
 TEST_F(AgentTest, MedEndpointGetsNetworkPolicyAndExtendedPower) {
@@ -347,8 +463,9 @@ TEST_F(AgentTest, MedEndpointGetsNetworkPolicyAndExtendedPower) {
   const LldpPdu& reply = lldp[0];
   ASSERT_TRUE(reply.med_capabilities);
   EXPECT_EQ(reply.med_capabilities->device_type, MedDeviceType::NetworkConnectivity);
-  ASSERT_EQ(reply.network_policies.size(), 1u);
+  ASSERT_EQ(reply.network_policies.size(), 2u);
   EXPECT_EQ(reply.network_policies[0], (NetworkPolicy{1, false, true, 100, 5, 46}));
+  EXPECT_EQ(reply.network_policies[1], (NetworkPolicy{2, false, true, 100, 3, 24})) << "voice signalling";
   ASSERT_TRUE(reply.extended_power);
   EXPECT_EQ(reply.extended_power->power_type, 0);  // PSE
   EXPECT_EQ(reply.extended_power->power_dw, 120);

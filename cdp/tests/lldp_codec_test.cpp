@@ -99,6 +99,57 @@ TEST(LldpCodec, DecodesPdExtendedPower) {
   EXPECT_EQ(p->extended_power->power_mw(), 12000u);
 }
 
+TEST(LldpCodec, ManagementAddressesDecodeByFamilyAndKeepUnknownOnesAsHex) {
+  // Management address TLV (type 8): length 17 = family + 16 bytes, IPv6 fe80::216:17ff:fe2f:a1b6
+  // (what lldpd sends for a link-local), ifIndex 2, no OID.
+  auto p =
+      decode_lldp_pdu(from_hex(std::string(kMinimalHead) + "1018 11 02 fe800000000000000216 17fffe2fa1b6 02 00000002 00"
+                                                           "100e 07 06 00163e000001 02 00000003 00"
+                                                           "100c 05 01 0a000001 02 00000001 00"
+                                                           "100b 04 10 0a0b0c 01 00000000 00 0000"));
+  ASSERT_TRUE(p) << to_string(p.error());
+  ASSERT_EQ(p->management_addresses.size(), 4u);
+  EXPECT_EQ(p->management_addresses[0].to_string(), "fe80::216:17ff:fe2f:a1b6");
+  EXPECT_EQ(p->management_addresses[1].to_string(), "00:16:3e:00:00:01");
+  EXPECT_EQ(p->management_addresses[2].to_string(), "10.0.0.1");
+  EXPECT_EQ(p->management_addresses[3].to_string(), "family 16: 0a0b0c");
+  // A family whose length does not fit is not guessed at.
+  EXPECT_EQ(address_to_string(address_family::kIpv6, from_hex("fe80")), "family 2: fe80");
+}
+
+TEST(LldpCodec, NetworkAddressChassisIdDecodesIpv6AndBinaryIdsAsHex) {
+  EXPECT_EQ((LldpId{5, from_hex("02 20010db8000000000000000000000001")}.to_string(true)), "2001:db8::1");
+  EXPECT_EQ((LldpId{5, from_hex("01 c0a80001")}.to_string(true)), "192.168.0.1");
+  EXPECT_EQ((LldpId{7, from_hex("00ff10")}.to_string(true)), "00ff10");
+  EXPECT_EQ((LldpId{7, from_hex("657468")}.to_string(true)), "eth");
+}
+
+TEST(LldpCodec, SystemCapabilityBitsHaveNamesAndIosLetters) {
+  auto p = decode_lldp_pdu(from_hex(std::string(kMinimalHead) + "0e04 00a4 0024 0000"));
+  ASSERT_TRUE(p) << to_string(p.error());
+  EXPECT_EQ(p->system_capabilities, 0x00a4);
+  EXPECT_EQ(p->enabled_capabilities, 0x0024);
+  EXPECT_EQ(lldp_capability_names(*p->enabled_capabilities), (std::vector<std::string>{"Bridge", "Telephone"}));
+  EXPECT_EQ(lldp_capability_names(*p->system_capabilities),
+            (std::vector<std::string>{"Bridge", "Telephone", "Station only"}));
+  EXPECT_EQ(lldp_capability_letters(0x00a4), "B T S");
+  EXPECT_EQ(lldp_capability_names(0x1000), (std::vector<std::string>{"bit 12"}));
+}
+
+TEST(LldpCodec, EncodesVoiceSignalingPolicy) {
+  LldpPdu p;
+  p.chassis_id = LldpId{4, from_hex("020000000001")};
+  p.port_id = LldpId{5, from_hex("65746831")};
+  p.network_policies.push_back(NetworkPolicy{2, false, true, 100, 3, 24});
+  const Bytes wire = encode_lldp_pdu(p);
+  // app 2, T=1, VLAN 100, prio 3, DSCP 24: 02 40 c8 d8
+  const Bytes expected = from_hex("fe080012bb020240c8d8");
+  EXPECT_NE(std::search(wire.begin(), wire.end(), expected.begin(), expected.end()), wire.end());
+  auto back = decode_lldp_pdu(wire);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->network_policies[0], (NetworkPolicy{2, false, true, 100, 3, 24}));
+}
+
 TEST(LldpCodec, RoundTripsMedSwitchPdu) {
   LldpFrame f;
   f.source = *MacAddress::parse("02:00:00:00:00:01");

@@ -83,6 +83,23 @@ TEST(LinuxPse, SettingPowerOnAnInterfaceWithoutPseIsAnErrorValue) {
   EXPECT_EQ(l.error().code, DriverErrorCode::NoPse) << l.error().message;
 }
 
+// PSE_NTF arrives on the ethtool "monitor" multicast group, which every kernel with ethtool netlink
+// has: the driver subscribes and offers a descriptor; with nothing queued a read returns nothing.
+TEST(LinuxPse, SubscribesToTheEthtoolMonitorGroup) {
+  OPEN_OR_SKIP(d, {"lo"});
+  EXPECT_GE(d->notification_fd(), 0) << "no subscription to the ethtool monitor group";
+  EXPECT_TRUE(d->read_notifications().empty());
+}
+
+TEST(LinuxPse, SettingPriorityOnAnInterfaceWithoutPseIsAnErrorValue) {
+  OPEN_OR_SKIP(d, {"lo"});
+  auto r = d->set_priority("lo", 0);
+  ASSERT_FALSE(r);
+  // Kernels before 6.17 reject the unknown attribute (EINVAL), later ones find no PSE (EOPNOTSUPP).
+  EXPECT_TRUE(r.error().code == DriverErrorCode::NoPse || r.error().code == DriverErrorCode::Invalid)
+      << to_string(r.error().code) << ": " << r.error().message;
+}
+
 TEST(LinuxPse, UnknownInterfaceIsNoSuchPort) {
   OPEN_OR_SKIP(d, {"nosuchif0"});
   auto s = d->status("nosuchif0");
@@ -160,6 +177,14 @@ TEST(LinuxPseHardware, ReportsStatusOfRealPsePorts) {
     ASSERT_TRUE(s) << n << ": " << s.error().message;
     EXPECT_NE(s->admin, AdminState::Unknown) << n;
     EXPECT_NE(s->detection, Detection::Unknown) << n;
+  }
+  // Kernel 6.17+ PSE model where the controller offers it (pd692x0, tps23881, si3474).
+  for (const auto& n : pse_ports) {
+    auto s = d->status(n);
+    if (!s->priority_max) continue;
+    EXPECT_TRUE(s->priority) << n << ": PRIO_MAX without PRIO";
+    EXPECT_LE(*s->priority, *s->priority_max) << n;
+    EXPECT_TRUE(s->power_domain) << n << ": priorities are per power domain";
   }
   if (const char* port = std::getenv("VE_POE_HW_WRITE_PORT")) {
     ASSERT_TRUE(d->set_admin(port, false));

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "poe/pse_codec.hpp"
 
@@ -175,7 +176,7 @@ TEST(PseCodec, ParsesC33ReplyWithClassPowerLimitsAndPriority) {
 }
 
 TEST(PseCodec, FaultReplyNamesTheExtendedState) {
-  auto msg = kernel_reply(kMsgPseNtf, [](nl_msg* m) {
+  auto msg = kernel_reply(kMsgPseGetReply, [](nl_msg* m) {
     nla_put_u32(m, kAttrC33AdminState, kAdminEnabled);
     nla_put_u32(m, kAttrC33PwDStatus, kC33Fault);
     nla_put_u32(m, kAttrC33ExtState, kExtOvldDetected);
@@ -183,10 +184,128 @@ TEST(PseCodec, FaultReplyNamesTheExtendedState) {
   const auto bytes = copy_bytes(msg.get());
   auto r = parse_reply(bytes);
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->cmd, kMsgPseNtf);
   const PortStatus s = to_port_status(*r, "eth1");
   EXPECT_EQ(s.detection, Detection::Fault);
   EXPECT_EQ(s.fault, "over-current");
+  EXPECT_EQ(s.ext_state, kExtOvldDetected);
+}
+
+TEST(PseCodec, PowerDomainAndPrioritiesMapToTheStatus) {
+  auto msg = kernel_reply(kMsgPseGetReply, [](nl_msg* m) {
+    nla_put_u32(m, kAttrC33AdminState, kAdminEnabled);
+    nla_put_u32(m, kAttrC33PwDStatus, kC33Disabled);
+    nla_put_u32(m, kAttrC33ExtState, kExtPowerNotAvailable);
+    nla_put_u32(m, kAttrPwDId, 3);
+    nla_put_u32(m, kAttrPrioMax, 7);
+    nla_put_u32(m, kAttrPrio, 5);
+  });
+  const auto bytes = copy_bytes(msg.get());
+  auto r = parse_reply(bytes);
+  ASSERT_TRUE(r) << to_string(r.error());
+  const PortStatus s = to_port_status(*r, "eth1");
+  EXPECT_EQ(s.power_domain, 3u);
+  EXPECT_EQ(s.priority_max, 7u);
+  EXPECT_EQ(s.priority, 5u);
+  EXPECT_EQ(s.ext_state, kExtPowerNotAvailable);
+
+  // 6.11-6.16: a domain but no priorities (the kernel sends PRIO_MAX only when > 0).
+  auto older = kernel_reply(kMsgPseGetReply, [](nl_msg* m) {
+    nla_put_u32(m, kAttrC33PwDStatus, kC33Searching);
+    nla_put_u32(m, kAttrPwDId, 0);
+  });
+  const auto older_bytes = copy_bytes(older.get());
+  auto o = parse_reply(older_bytes);
+  ASSERT_TRUE(o);
+  const PortStatus os = to_port_status(*o, "eth1");
+  EXPECT_EQ(os.power_domain, 0u);
+  EXPECT_FALSE(os.priority_max);
+  EXPECT_FALSE(os.priority);
+}
+
+TEST(PseCodec, SetPriorityCarriesPrio) {
+  NlMsgPtr msg = build_set_priority(kFamily, "eth3", 2);
+  ASSERT_TRUE(msg);
+  const Decoded d = decode(msg.get());
+  expect_request_header(d, ETHTOOL_MSG_PSE_SET, "eth3");
+  ASSERT_NE(d.tb[kAttrPrio], nullptr);
+  EXPECT_EQ(nla_get_u32(d.tb[kAttrPrio]), 2u);
+  EXPECT_EQ(d.attr_count, 2);
+}
+
+// A PSE_NTF as the kernel's ethnl_pse_send_ntf() builds it: the header nest, then the events as
+// an NLA_UINT (nla_put_uint: 4 bytes when the value fits, else 8).
+NlMsgPtr kernel_ntf(const std::function<void(nl_msg*)>& body) {
+  NlMsgPtr msg(nlmsg_alloc());
+  genlmsg_put(msg.get(), 0, 0, kFamily, 0, 0, kMsgPseNtf, 1);
+  nlattr* h = nla_nest_start(msg.get(), kAttrNtfHeader | NLA_F_NESTED);
+  nla_put_u32(msg.get(), kAttrHeaderDevIndex, 7);
+  nla_put_string(msg.get(), kAttrHeaderDevName, "eth1");
+  nla_nest_end(msg.get(), h);
+  body(msg.get());
+  return msg;
+}
+
+TEST(PseCodec, NotificationCarriesTheEventBits) {
+  auto msg =
+      kernel_ntf([](nl_msg* m) { nla_put_u32(m, kAttrNtfEvents, static_cast<std::uint32_t>(event::kOverBudget)); });
+  const auto bytes = copy_bytes(msg.get());
+  ASSERT_EQ(command_of(bytes), kMsgPseNtf);
+  auto n = parse_notification(bytes);
+  ASSERT_TRUE(n) << to_string(n.error());
+  EXPECT_EQ(n->ifname, "eth1");
+  EXPECT_EQ(n->ifindex, 7u);
+  EXPECT_EQ(n->events, event::kOverBudget);
+  const PseEvents e = to_pse_events(n->events);
+  EXPECT_TRUE(e.over_budget);
+  EXPECT_FALSE(e.over_current);
+  EXPECT_EQ(event_names(n->events), "over-budget");
+  // Not a GET reply: its attribute 2 is not PODL_ADMIN_STATE.
+  auto wrong = parse_reply(bytes);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error(), ParseError::WrongCommand);
+}
+
+TEST(PseCodec, NotificationEventsMayBeSixtyFourBitsWide) {
+  const std::uint64_t bits = event::kOverCurrent | event::kDisconnection | (std::uint64_t{1} << 40);
+  auto msg = kernel_ntf([bits](nl_msg* m) { nla_put_u64(m, kAttrNtfEvents, bits); });
+  const auto bytes = copy_bytes(msg.get());
+  auto n = parse_notification(bytes);
+  ASSERT_TRUE(n) << to_string(n.error());
+  EXPECT_EQ(n->events, bits);
+  const PseEvents e = to_pse_events(n->events);
+  EXPECT_TRUE(e.over_current);
+  EXPECT_TRUE(e.disconnection);
+  EXPECT_EQ(e.unknown, std::uint64_t{1} << 40);
+  EXPECT_EQ(event_names(bits), "over-current, disconnection, 0x10000000000");
+}
+
+TEST(PseCodec, NotificationWithoutOrWithBadEventsIsRejected) {
+  auto none = kernel_ntf([](nl_msg*) {});
+  const auto none_bytes = copy_bytes(none.get());
+  auto r = parse_notification(none_bytes);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), ParseError::BadAttributes);
+
+  auto short_events = kernel_ntf([](nl_msg* m) {
+    const std::uint16_t two = 1;
+    nla_put(m, kAttrNtfEvents, sizeof two, &two);
+  });
+  const auto short_bytes = copy_bytes(short_events.get());
+  r = parse_notification(short_bytes);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), ParseError::BadAttributes);
+
+  auto reply = kernel_reply(kMsgPseGetReply, [](nl_msg*) {});
+  const auto reply_bytes = copy_bytes(reply.get());
+  r = parse_notification(reply_bytes);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), ParseError::WrongCommand);
+
+  auto good = kernel_ntf([](nl_msg* m) { nla_put_u32(m, kAttrNtfEvents, 1); });
+  const auto good_bytes = copy_bytes(good.get());
+  for (std::size_t n = 0; n < good_bytes.size(); ++n) {
+    EXPECT_FALSE(parse_notification(std::span<const std::byte>(good_bytes.data(), n))) << n << " bytes parsed";
+  }
 }
 
 TEST(PseCodec, PodlOnlyReplyMapsToTheSameStatus) {
@@ -241,7 +360,7 @@ TEST(PseCodec, RejectsAttributeShorterThanItsType) {
 namespace ve::poe::pse {
 namespace {
 
-// The fuzz seeds are real-shaped kernel messages: each must parse.
+// The fuzz seeds are real-shaped kernel messages (GET replies and notifications): each must parse.
 TEST(PseCodec, FuzzSeedsParse) {
   const auto dir = std::filesystem::path(VE_SOURCE_DIR) / "fuzz" / "corpus" / "poe";
   int parsed = 0;
@@ -250,12 +369,19 @@ TEST(PseCodec, FuzzSeedsParse) {
     std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::vector<std::byte> bytes(raw.size());
     std::memcpy(bytes.data(), raw.data(), raw.size());
-    auto r = parse_reply(bytes);
-    ASSERT_TRUE(r) << e.path() << ": " << to_string(r.error());
-    EXPECT_EQ(r->ifname, "eth1");
+    if (command_of(bytes) == kMsgPseNtf) {
+      auto n = parse_notification(bytes);
+      ASSERT_TRUE(n) << e.path() << ": " << to_string(n.error());
+      EXPECT_EQ(n->ifname, "eth1");
+      EXPECT_NE(n->events, 0u);
+    } else {
+      auto r = parse_reply(bytes);
+      ASSERT_TRUE(r) << e.path() << ": " << to_string(r.error());
+      EXPECT_EQ(r->ifname, "eth1");
+    }
     ++parsed;
   }
-  EXPECT_EQ(parsed, 3);
+  EXPECT_EQ(parsed, 5);
 }
 
 }  // namespace
