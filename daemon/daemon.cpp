@@ -140,6 +140,8 @@ int Daemon::run() {
   }
   if (config_->control.http) {
     status_http_ = std::make_unique<StatusHttpServer>(io_, journey_, *config_->control.http);
+    status_http_->set_config_source([this] { return config_; });
+    status_http_->set_control([this](const std::string& request) { return control_.handle_line(request); });
     if (auto r = status_http_->start(); !r) log->error("status page: {}", r.error());
   }
   std::uint64_t usec = 0;
