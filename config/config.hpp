@@ -63,6 +63,10 @@ struct SiteInfo {
 struct ControlConfig {
   std::string socket = "/run/voiceedge/control.sock";
   std::optional<Endpoint> http;  // status page; absent = off
+  // Control socket roles (checked with SO_PEERCRED; root and the daemon's user are always
+  // admins). A group name or a numeric GID; "" = nobody else.
+  std::string read_group = "voiceedge";         // may run show commands
+  std::string admin_group = "voiceedge-admin";  // may also change things (power, reload)
 };
 
 enum class PoeMode { Auto, Off, Static };

@@ -20,6 +20,8 @@ nlohmann::json to_json(const SiteConfig& c) {
   j["site"] = {{"name", c.site.name}, {"timezone", c.site.timezone}, {"locale", c.site.locale}};
   j["state_dir"] = c.state_dir;
   j["control"] = {{"socket", c.control.socket},
+                  {"read_group", c.control.read_group},
+                  {"admin_group", c.control.admin_group},
                   {"http", c.control.http ? json(c.control.http->to_string()) : json(nullptr)}};
   j["ports"] = json::array();
   for (const auto& p : c.ports) {

@@ -289,8 +289,23 @@ void read_site(Reader& r, const YAML::Node& root, SiteConfig& c) {
 }
 
 void read_control(Reader& r, const YAML::Node& root, SiteConfig& c) {
-  MapView m(r, root["control"], "control", {"socket", "http"});
+  MapView m(r, root["control"], "control", {"socket", "http", "read_group", "admin_group"});
   m.get_string("socket", c.control.socket);
+  // POSIX portable user/group names (useradd's rule) or a numeric GID.
+  const auto group_ok = [](const std::string& g) {
+    if (g.empty()) return true;
+    if (std::all_of(g.begin(), g.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) return g.size() <= 10;
+    if (g.size() > 32 || g.front() == '-') return false;
+    return std::all_of(g.begin(), g.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+             ch == '-' || ch == '.';
+    });
+  };
+  for (const char* key : {"read_group", "admin_group"}) {
+    std::string& value = std::string_view(key) == "read_group" ? c.control.read_group : c.control.admin_group;
+    if (m.get_string(key, value) && !group_ok(value))
+      r.error(m.child(key), std::string("control.") + key, "'" + value + "' is not a group name or numeric GID");
+  }
   if (c.control.socket.size() >= 108) r.error(m.child("socket"), "control.socket", "path longer than 107 bytes");
   std::string http;
   if (m.get_string("http", http) && !http.empty() && http != "off") {

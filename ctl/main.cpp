@@ -109,7 +109,11 @@ int main(int argc, char** argv) {
   app.footer(
       "COMMANDS\n" + commands_help +
       "\nMACs are accepted as 00:11:22:33:44:55, 0011.2233.4455, 001122334455 or SEP001122334455.\n"
-      "\nEXIT STATUS\n  0  ok\n  1  the daemon answered with an error (bad command, not found, reload rejected)\n"
+      "\nPERMISSIONS\n  show commands and version need root or a member of control.read_group (default voiceedge);\n"
+      "  everything that changes the daemon (power inline, reload, ...) needs root or a member of\n"
+      "  control.admin_group (default voiceedge-admin). The daemon checks the caller's uid and groups.\n"
+      "\nEXIT STATUS\n  0  ok\n  1  the daemon answered with an error (bad command, not found, reload rejected,\n"
+      "     permission-denied)\n"
       "  2  the daemon cannot be reached (not running, wrong --socket, no permission)\n"
       "\nENVIRONMENT\n  VOICEEDGE_SOCKET  default for --socket\n"
       "\nEXAMPLES\n  voiceedgectl show phones\n  voiceedgectl show journey SEP001122334455\n"
@@ -196,6 +200,9 @@ int main(int argc, char** argv) {
       std::cout << reply.body.dump(2) << "\n";
     } else {
       std::cerr << "voiceedgectl: " << err.value("code", "error") << ": " << err.value("message", "") << "\n";
+      if (err.value("code", "") == "permission-denied")
+        std::cerr << "  (roles come from control.read_group and control.admin_group in the site file; "
+                     "`id` shows your groups, which count from your next login)\n";
     }
     return kExitCommandError;
   }

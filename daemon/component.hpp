@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "ve/accept_guard.hpp"
 #include "ve/mac.hpp"
 #include "ve/phone_event.hpp"
 #include "ve/result.hpp"
@@ -26,11 +27,26 @@ struct ControlError {
 using ControlResult = Result<nlohmann::json, ControlError>;
 using ControlHandler = std::function<ControlResult(const nlohmann::json& args)>;
 
+// Who may run a command. The control socket checks the caller (SO_PEERCRED): Read is for root,
+// the daemon's user and members of control.read_group or control.admin_group; Admin (anything
+// that changes power, config or state) for root, the daemon's user and control.admin_group.
+enum class ControlRole { Read, Admin };
+
 class ControlRegistry {
  public:
   virtual ~ControlRegistry() = default;
-  // `cmd` is dotted: "show.cdp.neighbors", "power.inline".
+  // `cmd` is dotted: "show.cdp.neighbors", "power.inline". Registered with the role its name
+  // implies (role_implied_by): read-only only for "version" and "show.*", admin for the rest.
   virtual void add(const std::string& cmd, ControlHandler handler) = 0;
+  // The same with the role said explicitly. Registries that know no roles (tests) ignore it.
+  virtual void add(const std::string& cmd, ControlRole role, ControlHandler handler) {
+    (void)role;
+    add(cmd, std::move(handler));
+  }
+  // Fail-safe default: a command is read-only only if its name says so.
+  static ControlRole role_implied_by(std::string_view cmd) {
+    return cmd == "version" || cmd.starts_with("show.") ? ControlRole::Read : ControlRole::Admin;
+  }
 };
 
 // What one component offers the others. Set by the component that owns it during wiring; callers
@@ -64,6 +80,8 @@ struct Context {
   ControlRegistry& control;
   Services& services;
   config::SiteConfigPtr config;  // the config at start
+  // File descriptors: size every connection cap with fd_budget.cap(wanted, fd_share::...).
+  FdBudget fd_budget{};
 };
 
 class Component {
@@ -71,8 +89,18 @@ class Component {
   virtual ~Component() = default;
   virtual std::string_view name() const = 0;
   virtual void start() = 0;
-  // A new, validated site file. Must not disturb what did not change (no power-cycles, no
-  // dropped registrations).
+  // Reload, step 1: acquire what `config` needs and can fail to get (bind new listen sockets)
+  // without disturbing the running service. If any component fails, the reload is rejected with
+  // its error, every component that prepared is told abandon_reconfigure(), and none is
+  // reconfigured. Default: nothing can fail.
+  virtual Result<void, std::string> prepare_reconfigure(const config::SiteConfigPtr& config) {
+    (void)config;
+    return {};
+  }
+  // Reload rejected after prepare_reconfigure() succeeded here: release what it acquired.
+  virtual void abandon_reconfigure() {}
+  // Reload, step 2: a new, validated site file. Must not disturb what did not change (no
+  // power-cycles, no dropped registrations). Uses what prepare_reconfigure() acquired.
   virtual void reconfigure(const config::SiteConfigPtr& config) = 0;
   // Orderly stop (SIGTERM). Must not cut phone power.
   virtual void stop() = 0;

@@ -21,15 +21,17 @@ Daemon::Daemon(std::filesystem::path config_path, config::SiteConfigPtr config)
       watchdog_(io_),
       flush_timer_(io_),
       control_(io_),
-      journey_([&] {
-        std::error_code ec;
-        std::filesystem::create_directories(config_->state_dir, ec);
-        if (ec) {
-          ve::logger("journey")->error("cannot create state_dir {}: {}", config_->state_dir, ec.message());
-          return std::filesystem::path();
-        }
-        return std::filesystem::path(config_->state_dir) / "journey.sqlite";
-      }()) {
+      journey_(
+          [&] {
+            std::error_code ec;
+            std::filesystem::create_directories(config_->state_dir, ec);
+            if (ec) {
+              ve::logger("journey")->error("cannot create state_dir {}: {}", config_->state_dir, ec.message());
+              return std::filesystem::path();
+            }
+            return std::filesystem::path(config_->state_dir) / "journey.sqlite";
+          }(),
+          config_) {
   journey_.set_config(config_);
   // A phone or client vanishing mid-write must not kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);
@@ -37,14 +39,35 @@ Daemon::Daemon(std::filesystem::path config_path, config::SiteConfigPtr config)
 
 Daemon::~Daemon() = default;
 
+void Daemon::apply_control_access() {
+  auto log = ve::logger("control");
+  ControlAccess access;
+  access.read_group = config_->control.read_group;
+  access.admin_group = config_->control.admin_group;
+  access.read_gid = resolve_group(access.read_group);
+  access.admin_gid = resolve_group(access.admin_group);
+  // Said once per start or reload: a missing group means fewer people get in, never more.
+  if (!access.read_group.empty() && !access.read_gid)
+    log->warn(
+        "control.read_group '{}' does not exist: only root, the daemon's user and control.admin_group may use "
+        "the control socket",
+        access.read_group);
+  if (!access.admin_group.empty() && !access.admin_gid)
+    log->warn("control.admin_group '{}' does not exist: only root and the daemon's user may change things",
+              access.admin_group);
+  control_.set_access(std::move(access));
+}
+
 void Daemon::register_core_commands() {
-  control_.add("version", [](const nlohmann::json&) -> ControlResult {
+  control_.add("version", ControlRole::Read, [](const nlohmann::json&) -> ControlResult {
     return nlohmann::json{{"name", "voiceedged"}, {"version", VE_VERSION}};
   });
-  control_.add("show.config", [this](const nlohmann::json&) -> ControlResult { return config::to_json(*config_); });
-  control_.add("reload", [this](const nlohmann::json&) { return reload(); });
-  control_.add("show.phones", [this](const nlohmann::json&) -> ControlResult { return journey_.phones_json(); });
-  control_.add("show.journey", [this](const nlohmann::json& args) -> ControlResult {
+  control_.add("show.config", ControlRole::Read,
+               [this](const nlohmann::json&) -> ControlResult { return config::to_json(*config_); });
+  control_.add("reload", ControlRole::Admin, [this](const nlohmann::json&) { return reload(); });
+  control_.add("show.phones", ControlRole::Read,
+               [this](const nlohmann::json&) -> ControlResult { return journey_.phones_json(); });
+  control_.add("show.journey", ControlRole::Read, [this](const nlohmann::json& args) -> ControlResult {
     if (!args.contains("phone") || !args["phone"].is_string())
       return unexpected(ControlError{"bad-request", "show journey needs a phone (MAC, SEP name, IP or port)"});
     const auto key = args["phone"].get<std::string>();
@@ -67,8 +90,23 @@ ControlResult Daemon::reload() {
     log->error("reload rejected: {} error(s); the previous configuration keeps running", loaded.error().size());
     return unexpected(ControlError{"failed", text});
   }
-  config_ = loaded.value();
+  const auto next = loaded.value();
+  // Everything that can fail (a port taken by someone else) is acquired first; one failure and
+  // nothing changes: the old sockets keep listening and the old config keeps running.
+  std::vector<Component*> prepared;
+  for (auto& c : components_) {
+    auto r = c->prepare_reconfigure(next);
+    if (!r) {
+      for (auto* p : prepared) p->abandon_reconfigure();
+      const auto text = fmt::format("{}: {}", c->name(), r.error());
+      log->error("reload rejected: {}; the previous configuration keeps running", text);
+      return unexpected(ControlError{"failed", text});
+    }
+    prepared.push_back(c.get());
+  }
+  config_ = next;
   journey_.set_config(config_);
+  apply_control_access();
   for (auto& c : components_) c->reconfigure(config_);
   log->info("reloaded {}: {} ports, {} phones", config_path_.string(), config_->ports.size(), config_->phones.size());
   return nlohmann::json{{"reloaded", true}, {"ports", config_->ports.size()}, {"phones", config_->phones.size()}};
@@ -125,12 +163,18 @@ void Daemon::shutdown() {
 
 int Daemon::run() {
   auto log = ve::logger("control");
+  // Every connection cap below is a share of this (see ve/accept_guard.hpp).
+  std::string fd_note;
+  fd_budget_ = FdBudget::from_process(&fd_note);
+  log->info("file descriptors: limit {}{}, {} reserved for the control socket, state files and Kea", fd_budget_.limit,
+            fd_note.empty() ? "" : " (" + fd_note + ")", fd_budget_.reserve);
   register_core_commands();
+  apply_control_access();
   if (auto r = control_.listen(config_->control.socket); !r) {
     log->error("{}", r.error());
     return 1;
   }
-  context_ = std::make_unique<Context>(Context{io_, journey_, control_, services_, config_});
+  context_ = std::make_unique<Context>(Context{io_, journey_, control_, services_, config_, fd_budget_});
   Wiring wiring{*context_, {}};
   add_all_components(wiring);
   components_ = std::move(wiring.components);

@@ -31,6 +31,7 @@ class Daemon {
 
  private:
   void register_core_commands();
+  void apply_control_access();
   void arm_watchdog();
   void arm_flush();
   void wait_signals();
@@ -43,6 +44,7 @@ class Daemon {
   boost::asio::steady_timer watchdog_;
   boost::asio::steady_timer flush_timer_;
   std::chrono::microseconds watchdog_interval_{0};
+  FdBudget fd_budget_{};
   ControlServer control_;
   JourneyTracker journey_;
   Services services_;

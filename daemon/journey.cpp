@@ -1,13 +1,19 @@
 #include "daemon/journey.hpp"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include <set>
+#include <stdexcept>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include "ve/log.hpp"
+#include "ve/state_file.hpp"
 
 namespace ve::daemon {
 namespace {
@@ -77,13 +83,24 @@ Outcome outcome_from(std::string_view s) {
   return Outcome::Info;
 }
 
+// Times are written by us in ms since 1970; anything outside 1970-9999 is damage (and would
+// make the formatting of the timeline throw later).
+std::int64_t checked_ms(std::int64_t ms) {
+  constexpr std::int64_t kYear9999 = 253402300799999;
+  if (ms < 0 || ms > kYear9999) throw std::out_of_range("time " + std::to_string(ms));
+  return ms;
+}
+
+// Throws nlohmann::json::exception on a value of the wrong type: the caller skips the row.
 PhoneEvent event_from(const MacAddress& mac, const nlohmann::json& j) {
   PhoneEvent e;
   e.mac = mac;
-  e.step = static_cast<Step>(j.value("step", 1));
+  const int step = j.value("step", 1);
+  if (step < 1 || step > kStepCount) throw std::out_of_range("step " + std::to_string(step));
+  e.step = static_cast<Step>(step);
   e.outcome = outcome_from(j.value("outcome", "info"));
   e.detail = j.value("detail", "");
-  e.time = from_ms(j.value("time_ms", std::int64_t{0}));
+  e.time = from_ms(checked_ms(j.value("time_ms", std::int64_t{0})));
   e.port = j.value("port", "");
   e.ip = j.value("ip", "");
   if (j.contains("attributes"))
@@ -98,15 +115,28 @@ bool PhoneJourney::registered() const {
   return r.seen && r.outcome == Outcome::Ok;
 }
 
+namespace {
+// SQLite's word for "this file is not (or no longer) a database we can use".
+bool damaged(int rc) {
+  const int primary = rc & 0xff;
+  return primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT || primary == SQLITE_FORMAT;
+}
+
+}  // namespace
+
 struct JourneyTracker::Db {
   sqlite3* handle = nullptr;
   std::set<MacAddress> dirty;
+  std::set<MacAddress> deleted;  // pushed out or expired: their rows go at the next flush
+  ino_t inode = 0;               // of the file we opened: a replaced file is noticed
+  dev_t device = 0;
   ~Db() {
     if (handle) sqlite3_close(handle);
   }
 };
 
-JourneyTracker::JourneyTracker(std::filesystem::path database) : database_path_(std::move(database)) {
+JourneyTracker::JourneyTracker(std::filesystem::path database, config::SiteConfigPtr config)
+    : database_path_(std::move(database)), config_(std::move(config)) {
   if (!database_path_.empty()) {
     open_database();
     load_database();
@@ -117,70 +147,224 @@ JourneyTracker::~JourneyTracker() { flush(); }
 
 void JourneyTracker::open_database() {
   auto log = ve::logger("journey");
-  db_ = std::make_unique<Db>();
-  if (sqlite3_open(database_path_.c_str(), &db_->handle) != SQLITE_OK) {
-    log->error("cannot open {}: {}; timelines will not survive a restart", database_path_.string(),
-               db_->handle ? sqlite3_errmsg(db_->handle) : "out of memory");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    db_ = std::make_unique<Db>();
+    const int rc = sqlite3_open(database_path_.c_str(), &db_->handle);
+    if (rc == SQLITE_OK && prepare_schema()) {
+      struct stat st {};
+      if (::stat(database_path_.c_str(), &st) == 0) {
+        db_->inode = st.st_ino;
+        db_->device = st.st_dev;
+      }
+      return;
+    }
+    const std::string why = db_->handle ? sqlite3_errmsg(db_->handle) : "out of memory";
+    const int code = db_->handle ? sqlite3_extended_errcode(db_->handle) : rc;
     db_.reset();
+    if (attempt == 0 && damaged(code)) {
+      ve::set_aside(database_path_, why, "journey", {"-wal", "-shm"});
+      continue;
+    }
+    log->error("cannot open {}: {}; timelines will not survive a restart", database_path_.string(), why);
     return;
   }
+}
+
+bool JourneyTracker::prepare_schema() {
   sqlite3_busy_timeout(db_->handle, 1000);
-  char* err = nullptr;
   const char* schema =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS phone_journey (mac TEXT PRIMARY KEY, data TEXT NOT NULL);";
-  if (sqlite3_exec(db_->handle, schema, nullptr, nullptr, &err) != SQLITE_OK) {
-    log->error("cannot prepare {}: {}", database_path_.string(), err ? err : "?");
-    sqlite3_free(err);
-    db_.reset();
-  }
+  if (sqlite3_exec(db_->handle, schema, nullptr, nullptr, nullptr) != SQLITE_OK) return false;
+  // A table of another shape (a foreign or half-written file) cannot be read either.
+  sqlite3_stmt* st = nullptr;
+  const bool readable =
+      sqlite3_prepare_v2(db_->handle, "SELECT mac, data FROM phone_journey LIMIT 0", -1, &st, nullptr) == SQLITE_OK;
+  sqlite3_finalize(st);
+  return readable;
+}
+
+std::string JourneyTracker::file_problem() const {
+  struct stat st {};
+  if (::stat(database_path_.c_str(), &st) != 0) return "removed while in use";
+  if (st.st_ino != db_->inode || st.st_dev != db_->device) return "replaced while in use";
+  char header[16] = {};
+  std::FILE* f = std::fopen(database_path_.c_str(), "rb");
+  if (!f) return "";
+  const auto n = std::fread(header, 1, sizeof header, f);
+  std::fclose(f);
+  if (n != sizeof header || std::memcmp(header, "SQLite format 3", 16) != 0) return "overwritten while in use";
+  return "";
+}
+
+void JourneyTracker::recover_database(const std::string& reason) {
+  db_.reset();
+  ve::set_aside(database_path_, reason, "journey", {"-wal", "-shm"});
+  open_database();
+  if (!db_) return;
+  // Nothing is lost: memory has every timeline; write them all to the fresh file.
+  for (const auto& [mac, p] : phones_) db_->dirty.insert(mac);
 }
 
 void JourneyTracker::load_database() {
   if (!db_) return;
+  auto log = ve::logger("journey");
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_->handle, "SELECT mac, data FROM phone_journey", -1, &st, nullptr) != SQLITE_OK) return;
+  if (sqlite3_prepare_v2(db_->handle, "SELECT mac, data FROM phone_journey", -1, &st, nullptr) != SQLITE_OK) {
+    recover_database(sqlite3_errmsg(db_->handle));
+    return;
+  }
   std::size_t loaded = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  std::size_t expired = 0;
+  const auto now = Clock::now();
+  int rc = SQLITE_OK;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const auto* mac_text = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
     const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
     auto mac = MacAddress::parse(mac_text ? mac_text : "");
-    if (!mac || !data) continue;
-    auto j = nlohmann::json::parse(data, nullptr, false);
-    if (j.is_discarded()) continue;
-    PhoneJourney p;
-    p.mac = *mac;
-    p.first_seen = from_ms(j.value("first_seen_ms", std::int64_t{0}));
-    p.last_seen = from_ms(j.value("last_seen_ms", std::int64_t{0}));
-    const auto steps = j.value("steps", nlohmann::json::array());
-    for (const auto& s : steps) {
-      const int n = s.value("step", 0);
-      if (n < 1 || n > kStepCount) continue;
-      auto& st_state = p.steps[static_cast<std::size_t>(n) - 1];
-      st_state.seen = true;
-      st_state.outcome = outcome_from(s.value("outcome", "info"));
-      st_state.detail = s.value("detail", "");
-      st_state.first = from_ms(s.value("first_ms", std::int64_t{0}));
-      st_state.last = from_ms(s.value("last_ms", std::int64_t{0}));
+    if (!mac || !data) {
+      ++skipped_rows_;
+      continue;
     }
-    // Named locals: iterating items() of a temporary would dangle.
-    const auto facts = j.value("facts", nlohmann::json::object());
-    for (const auto& [k, v] : facts.items())
-      if (v.is_string()) p.facts[k] = v.get<std::string>();
-    const auto history = j.value("history", nlohmann::json::array());
-    for (const auto& e : history) p.history.push_back(event_from(*mac, e));
+    auto j = nlohmann::json::parse(data, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      ++skipped_rows_;
+      db_->deleted.insert(*mac);
+      continue;
+    }
+    PhoneJourney p;
+    try {
+      p = journey_from(*mac, j);
+    } catch (const std::exception& e) {
+      // One bad row (a value of the wrong type, a step out of range) costs that row only.
+      if (skipped_rows_ == 0)
+        log->warn("{}: skipping unreadable timeline of {}: {}", database_path_.string(), mac->to_string(), e.what());
+      ++skipped_rows_;
+      db_->deleted.insert(*mac);
+      continue;
+    }
+    if (!trusted(p) && p.last_seen + kUnverifiedMaxAge < now) {
+      ++expired;
+      db_->deleted.insert(*mac);
+      continue;
+    }
     phones_[*mac] = std::move(p);
+    classify(*mac);
     ++loaded;
   }
   sqlite3_finalize(st);
-  if (loaded) ve::logger("journey")->info("restored {} phone timelines from {}", loaded, database_path_.string());
+  if (damaged(rc)) {
+    // Damage found mid-table: keep what was read, set the file aside, write a clean one.
+    recover_database(sqlite3_errmsg(db_->handle));
+  }
+  trim_unverified(kMaxUnverified);
+  if (skipped_rows_) log->warn("{}: {} unreadable timeline(s) skipped", database_path_.string(), skipped_rows_);
+  if (expired)
+    log->info("{}: {} unverified timeline(s) older than {} h dropped", database_path_.string(), expired,
+              kUnverifiedMaxAge.count());
+  if (loaded) log->info("restored {} phone timelines from {}", loaded, database_path_.string());
+  flush();  // the deletions
+}
+
+// Throws nlohmann::json::exception (or std::out_of_range) on a malformed row.
+PhoneJourney JourneyTracker::journey_from(const MacAddress& mac, const nlohmann::json& j) {
+  const auto list = [&](const char* key) {
+    auto v = j.value(key, nlohmann::json::array());
+    if (!v.is_array()) throw std::invalid_argument(std::string(key) + " is not a list");
+    return v;
+  };
+  PhoneJourney p;
+  p.mac = mac;
+  p.first_seen = from_ms(checked_ms(j.value("first_seen_ms", std::int64_t{0})));
+  p.last_seen = from_ms(checked_ms(j.value("last_seen_ms", std::int64_t{0})));
+  p.verified = j.value("verified", false);
+  for (const auto& s : list("steps")) {
+    const int n = s.value("step", 0);
+    if (n < 1 || n > kStepCount) throw std::out_of_range("step " + std::to_string(n));
+    auto& st_state = p.steps[static_cast<std::size_t>(n) - 1];
+    st_state.seen = true;
+    st_state.outcome = outcome_from(s.value("outcome", "info"));
+    st_state.detail = s.value("detail", "");
+    st_state.first = from_ms(checked_ms(s.value("first_ms", std::int64_t{0})));
+    st_state.last = from_ms(checked_ms(s.value("last_ms", std::int64_t{0})));
+  }
+  // Named locals: iterating items() of a temporary would dangle.
+  const auto facts = j.value("facts", nlohmann::json::object());
+  if (!facts.is_object()) throw std::invalid_argument("facts is not a map");
+  for (const auto& [k, v] : facts.items())
+    if (v.is_string()) p.facts[k] = v.get<std::string>();
+  for (const auto& e : list("history")) p.history.push_back(event_from(mac, e));
+  while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
+  return p;
+}
+
+bool JourneyTracker::trusted(const PhoneJourney& p) const {
+  return p.verified || (config_ && config_->find_phone(p.mac) != nullptr);
+}
+
+void JourneyTracker::classify(const MacAddress& mac) {
+  auto it = phones_.find(mac);
+  if (it == phones_.end() || trusted(it->second))
+    unverified_.erase(mac);
+  else
+    unverified_.insert(mac);
+}
+
+void JourneyTracker::set_config(config::SiteConfigPtr config) {
+  config_ = std::move(config);
+  for (const auto& [mac, p] : phones_) classify(mac);
+  trim_unverified(kMaxUnverified);
+}
+
+void JourneyTracker::forget(const MacAddress& mac) {
+  phones_.erase(mac);
+  unverified_.erase(mac);
+  if (db_) {
+    db_->dirty.erase(mac);
+    db_->deleted.insert(mac);
+  }
+}
+
+// Pushes out the least recently seen unverified phones until at most `keep` remain.
+void JourneyTracker::trim_unverified(std::size_t keep) {
+  while (unverified_.size() > keep) {
+    const MacAddress* oldest = nullptr;
+    Clock::time_point oldest_seen = Clock::time_point::max();
+    for (const auto& mac : unverified_) {
+      const auto& p = phones_.at(mac);
+      if (!oldest || p.last_seen < oldest_seen) {
+        oldest = &mac;
+        oldest_seen = p.last_seen;
+      }
+    }
+    const MacAddress victim = *oldest;
+    forget(victim);
+    ++unverified_evicted_;
+    table_log_.warn("journey", "unverified phone table full ({}): {} pushed out ({} in all)", kMaxUnverified,
+                    victim.to_string(), unverified_evicted_);
+  }
+}
+
+void JourneyTracker::expire_unverified(Clock::time_point now) {
+  std::vector<MacAddress> old;
+  for (const auto& mac : unverified_)
+    if (phones_.at(mac).last_seen + kUnverifiedMaxAge < now) old.push_back(mac);
+  for (const auto& mac : old) forget(mac);
+  if (!old.empty())
+    ve::logger("journey")->info("{} unverified phone(s) silent for {} h forgotten", old.size(),
+                                kUnverifiedMaxAge.count());
 }
 
 void JourneyTracker::report(PhoneEvent event) {
   if (event.mac.is_zero()) return;
-  if (!phones_.contains(event.mac) && phones_.size() >= kMaxPhones) {
-    ve::logger("journey")->warn("phone table full ({}); event for {} dropped", kMaxPhones, event.mac.to_string());
-    return;
+  if (!phones_.contains(event.mac)) {
+    const bool listed = config_ && config_->find_phone(event.mac) != nullptr;
+    if (event.verified && !listed && phones_.size() - unverified_.size() >= kMaxPhones) {
+      table_log_.warn("journey", "phone table full ({}); event for {} dropped", kMaxPhones, event.mac.to_string());
+      return;
+    }
+    // A newcomer nobody vouches for takes the place of the least recently seen one.
+    if (!listed && !event.verified && kMaxUnverified > 0) trim_unverified(kMaxUnverified - 1);
   }
   // A step that changes state is written at once, so a crash right after (kill -9, power loss
   // of the box) cannot lose where a phone stands; repeats (refreshes) ride the next timed flush.
@@ -189,6 +373,8 @@ void JourneyTracker::report(PhoneEvent event) {
   const bool changed = !before || !before->seen || before->outcome != event.outcome;
   apply(event);
   infer_phone_only_steps(event);
+  if (event.verified) phones_[event.mac].verified = true;
+  classify(event.mac);
   if (db_) {
     db_->dirty.insert(event.mac);
     if (changed) flush();
@@ -246,20 +432,58 @@ void JourneyTracker::apply(const PhoneEvent& e) {
   while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
 }
 
-void JourneyTracker::flush() {
-  if (!db_ || db_->dirty.empty()) return;
+void JourneyTracker::flush() { flush_pass(true); }
+
+void JourneyTracker::flush_pass(bool may_recover) {
+  if (!database_path_.empty()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_expiry_ >= std::chrono::minutes(1)) {
+      last_expiry_ = now;
+      expire_unverified();
+    }
+  }
+  if (!db_ || (db_->dirty.empty() && db_->deleted.empty())) return;
   auto log = ve::logger("journey");
+  // SQLite trusts its page cache: a file overwritten or replaced under a running daemon would go
+  // unnoticed until the next start, then be lost. Check the header and the inode first.
+  if (may_recover) {
+    if (auto problem = file_problem(); !problem.empty()) {
+      recover_database(problem);
+      if (!db_) return;
+    }
+  }
+  // The file was damaged under us (overwritten, truncated): set it aside, rewrite from memory.
+  const auto recover_if_damaged = [&] {
+    if (!may_recover || !damaged(sqlite3_extended_errcode(db_->handle))) return false;
+    recover_database(sqlite3_errmsg(db_->handle));
+    return true;
+  };
   if (sqlite3_exec(db_->handle, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
     log->warn("cannot write timelines: {}", sqlite3_errmsg(db_->handle));
+    if (recover_if_damaged() && db_) flush_pass(false);
     return;  // dirty phones stay dirty: the next flush tries again
+  }
+  if (!db_->deleted.empty()) {
+    sqlite3_stmt* del = nullptr;
+    if (sqlite3_prepare_v2(db_->handle, "DELETE FROM phone_journey WHERE mac = ?", -1, &del, nullptr) == SQLITE_OK) {
+      for (const auto& mac : db_->deleted) {
+        const auto mac_text = mac.to_string();
+        sqlite3_bind_text(del, 1, mac_text.c_str(), -1, SQLITE_TRANSIENT);
+        sqlite3_step(del);
+        sqlite3_reset(del);
+      }
+    }
+    sqlite3_finalize(del);
   }
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_->handle, "INSERT OR REPLACE INTO phone_journey (mac, data) VALUES (?, ?)", -1, &st,
                          nullptr) != SQLITE_OK) {
     log->warn("cannot write timelines: {}", sqlite3_errmsg(db_->handle));
     sqlite3_exec(db_->handle, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (recover_if_damaged() && db_) flush_pass(false);
     return;
   }
+  bool broken = false;
   for (const auto& mac : db_->dirty) {
     auto it = phones_.find(mac);
     if (it == phones_.end()) continue;
@@ -267,6 +491,7 @@ void JourneyTracker::flush() {
     nlohmann::json j;
     j["first_seen_ms"] = to_ms(p.first_seen);
     j["last_seen_ms"] = to_ms(p.last_seen);
+    if (p.verified) j["verified"] = true;
     j["steps"] = nlohmann::json::array();
     for (int n = 1; n <= kStepCount; ++n) {
       const auto& s = p.steps[static_cast<std::size_t>(n) - 1];
@@ -285,20 +510,34 @@ void JourneyTracker::flush() {
     sqlite3_bind_text(st, 1, mac_text.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, data.c_str(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
     const int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
+    if (rc == SQLITE_DONE) {
       ++persisted_;
-    else
+    } else if (damaged(rc)) {
+      broken = true;
+      break;
+    } else {
       log->warn("cannot write the timeline of {}: {}", mac_text, sqlite3_errmsg(db_->handle));
+    }
     sqlite3_reset(st);
   }
   sqlite3_finalize(st);
+  if (broken) {
+    sqlite3_exec(db_->handle, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (may_recover) {
+      recover_database("write failed: the file is damaged");
+      if (db_) flush_pass(false);
+    }
+    return;
+  }
   if (sqlite3_exec(db_->handle, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     log->warn("cannot commit timelines: {}", sqlite3_errmsg(db_->handle));
     sqlite3_exec(db_->handle, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (recover_if_damaged() && db_) flush_pass(false);
     return;
   }
   log->debug("{} timeline(s) written", db_->dirty.size());
   db_->dirty.clear();
+  db_->deleted.clear();
 }
 
 const PhoneJourney* JourneyTracker::find(const std::string& key) const {

@@ -11,12 +11,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "ve/accept_guard.hpp"
 #include "ve/mac.hpp"
 #include "ve/phone_event.hpp"
 
@@ -37,6 +39,7 @@ struct PhoneJourney {
   std::map<std::string, std::string> facts;   // ip, port, model, active_load, registered_with, ...
   std::chrono::system_clock::time_point first_seen;
   std::chrono::system_clock::time_point last_seen;
+  bool verified = false;  // an event carried verified evidence (see PhoneEvent::verified)
 
   const StepState& step(Step s) const { return steps[static_cast<std::size_t>(s) - 1]; }
   bool registered() const;
@@ -52,10 +55,17 @@ struct Diagnosis {
 class JourneyTracker final : public EventSink {
  public:
   static constexpr std::size_t kHistoryPerPhone = 200;
+  // Trusted phones: in the site file (never pushed out, not counted here) or verified.
   static constexpr std::size_t kMaxPhones = 20000;
+  // MACs nobody vouches for (any host can claim any MAC in a DHCP request, CDP frame or SIP
+  // instance): a small table, the least recently seen pushed out first, forgotten after an hour
+  // of silence, also across restarts.
+  static constexpr std::size_t kMaxUnverified = 512;
+  static constexpr std::chrono::hours kUnverifiedMaxAge{1};
 
-  // `database` empty: memory only (tests).
-  explicit JourneyTracker(std::filesystem::path database);
+  // `database` empty: memory only (tests). `config` decides, already while the database is
+  // loaded, which phones are trusted (in the site file).
+  explicit JourneyTracker(std::filesystem::path database, config::SiteConfigPtr config = nullptr);
   ~JourneyTracker() override;
   JourneyTracker(const JourneyTracker&) = delete;
   JourneyTracker& operator=(const JourneyTracker&) = delete;
@@ -65,7 +75,17 @@ class JourneyTracker final : public EventSink {
   // Writes buffered events to disk. Called on a timer and at stop; cheap when nothing is pending.
   void flush();
 
-  void set_config(config::SiteConfigPtr config) { config_ = std::move(config); }
+  // A new site file: phones added to it become trusted, phones removed from it unverified.
+  void set_config(config::SiteConfigPtr config);
+
+  // Whether `phone` is protected from eviction (in the site file, or verified).
+  bool trusted(const PhoneJourney& phone) const;
+  std::size_t unverified() const { return unverified_.size(); }
+  std::uint64_t unverified_evicted() const { return unverified_evicted_; }
+  // Rows of the database that could not be read at start and were skipped.
+  std::size_t skipped_rows() const { return skipped_rows_; }
+  // Drops unverified phones silent for kUnverifiedMaxAge (called from flush, once a minute).
+  void expire_unverified(std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
   // Finds a phone by MAC (any accepted spelling), SEP name, IPv4 address or port name.
   const PhoneJourney* find(const std::string& key) const;
@@ -84,8 +104,18 @@ class JourneyTracker final : public EventSink {
  private:
   void apply(const PhoneEvent& event);
   void infer_phone_only_steps(const PhoneEvent& event);
+  static PhoneJourney journey_from(const MacAddress& mac, const nlohmann::json& j);
+  void flush_pass(bool may_recover);
   void open_database();
+  bool prepare_schema();
   void load_database();
+  // The database is damaged: set it aside, start a fresh one and rewrite what memory holds.
+  void recover_database(const std::string& reason);
+  // Why the file on disk is no longer the database we hold open ("" if it is).
+  std::string file_problem() const;
+  void forget(const MacAddress& mac);
+  void classify(const MacAddress& mac);
+  void trim_unverified(std::size_t keep);
 
   std::filesystem::path database_path_;
   struct Db;
@@ -93,6 +123,11 @@ class JourneyTracker final : public EventSink {
   std::vector<PhoneEvent> pending_;
   std::size_t persisted_ = 0;
   std::map<MacAddress, PhoneJourney> phones_;
+  std::set<MacAddress> unverified_;  // keys of phones_ that are not trusted
+  std::uint64_t unverified_evicted_ = 0;
+  std::size_t skipped_rows_ = 0;
+  std::chrono::steady_clock::time_point last_expiry_{};
+  RateLimitedLog table_log_;  // a flood of new MACs must not flood the log too
   config::SiteConfigPtr config_;
   std::vector<std::function<void(const MacAddress&)>> listeners_;
 };

@@ -15,7 +15,18 @@ using nlohmann::json;
 bool same_listeners(const provision::ProvisionerOptions& a, const provision::ProvisionerOptions& b) {
   return a.tftp.listen.to_string() == b.tftp.listen.to_string() &&
          a.http.listen.to_string() == b.http.listen.to_string() && a.tftp.max_transfers == b.tftp.max_transfers &&
-         a.tftp.max_per_client == b.tftp.max_per_client && a.http.max_connections == b.http.max_connections;
+         a.tftp.max_per_client == b.tftp.max_per_client && a.http.max_connections == b.http.max_connections &&
+         a.http.max_per_client == b.http.max_per_client;
+}
+
+// The site's limits, lowered to what the process's file descriptors allow (each TFTP transfer
+// and each HTTP connection holds one).
+provision::ProvisionerOptions budgeted(provision::ProvisionerOptions o, const FdBudget& budget) {
+  o.tftp.max_transfers =
+      static_cast<int>(budget.cap(static_cast<std::size_t>(std::max(o.tftp.max_transfers, 1)), fd_share::kTftp));
+  o.http.max_connections =
+      static_cast<int>(budget.cap(static_cast<std::size_t>(std::max(o.http.max_connections, 1)), fd_share::kHttp));
+  return o;
 }
 
 json counters_json(const provision::Counters& c) {
@@ -57,7 +68,7 @@ class ProvisionComponent final : public Component {
  public:
   explicit ProvisionComponent(Context& ctx)
       : ctx_(ctx),
-        provisioner_(ctx.io, ctx.config, provision::options_from(*ctx.config), ctx.events,
+        provisioner_(ctx.io, ctx.config, budgeted(provision::options_from(*ctx.config), ctx.fd_budget), ctx.events,
                      // Looked up at call time: DHCP may be absent or wired after us.
                      [services = &ctx.services](const std::string& ip) -> std::optional<MacAddress> {
                        if (services->mac_for_ip) return services->mac_for_ip(ip);
@@ -75,12 +86,32 @@ class ProvisionComponent final : public Component {
     }
   }
 
+  Result<void, std::string> prepare_reconfigure(const config::SiteConfigPtr& config) override {
+    prepared_ = false;
+    auto options = budgeted(provision::options_from(*config), ctx_.fd_budget);
+    if (same_listeners(options, provisioner_.options())) return {};
+    if (provisioner_.tftp_port() == 0 && provisioner_.http_port() == 0) return {};  // not running: start() below
+    if (auto r = provisioner_.prepare_options(std::move(options)); !r) return r;
+    prepared_ = true;
+    return {};
+  }
+
+  void abandon_reconfigure() override {
+    provisioner_.abandon_options();
+    prepared_ = false;
+  }
+
   void reconfigure(const config::SiteConfigPtr& config) override {
     provisioner_.reconfigure(config);
-    auto options = provision::options_from(*config);
-    if (!same_listeners(options, provisioner_.options())) {
-      // Only a changed listener or limit restarts the servers (transfers in flight are cut).
-      ve::logger("provision")->info("provisioning listeners changed; restarting TFTP/HTTP");
+    auto options = budgeted(provision::options_from(*config), ctx_.fd_budget);
+    if (prepared_) {
+      // Only a changed listener or limit touches the servers (transfers on a moved one are cut).
+      ve::logger("provision")->info("provisioning listeners changed; switching TFTP/HTTP");
+      provisioner_.commit_options();
+      prepared_ = false;
+      last_error_.clear();
+    } else if (!same_listeners(options, provisioner_.options())) {
+      // Not running (its start failed): try the new listeners now.
       provisioner_.stop();
       provisioner_.set_options(std::move(options));
       start();
@@ -118,6 +149,7 @@ class ProvisionComponent final : public Component {
   Context& ctx_;
   provision::Provisioner provisioner_;
   std::string last_error_;
+  bool prepared_ = false;
 };
 
 }  // namespace

@@ -50,7 +50,14 @@ json counters_json(const sip::ServerCounters& c) {
 
 class SipComponent final : public Component {
  public:
-  explicit SipComponent(Context& ctx) : server_(ctx.io, ctx.config, ctx.events) {}
+  explicit SipComponent(Context& ctx) : server_(ctx.io, ctx.config, ctx.events, options_for(ctx)) {}
+
+  // TCP connections are capped by the process's fd budget (ve/accept_guard.hpp).
+  static sip::ServerOptions options_for(const Context& ctx) {
+    sip::ServerOptions o;
+    o.tcp_max_connections = ctx.fd_budget.cap(o.tcp_max_connections, fd_share::kSipTcp);
+    return o;
+  }
 
   std::string_view name() const override { return "sip"; }
 
@@ -65,6 +72,10 @@ class SipComponent final : public Component {
     ve::logger("sip")->info("registrar listening (udp port {}, tcp port {})", server_.udp_port(), server_.tcp_port());
   }
 
+  Result<void, std::string> prepare_reconfigure(const config::SiteConfigPtr& config) override {
+    return server_.prepare_reconfigure(config);
+  }
+  void abandon_reconfigure() override { server_.abandon_reconfigure(); }
   void reconfigure(const config::SiteConfigPtr& config) override { server_.reconfigure(config); }
   void stop() override { server_.stop(); }
 

@@ -10,6 +10,7 @@
 
 #include "poe/poe.hpp"
 #include "ve/log.hpp"
+#include "ve/state_file.hpp"
 
 namespace ve::poe {
 
@@ -512,11 +513,26 @@ struct Manager::Impl {
     std::ifstream in(options.state_file);
     if (!in) return {};
     auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    in.close();
     if (j.is_discarded() || !j.is_object() || !j.contains("ports") || !j["ports"].is_object()) {
-      log->warn("ignoring unreadable PoE state {}", options.state_file.string());
+      // Kept for a post-mortem, out of the way of the next save; ports start from the hardware.
+      ve::set_aside(options.state_file, "not a PoE state file", "poe");
       return {};
     }
     return j;
+  }
+
+  // Only the fields of a saved port whose type is right: a damaged value costs that value only.
+  static nlohmann::json sanitized(const nlohmann::json& pj) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const char* k : {"oper", "override", "mac"})
+      if (pj.contains(k) && pj[k].is_string()) out[k] = pj[k];
+    for (const char* k : {"allocated_mw", "requested_mw", "granted_mw", "held_mw"})
+      if (pj.contains(k) && pj[k].is_number_unsigned() && pj[k].get<std::uint64_t>() <= 1000000) out[k] = pj[k];
+    if (pj.contains("class") && pj["class"].is_number_integer() && pj["class"].get<std::int64_t>() >= -1 &&
+        pj["class"].get<std::int64_t>() <= 8)
+      out["class"] = pj["class"];
+    return out;
   }
 
   void start() {
@@ -524,7 +540,7 @@ struct Manager::Impl {
     for (auto& p : ports) {
       nlohmann::json pj;
       if (saved.is_object() && saved["ports"].contains(p.name) && saved["ports"][p.name].is_object()) {
-        pj = saved["ports"][p.name];
+        pj = sanitized(saved["ports"][p.name]);
       }
       Oper saved_oper = Oper::Off;
       if (pj.is_object()) {

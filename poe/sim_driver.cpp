@@ -169,6 +169,19 @@ struct SimDriver::Impl {
     for (const auto& [name, pj] : j["ports"].items()) {
       Port* p = find(name);
       if (p == nullptr || !pj.is_object()) continue;
+      // A value of the wrong type (a damaged file) costs that port's saved state, not the daemon.
+      try {
+        (void)pj.value("admin", false);
+        (void)pj.value("phase", std::string());
+        (void)pj.value("class", -1);
+        (void)pj.value("fault", std::string());
+        (void)pj.value("power_ons", 0);
+        (void)pj.value("power_cycles", 0);
+      } catch (const nlohmann::json::exception& e) {
+        ve::logger("poe")->warn("sim: {}: ignoring the saved state of {}: {}", options.hardware_file->string(), name,
+                                e.what());
+        continue;
+      }
       p->admin = pj.value("admin", false);
       p->phase = phase_from(pj.value("phase", std::string("disabled")));
       p->power_class = pj.value("class", -1);

@@ -93,11 +93,13 @@ std::string_view content_type(std::string_view name) {
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(tcp::socket socket, const HttpOptions& options, std::shared_ptr<Shared> shared,
-              std::shared_ptr<std::atomic<std::size_t>> connections)
+              std::shared_ptr<std::atomic<std::size_t>> connections,
+              ve::ConnectionLimiter<asio::ip::address>::Slot slot)
       : stream_(std::move(socket)),
         options_(options),
         shared_(std::move(shared)),
-        connections_(std::move(connections)) {
+        connections_(std::move(connections)),
+        slot_(std::move(slot)) {
     boost::system::error_code ec;
     const auto remote = stream_.socket().remote_endpoint(ec);
     client_ip_ = ec ? std::string("?") : remote.address().to_string();
@@ -263,6 +265,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   HttpOptions options_;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<std::atomic<std::size_t>> connections_;
+  ve::ConnectionLimiter<asio::ip::address>::Slot slot_;  // released when the session ends
   beast::flat_buffer buffer_{16384};
   std::optional<http::request_parser<http::empty_body>> parser_;
   std::optional<TransferRecord> pending_record_;
@@ -275,7 +278,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 // ---------------------------------------------------------------- HttpServer
 
 HttpServer::HttpServer(asio::io_context& io, HttpOptions options, std::shared_ptr<Shared> shared)
-    : io_(io), options_(std::move(options)), shared_(std::move(shared)), acceptor_(io) {}
+    : io_(io),
+      options_(std::move(options)),
+      shared_(std::move(shared)),
+      acceptor_(io),
+      accept_guard_(io.get_executor(), "provision", "http"),
+      limiter_(static_cast<std::size_t>(std::max(options_.max_connections, 1)),
+               static_cast<std::size_t>(std::max(options_.max_per_client, 1))) {}
 
 Result<void, std::string> HttpServer::start() {
   boost::system::error_code ec;
@@ -288,6 +297,7 @@ Result<void, std::string> HttpServer::start() {
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return unexpected("http listen " + options_.listen.to_string() + ": " + ec.message());
   port_ = acceptor_.local_endpoint(ec).port();
+  accept_guard_.set_what("http " + options_.listen.host + ":" + std::to_string(port_));
   stopped_ = false;
   accept();
   ve::logger("provision")->info("http listening on {}:{}", options_.listen.host, port_);
@@ -296,6 +306,7 @@ Result<void, std::string> HttpServer::start() {
 
 void HttpServer::stop() {
   stopped_ = true;
+  accept_guard_.cancel();
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   for (auto& weak : sessions_) {
@@ -307,21 +318,32 @@ void HttpServer::stop() {
 void HttpServer::accept() {
   acceptor_.async_accept([self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
     if (self->stopped_ || ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      if (self->connections_->load() >= static_cast<std::size_t>(self->options_.max_connections)) {
-        self->shared_->activity.bump(&Counters::http_busy);
-        ve::logger("provision")
-            ->warn("http connection limit {} hit; closing connection", self->options_.max_connections);
-        boost::system::error_code ignored;
-        socket.close(ignored);
-      } else {
-        ++*self->connections_;
-        auto session =
-            std::make_shared<HttpSession>(std::move(socket), self->options_, self->shared_, self->connections_);
-        std::erase_if(self->sessions_, [](const std::weak_ptr<HttpSession>& w) { return w.expired(); });
-        self->sessions_.push_back(session);
-        session->start();
-      }
+    if (ec) {
+      // EMFILE and friends: pause accepting (rate-limited log line), then go on by itself.
+      self->accept_guard_.failed(ec, [self] {
+        if (!self->stopped_) self->accept();
+      });
+      return;
+    }
+    self->accept_guard_.succeeded();
+    boost::system::error_code peer_ec;
+    const auto peer = socket.remote_endpoint(peer_ec).address();
+    auto [slot, refusal] = self->limiter_.acquire(peer);
+    if (!slot) {
+      self->shared_->activity.bump(&Counters::http_busy);
+      self->refusal_log_.warn("provision",
+                              "http connection from {} refused: {} open from it (max {}), {} in all (max {})",
+                              peer.to_string(), self->limiter_.from(peer), self->limiter_.max_per_client(),
+                              self->limiter_.total(), self->limiter_.max_total());
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    } else {
+      ++*self->connections_;
+      auto session = std::make_shared<HttpSession>(std::move(socket), self->options_, self->shared_, self->connections_,
+                                                   std::move(slot));
+      std::erase_if(self->sessions_, [](const std::weak_ptr<HttpSession>& w) { return w.expired(); });
+      self->sessions_.push_back(session);
+      session->start();
     }
     self->accept();
   });

@@ -12,6 +12,7 @@
 #include <boost/asio/ip/udp.hpp>
 
 #include "provision/provision.hpp"
+#include "ve/accept_guard.hpp"
 
 namespace ve::provision {
 
@@ -111,6 +112,9 @@ class HttpServer : public std::enable_shared_from_this<HttpServer> {
   HttpOptions options_;
   std::shared_ptr<Shared> shared_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  ve::AcceptGuard accept_guard_;                             // EMFILE: pause, do not spin
+  ve::ConnectionLimiter<boost::asio::ip::address> limiter_;  // max_connections, max_per_client
+  ve::RateLimitedLog refusal_log_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;
   std::vector<std::weak_ptr<HttpSession>> sessions_;  // to close them on stop

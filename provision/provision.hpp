@@ -161,6 +161,8 @@ struct TftpOptions {
 struct HttpOptions {
   config::Endpoint listen{"tcp", "0.0.0.0", 6970};
   int max_connections = 1000;
+  // One address cannot take them all (a phone uses one or two).
+  int max_per_client = 16;
   std::size_t header_limit = 8192;
   std::chrono::seconds idle_timeout{30};
 };
@@ -191,6 +193,13 @@ class Provisioner {
   void reconfigure(config::SiteConfigPtr site);
   // Listen endpoints and limits; applied by the next start().
   void set_options(ProvisionerOptions options);
+  // Reload in two steps. prepare_options() binds the listeners whose endpoint changes beside the
+  // live ones; on error (port taken) everything stays as it was. commit_options() swaps them in
+  // (a listener whose endpoint stays but whose limits change is restarted in place);
+  // abandon_options() closes them instead.
+  Result<void, std::string> prepare_options(ProvisionerOptions options);
+  void commit_options();
+  void abandon_options();
   const ProvisionerOptions& options() const;
 
   std::uint16_t tftp_port() const;

@@ -25,6 +25,15 @@ struct Provisioner::Impl {
   std::shared_ptr<StaticFileCache> cache;
   std::shared_ptr<TftpServer> tftp;
   std::shared_ptr<HttpServer> http;
+  // Between prepare_options() and commit_options()/abandon_options().
+  struct Pending {
+    ProvisionerOptions options;
+    std::shared_ptr<TftpServer> tftp;  // bound beside the live one (its endpoint changed)
+    std::shared_ptr<HttpServer> http;
+    bool restart_tftp = false;  // same endpoint, other limits: restarted in place at commit
+    bool restart_http = false;
+  };
+  std::optional<Pending> pending;
 };
 
 Provisioner::Provisioner(boost::asio::io_context& io, config::SiteConfigPtr site, ProvisionerOptions options,
@@ -50,6 +59,7 @@ Result<void, std::string> Provisioner::start() {
 }
 
 void Provisioner::stop() {
+  abandon_options();
   if (impl_->tftp) impl_->tftp->stop();
   if (impl_->http) impl_->http->stop();
   impl_->tftp.reset();
@@ -63,6 +73,70 @@ void Provisioner::reconfigure(config::SiteConfigPtr site) {
 }
 
 void Provisioner::set_options(ProvisionerOptions options) { impl_->options = std::move(options); }
+
+Result<void, std::string> Provisioner::prepare_options(ProvisionerOptions options) {
+  abandon_options();
+  Impl::Pending p;
+  const auto& now = impl_->options;
+  const bool tftp_moves = options.tftp.listen.to_string() != now.tftp.listen.to_string();
+  const bool http_moves = options.http.listen.to_string() != now.http.listen.to_string();
+  if (tftp_moves) {
+    p.tftp = std::make_shared<TftpServer>(impl_->io, options.tftp, impl_->shared);
+    if (auto r = p.tftp->start(); !r) return r;
+  } else {
+    p.restart_tftp =
+        options.tftp.max_transfers != now.tftp.max_transfers || options.tftp.max_per_client != now.tftp.max_per_client;
+  }
+  if (http_moves) {
+    p.http = std::make_shared<HttpServer>(impl_->io, options.http, impl_->shared);
+    if (auto r = p.http->start(); !r) {
+      if (p.tftp) p.tftp->stop();
+      return r;
+    }
+  } else {
+    p.restart_http = options.http.max_connections != now.http.max_connections ||
+                     options.http.max_per_client != now.http.max_per_client;
+  }
+  p.options = std::move(options);
+  impl_->pending = std::move(p);
+  return {};
+}
+
+void Provisioner::commit_options() {
+  if (!impl_->pending) return;
+  auto p = std::move(*impl_->pending);
+  impl_->pending.reset();
+  impl_->options = p.options;
+  auto log = ve::logger("provision");
+  // A listener that only changes limits keeps its port: released and bound again at once.
+  const auto restart = [&](auto& live, auto make) {
+    if (live) live->stop();
+    live = make();
+    if (auto r = live->start(); !r) {
+      log->error("cannot restart a provisioning listener: {}", r.error());
+      live.reset();
+    }
+  };
+  if (p.tftp) {
+    if (impl_->tftp) impl_->tftp->stop();
+    impl_->tftp = std::move(p.tftp);
+  } else if (p.restart_tftp) {
+    restart(impl_->tftp, [&] { return std::make_shared<TftpServer>(impl_->io, impl_->options.tftp, impl_->shared); });
+  }
+  if (p.http) {
+    if (impl_->http) impl_->http->stop();
+    impl_->http = std::move(p.http);
+  } else if (p.restart_http) {
+    restart(impl_->http, [&] { return std::make_shared<HttpServer>(impl_->io, impl_->options.http, impl_->shared); });
+  }
+}
+
+void Provisioner::abandon_options() {
+  if (!impl_->pending) return;
+  if (impl_->pending->tftp) impl_->pending->tftp->stop();
+  if (impl_->pending->http) impl_->pending->http->stop();
+  impl_->pending.reset();
+}
 const ProvisionerOptions& Provisioner::options() const { return impl_->options; }
 
 std::uint16_t Provisioner::tftp_port() const { return impl_->tftp ? impl_->tftp->port() : 0; }

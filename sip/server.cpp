@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <map>
+#include <optional>
 
 #include "sip/transport.hpp"
 #include "ve/log.hpp"
@@ -19,29 +21,80 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         core(std::make_shared<Core>(std::move(config_), events, options_)),
         sweep_timer(io_) {}
 
-  Result<void, std::string> open_listeners() {
-    for (const auto& ep : config->sip.listen) {
+  // The sockets for one sip.listen list, keyed by endpoint text ("udp:0.0.0.0:5060").
+  struct Listeners {
+    std::map<std::string, std::shared_ptr<UdpTransport>> udp;
+    std::map<std::string, std::shared_ptr<TcpListener>> tcp;
+  };
+
+  // Binds `listen`, taking over the open sockets of `reuse` whose endpoint is unchanged (their
+  // connections stay). Nothing is started; on error whatever was bound here is closed.
+  Result<Listeners, std::string> bind_listeners(const std::vector<config::Endpoint>& listen, const Listeners& reuse) {
+    Listeners out;
+    const auto fail = [&](std::string text) -> Result<Listeners, std::string> {
+      for (auto& [key, u] : out.udp)
+        if (!reuse.udp.contains(key)) u->close();
+      for (auto& [key, t] : out.tcp)
+        if (!reuse.tcp.contains(key)) t->close();
+      return unexpected(std::move(text));
+    };
+    for (const auto& ep : listen) {
+      const auto key = ep.to_string();
       boost::system::error_code ec;
       const auto address = asio::ip::make_address(ep.host, ec);
-      if (ec) return unexpected(fmt::format("sip.listen {}: bad address", ep.to_string()));
+      if (ec) return fail(fmt::format("sip.listen {}: bad address", key));
       if (ep.transport == "tcp") {
+        if (auto it = reuse.tcp.find(key); it != reuse.tcp.end()) {
+          out.tcp[key] = it->second;
+          continue;
+        }
         auto t = std::make_shared<TcpListener>(io, core);
-        if (auto r = t->open(asio::ip::tcp::endpoint(address, ep.port)); !r) return r;
-        tcp.push_back(t);
+        if (auto r = t->open(asio::ip::tcp::endpoint(address, ep.port)); !r) return fail(r.error());
+        out.tcp[key] = t;
       } else {
+        if (auto it = reuse.udp.find(key); it != reuse.udp.end()) {
+          out.udp[key] = it->second;
+          continue;
+        }
         auto u = std::make_shared<UdpTransport>(io, core);
-        if (auto r = u->open(asio::ip::udp::endpoint(address, ep.port)); !r) return r;
-        udp.push_back(u);
+        if (auto r = u->open(asio::ip::udp::endpoint(address, ep.port)); !r) return fail(r.error());
+        out.udp[key] = u;
       }
     }
-    for (auto& u : udp) u->start();
-    for (auto& t : tcp) t->start();
+    return out;
+  }
+
+  // Makes `next` the live set: starts its new sockets, closes the old ones it did not take over.
+  void swap_listeners(Listeners next) {
+    for (auto& [key, u] : current.udp)
+      if (!next.udp.contains(key)) u->close();
+    for (auto& [key, t] : current.tcp)
+      if (!next.tcp.contains(key)) t->close();
+    for (auto& [key, u] : next.udp)
+      if (!current.udp.contains(key)) u->start();
+    for (auto& [key, t] : next.tcp)
+      if (!current.tcp.contains(key)) t->start();
+    current = std::move(next);
+    udp.clear();
+    tcp.clear();
+    for (const auto& ep : config->sip.listen) {
+      const auto key = ep.to_string();
+      if (auto it = current.udp.find(key); it != current.udp.end()) udp.push_back(it->second);
+      if (auto it = current.tcp.find(key); it != current.tcp.end()) tcp.push_back(it->second);
+    }
+  }
+
+  Result<void, std::string> open_listeners() {
+    auto bound = bind_listeners(config->sip.listen, Listeners{});
+    if (!bound) return unexpected(bound.error());
+    swap_listeners(std::move(*bound));
     return {};
   }
 
   void close_listeners() {
-    for (auto& u : udp) u->close();
-    for (auto& t : tcp) t->close();
+    for (auto& [key, u] : current.udp) u->close();
+    for (auto& [key, t] : current.tcp) t->close();
+    current = {};
     udp.clear();
     tcp.clear();
   }
@@ -62,7 +115,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerOptions options;
   std::shared_ptr<Core> core;
   asio::steady_timer sweep_timer;
-  std::vector<std::shared_ptr<UdpTransport>> udp;
+  Listeners current;
+  std::optional<Listeners> prepared;               // bound by prepare_reconfigure, taken by reconfigure
+  bool prepared_released_old = false;              // prepare had to close the old sockets (same port)
+  std::vector<std::shared_ptr<UdpTransport>> udp;  // in sip.listen order (udp_port(): first)
   std::vector<std::shared_ptr<TcpListener>> tcp;
   bool running = false;
 };
@@ -101,23 +157,79 @@ void Server::stop() {
   impl_->core->store.close();
 }
 
+namespace {
+bool same_listen(const std::vector<config::Endpoint>& a, const std::vector<config::Endpoint>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i].to_string() != b[i].to_string()) return false;
+  return true;
+}
+// Some endpoint of `b` is not in `a` but has the transport and port of one that is.
+bool shares_a_port(const std::vector<config::Endpoint>& a, const std::vector<config::Endpoint>& b) {
+  for (const auto& nb : b)
+    for (const auto& na : a)
+      if (na.transport == nb.transport && na.port == nb.port && na.port != 0 && na.to_string() != nb.to_string())
+        return true;
+  return false;
+}
+}  // namespace
+
+Result<void, std::string> Server::prepare_reconfigure(const config::SiteConfigPtr& config) {
+  auto& im = *impl_;
+  im.prepared.reset();
+  if (!im.running || same_listen(im.config->sip.listen, config->sip.listen)) return {};
+  auto bound = im.bind_listeners(config->sip.listen, im.current);
+  if (!bound && shares_a_port(im.config->sip.listen, config->sip.listen)) {
+    // Moving a listener to another address on the same port collides with our own socket:
+    // release ours first, and put it back if the new one cannot be had.
+    im.close_listeners();
+    bound = im.bind_listeners(config->sip.listen, im.current);
+    if (!bound) {
+      if (auto back = im.open_listeners(); !back)
+        ve::logger("sip")->error("cannot re-bind the previous sip.listen either: {}", back.error());
+      return unexpected(bound.error());
+    }
+    im.prepared_released_old = true;
+  }
+  if (!bound) return unexpected(bound.error());
+  im.prepared = std::move(*bound);
+  return {};
+}
+
+void Server::abandon_reconfigure() {
+  auto& im = *impl_;
+  if (!im.prepared) return;
+  for (auto& [key, u] : im.prepared->udp)
+    if (!im.current.udp.contains(key)) u->close();
+  for (auto& [key, t] : im.prepared->tcp)
+    if (!im.current.tcp.contains(key)) t->close();
+  im.prepared.reset();
+  if (im.prepared_released_old) {
+    im.prepared_released_old = false;
+    if (auto back = im.open_listeners(); !back)
+      ve::logger("sip")->error("cannot re-bind the previous sip.listen: {}", back.error());
+  }
+}
+
 void Server::reconfigure(const config::SiteConfigPtr& config) {
   auto& im = *impl_;
-  const bool listen_changed = [&] {
-    const auto& a = im.config->sip.listen;
-    const auto& b = config->sip.listen;
-    if (a.size() != b.size()) return true;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      if (a[i].to_string() != b[i].to_string()) return true;
-    }
-    return false;
-  }();
+  const bool listen_changed = !same_listen(im.config->sip.listen, config->sip.listen);
   im.config = config;
   im.core->registrar.set_config(config);
-  if (listen_changed && im.running) {
-    im.close_listeners();
-    if (auto r = im.open_listeners(); !r) ve::logger("sip")->error("sip.listen changed but cannot bind: {}", r.error());
+  if (!listen_changed || !im.running) return;
+  if (!im.prepared) {
+    // Called without prepare_reconfigure (tests, older callers): bind now, keep the old on error.
+    auto bound = im.bind_listeners(config->sip.listen, im.current);
+    if (!bound) {
+      ve::logger("sip")->error("sip.listen changed but cannot bind: {}; the old listeners stay", bound.error());
+      return;
+    }
+    im.prepared = std::move(*bound);
   }
+  auto next = std::move(*im.prepared);
+  im.prepared.reset();
+  im.prepared_released_old = false;
+  im.swap_listeners(std::move(next));
 }
 
 std::vector<BindingInfo> Server::registrations() const { return impl_->core->registrar.registrations(); }

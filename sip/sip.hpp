@@ -314,6 +314,11 @@ class Server {
   // New site file: new users/passwords/expiry limits apply to the next request. Listeners are
   // re-bound only if sip.listen changed. Bindings are kept.
   void reconfigure(const config::SiteConfigPtr& config);
+  // Reload in two steps: binds the sockets a changed sip.listen needs (unchanged endpoints keep
+  // theirs) without touching the live ones; an error (port taken) leaves everything as it was.
+  // reconfigure() then swaps them in; abandon_reconfigure() closes them instead.
+  Result<void, std::string> prepare_reconfigure(const config::SiteConfigPtr& config);
+  void abandon_reconfigure();
 
   std::vector<BindingInfo> registrations() const;
   ServerCounters counters() const;

@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "sip/location_store.hpp"
+#include "ve/accept_guard.hpp"
 #include "sip/registrar.hpp"
 
 namespace ve::sip {
@@ -51,7 +52,7 @@ class TcpSession;
 class TcpListener : public std::enable_shared_from_this<TcpListener> {
  public:
   TcpListener(boost::asio::io_context& io, std::shared_ptr<Core> core)
-      : io_(io), acceptor_(io), core_(std::move(core)) {}
+      : io_(io), acceptor_(io), core_(std::move(core)), accept_guard_(io.get_executor(), "sip", "tcp") {}
   Result<void, std::string> open(const boost::asio::ip::tcp::endpoint& at);
   void start() { do_accept(); }
   void close();
@@ -71,6 +72,8 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   std::map<boost::asio::ip::address, std::size_t> per_source_;
   std::map<std::uint64_t, std::weak_ptr<TcpSession>> sessions_;
   std::uint64_t next_id_ = 1;
+  ve::AcceptGuard accept_guard_;  // EMFILE: pause, do not spin
+  ve::RateLimitedLog refusal_log_;
   bool closed_ = false;
 };
 

@@ -19,11 +19,13 @@ Result<void, std::string> TcpListener::open(const tcp::endpoint& at) {
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return unexpected(fmt::format("tcp {}:{}: {}", at.address().to_string(), at.port(), ec.message()));
   local_ = acceptor_.local_endpoint(ec);
+  accept_guard_.set_what(fmt::format("tcp {}:{}", at.address().to_string(), local_.port()));
   return {};
 }
 
 void TcpListener::close() {
   closed_ = true;
+  accept_guard_.cancel();
   boost::system::error_code ec;
   acceptor_.close(ec);
   auto sessions = sessions_;
@@ -41,11 +43,13 @@ void TcpListener::do_accept() {
 void TcpListener::on_accept(const boost::system::error_code& ec, tcp::socket socket) {
   if (ec == asio::error::operation_aborted || closed_) return;
   if (ec) {
-    // EMFILE and friends: log and keep accepting; the next connection may succeed.
-    ve::logger("sip")->warn("tcp accept: {}", ec.message());
-    do_accept();
+    // EMFILE and friends: pause accepting (rate-limited log line), then go on by itself.
+    accept_guard_.failed(ec, [self = shared_from_this()] {
+      if (!self->closed_) self->do_accept();
+    });
     return;
   }
+  accept_guard_.succeeded();
   boost::system::error_code peer_ec;
   const auto peer = socket.remote_endpoint(peer_ec);
   if (peer_ec) {
@@ -56,8 +60,8 @@ void TcpListener::on_accept(const boost::system::error_code& ec, tcp::socket soc
   auto& from_peer = per_source_[peer.address()];
   if (sessions_.size() >= core_->options.tcp_max_connections || from_peer >= core_->options.tcp_max_per_source) {
     ++counters.tcp_rejected;
-    ve::logger("sip")->warn("tcp connection from {} refused: {} open from it, {} in total", peer.address().to_string(),
-                            from_peer, sessions_.size());
+    refusal_log_.warn("sip", "tcp connection from {} refused: {} open from it, {} in total", peer.address().to_string(),
+                      from_peer, sessions_.size());
     if (from_peer == 0) per_source_.erase(peer.address());
     boost::system::error_code close_ec;
     socket.close(close_ec);

@@ -76,6 +76,10 @@ struct PhoneEvent {
   // Further facts for Device Status, by name: "model", "vlan", "power_w", "registered_with",
   // "active_load", "inactive_load", "device_name", "user_agent". Never a secret.
   std::vector<std::pair<std::string, std::string>> attributes;
+  // The MAC is backed by evidence a host on the voice VLAN cannot forge by itself (an
+  // authenticated REGISTER, a lease match). Phones in the site file are trusted anyway; other
+  // MACs without such evidence live in the journey's small ageing table.
+  bool verified = false;
 };
 
 // Components get an EventSink& at construction and never see the tracker.

@@ -2,6 +2,11 @@
 
 #include <unistd.h>
 
+#include <sqlite3.h>
+
+#include <fstream>
+
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace ve::daemon {
@@ -218,3 +223,217 @@ TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
 
 }  // namespace
 }  // namespace ve::daemon
+
+// ---------------------------------------------------------------- hostile and damaged input
+
+namespace hostile {
+
+config::SiteConfigPtr site_listing(const std::vector<MacAddress>& macs) {
+  std::string yaml = "site: { name: t }\nstate_dir: /tmp\nphones:\n";
+  int ext = 1000;
+  for (const auto& m : macs)
+    yaml += "  - mac: \"" + m.to_string() + "\"\n    lines: [{ extension: \"" + std::to_string(++ext) +
+            "\", password: \"pw-" + std::to_string(ext) + "\" }]\n";
+  auto loaded = config::load_string(yaml, "site.yaml");
+  if (!loaded) {
+    ADD_FAILURE() << loaded.error().front().to_string();
+    return nullptr;
+  }
+  return loaded.value();
+}
+
+MacAddress fake_mac(std::uint32_t i) {
+  return *MacAddress::parse(
+      fmt::format("02:ee:{:02x}:{:02x}:{:02x}:{:02x}", (i >> 24) & 0xff, (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff));
+}
+
+PhoneEvent event_for(const MacAddress& mac, Step s, Outcome o, std::string detail,
+                     std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
+  PhoneEvent e;
+  e.mac = mac;
+  e.step = s;
+  e.outcome = o;
+  e.detail = std::move(detail);
+  e.time = t;
+  return e;
+}
+
+const MacAddress kListedA = *MacAddress::parse("00:11:22:33:44:55");
+const MacAddress kListedB = *MacAddress::parse("00:11:22:33:44:66");
+
+TEST(JourneyHostile, FakeMacFloodNeverPushesOutListedPhonesAndStaysSmall) {
+  TempDb db("ve-journey-flood");
+  const auto site = site_listing({kListedA, kListedB});
+  {
+    JourneyTracker t(db.path, site);
+    t.report(event_for(kListedA, Step::Dhcp, Outcome::Ok, "ack 10.0.0.10"));
+    // The attack: 20 000 DHCP/CDP/SIP claims for MACs nobody knows.
+    for (std::uint32_t i = 0; i < 20000; ++i) t.report(event_for(fake_mac(i), Step::Dhcp, Outcome::Ok, "fake"));
+    // A listed phone arriving after the flood still gets its timeline.
+    t.report(event_for(kListedB, Step::Power, Outcome::Ok, "powered"));
+    t.report(event_for(kListedA, Step::ConfigFile, Outcome::Ok, "SEP001122334455.cnf.xml"));
+    EXPECT_LE(t.unverified(), JourneyTracker::kMaxUnverified);
+    EXPECT_EQ(t.unverified_evicted(), 20000u - JourneyTracker::kMaxUnverified);
+    ASSERT_NE(t.find(kListedA.to_string()), nullptr);
+    ASSERT_NE(t.find(kListedB.to_string()), nullptr);
+    EXPECT_TRUE(t.find(kListedA.to_string())->step(Step::Dhcp).seen) << "the listed phone's history was lost";
+    EXPECT_TRUE(t.find(kListedA.to_string())->step(Step::ConfigFile).seen);
+    // The newest fake MACs are kept, the oldest went first.
+    EXPECT_NE(t.find(fake_mac(19999).to_string()), nullptr);
+    EXPECT_EQ(t.find(fake_mac(0).to_string()), nullptr);
+    t.flush();
+  }
+  // Restart: the flood does not come back beyond the small table; the listed phones do.
+  JourneyTracker again(db.path, site);
+  EXPECT_LE(again.unverified(), JourneyTracker::kMaxUnverified);
+  EXPECT_LE(again.phones().size(), JourneyTracker::kMaxUnverified + 2);
+  ASSERT_NE(again.find(kListedA.to_string()), nullptr);
+  EXPECT_TRUE(again.find(kListedA.to_string())->step(Step::ConfigFile).seen);
+  ASSERT_NE(again.find(kListedB.to_string()), nullptr);
+}
+
+TEST(JourneyHostile, VerifiedEvidenceProtectsAnUnlistedPhone) {
+  JourneyTracker t({}, site_listing({kListedA}));
+  const auto unlisted = *MacAddress::parse("00:aa:bb:cc:dd:ee");
+  auto reg = event_for(unlisted, Step::Register, Outcome::Ok, "registered 2001 (authenticated)");
+  reg.verified = true;
+  t.report(reg);
+  for (std::uint32_t i = 0; i < 2000; ++i) t.report(event_for(fake_mac(i), Step::Dhcp, Outcome::Ok, "fake"));
+  ASSERT_NE(t.find(unlisted.to_string()), nullptr);
+  EXPECT_TRUE(t.trusted(*t.find(unlisted.to_string())));
+  EXPECT_EQ(t.unverified(), JourneyTracker::kMaxUnverified);
+}
+
+TEST(JourneyHostile, UnverifiedPhonesAgeOutAndDoNotComeBackAfterARestart) {
+  TempDb db("ve-journey-age");
+  const auto site = site_listing({kListedA});
+  const auto long_ago = std::chrono::system_clock::now() - std::chrono::hours(3);
+  {
+    JourneyTracker t(db.path, site);
+    t.report(event_for(kListedA, Step::Dhcp, Outcome::Ok, "ack", long_ago));
+    for (std::uint32_t i = 0; i < 100; ++i) t.report(event_for(fake_mac(i), Step::Dhcp, Outcome::Ok, "old", long_ago));
+    t.report(event_for(fake_mac(500), Step::Dhcp, Outcome::Ok, "recent"));
+    t.flush();
+  }
+  JourneyTracker again(db.path, site);
+  EXPECT_EQ(again.unverified(), 1u) << "unverified phones silent for hours came back";
+  EXPECT_NE(again.find(fake_mac(500).to_string()), nullptr);
+  EXPECT_NE(again.find(kListedA.to_string()), nullptr) << "a listed phone is never aged out";
+  // And at run time.
+  again.expire_unverified(std::chrono::system_clock::now() + std::chrono::hours(2));
+  EXPECT_EQ(again.unverified(), 0u);
+  EXPECT_NE(again.find(kListedA.to_string()), nullptr);
+}
+
+TEST(JourneyHostile, RemovingAPhoneFromTheSiteFileMakesItUnverified) {
+  JourneyTracker t({}, site_listing({kListedA, kListedB}));
+  t.report(event_for(kListedB, Step::Dhcp, Outcome::Ok, "ack"));
+  EXPECT_EQ(t.unverified(), 0u);
+  t.set_config(site_listing({kListedA}));
+  EXPECT_EQ(t.unverified(), 1u);
+  t.set_config(site_listing({kListedA, kListedB}));
+  EXPECT_EQ(t.unverified(), 0u);
+}
+
+// Writes rows straight into the table, as damage (or an older, buggier version) would.
+void put_rows(const std::filesystem::path& path, const std::vector<std::pair<std::string, std::string>>& rows) {
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h, "CREATE TABLE IF NOT EXISTS phone_journey (mac TEXT PRIMARY KEY, data TEXT NOT NULL);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  for (const auto& [mac, data] : rows) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(h, "INSERT OR REPLACE INTO phone_journey (mac, data) VALUES (?, ?)", -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, mac.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, data.c_str(), -1, SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+}
+
+std::vector<std::filesystem::path> set_aside_files(const std::filesystem::path& db) {
+  std::vector<std::filesystem::path> out;
+  for (const auto& e : std::filesystem::directory_iterator(db.parent_path()))
+    if (e.path().filename().string().starts_with(db.filename().string() + ".corrupt-")) out.push_back(e.path());
+  return out;
+}
+
+struct RemoveSetAside {
+  std::filesystem::path db;
+  ~RemoveSetAside() {
+    for (const auto& p : set_aside_files(db)) std::filesystem::remove(p);
+  }
+};
+
+TEST(JourneyDamage, MalformedRowsAreSkippedTheRestLoads) {
+  TempDb db("ve-journey-rows");
+  const auto now_ms = std::to_string(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  const std::string good = R"({"first_seen_ms":)" + now_ms + R"(,"last_seen_ms":)" + now_ms +
+                           R"(,"steps":[{"step":4,"outcome":"ok","detail":"ack","first_ms":1,"last_ms":2}],)"
+                           R"("facts":{"ip":"10.0.0.9"},"history":[]})";
+  put_rows(db.path, {
+                        {"00:11:22:33:44:55", good},
+                        {"00:11:22:33:44:01", R"({"first_seen_ms":"yesterday"})"},  // the crash of issue 13
+                        {"00:11:22:33:44:02", R"({"steps":[{"step":99}]})"},        // step out of range
+                        {"00:11:22:33:44:03", R"({"steps":{"step":4}})"},           // not a list
+                        {"00:11:22:33:44:04", R"({"history":[{"step":"x"}]})"},     // history entry
+                        {"00:11:22:33:44:05", R"({"history":[{"time_ms":-5}]})"},   // time out of range
+                        {"00:11:22:33:44:06", R"({"facts":[1,2]})"},                // facts not a map
+                        {"00:11:22:33:44:07", "not json at all"},                   //
+                        {"00:11:22:33:44:08", "[]"},                                // not an object
+                        {"not a mac", good},                                        //
+                    });
+  JourneyTracker t(db.path, site_listing({kListedA}));
+  EXPECT_EQ(t.phones().size(), 1u);
+  EXPECT_EQ(t.skipped_rows(), 9u);
+  ASSERT_NE(t.find("10.0.0.9"), nullptr);
+  EXPECT_TRUE(t.find("10.0.0.9")->step(Step::Dhcp).seen);
+  // The tracker goes on writing to the same file.
+  t.report(event_for(kListedA, Step::ConfigFile, Outcome::Ok, "cnf"));
+  t.flush();
+  JourneyTracker again(db.path, site_listing({kListedA}));
+  EXPECT_TRUE(again.find(kListedA.to_string())->step(Step::ConfigFile).seen);
+}
+
+TEST(JourneyDamage, GarbageFileIsSetAsideAndTheTrackerStartsEmpty) {
+  TempDb db("ve-journey-garbage");
+  RemoveSetAside cleanup{db.path};
+  {
+    std::ofstream out(db.path, std::ios::binary);
+    for (int i = 0; i < 4096; ++i) out.put(static_cast<char>((i * 7919) & 0xff));
+  }
+  JourneyTracker t(db.path, site_listing({kListedA}));
+  EXPECT_EQ(t.phones().size(), 0u);
+  ASSERT_EQ(set_aside_files(db.path).size(), 1u) << "the damaged file was not kept aside";
+  t.report(event_for(kListedA, Step::Dhcp, Outcome::Ok, "ack"));
+  t.flush();
+  JourneyTracker again(db.path, site_listing({kListedA}));
+  EXPECT_NE(again.find(kListedA.to_string()), nullptr) << "the fresh file does not work";
+  EXPECT_EQ(set_aside_files(db.path).size(), 1u);
+}
+
+TEST(JourneyDamage, FileOverwrittenWhileRunningIsRewrittenFromMemory) {
+  TempDb db("ve-journey-live");
+  RemoveSetAside cleanup{db.path};
+  const auto site = site_listing({kListedA, kListedB});
+  JourneyTracker t(db.path, site);
+  t.report(event_for(kListedA, Step::Dhcp, Outcome::Ok, "ack"));
+  t.flush();
+  {
+    std::ofstream out(db.path, std::ios::binary | std::ios::trunc);
+    out << std::string(8192, 'Z');
+  }
+  t.report(event_for(kListedB, Step::Power, Outcome::Ok, "powered"));
+  t.flush();
+  EXPECT_EQ(set_aside_files(db.path).size(), 1u);
+  JourneyTracker again(db.path, site);
+  ASSERT_NE(again.find(kListedA.to_string()), nullptr) << "what was written before the damage is lost";
+  EXPECT_TRUE(again.find(kListedA.to_string())->step(Step::Dhcp).seen);
+  EXPECT_NE(again.find(kListedB.to_string()), nullptr);
+}
+
+}  // namespace hostile
