@@ -183,9 +183,14 @@ int Daemon::run() {
     c->start();
   }
   if (config_->control.http) {
-    status_http_ = std::make_unique<StatusHttpServer>(io_, journey_, *config_->control.http);
+    StatusHttpServer::Limits limits;
+    limits.max_connections = fd_budget_.cap(limits.max_connections, fd_share::kStatusPage);
+    limits.max_streams = std::min(limits.max_streams, limits.max_connections);
+    status_http_ = std::make_unique<StatusHttpServer>(io_, journey_, *config_->control.http, limits);
     status_http_->set_config_source([this] { return config_; });
-    status_http_->set_control([this](const std::string& request) { return control_.handle_line(request); });
+    // Read-only: the page can run what `voiceedgectl show` can, never a command that changes things.
+    status_http_->set_control(
+        [this](const std::string& request) { return control_.handle_line(request, ControlRole::Read); });
     if (auto r = status_http_->start(); !r) log->error("status page: {}", r.error());
   }
   std::uint64_t usec = 0;

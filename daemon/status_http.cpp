@@ -61,33 +61,7 @@ std::string sse_message(std::string_view event, const json& data) {
 struct StatusHttpServer::Shared {
   bool alive = true;
   Stats stats;
-  std::map<asio::ip::address, std::size_t> per_address;
   std::vector<std::weak_ptr<Stream>> streams;
-};
-
-// One accepted connection's place under the caps; released when the connection (or the event
-// stream it became) ends, whatever ends first: server or connection.
-class ConnectionSlot {
- public:
-  ConnectionSlot(std::shared_ptr<void> keep, std::size_t& connections, std::map<asio::ip::address, std::size_t>& per,
-                 asio::ip::address address)
-      : keep_(std::move(keep)), connections_(connections), per_(per), address_(std::move(address)) {
-    ++connections_;
-    ++per_[address_];
-  }
-  ~ConnectionSlot() {
-    --connections_;
-    auto it = per_.find(address_);
-    if (it != per_.end() && --it->second == 0) per_.erase(it);
-  }
-  ConnectionSlot(const ConnectionSlot&) = delete;
-  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
-
- private:
-  std::shared_ptr<void> keep_;  // the Shared state the references point into
-  std::size_t& connections_;
-  std::map<asio::ip::address, std::size_t>& per_;
-  asio::ip::address address_;
 };
 
 // An open /events stream. The daemon only ever queues to it; writes happen one at a time as the
@@ -96,7 +70,7 @@ class ConnectionSlot {
 // no time; one that takes no bytes for write_timeout is closed.
 class StatusHttpServer::Stream : public std::enable_shared_from_this<Stream> {
  public:
-  Stream(tcp::socket socket, std::shared_ptr<ConnectionSlot> slot, std::shared_ptr<Shared> shared, const Limits& limits)
+  Stream(tcp::socket socket, Slot slot, std::shared_ptr<Shared> shared, const Limits& limits)
       : socket_(std::move(socket)),
         deadline_(socket_.get_executor()),
         slot_(std::move(slot)),
@@ -190,7 +164,7 @@ class StatusHttpServer::Stream : public std::enable_shared_from_this<Stream> {
 
   tcp::socket socket_;
   asio::steady_timer deadline_;
-  std::shared_ptr<ConnectionSlot> slot_;
+  Slot slot_;  // the connection's place under the caps, released with the stream
   std::shared_ptr<Shared> shared_;
   std::size_t queue_limit_;
   std::chrono::milliseconds write_timeout_;
@@ -204,8 +178,7 @@ class StatusHttpServer::Stream : public std::enable_shared_from_this<Stream> {
 
 class StatusHttpServer::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(StatusHttpServer& server, tcp::socket socket, std::shared_ptr<ConnectionSlot> slot,
-          std::shared_ptr<Shared> shared)
+  Session(StatusHttpServer& server, tcp::socket socket, Slot slot, std::shared_ptr<Shared> shared)
       : server_(server), stream_(std::move(socket)), slot_(std::move(slot)), shared_(std::move(shared)) {}
   void start() { do_read(); }
 
@@ -274,7 +247,7 @@ class StatusHttpServer::Session : public std::enable_shared_from_this<Session> {
 
   StatusHttpServer& server_;
   beast::tcp_stream stream_;
-  std::shared_ptr<ConnectionSlot> slot_;
+  Slot slot_;
   std::shared_ptr<Shared> shared_;
   beast::flat_buffer buffer_{16 * 1024};
   std::optional<http::request_parser<http::empty_body>> parser_;
@@ -290,7 +263,8 @@ StatusHttpServer::StatusHttpServer(asio::io_context& io, JourneyTracker& journey
       listen_(std::move(listen)),
       limits_(limits),
       acceptor_(io),
-      accept_pause_(io),
+      limiter_(limits_.max_connections, limits_.max_per_address),
+      accept_guard_(io.get_executor(), "control", "status page"),
       tick_timer_(io),
       shared_(std::make_shared<Shared>()) {
   // The tracker outlives or equals us in the daemon; the flag makes a late call harmless.
@@ -326,7 +300,7 @@ Result<void, std::string> StatusHttpServer::start() {
 void StatusHttpServer::stop() {
   boost::system::error_code ec;
   acceptor_.close(ec);
-  accept_pause_.cancel();
+  accept_guard_.cancel();
   tick_timer_.cancel();
   for (auto& w : shared_->streams)
     if (auto s = w.lock()) s->close();
@@ -343,29 +317,16 @@ StatusHttpServer::Stats StatusHttpServer::stats() const { return shared_->stats;
 void StatusHttpServer::accept() {
   acceptor_.async_accept([this, shared = shared_](const boost::system::error_code& ec, tcp::socket socket) {
     if (!shared->alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system ||
-        ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
-      // Out of descriptors: accepting again at once would spin. Wait, let connections finish,
-      // and say so at most every 10 s.
-      ++shared->stats.accept_pauses;
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_emfile_log_ >= std::chrono::seconds(10)) {
-        ve::logger("control")->warn(
-            "status page: cannot accept: {}; pausing accept for {} ms ({} more since last "
-            "said)",
-            ec.message(), limits_.accept_pause.count(), emfile_unlogged_);
-        last_emfile_log_ = now;
-        emfile_unlogged_ = 0;
-      } else {
-        ++emfile_unlogged_;
-      }
-      accept_pause_.expires_after(limits_.accept_pause);
-      accept_pause_.async_wait([this, shared](const boost::system::error_code& wec) {
-        if (!wec && shared->alive) accept();
+    if (ec) {
+      // Out of descriptors (or memory): accepting again at once would spin. The guard pauses,
+      // backing off, and says so at most every 10 s.
+      accept_guard_.failed(ec, [this, shared] {
+        if (shared->alive && acceptor_.is_open()) accept();
       });
       return;
     }
-    if (!ec) on_accepted(std::move(socket));
+    accept_guard_.succeeded();
+    on_accepted(std::move(socket));
     accept();
   });
 }
@@ -374,10 +335,8 @@ void StatusHttpServer::on_accepted(tcp::socket socket) {
   boost::system::error_code ec;
   const auto remote = socket.remote_endpoint(ec);
   if (ec) return;  // gone already
-  const auto address = remote.address();
-  const auto at = shared_->per_address.find(address);
-  const std::size_t from_here = at == shared_->per_address.end() ? 0 : at->second;
-  if (shared_->stats.connections >= limits_.max_connections || from_here >= limits_.max_per_address) {
+  auto [slot, refusal] = limiter_.acquire(remote.address());
+  if (!slot) {
     // Refused at once, with a line saying why where the socket takes it without waiting.
     ++shared_->stats.refused;
     static constexpr std::string_view kBusy =
@@ -386,26 +345,18 @@ void StatusHttpServer::on_accepted(tcp::socket socket) {
     socket.non_blocking(true, ec);
     (void)socket.send(asio::buffer(kBusy.data(), kBusy.size()), 0, ec);
     socket.close(ec);
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_refuse_log_ >= std::chrono::seconds(10)) {
-      ve::logger("control")->warn(
-          "status page: refusing connections from {} ({} open, {} from there; {} refused "
-          "since last said)",
-          address.to_string(), shared_->stats.connections, from_here, refused_unlogged_);
-      last_refuse_log_ = now;
-      refused_unlogged_ = 0;
-    } else {
-      ++refused_unlogged_;
-    }
+    refuse_log_.warn("control", "status page: refusing a connection from {}: {} ({} open, {} from there)",
+                     remote.address().to_string(),
+                     refusal == ConnectionLimiter<asio::ip::address>::Refusal::Total ? "too many connections"
+                                                                                     : "too many from one address",
+                     limiter_.total(), limiter_.from(remote.address()));
     return;
   }
-  auto slot = std::make_shared<ConnectionSlot>(shared_, shared_->stats.connections, shared_->per_address, address);
   std::make_shared<Session>(*this, std::move(socket), std::move(slot), shared_)->start();
 }
 
-void StatusHttpServer::open_stream(tcp::socket socket, std::shared_ptr<void> slot) {
-  auto stream =
-      std::make_shared<Stream>(std::move(socket), std::static_pointer_cast<ConnectionSlot>(slot), shared_, limits_);
+void StatusHttpServer::open_stream(tcp::socket socket, Slot slot) {
+  auto stream = std::make_shared<Stream>(std::move(socket), std::move(slot), shared_, limits_);
   shared_->streams.push_back(stream);
   const std::string head =
       "HTTP/1.1 200 OK\r\nServer: voiceedged\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"

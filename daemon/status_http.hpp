@@ -7,8 +7,9 @@
 //
 // Limits (the listener may face a hostile VLAN): a cap on connections in all and per source
 // address, a cap on event streams, header size and time limits, accept paused briefly when the
-// process runs out of descriptors. A slow event-stream reader never slows the daemon: each
-// stream has a bounded queue; on overflow its queue is dropped and the page told to resync.
+// process runs out of descriptors (ve/accept_guard.hpp, shared with the other listeners). A slow event-stream reader
+// never slows the daemon: each stream has a bounded queue; on overflow its queue is dropped and the page told to
+// resync.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -25,6 +26,7 @@
 #include "config/config.hpp"
 #include "daemon/journey.hpp"
 #include "daemon/status_render.hpp"
+#include "ve/accept_guard.hpp"
 
 namespace ve::daemon {
 
@@ -40,7 +42,6 @@ class StatusHttpServer {
     std::chrono::milliseconds heartbeat{15000};   // comment line on idle streams
     std::chrono::milliseconds write_timeout{20000};
     std::chrono::milliseconds read_timeout{10000};  // request headers, keep-alive idle
-    std::chrono::milliseconds accept_pause{1000};   // after EMFILE/ENFILE
   };
 
   // Counters for tests and `show`: what the limits did.
@@ -98,7 +99,8 @@ class StatusHttpServer {
   void accept();
   void on_accepted(boost::asio::ip::tcp::socket socket);
   void journey_changed(const MacAddress& mac);
-  void open_stream(boost::asio::ip::tcp::socket socket, std::shared_ptr<void> slot);
+  using Slot = ConnectionLimiter<boost::asio::ip::address>::Slot;
+  void open_stream(boost::asio::ip::tcp::socket socket, Slot slot);
   void broadcast(const std::string& event, const nlohmann::json& data);
   void arm_tick();
   void tick();
@@ -112,7 +114,9 @@ class StatusHttpServer {
   config::Endpoint listen_;
   Limits limits_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer accept_pause_;
+  ConnectionLimiter<boost::asio::ip::address> limiter_;
+  AcceptGuard accept_guard_;
+  RateLimitedLog refuse_log_;
   boost::asio::steady_timer tick_timer_;
   std::shared_ptr<Shared> shared_;
   std::function<config::SiteConfigPtr()> config_source_;
@@ -126,10 +130,6 @@ class StatusHttpServer {
   bool tick_armed_ = false;
   std::chrono::steady_clock::time_point last_sweep_{};
   std::chrono::steady_clock::time_point last_heartbeat_{};
-  std::chrono::steady_clock::time_point last_emfile_log_{};
-  std::uint64_t emfile_unlogged_ = 0;
-  std::chrono::steady_clock::time_point last_refuse_log_{};
-  std::uint64_t refused_unlogged_ = 0;
 };
 
 }  // namespace ve::daemon
