@@ -117,6 +117,9 @@ class StatusHttpServer::Stream : public std::enable_shared_from_this<Stream> {
   }
 
   bool closed() const { return closed_; }
+  // Empty: a dashboard (rows, counters, ports); else the MAC of the phone page it serves.
+  const std::string& phone() const { return phone_; }
+  void set_phone(std::string mac) { phone_ = std::move(mac); }
 
   void close() {
     if (closed_) return;
@@ -173,6 +176,7 @@ class StatusHttpServer::Stream : public std::enable_shared_from_this<Stream> {
   bool writing_ = false;
   bool closed_ = false;
   bool resync_pending_ = false;
+  std::string phone_;
   std::array<char, 256> read_buf_{};
 };
 
@@ -219,9 +223,12 @@ class StatusHttpServer::Session : public std::enable_shared_from_this<Session> {
         res->set(http::field::content_type, "text/plain");
         res->body() = "too many live pages open; this one refreshes periodically instead\n";
       } else {
-        beast::error_code ignored;
+        // /events?phone=<MAC>: a phone page, told only about its phone.
+        std::string phone;
+        if (const auto q = target.find("?phone="); q != std::string::npos)
+          if (auto mac = MacAddress::parse(url_decode(target.substr(q + 7)))) phone = mac->to_string();
         stream_.expires_never();
-        server_.open_stream(stream_.release_socket(), std::move(slot_));
+        server_.open_stream(stream_.release_socket(), std::move(slot_), std::move(phone));
         return;
       }
     } else {
@@ -266,7 +273,8 @@ StatusHttpServer::StatusHttpServer(asio::io_context& io, JourneyTracker& journey
       limiter_(limits_.max_connections, limits_.max_per_address),
       accept_guard_(io.get_executor(), "control", "status page"),
       tick_timer_(io),
-      shared_(std::make_shared<Shared>()) {
+      shared_(std::make_shared<Shared>()),
+      resync_message_(std::make_shared<const std::string>(sse_message("resync", json::object()))) {
   // The tracker outlives or equals us in the daemon; the flag makes a late call harmless.
   journey_.add_listener([this, shared = std::weak_ptr<Shared>(shared_)](const MacAddress& mac) {
     if (auto s = shared.lock(); s && s->alive) journey_changed(mac);
@@ -355,8 +363,9 @@ void StatusHttpServer::on_accepted(tcp::socket socket) {
   std::make_shared<Session>(*this, std::move(socket), std::move(slot), shared_)->start();
 }
 
-void StatusHttpServer::open_stream(tcp::socket socket, Slot slot) {
+void StatusHttpServer::open_stream(tcp::socket socket, Slot slot, std::string phone) {
   auto stream = std::make_shared<Stream>(std::move(socket), std::move(slot), shared_, limits_);
+  stream->set_phone(std::move(phone));
   shared_->streams.push_back(stream);
   const std::string head =
       "HTTP/1.1 200 OK\r\nServer: voiceedged\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
@@ -372,12 +381,17 @@ void StatusHttpServer::journey_changed(const MacAddress& mac) {
   arm_tick();
 }
 
-void StatusHttpServer::broadcast(const std::string& event, const json& data) {
-  const auto message = std::make_shared<const std::string>(sse_message(event, data));
-  static const auto resync = std::make_shared<const std::string>(sse_message("resync", json::object()));
-  for (auto& w : shared_->streams)
-    if (auto s = w.lock())
-      s->send(event == "ping" ? std::make_shared<const std::string>(": ping\n\n") : message, resync);
+void StatusHttpServer::broadcast(const std::string& event, const json& data, const std::string& phone) {
+  // Serialised once for every stream; a ping is a comment line.
+  const auto message =
+      std::make_shared<const std::string>(event == "ping" ? std::string(": ping\n\n") : sse_message(event, data));
+  for (auto& w : shared_->streams) {
+    auto s = w.lock();
+    if (!s) continue;
+    const bool for_phone_pages = event == "phone";
+    if (event != "ping" && (for_phone_pages ? s->phone() != phone : !s->phone().empty())) continue;
+    s->send(message, resync_message_);
+  }
 }
 
 void StatusHttpServer::arm_tick() {
@@ -397,6 +411,8 @@ void StatusHttpServer::tick() {
     auto s = w.lock();
     return !s || s->closed();
   });
+  const bool dashboards =
+      std::any_of(streams.begin(), streams.end(), [](const auto& w) { return w.lock()->phone().empty(); });
   if (streams.empty()) {
     // Nobody watches: forget what was sent; the next page starts from a full render anyway.
     dirty_.clear();
@@ -410,7 +426,10 @@ void StatusHttpServer::tick() {
   const auto now = std::chrono::system_clock::now();
   const auto cfg = site();
   const bool sweep = steady_now - last_sweep_ >= limits_.sweep;
-  if (sweep || !dirty_.empty()) {
+  if (!dashboards) {
+    for (const auto& mac : dirty_) broadcast("phone", {{"mac", mac.to_string()}}, mac.to_string());
+    dirty_.clear();
+  } else if (sweep || !dirty_.empty()) {
     // Rows: on a sweep all of them (time turns "booting" into "stuck"), else the changed ones.
     const auto phones = status::phones_model(journey_, cfg.get(), now);
     std::set<std::string> present;
@@ -448,7 +467,7 @@ void StatusHttpServer::tick() {
     }
     // Phone pages reload their events on any event of their phone, even one that left the row
     // as it was.
-    for (const auto& mac : dirty_) broadcast("phone", {{"mac", mac.to_string()}});
+    for (const auto& mac : dirty_) broadcast("phone", {{"mac", mac.to_string()}}, mac.to_string());
     dirty_.clear();
     if (sweep) last_sweep_ = steady_now;
   }

@@ -100,8 +100,9 @@ class StatusHttpServer {
   void on_accepted(boost::asio::ip::tcp::socket socket);
   void journey_changed(const MacAddress& mac);
   using Slot = ConnectionLimiter<boost::asio::ip::address>::Slot;
-  void open_stream(boost::asio::ip::tcp::socket socket, Slot slot);
-  void broadcast(const std::string& event, const nlohmann::json& data);
+  void open_stream(boost::asio::ip::tcp::socket socket, Slot slot, std::string phone);
+  // "phone" events go to the page of that phone only, the others to dashboards; "ping" to all.
+  void broadcast(const std::string& event, const nlohmann::json& data, const std::string& phone = "");
   void arm_tick();
   void tick();
   nlohmann::json query(const std::string& cmd) const;
@@ -119,6 +120,7 @@ class StatusHttpServer {
   RateLimitedLog refuse_log_;
   boost::asio::steady_timer tick_timer_;
   std::shared_ptr<Shared> shared_;
+  std::shared_ptr<const std::string> resync_message_;
   std::function<config::SiteConfigPtr()> config_source_;
   std::function<std::string(const std::string&)> control_;
   std::vector<Download> downloads_;

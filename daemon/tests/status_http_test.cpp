@@ -360,11 +360,24 @@ TEST_F(LiveServer, EventStreamPushesRowsOfPhonesThatBootWhileItIsOpen) {
   const auto hello = read_for(fd, 3s, "event: hello");
   EXPECT_NE(hello.find("Content-Type: text/event-stream"), std::string::npos) << hello;
   in_io([this] { journey.report(ev("00:11:22:33:44:aa", Step::Dhcp, Outcome::Ok, "ack <10.10.100.9>")); });
-  const auto got = read_for(fd, 3s, "event: phone");
+  const auto got = read_for(fd, 3s, "event: counters");
   EXPECT_NE(got.find("event: row\ndata: {\"html\":\"<tr id=\\\"row-SEP0011223344AA\\\""), std::string::npos) << got;
   EXPECT_NE(got.find("ack &lt;10.10.100.9&gt;"), std::string::npos);
-  EXPECT_NE(got.find("event: counters"), std::string::npos);
-  EXPECT_NE(got.find("event: phone\ndata: {\"mac\":\"00:11:22:33:44:aa\"}"), std::string::npos);
+  EXPECT_EQ(got.find("event: phone"), std::string::npos) << "phone events are for phone pages";
+  // A phone page's stream hears of its phone only.
+  const int other = connect_client();
+  send_all(other, "GET /events?phone=0011.2233.44bb HTTP/1.1\r\nHost: t\r\n\r\n");
+  const int mine = connect_client();
+  send_all(mine, "GET /events?phone=00-11-22-33-44-AA HTTP/1.1\r\nHost: t\r\n\r\n");
+  read_for(other, 3s, "event: hello");
+  read_for(mine, 3s, "event: hello");
+  in_io([this] { journey.report(ev("00:11:22:33:44:aa", Step::CtlFile, Outcome::Expected, "not found")); });
+  const auto page = read_for(mine, 3s, "event: phone");
+  EXPECT_NE(page.find("event: phone\ndata: {\"mac\":\"00:11:22:33:44:aa\"}"), std::string::npos) << page;
+  EXPECT_EQ(page.find("event: row"), std::string::npos);
+  EXPECT_EQ(read_for(other, 300ms).find("event: phone"), std::string::npos);
+  ::close(other);
+  ::close(mine);
   ::close(fd);
 }
 

@@ -169,7 +169,8 @@
 
   function connect() {
     if (!window.EventSource) { startPolling(); return; }
-    source = new EventSource("/events");
+    source = new EventSource(page === "phone" ? "/events?phone=" + encodeURIComponent(document.body.dataset.mac)
+                                              : "/events");
     source.addEventListener("hello", () => {
       stopPolling();
       setLive("live", "live");
