@@ -62,7 +62,8 @@ class ControlRoleTest : public ::testing::Test {
       return nlohmann::json::object();
     });
     // An explicit role wins over the name.
-    server.add("show.secrets", ControlRole::Admin, [](const nlohmann::json&) -> ControlResult { return 1; });
+    server.add("show.secrets", ControlRole::Admin,
+               [](const nlohmann::json&) -> ControlResult { return nlohmann::json(1); });
     ControlAccess access;
     access.read_group = "voiceedge";
     access.admin_group = "voiceedge-admin";

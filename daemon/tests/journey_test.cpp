@@ -226,14 +226,16 @@ TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
 
 // ---------------------------------------------------------------- hostile and damaged input
 
-namespace hostile {
+namespace ve::daemon::hostile {
 
 config::SiteConfigPtr site_listing(const std::vector<MacAddress>& macs) {
   std::string yaml = "site: { name: t }\nstate_dir: /tmp\nphones:\n";
   int ext = 1000;
-  for (const auto& m : macs)
-    yaml += "  - mac: \"" + m.to_string() + "\"\n    lines: [{ extension: \"" + std::to_string(++ext) +
-            "\", password: \"pw-" + std::to_string(ext) + "\" }]\n";
+  for (const auto& m : macs) {
+    const auto n = std::to_string(++ext);
+    yaml +=
+        "  - mac: \"" + m.to_string() + "\"\n    lines: [{ extension: \"" + n + "\", password: \"pw-" + n + "\" }]\n";
+  }
   auto loaded = config::load_string(yaml, "site.yaml");
   if (!loaded) {
     ADD_FAILURE() << loaded.error().front().to_string();
@@ -436,4 +438,4 @@ TEST(JourneyDamage, FileOverwrittenWhileRunningIsRewrittenFromMemory) {
   EXPECT_NE(again.find(kListedB.to_string()), nullptr);
 }
 
-}  // namespace hostile
+}  // namespace ve::daemon::hostile
