@@ -265,7 +265,8 @@ json phone_model(const JourneyTracker& journey, const PhoneJourney* seen, const 
   }
   j["steps"] = steps;
   j["registered"] = registered;
-  j["state"] = registered ? "registered" : (active ? "booting" : "stuck");
+  // A failed step is a dead end whatever the phone does next; silence past kQuietAfter is one too.
+  j["state"] = registered ? "registered" : (active && !any_failed ? "booting" : "stuck");
   j["stuck_step"] = registered || !diag.step ? json(nullptr) : json(due);
   j["reason"] = registered ? "" : diag.reason;
   if (registered) {
@@ -372,7 +373,7 @@ json ports_model(const config::SiteConfig* site, const json& poe, const json& cd
         }
       }
       // Without a link monitor, a neighbour talking or a powered device means the link is up.
-      if (link.empty()) link = !neighbours.empty() || p["poe_oper"] == "delivering" ? "up" : "unknown";
+      if (link.empty()) link = !neighbours.empty() || p["poe_oper"] == "on" ? "up" : "unknown";
       p["link"] = link;
       p["neighbors"] = neighbours;
       auto ph = phone_on_port.find(port.name);
@@ -621,7 +622,7 @@ std::string render_dashboard(const json& phones, const json& ports, std::string_
 }
 
 std::string render_timeline_svg(const json& journey) {
-  constexpr int kLeft = 118, kRight = 14, kTop = 10, kRow = 17, kWidth = 760;
+  constexpr int kLeft = 150, kRight = 14, kTop = 10, kRow = 17, kWidth = 760;
   constexpr int kPlot = kWidth - kLeft - kRight;
   const int height = kTop + kRow * kStepCount + 28;
   struct Mark {
