@@ -183,7 +183,14 @@ int Daemon::run() {
     c->start();
   }
   if (config_->control.http) {
-    status_http_ = std::make_unique<StatusHttpServer>(io_, journey_, *config_->control.http);
+    StatusHttpServer::Limits limits;
+    limits.max_connections = fd_budget_.cap(limits.max_connections, fd_share::kStatusPage);
+    limits.max_streams = std::min(limits.max_streams, limits.max_connections);
+    status_http_ = std::make_unique<StatusHttpServer>(io_, journey_, *config_->control.http, limits);
+    status_http_->set_config_source([this] { return config_; });
+    // Read-only: the page can run what `voiceedgectl show` can, never a command that changes things.
+    status_http_->set_control(
+        [this](const std::string& request) { return control_.handle_line(request, ControlRole::Read); });
     status_http_->set_metrics([this] {
       std::string text;
       for (const auto& m : services_.metrics) text += m();

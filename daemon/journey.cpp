@@ -381,6 +381,7 @@ void JourneyTracker::report(PhoneEvent event) {
     db_->dirty.insert(event.mac);
     if (changed) flush();
   }
+  for (const auto& listener : listeners_) listener(event.mac);
 }
 
 // Two steps happen inside the phone and never reach the box directly; they are inferred from

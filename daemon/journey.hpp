@@ -7,6 +7,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -97,6 +98,9 @@ class JourneyTracker final : public EventSink {
 
   std::size_t persisted_events() const { return persisted_; }
 
+  // Called after every event a phone's timeline took in (the status page streams changes).
+  void add_listener(std::function<void(const MacAddress&)> listener) { listeners_.push_back(std::move(listener)); }
+
  private:
   void apply(const PhoneEvent& event);
   void infer_phone_only_steps(const PhoneEvent& event);
@@ -125,6 +129,7 @@ class JourneyTracker final : public EventSink {
   std::chrono::steady_clock::time_point last_expiry_{};
   RateLimitedLog table_log_;  // a flood of new MACs must not flood the log too
   config::SiteConfigPtr config_;
+  std::vector<std::function<void(const MacAddress&)>> listeners_;
 };
 
 }  // namespace ve::daemon

@@ -226,16 +226,15 @@ TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
 
 // ---------------------------------------------------------------- hostile and damaged input
 
-namespace ve::daemon {
-namespace hostile {
+namespace ve::daemon::hostile {
 
 config::SiteConfigPtr site_listing(const std::vector<MacAddress>& macs) {
   std::string yaml = "site: { name: t }\nstate_dir: /tmp\nphones:\n";
   int ext = 1000;
   for (const auto& m : macs) {
-    const auto line = std::to_string(++ext);
-    yaml += "  - mac: \"" + m.to_string() + "\"\n    lines: [{ extension: \"" + line + "\", password: \"pw-" + line +
-            "\" }]\n";
+    const auto n = std::to_string(++ext);
+    yaml +=
+        "  - mac: \"" + m.to_string() + "\"\n    lines: [{ extension: \"" + n + "\", password: \"pw-" + n + "\" }]\n";
   }
   auto loaded = config::load_string(yaml, "site.yaml");
   if (!loaded) {
@@ -439,5 +438,4 @@ TEST(JourneyDamage, FileOverwrittenWhileRunningIsRewrittenFromMemory) {
   EXPECT_NE(again.find(kListedB.to_string()), nullptr);
 }
 
-}  // namespace hostile
-}  // namespace ve::daemon
+}  // namespace ve::daemon::hostile
