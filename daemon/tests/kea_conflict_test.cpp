@@ -131,7 +131,9 @@ TEST(KeaConflict, AForeignKeaIsNamedWithItsPid) {
 
   // The same process running our own config (its command line names it) is ours, not a conflict.
   auto own = find_kea_conflict(kea.exe(), port);
-  if (own) EXPECT_EQ(own->message.find("pid " + std::to_string(kea.pid()) + ":"), std::string::npos) << own->message;
+  if (own) {
+    EXPECT_EQ(own->message.find("pid " + std::to_string(kea.pid()) + ":"), std::string::npos) << own->message;
+  }
 
   // A taken port and a foreign Kea: blocking, and the message names the Kea found.
   BoundUdp taken;
