@@ -60,10 +60,11 @@ inside() {
   hooks=$(chroot "$root" sh -c 'ls /usr/lib/*/kea/hooks/libdhcp_voiceedge.so')
   chroot "$root" kea-dhcp4 -V >/dev/null || fail "kea-dhcp4 from the dependency does not run"
   chroot "$root" getent passwd voiceedge >/dev/null || fail "systemd-sysusers did not create user voiceedge"
-  [[ "$(stat -c '%U:%G %a' "$root/var/lib/voiceedge")" == "voiceedge:voiceedge 750" ]] ||
-    fail "tmpfiles did not create /var/lib/voiceedge 0750 voiceedge:voiceedge"
-  [[ "$(stat -c '%U:%G %a' "$root/etc/voiceedge")" == "root:voiceedge 750" ]] ||
-    fail "/etc/voiceedge is $(stat -c '%U:%G %a' "$root/etc/voiceedge"), want root:voiceedge 750"
+  # stat inside the root: its user names, not the host's, go with the uids.
+  got=$(chroot "$root" stat -c '%U:%G %a' /var/lib/voiceedge)
+  [[ "$got" == "voiceedge:voiceedge 750" ]] || fail "/var/lib/voiceedge is $got, want voiceedge:voiceedge 750 (tmpfiles)"
+  got=$(chroot "$root" stat -c '%U:%G %a' /etc/voiceedge)
+  [[ "$got" == "root:voiceedge 750" ]] || fail "/etc/voiceedge is $got, want root:voiceedge 750 (tmpfiles)"
   echo "hook: $hooks; user voiceedge; /var/lib/voiceedge and /etc/voiceedge as the tmpfiles snippet says"
   # Installed, not enabled: the box does nothing until its site file is written.
   [[ ! -e "$root/etc/systemd/system/multi-user.target.wants/voiceedge.service" ]] ||
