@@ -85,8 +85,9 @@ inside() {
   snapshot "$root" >"$root/tmp/removed"
   local left
   left=$(comm -13 "$root/tmp/before" "$root/tmp/removed" | tr '\n' ' ')
-  [[ "$left" == "./etc/voiceedge ./etc/voiceedge/site.yaml ./var/lib/voiceedge ./var/lib/voiceedge/tftp " ]] ||
-    fail "after remove, left behind: '$left' (want the conffile and /var/lib/voiceedge only)"
+  # deb-systemd-helper's record of the unit (*.dsh-also) is debhelper's, kept until purge.
+  [[ "$left" == "./etc/voiceedge ./etc/voiceedge/site.yaml ./var/lib/systemd/deb-systemd-helper-enabled/voiceedge.service.dsh-also ./var/lib/voiceedge ./var/lib/voiceedge/tftp " ]] ||
+    fail "after remove, left behind: '$left' (want the conffile, /var/lib/voiceedge and debhelper's unit record only)"
   local gone
   gone=$(comm -23 "$root/tmp/before" "$root/tmp/removed" | tr '\n' ' ')
   [[ -z "$gone" ]] || fail "remove took away files that were there before: $gone"
@@ -107,7 +108,7 @@ overlay() {
   local base=$1 run=$2 deb=$3 root=$2/root
   mount -t overlay overlay -o "lowerdir=$base,upperdir=$run/upper,workdir=$run/work" "$root"
   mount -t proc proc "$root/proc"
-  mount --bind /dev "$root/dev"
+  mount --rbind /dev "$root/dev"
   inside "$root" "$deb"
 }
 
