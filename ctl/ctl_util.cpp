@@ -83,8 +83,8 @@ std::string render_journey(const json& data, const json&) {
 }  // namespace
 
 void add_core_commands(CommandTable& table) {
-  table.add({{"version"}, {}, "Version of the running daemon", [](const json& d, const json&) {
-               return fmt::format("{} {}\n", field(d, "name"), field(d, "version"));
+  table.add({{"version"}, {}, "Versions of the running daemon and of voiceedgectl", [](const json& d, const json&) {
+               return fmt::format("{} {}\nvoiceedgectl {}\n", field(d, "name"), field(d, "version"), VE_VERSION);
              }});
   table.add(
       {{"reload"}, {}, "Re-read the site file (the old config keeps running on error)", [](const json& d, const json&) {

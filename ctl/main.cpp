@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
   app.add_option("-t,--timeout", timeout_s, "Seconds to wait for the daemon")
       ->capture_default_str()
       ->check(CLI::Range(1, 600));
+  app.set_version_flag("-V,--version", std::string("voiceedgectl ") + VE_VERSION);
   app.add_option("command", words, "Command words and arguments (see COMMANDS)")->required();
   app.allow_extras();
   try {

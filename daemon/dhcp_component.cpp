@@ -177,7 +177,7 @@ class DhcpComponent final : public Component {
     config_ = config;
     if (socket_moved) open_event_socket();
     if (config_->dhcp.kea.manage && kea_running_) {
-      kea_.reconfigure(kea_site());
+      if (resolve_hook_library()) kea_.reconfigure(kea_site());
     } else if (config_->dhcp.kea.manage) {
       start_kea();
     } else if (kea_running_) {
@@ -215,18 +215,47 @@ class DhcpComponent final : public Component {
  private:
   // Starting Kea that cannot work would only make a restart loop: say why once instead.
   void start_kea() {
-    std::error_code ec;
     if (config_->dhcp.subnets.empty()) {
       log_->info("no dhcp.subnets in the site file: not starting kea-dhcp4");
       return;
     }
-    if (!fs::exists(config_->dhcp.kea.hook_library, ec)) {
-      log_->error("hooks library {} not found (dhcp.kea.hook_library): not starting kea-dhcp4",
-                  config_->dhcp.kea.hook_library);
-      return;
-    }
+    if (!resolve_hook_library()) return;
     kea_.start(kea_site());
     kea_running_ = true;
+  }
+
+  // The configured hooks library, else the one a build tree has next to this executable
+  // (build/daemon/voiceedged -> build/kea-hooks/libdhcp_voiceedge.so): running from the tree needs
+  // no dhcp.kea.hook_library. Says which one it uses whenever that changes; false: none exists.
+  bool resolve_hook_library() {
+    std::error_code ec;
+    const auto& configured = config_->dhcp.kea.hook_library;
+    std::string found;
+    if (fs::exists(configured, ec)) {
+      found = configured;
+    } else {
+      const auto exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+      for (const auto& candidate :
+           {exe_dir / "libdhcp_voiceedge.so", exe_dir.parent_path() / "kea-hooks" / "libdhcp_voiceedge.so"}) {
+        if (!exe_dir.empty() && fs::exists(candidate, ec)) {
+          found = candidate.string();
+          break;
+        }
+      }
+      if (found.empty()) {
+        log_->error(
+            "hooks library {} not found (dhcp.kea.hook_library), nor in a build tree next to {}: "
+            "not starting kea-dhcp4",
+            configured, exe_dir.string());
+        hook_library_.clear();
+        return false;
+      }
+      if (found != hook_library_)
+        log_->warn("hooks library {} not found (dhcp.kea.hook_library); using {} from the build tree", configured,
+                   found);
+    }
+    hook_library_ = found;
+    return true;
   }
 
   // The site as Kea must see it: each subnet served where its router address lives now. With the
@@ -234,6 +263,7 @@ class DhcpComponent final : public Component {
   // (ve-br0.100), not the port named in the site file; net/ says which (Services::service_interface).
   config::SiteConfig kea_site() const {
     config::SiteConfig site = *config_;
+    if (!hook_library_.empty()) site.dhcp.kea.hook_library = hook_library_;
     if (ctx_.services.service_interface) {
       for (auto& subnet : site.dhcp.subnets) {
         auto where = ctx_.services.service_interface(subnet);
@@ -420,6 +450,7 @@ class DhcpComponent final : public Component {
   std::string bound_path_;
   KeaSupervisor kea_;
   bool kea_running_ = false;
+  std::string hook_library_;  // the one Kea loads (resolve_hook_library)
   LeaseTable table_;
   std::uint64_t reports_received_ = 0;
   std::uint64_t reports_malformed_ = 0;

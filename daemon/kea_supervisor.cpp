@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -55,7 +56,72 @@ spdlog::level::level_enum kea_line_level(std::string_view line) {
   return spdlog::level::info;
 }
 
+// Local ports of the UDP sockets in this network namespace with the given port.
+int udp_sockets_on_port(std::uint16_t port) {
+  int found = 0;
+  for (const char* table : {"/proc/net/udp", "/proc/net/udp6"}) {
+    std::istringstream in(read_text(table));
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local;
+      fields >> slot >> local;  // "0100007F:0043"
+      const auto colon = local.rfind(':');
+      if (colon == std::string::npos) continue;
+      if (std::strtoul(local.c_str() + colon + 1, nullptr, 16) == port) ++found;
+    }
+  }
+  return found;
+}
+
+std::string read_link(const fs::path& p) {
+  std::error_code ec;
+  auto target = fs::read_symlink(p, ec);
+  return ec ? std::string{} : target.string();
+}
+
 }  // namespace
+
+std::optional<KeaConflict> find_kea_conflict(const fs::path& own_config, std::uint16_t port) {
+  const auto own_netns = read_link("/proc/self/ns/net");
+  std::vector<std::string> others;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isdigit(c); }))
+      continue;
+    auto comm = read_text(entry.path() / "comm");
+    if (comm != "kea-dhcp4\n") continue;
+    auto cmdline = read_text(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(own_config.string()) != std::string::npos) continue;  // ours
+    // A Kea in another network namespace (a test's, a container's) serves other wires. Its
+    // namespace is unreadable when it runs as another user: then it is counted (it may be ours).
+    const auto netns = read_link(entry.path() / "ns" / "net");
+    if (!netns.empty() && !own_netns.empty() && netns != own_netns) continue;
+    while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
+    others.push_back(fmt::format("pid {}: {}", name, cmdline));
+  }
+  std::string who;
+  for (const auto& o : others) who += (who.empty() ? "" : "; ") + o;
+  const int sockets = udp_sockets_on_port(port);
+  if (sockets > 0) {
+    return KeaConflict{
+        true, fmt::format("UDP port {} is already in use here ({} socket{}{}): another DHCP server would answer "
+                          "the phones and kea-dhcp4 could not open its sockets. Stop it (Debian's Kea: "
+                          "systemctl disable --now kea-dhcp4-server), or keep it and set dhcp.kea.manage: false "
+                          "(voiceedged --print-kea-config prints the hook's part for its config)",
+                          port, sockets, sockets == 1 ? "" : "s", who.empty() ? "" : "; kea-dhcp4 " + who)};
+  }
+  if (!others.empty()) {
+    return KeaConflict{false, fmt::format("another kea-dhcp4 is running ({}), probably kea-dhcp4-server.service; "
+                                          "it holds no UDP port {} now, but would answer phones once it serves an "
+                                          "interface: systemctl disable --now kea-dhcp4-server",
+                                          who, port)};
+  }
+  return std::nullopt;
+}
 
 KeaSupervisor::KeaSupervisor(boost::asio::io_context& io, std::shared_ptr<spdlog::logger> log)
     : io_(io), log_(std::move(log)), restart_timer_(io), log_timer_(io) {}
@@ -126,6 +192,24 @@ void KeaSupervisor::start(const config::SiteConfig& site) {
 }
 
 void KeaSupervisor::spawn() {
+  if (auto conflict = find_kea_conflict(paths_.config)) {
+    const bool new_reason = conflict->message != conflict_;
+    conflict_ = conflict->message;
+    if (conflict->blocking) {
+      state_ = "blocked";
+      if (new_reason) {
+        log_->error("not starting kea-dhcp4: {}; retrying with backoff", conflict_);
+      } else {
+        log_->debug("kea-dhcp4 still blocked: {}", conflict_);
+      }
+      schedule_restart();
+      return;
+    }
+    if (new_reason) log_->warn("{}", conflict_);
+  } else if (!conflict_.empty()) {
+    log_->info("the other DHCP server is gone: starting kea-dhcp4");
+    conflict_.clear();
+  }
   std::error_code ec;
   fs::remove(paths_.pid_file, ec);  // not our Kea (checked): a stale or reused pid must not block Kea
   // Everything the child needs is prepared before fork(): after it, only async-signal-safe calls.
@@ -370,6 +454,7 @@ nlohmann::json KeaSupervisor::status() const {
                       {"config", paths_.config.string()},
                       {"log", paths_.log.string()}};
   j["pid"] = pid_ > 0 ? nlohmann::json(pid_) : nlohmann::json(nullptr);
+  if (!conflict_.empty()) j["conflict"] = conflict_;
   return j;
 }
 

@@ -8,6 +8,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +24,17 @@
 #include "daemon/kea_config.hpp"
 
 namespace ve::daemon {
+
+// Another DHCP server where our Kea would serve (Debian's kea-dhcp4-server.service, dnsmasq, a
+// second box's config...). Looked for before each start of our Kea, so that it is reported in the
+// daemon's log instead of failing on the port inside Kea's.
+struct KeaConflict {
+  bool blocking = false;  // the DHCP port is taken: our Kea could not open its sockets
+  std::string message;
+};
+// Sockets on UDP `port` in this network namespace, and kea-dhcp4 processes in it that do not run
+// `own_config`. nullopt: nothing in the way.
+std::optional<KeaConflict> find_kea_conflict(const std::filesystem::path& own_config, std::uint16_t port = 67);
 
 class KeaSupervisor {
  public:
@@ -62,7 +75,8 @@ class KeaSupervisor {
   bool adopted_ = false;
   bool stopping_ = false;
   int restarts_ = 0;
-  std::string state_ = "stopped";  // stopped | running | restarting | failed
+  std::string state_ = "stopped";  // stopped | running | restarting | blocked | failed
+  std::string conflict_;           // why the last start was refused or warned about (reported once)
   std::chrono::seconds backoff_{1};
   std::chrono::steady_clock::time_point started_at_{};
   std::unique_ptr<boost::asio::posix::stream_descriptor> exit_watch_;  // pidfd: readable when Kea exits

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   app.add_flag("--keep-addresses", o.keep_addresses, "leave the leased addresses on the interface at exit");
   app.add_flag("--json", o.json, "one JSON object per line (see OUTPUT)");
   app.add_flag("-v,--verbose", o.verbose, "text output lists every step of every phone");
+  app.set_version_flag("-V,--version", std::string("voiceedge-phonesim ") + VE_VERSION);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
