@@ -56,6 +56,8 @@ struct Services {
   void device_seen(const std::string& port, const MacAddress& mac) const {
     for (const auto& l : device_listeners) l(port, mac);
   }
+  // Components → /metrics: each returns Prometheus text lines (# HELP, # TYPE, samples).
+  std::vector<std::function<std::string()>> metrics;
 };
 
 struct Context {

@@ -140,6 +140,7 @@ int Daemon::run() {
   }
   if (config_->control.http) {
     status_http_ = std::make_unique<StatusHttpServer>(io_, journey_, *config_->control.http);
+    for (const auto& writer : services_.metrics) status_http_->add_metrics(writer);
     if (auto r = status_http_->start(); !r) log->error("status page: {}", r.error());
   }
   std::uint64_t usec = 0;

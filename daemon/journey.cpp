@@ -67,7 +67,8 @@ nlohmann::json event_json(const PhoneEvent& e) {
           {"time_ms", to_ms(e.time)},
           {"port", e.port},
           {"ip", e.ip},
-          {"attributes", attrs}};
+          {"attributes", attrs},
+          {"history_only", e.history_only}};
 }
 
 Outcome outcome_from(std::string_view s) {
@@ -86,6 +87,7 @@ PhoneEvent event_from(const MacAddress& mac, const nlohmann::json& j) {
   e.time = from_ms(j.value("time_ms", std::int64_t{0}));
   e.port = j.value("port", "");
   e.ip = j.value("ip", "");
+  e.history_only = j.value("history_only", false);
   if (j.contains("attributes"))
     for (const auto& [k, v] : j["attributes"].items()) e.attributes.emplace_back(k, v.get<std::string>());
   return e;
@@ -186,9 +188,9 @@ void JourneyTracker::report(PhoneEvent event) {
   // of the box) cannot lose where a phone stands; repeats (refreshes) ride the next timed flush.
   const auto known = phones_.find(event.mac);
   const StepState* before = known == phones_.end() ? nullptr : &known->second.step(event.step);
-  const bool changed = !before || !before->seen || before->outcome != event.outcome;
+  const bool changed = !event.history_only && (!before || !before->seen || before->outcome != event.outcome);
   apply(event);
-  infer_phone_only_steps(event);
+  if (!event.history_only) infer_phone_only_steps(event);
   if (db_) {
     db_->dirty.insert(event.mac);
     if (changed) flush();
@@ -230,6 +232,11 @@ void JourneyTracker::infer_phone_only_steps(const PhoneEvent& e) {
 void JourneyTracker::apply(const PhoneEvent& e) {
   auto& p = phones_[e.mac];
   p.mac = e.mac;
+  if (e.history_only) {
+    p.history.push_back(e);
+    while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
+    return;
+  }
   if (p.first_seen.time_since_epoch().count() == 0 || e.time < p.first_seen) p.first_seen = e.time;
   if (e.time > p.last_seen) p.last_seen = e.time;
   auto& s = p.steps[static_cast<std::size_t>(e.step) - 1];

@@ -159,6 +159,7 @@ StatusHttpServer::Page StatusHttpServer::render(const std::string& target) const
         "# TYPE voiceedge_phones_stuck gauge\n";
     for (int n = 1; n <= kStepCount; ++n)
       body += fmt::format("voiceedge_phones_stuck{{step=\"{}\"}} {}\n", n, failed[static_cast<std::size_t>(n)]);
+    for (const auto& writer : metrics_) body += writer();
     return {200, "text/plain; version=0.0.4", body};
   }
   if (target.rfind("/phone/", 0) == 0) {

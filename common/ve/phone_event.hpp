@@ -76,6 +76,9 @@ struct PhoneEvent {
   // Further facts for Device Status, by name: "model", "vlan", "power_w", "registered_with",
   // "active_load", "inactive_load", "device_name", "user_agent". Never a secret.
   std::vector<std::pair<std::string, std::string>> attributes;
+  // A notice about the phone that it did not cause (a refused request for its config from another
+  // host): kept in its history, changes neither a step's state nor any fact (ip, port, …).
+  bool history_only = false;
 };
 
 // Components get an EventSink& at construction and never see the tracker.
