@@ -448,6 +448,9 @@ TEST_F(TftpServerTest, PhoneConfigGoesOnlyToTheAddressLeasedToThatPhone) {
   // Four spellings name the generated config (.sgn and ./ name files that do not exist), three
   // requests each.
   EXPECT_EQ(c.tftp_config_refused, 4u * 3u);
+  EXPECT_NE(provisioner_->metrics().find("voiceedge_provision_config_refused_total{transport=\"tftp\"} 12\n"),
+            std::string::npos)
+      << provisioner_->metrics();
   // The victim's timeline: one notice (the rest are folded into the next), never the attacker's
   // address, and its only step event is its own download.
   const auto events = sink_.events();
