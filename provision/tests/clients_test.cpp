@@ -186,7 +186,8 @@ TEST_F(ClientsTest, AtftpTsizeEnableIsIgnoredNotRefused) {
 
 TEST_F(ClientsTest, CurlPutAndPostWithABodyGet405WithAllow) {
   start();
-  for (const std::string how : {"-X PUT --data-binary @" + (root_.path() / "dialplan.xml").string(), "-d 'a=b'"}) {
+  for (const std::string& how :
+       std::vector<std::string>{"-X PUT --data-binary @" + (root_.path() / "dialplan.xml").string(), "-d 'a=b'"}) {
     auto r = run("curl -s -o /dev/null -D - -w 'status=%{http_code}' " + how + " " + http_url("/dialplan.xml"));
     EXPECT_NE(r.output.find("status=405"), std::string::npos) << how << ": " << r.output;
     EXPECT_NE(r.output.find("Allow: GET, HEAD"), std::string::npos) << how << ": " << r.output;
@@ -238,7 +239,9 @@ TEST_F(ClientsTest, PhoneConfigIsNotFoundForEveryOtherHost) {
   EXPECT_EQ(c.tftp_config_refused, 3u * 3u + 1u);
   EXPECT_EQ(c.http_config_refused, 4u);
   for (const auto& e : sink_.events()) {
-    if (e.mac == *MacAddress::parse("00:11:22:33:44:55") && !e.ip.empty()) EXPECT_EQ(e.ip, "127.0.0.2") << e.detail;
+    if (e.mac == *MacAddress::parse("00:11:22:33:44:55") && !e.ip.empty()) {
+      EXPECT_EQ(e.ip, "127.0.0.2") << e.detail;
+    }
   }
 }
 
