@@ -747,7 +747,7 @@ void check_config_access(Reader& r, const YAML::Node& root, const SiteConfig& c)
                             "of {} line(s) can be read by anyone there (use 'lease', and phones[].ip for phones "
                             "with static addresses)",
                             with_password));
-  } else if (!c.dhcp.kea.manage && !access) {
+  } else if (!c.dhcp.kea.manage && (!access.IsDefined() || access.IsNull())) {
     const auto unbound = std::count_if(c.phones.begin(), c.phones.end(), [](const Phone& p) { return !p.ip; });
     const auto dhcp = root["dhcp"];
     if (unbound > 0)
