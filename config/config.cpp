@@ -80,4 +80,12 @@ std::string_view to_string(NetMode m) {
   return "?";
 }
 
+std::string_view to_string(ConfigAccess a) {
+  switch (a) {
+    case ConfigAccess::Lease: return "lease";
+    case ConfigAccess::Open: return "open";
+  }
+  return "?";
+}
+
 }  // namespace ve::config

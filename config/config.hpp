@@ -167,6 +167,10 @@ struct HttpConfig {
   int max_connections = 1000;
 };
 
+// Who may fetch a phone's generated SEP<MAC>.cnf.xml (it carries the line passwords).
+// Lease: only the address DHCP leased to that MAC, or the phone's `ip:` binding. Open: anyone.
+enum class ConfigAccess { Lease, Open };
+
 struct ProvisioningConfig {
   std::string root = "/var/lib/voiceedge/tftp";
   TftpConfig tftp;
@@ -175,6 +179,7 @@ struct ProvisioningConfig {
   std::vector<CallManager> call_manager_group;  // sorted by priority
   std::string default_load;
   bool auto_register = false;
+  ConfigAccess config_access = ConfigAccess::Lease;
 };
 
 struct SipConfig {
@@ -220,7 +225,10 @@ struct Phone {
   std::string load;  // empty = provisioning.default_load
   std::string port;  // optional: the port it is plugged into
   std::vector<Line> lines;
+  std::optional<Ipv4> ip;  // static address allowed to fetch this phone's config (no lease needed)
 };
+
+struct ConfigError;  // below; a vector of it may be declared before it is complete (C++17)
 
 struct SiteConfig {
   std::filesystem::path source;  // the file it was loaded from
@@ -236,6 +244,8 @@ struct SiteConfig {
   SipConfig sip;
   NetConfig net;
   std::vector<Phone> phones;
+  // Legal but risky settings (--check-config prints them, the daemon logs them at load).
+  std::vector<ConfigError> warnings;
 
   const Phone* find_phone(const MacAddress& mac) const;
   const Port* find_port(const std::string& name) const;
@@ -268,5 +278,6 @@ nlohmann::json to_json(const SiteConfig& config);
 std::string_view to_string(PoeMode m);
 std::string_view to_string(PoePriority p);
 std::string_view to_string(NetMode m);
+std::string_view to_string(ConfigAccess a);
 
 }  // namespace ve::config

@@ -79,7 +79,8 @@ nlohmann::json to_json(const SiteConfig& c) {
                        {"secure", pr.secure},
                        {"call_manager_group", group},
                        {"default_load", pr.default_load},
-                       {"auto_register", pr.auto_register}};
+                       {"auto_register", pr.auto_register},
+                       {"config_access", to_string(pr.config_access)}};
   json listen = json::array();
   for (const auto& e : c.sip.listen) listen.push_back(e.to_string());
   j["sip"] = {{"listen", listen},
@@ -105,6 +106,7 @@ nlohmann::json to_json(const SiteConfig& c) {
                            {"load", p.load},
                            {"port", p.port},
                            {"lines", lines}});
+    if (p.ip) j["phones"].back()["ip"] = p.ip->to_string();
   }
   return j;
 }

@@ -40,13 +40,21 @@ class Reader {
     error(node.Mark(), path, message);
   }
 
+  void warning(const YAML::Mark& mark, const std::string& path, const std::string& message) {
+    error(mark, path, message);
+    warnings_.push_back(std::move(errors_.back()));
+    errors_.pop_back();
+  }
+
   std::vector<ConfigError>& errors() { return errors_; }
+  std::vector<ConfigError>& warnings() { return warnings_; }
   const std::filesystem::path& base_dir() const { return base_dir_; }
 
  private:
   std::string file_;
   std::filesystem::path base_dir_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
 };
 
 std::string join(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
@@ -556,7 +564,7 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
 
 void read_provisioning(Reader& r, const YAML::Node& root, SiteConfig& c) {
   MapView m(r, root["provisioning"], "provisioning",
-            {"root", "tftp", "http", "secure", "call_manager_group", "default_load", "auto_register"});
+            {"root", "tftp", "http", "secure", "call_manager_group", "default_load", "auto_register", "config_access"});
   m.get_string("root", c.provisioning.root);
   MapView tftp(r, m.child("tftp"), "provisioning.tftp", {"listen", "max_transfers", "max_per_client"});
   read_endpoint(r, tftp, "listen", c.provisioning.tftp.listen, "udp");
@@ -568,6 +576,8 @@ void read_provisioning(Reader& r, const YAML::Node& root, SiteConfig& c) {
   m.get_bool("secure", c.provisioning.secure);
   m.get_string("default_load", c.provisioning.default_load);
   m.get_bool("auto_register", c.provisioning.auto_register);
+  m.get_enum("config_access", c.provisioning.config_access,
+             {{"lease", ConfigAccess::Lease}, {"open", ConfigAccess::Open}});
 
   auto group = m.get_list("call_manager_group");
   std::set<std::string> names;
@@ -653,11 +663,12 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
     return;
   }
   std::map<MacAddress, int> macs;
+  std::map<Ipv4, int> ips;
   std::map<std::string, std::string> extensions;  // extension -> where
   std::map<std::string, std::string> users;
   for (std::size_t i = 0; i < list.size(); ++i) {
     const auto path = index("phones", i);
-    MapView m(r, list[i], path, {"mac", "model", "description", "load", "port", "lines"});
+    MapView m(r, list[i], path, {"mac", "model", "description", "load", "port", "lines", "ip"});
     if (!m.present()) continue;
     m.require("mac");
     Phone p;
@@ -680,6 +691,15 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
     m.get_string("load", p.load);
     if (m.get_string("port", p.port) && !c.find_port(p.port))
       r.error(m.child("port"), m.child_path("port"), fmt::format("port '{}' is not in ports", p.port));
+    if (std::string ip; m.get_string("ip", ip)) {
+      p.ip = Ipv4::parse(ip);
+      if (!p.ip) {
+        r.error(m.child("ip"), m.child_path("ip"), fmt::format("'{}' is not an IPv4 address", ip));
+      } else if (auto [it, inserted] = ips.emplace(*p.ip, static_cast<int>(i)); !inserted) {
+        r.error(m.child("ip"), m.child_path("ip"),
+                fmt::format("{} is already the address of phones[{}]", ip, it->second));
+      }
+    }
     auto lines = m.get_list("lines");
     std::set<int> buttons;
     for (std::size_t j = 0; lines && j < lines.size(); ++j) {
@@ -748,6 +768,34 @@ void read_phones(Reader& r, const YAML::Node& root, SiteConfig& c) {
   }
 }
 
+// Settings that are valid but expose the line passwords or may starve phones of their config.
+void check_config_access(Reader& r, const YAML::Node& root, const SiteConfig& c) {
+  const auto provisioning = root["provisioning"];
+  const auto access = provisioning && provisioning.IsMap() ? provisioning["config_access"] : YAML::Node();
+  if (c.provisioning.config_access == ConfigAccess::Open) {
+    std::size_t with_password = 0;
+    for (const auto& p : c.phones)
+      with_password += static_cast<std::size_t>(
+          std::count_if(p.lines.begin(), p.lines.end(), [](const Line& l) { return !l.password.empty(); }));
+    if (with_password > 0)
+      r.warning(access.Mark(), "provisioning.config_access",
+                fmt::format("'open' serves every SEP<MAC>.cnf.xml to any host on the voice VLAN: the passwords "
+                            "of {} line(s) can be read by anyone there (use 'lease', and phones[].ip for phones "
+                            "with static addresses)",
+                            with_password));
+  } else if (!c.dhcp.kea.manage && (!access.IsDefined() || access.IsNull())) {
+    const auto unbound = std::count_if(c.phones.begin(), c.phones.end(), [](const Phone& p) { return !p.ip; });
+    const auto dhcp = root["dhcp"];
+    if (unbound > 0)
+      r.warning(dhcp && dhcp.IsMap() && dhcp["kea"] ? dhcp["kea"].Mark() : YAML::Mark::null_mark(),
+                "provisioning.config_access",
+                fmt::format("dhcp.kea.manage is false: {} phone(s) without phones[].ip get their config only "
+                            "if your Kea runs the voiceedge hook (leases reported to dhcp.kea.event_socket); "
+                            "set provisioning.config_access to say so",
+                            unbound));
+  }
+}
+
 }  // namespace
 
 LoadResult parse_document(const std::string& yaml, const std::string& name, const std::filesystem::path& base_dir) {
@@ -782,12 +830,14 @@ LoadResult parse_document(const std::string& yaml, const std::string& name, cons
   read_sip(r, root, *c);
   read_net(r, root, *c);
   read_phones(r, root, *c);
+  check_config_access(r, root, *c);
   if (!r.errors().empty()) {
     std::stable_sort(r.errors().begin(), r.errors().end(), [](const ConfigError& a, const ConfigError& b) {
       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
     });
     return unexpected(std::move(r.errors()));
   }
+  c->warnings = std::move(r.warnings());
   return SiteConfigPtr(std::move(c));
 }
 

@@ -191,11 +191,7 @@ int Daemon::run() {
     // Read-only: the page can run what `voiceedgectl show` can, never a command that changes things.
     status_http_->set_control(
         [this](const std::string& request) { return control_.handle_line(request, ControlRole::Read); });
-    status_http_->set_metrics([this] {
-      std::string text;
-      for (const auto& m : services_.metrics) text += m();
-      return text;
-    });
+    for (const auto& writer : services_.metrics) status_http_->add_metrics(writer);
     if (auto r = status_http_->start(); !r) log->error("status page: {}", r.error());
   }
   std::uint64_t usec = 0;

@@ -73,7 +73,8 @@ nlohmann::json event_json(const PhoneEvent& e) {
           {"time_ms", to_ms(e.time)},
           {"port", e.port},
           {"ip", e.ip},
-          {"attributes", attrs}};
+          {"attributes", attrs},
+          {"history_only", e.history_only}};
 }
 
 Outcome outcome_from(std::string_view s) {
@@ -96,13 +97,15 @@ PhoneEvent event_from(const MacAddress& mac, const nlohmann::json& j) {
   PhoneEvent e;
   e.mac = mac;
   const int step = j.value("step", 1);
-  if (step < 1 || step > kStepCount) throw std::out_of_range("step " + std::to_string(step));
+  // Boot steps 1..14, and the in-service events (calls) after them.
+  if (step < 1 || step > static_cast<int>(Step::InService)) throw std::out_of_range("step " + std::to_string(step));
   e.step = static_cast<Step>(step);
   e.outcome = outcome_from(j.value("outcome", "info"));
   e.detail = j.value("detail", "");
   e.time = from_ms(checked_ms(j.value("time_ms", std::int64_t{0})));
   e.port = j.value("port", "");
   e.ip = j.value("ip", "");
+  e.history_only = j.value("history_only", false);
   if (j.contains("attributes"))
     for (const auto& [k, v] : j["attributes"].items()) e.attributes.emplace_back(k, v.get<std::string>());
   return e;
@@ -371,10 +374,12 @@ void JourneyTracker::report(PhoneEvent event) {
   const auto known = phones_.find(event.mac);
   const bool boot_step = static_cast<int>(event.step) >= 1 && static_cast<int>(event.step) <= kStepCount;
   const StepState* before = known == phones_.end() || !boot_step ? nullptr : &known->second.step(event.step);
-  // In-service events (calls) are frequent: they ride the timed flush.
-  const bool changed = boot_step && (!before || !before->seen || before->outcome != event.outcome);
+  // In-service events (calls) are frequent: they ride the timed flush. History-only notices
+  // change no state.
+  const bool changed =
+      boot_step && !event.history_only && (!before || !before->seen || before->outcome != event.outcome);
   apply(event);
-  if (boot_step) infer_phone_only_steps(event);
+  if (boot_step && !event.history_only) infer_phone_only_steps(event);
   if (event.verified) phones_[event.mac].verified = true;
   classify(event.mac);
   if (db_) {
@@ -419,6 +424,11 @@ void JourneyTracker::infer_phone_only_steps(const PhoneEvent& e) {
 void JourneyTracker::apply(const PhoneEvent& e) {
   auto& p = phones_[e.mac];
   p.mac = e.mac;
+  if (e.history_only) {
+    p.history.push_back(e);
+    while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
+    return;
+  }
   if (p.first_seen.time_since_epoch().count() == 0 || e.time < p.first_seen) p.first_seen = e.time;
   if (e.time > p.last_seen) p.last_seen = e.time;
   const int n = static_cast<int>(e.step);

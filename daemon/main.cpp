@@ -50,7 +50,7 @@ constexpr const char* kFooter =
     "  To the journal when started by systemd (JOURNAL_STREAM set), else to standard error.\n"
     "\n"
     "EXIT STATUS\n"
-    "  0  clean stop, or --check-config found no error\n"
+    "  0  clean stop, or --check-config found no error (warnings are printed but do not fail it)\n"
     "  1  invalid site file, or a resource the daemon needs could not be opened\n"
     "  2  bad command line\n"
     "\n"
@@ -110,6 +110,12 @@ int main(int argc, char** argv) {
     for (const auto& e : loaded.error()) std::cerr << e.to_string() << "\n";
     std::cerr << loaded.error().size() << " error(s) in " << config_path << "\n";
     return 1;
+  }
+  for (const auto& w : (*loaded)->warnings) {
+    if (check_only)
+      std::cerr << "warning: " << w.to_string() << "\n";
+    else
+      spdlog::warn("{}", w.to_string());
   }
   if (check_only) {
     std::cout << config_path << ": OK (" << (*loaded)->ports.size() << " ports, " << (*loaded)->phones.size()

@@ -35,6 +35,11 @@ json counters_json(const provision::Counters& c) {
                 {"ok", c.tftp_ok},
                 {"not_found", c.tftp_not_found},
                 {"refused", c.tftp_refused},
+                {"config_refused", c.tftp_config_refused},
+                {"options_ignored", c.tftp_options_ignored},
+                {"lifetime_exceeded", c.tftp_lifetime_exceeded},
+                {"busy_memory", c.tftp_busy_memory},
+                {"netascii_conversions", c.netascii_conversions},
                 {"failed", c.tftp_failed},
                 {"busy", c.tftp_busy},
                 {"malformed", c.tftp_malformed},
@@ -44,6 +49,7 @@ json counters_json(const provision::Counters& c) {
                 {"ok", c.http_ok},
                 {"not_found", c.http_not_found},
                 {"refused", c.http_refused},
+                {"config_refused", c.http_config_refused},
                 {"failed", c.http_failed},
                 {"bad_method", c.http_bad_method},
                 {"busy", c.http_busy},
@@ -120,6 +126,8 @@ class ProvisionComponent final : public Component {
 
   void stop() override { provisioner_.stop(); }
 
+  std::string metrics() const { return provisioner_.metrics(); }
+
   json show(std::size_t limit) const {
     json recent = json::array();
     const auto records = provisioner_.recent();
@@ -139,6 +147,8 @@ class ProvisionComponent final : public Component {
                   {"max_connections", o.http.max_connections}}},
                 {"root", provisioner_.tree()->site().provisioning.root},
                 {"secure", provisioner_.tree()->site().provisioning.secure},
+                {"config_access", config::to_string(provisioner_.tree()->site().provisioning.config_access)},
+                {"netascii_bytes", provisioner_.netascii_bytes()},
                 {"error", last_error_},
                 {"counters", counters_json(provisioner_.counters())},
                 {"generated", std::move(generated)},
@@ -166,6 +176,7 @@ void add_provision_component(Wiring& w) {
     }
     return raw->show(limit);
   });
+  w.ctx.services.metrics.emplace_back([raw] { return raw->metrics(); });
   w.components.push_back(std::move(component));
 }
 

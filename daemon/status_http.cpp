@@ -552,7 +552,7 @@ StatusHttpServer::Page StatusHttpServer::render(const std::string& target) const
         "# HELP voiceedge_status_page_resyncs_total Live pages that fell behind and resynced.\n"
         "# TYPE voiceedge_status_page_resyncs_total counter\n";
     body += fmt::format("voiceedge_status_page_resyncs_total {}\n", st.stream_resyncs);
-    if (more_metrics_) body += more_metrics_();
+    for (const auto& writer : metrics_) body += writer();
     return {200, "text/plain; version=0.0.4", body, ""};
   }
   if (path.rfind("/phone/", 0) == 0) {

@@ -83,8 +83,8 @@ class StatusHttpServer {
   // ports view reads PoE, neighbours and links through it. Unset: the ports view shows the site file.
   void set_control(std::function<std::string(const std::string&)> control) { control_ = std::move(control); }
   void add_download(Download download);
-  // More /metrics text from the components (calls by outcome, ...).
-  void set_metrics(std::function<std::string()> more) { more_metrics_ = std::move(more); }
+  // More /metrics text from a component (calls by outcome, refused config requests, ...).
+  void add_metrics(std::function<std::string()> writer) { metrics_.push_back(std::move(writer)); }
 
   Result<void, std::string> start();
   void stop();
@@ -125,7 +125,7 @@ class StatusHttpServer {
   std::shared_ptr<const std::string> resync_message_;
   std::function<config::SiteConfigPtr()> config_source_;
   std::function<std::string(const std::string&)> control_;
-  std::function<std::string()> more_metrics_;
+  std::vector<std::function<std::string()>> metrics_;
   std::vector<Download> downloads_;
   // What the streams were last sent, to push only what changed.
   std::set<MacAddress> dirty_;

@@ -14,8 +14,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto packet = t::decode(bytes);
   if (!packet) return 0;
   if (const auto* request = std::get_if<t::Request>(&*packet)) {
-    auto negotiated = t::negotiate(request->options, size * 1000, t::NegotiationLimits{});
-    if (negotiated && (negotiated->blksize < 8 || negotiated->blksize > 65464 || negotiated->windowsize < 1))
+    // Negotiation never fails (RFC 2347): whatever the options, the values stay in range and every
+    // option is either acknowledged or listed as ignored.
+    const t::NegotiationLimits limits;
+    const auto negotiated = t::negotiate(request->options, size * 1000, limits);
+    if (negotiated.blksize < 8 || negotiated.blksize > limits.max_blksize || negotiated.windowsize < 1 ||
+        negotiated.windowsize > limits.max_windowsize ||
+        (negotiated.timeout_s && (*negotiated.timeout_s < 1 || *negotiated.timeout_s > limits.max_timeout_s)) ||
+        negotiated.oack.size() + negotiated.ignored.size() != request->options.size())
       std::abort();
     auto again = t::decode(t::encode(*request));
     if (!again) std::abort();

@@ -81,6 +81,11 @@ std::optional<MacAddress> mac_in_name(std::string_view filename) {
   return std::nullopt;
 }
 
+std::optional<MacAddress> config_owner(std::string_view filename) {
+  if (classify(filename) != Step::ConfigFile) return std::nullopt;
+  return mac_in_name(filename);
+}
+
 std::optional<Step> classify(std::string_view filename) {
   while (!filename.empty() && filename.front() == '/') filename.remove_prefix(1);
   const auto base = basename_of(filename);

@@ -1,6 +1,7 @@
 // HTTP on tcp/6970 over the same tree (newer Cisco firmware tries it before TFTP). Sessions follow
 // Beast's async server shape: each owns its stream, buffer and per-request parser with limits.
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -99,7 +100,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         options_(options),
         shared_(std::move(shared)),
         connections_(std::move(connections)),
-        slot_(std::move(slot)) {
+        slot_(std::move(slot)),
+        wait_timer_(stream_.get_executor()) {
     boost::system::error_code ec;
     const auto remote = stream_.socket().remote_endpoint(ec);
     client_ip_ = ec ? std::string("?") : remote.address().to_string();
@@ -109,6 +111,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void start() { do_read(); }
   void close() {
     closed_ = true;
+    wait_timer_.cancel();
     boost::system::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
@@ -121,16 +124,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->header_limit(static_cast<std::uint32_t>(options_.header_limit));
     parser_->body_limit(0);
     stream_.expires_after(options_.idle_timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_read(ec, true);
+    });
   }
 
-  void on_read(beast::error_code ec) {
+  void on_read(beast::error_code ec, bool header_only) {
     if (closed_ || ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == asio::error::eof) {
       return close();
     }
-    if (ec) {
+    // A declared body fails the header read at its Content-Length (no body is ever wanted). The
+    // request line is parsed by then, so a PUT or POST is still answered 405 (the method comes
+    // first); a GET with a body 400.
+    const bool body_refused = (ec == http::error::unexpected_body || ec == http::error::body_limit) &&
+                              parser_->get().method() != http::verb::get && parser_->get().method() != http::verb::head;
+    if (ec && !body_refused) {
       shared_->activity.bump(&Counters::http_malformed);
       ve::logger("provision")->debug("http bad request from {}: {}", client_ip_, ec.message());
       auto res = std::make_shared<http::response<http::empty_body>>(
@@ -140,20 +149,55 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       res->prepare_payload();
       return write(res, {});
     }
-    handle(parser_->get());
+    const auto& req = parser_->get();
+    if (header_only) {
+      if (req.method() != http::verb::get && req.method() != http::verb::head) {
+        shared_->activity.bump(&Counters::http_requests);
+        shared_->activity.bump(&Counters::http_bad_method);
+        auto res = std::make_shared<http::response<http::empty_body>>(http::status::method_not_allowed, req.version());
+        res->set(http::field::allow, "GET, HEAD");
+        // Any body is left unread: the connection cannot carry another request. It is drained
+        // after the answer, so closing with unread bytes does not reset the answer away.
+        drain_before_close_ = body_refused || !parser_->is_done();
+        res->keep_alive(!drain_before_close_ && req.keep_alive());
+        res->prepare_payload();
+        return write(res, {});
+      }
+      if (!parser_->is_done()) {
+        // A GET with a body: read it into the zero body limit, which answers 400 as before.
+        http::async_read(stream_, buffer_, *parser_,
+                         [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_read(e, false); });
+        return;
+      }
+    }
+    shared_->activity.bump(&Counters::http_requests);
+    started_ = Clock::now();
+    wait_until_ = Clock::now() + shared_->lease_wait;
+    decide();
   }
 
-  void handle(const http::request<http::empty_body>& req) {
-    shared_->activity.bump(&Counters::http_requests);
-    const bool head = req.method() == http::verb::head;
-    if (req.method() != http::verb::get && !head) {
-      shared_->activity.bump(&Counters::http_bad_method);
-      auto res = std::make_shared<http::response<http::empty_body>>(http::status::method_not_allowed, req.version());
-      res->set(http::field::allow, "GET, HEAD");
-      res->keep_alive(req.keep_alive());
-      res->prepare_payload();
-      return write(res, {});
+  // A phone's config from an address without a lease waits (up to lease_wait) for the lease.
+  void decide() {
+    const auto& req = parser_->get();
+    const auto path = path_of(std::string_view(req.target().data(), req.target().size()));
+    auto gate = Gate::Open;
+    if (path) {
+      const auto tree = shared_->tree();
+      gate = Activity::gate(tree->site(), shared_->activity.requester(tree->site(), client_ip_), *path);
     }
+    if (gate == Gate::Wait && Clock::now() < wait_until_) {
+      wait_timer_.expires_after(std::chrono::milliseconds(100));
+      wait_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (ec || self->closed_) return;
+        self->decide();
+      });
+      return;
+    }
+    handle(req, gate != Gate::Open);
+  }
+
+  void handle(const http::request<http::empty_body>& req, bool refuse_config) {
+    const bool head = req.method() == http::verb::head;
     TransferRecord record;
     record.protocol = Protocol::Http;
     record.client_ip = client_ip_;
@@ -162,8 +206,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     // URL paths always start with '/'; record the name as TFTP would see it.
     record.file = path ? path->substr(path->starts_with('/') ? 1 : 0, kMaxRequestName) : std::string("?");
     record.step = classify(record.file);
-    record.mac = shared_->activity.identify(client_ip_, record.file);
-    started_ = Clock::now();
+    const auto tree = shared_->tree();
+    const auto who = shared_->activity.requester(tree->site(), client_ip_);
+    record.mac = shared_->activity.identify(tree->site(), who, client_ip_, record.file);
+    record.verified = who.mac().has_value();
 
     auto error_response = [&](http::status status) {
       auto res = std::make_shared<http::response<http::empty_body>>(status, req.version());
@@ -176,7 +222,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       record.result = "refused";
       return write(error_response(http::status::bad_request), std::move(record));
     }
-    auto file = shared_->tree()->open(*path);
+    auto file = tree->open(*path);
+    if (refuse_config) {
+      // Exactly the 404 of a file that does not exist.
+      if (const auto owner = config_owner(*path); owner && file) {
+        shared_->activity.config_refused(tree->site(), Protocol::Http, *owner, client_ip_, who, record.file);
+        record.outcome = Outcome::Failed;
+        record.result = "config-refused";
+        return write(error_response(http::status::not_found), std::move(record));
+      }
+    }
     if (!file) {
       const auto how = outcome_of(file.error(), record.step);
       record.outcome = how.outcome;
@@ -257,8 +312,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       }
       shared_->activity.record(std::move(record));
     }
+    if (!ec && !closed_ && drain_before_close_) return drain();
     if (ec || close_after || closed_) return close();
     do_read();
+  }
+
+  // Half-close, then read and drop what the client still sends (a body we did not want) until it
+  // closes or a short deadline passes.
+  void drain() {
+    if (!drain_buffer_) {
+      drain_buffer_ = std::make_unique<std::array<char, 4096>>();
+      boost::system::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      stream_.expires_after(std::chrono::seconds(2));  // once: a trickling client cannot extend it
+    }
+    stream_.async_read_some(asio::buffer(*drain_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec || self->closed_) return self->close();
+                              self->drain();
+                            });
   }
 
   beast::tcp_stream stream_;
@@ -272,6 +344,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Bytes held_;
   std::string client_ip_;
   Clock::time_point started_;
+  Clock::time_point wait_until_;
+  bool drain_before_close_ = false;
+  std::unique_ptr<std::array<char, 4096>> drain_buffer_;
+  asio::steady_timer wait_timer_;
   bool closed_ = false;
 };
 

@@ -47,6 +47,10 @@ using Bytes = std::shared_ptr<const std::vector<std::byte>>;
 std::optional<Step> classify(std::string_view filename);
 // SEP<12 hex digits> anywhere in the name (CTLSEP…tlv, ITLSEP…tlv, SEP….cnf.xml), any case.
 std::optional<MacAddress> mac_in_name(std::string_view filename);
+// The phone whose own config this name is (SEP<MAC>.cnf.xml or .cnf.xml.sgn, any case, any
+// directory): such files carry the line passwords and are served only to that phone (see
+// provisioning.config_access). nullopt for every other file (XMLDefault, loads, locales, …).
+std::optional<MacAddress> config_owner(std::string_view filename);
 
 struct File {
   std::string name;  // generated name, or the path relative to the root as found on disk
@@ -123,6 +127,9 @@ struct TransferRecord {
   std::uint64_t bytes = 0;
   std::chrono::milliseconds duration{0};
   std::chrono::system_clock::time_point time;
+  // `mac` comes from the address's DHCP lease or a phone's `ip:` binding, not from the file name.
+  // Only verified records set the phone's IP in its timeline.
+  bool verified = false;
 };
 
 struct Counters {
@@ -134,6 +141,11 @@ struct Counters {
   std::uint64_t tftp_busy = 0;
   std::uint64_t tftp_malformed = 0;
   std::uint64_t tftp_retransmits = 0;
+  std::uint64_t tftp_config_refused = 0;   // SEP<MAC>.cnf.xml asked for from another address
+  std::uint64_t tftp_options_ignored = 0;  // options left out of the OACK (RFC 2347)
+  std::uint64_t tftp_lifetime_exceeded = 0;
+  std::uint64_t tftp_busy_memory = 0;  // netascii copy over the memory budget (also in tftp_busy)
+  std::uint64_t netascii_conversions = 0;
   std::uint64_t http_requests = 0;
   std::uint64_t http_ok = 0;
   std::uint64_t http_not_found = 0;
@@ -142,6 +154,7 @@ struct Counters {
   std::uint64_t http_busy = 0;
   std::uint64_t http_malformed = 0;
   std::uint64_t http_failed = 0;
+  std::uint64_t http_config_refused = 0;
   std::uint64_t bytes_sent = 0;
 };
 
@@ -156,6 +169,16 @@ struct TftpOptions {
   std::chrono::milliseconds retransmit_timeout{1000};  // unless the client asks (RFC 2349)
   int max_retries = 5;
   tftp::NegotiationLimits limits;
+  // Slots only addresses of the site's phones (by lease or `ip:` binding) may take, so a host
+  // filling the table cannot make phones get "Server busy". -1: a quarter of max_transfers.
+  int reserved_for_phones = -1;
+  // A transfer ends after this long whatever the client does (a slow-ACK client cannot keep a
+  // slot); one that never got its first ACK gives up after first_ack_timeout.
+  std::chrono::seconds max_lifetime{900};
+  std::chrono::milliseconds first_ack_timeout{10000};
+  // Netascii copies (one per file version, shared by every transfer of it) live in this budget.
+  std::size_t netascii_budget = std::size_t{64} << 20;
+  int reserved() const { return reserved_for_phones >= 0 ? reserved_for_phones : max_transfers / 4; }
 };
 
 struct HttpOptions {
@@ -172,6 +195,11 @@ struct ProvisionerOptions {
   HttpOptions http;
   std::size_t cache_bytes = std::size_t{1} << 30;
   std::size_t recent_records = 200;
+  // A phone's config asked for by an address with no lease yet: how long to wait for the DHCP
+  // lease to be known (lease reports can be lost in a storm and are recovered from Kea's lease
+  // file within ~2 s) before answering "not found". Applies alike to configs that exist and to
+  // those that do not, so the wait tells an attacker nothing.
+  std::chrono::milliseconds lease_wait{4000};
 };
 
 // Options from the site file (listen endpoints and limits); the rest stay at their defaults.
@@ -208,6 +236,9 @@ class Provisioner {
   std::vector<TransferRecord> recent() const;  // oldest first
   std::size_t active_tftp_transfers() const;
   std::size_t open_http_connections() const;
+  std::size_t netascii_bytes() const;  // netascii copies held by transfers now
+  // Prometheus text for /metrics.
+  std::string metrics() const;
   std::shared_ptr<const FileTree> tree() const;
 
   struct Impl;

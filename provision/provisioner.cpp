@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include "provision/internal.hpp"
 #include "ve/log.hpp"
 
@@ -17,7 +19,8 @@ struct Provisioner::Impl {
   Impl(boost::asio::io_context& io_context, ProvisionerOptions opts, EventSink& events, MacLookup mac_for_ip)
       : io(io_context),
         options(std::move(opts)),
-        shared(std::make_shared<Shared>(events, std::move(mac_for_ip), options.recent_records)),
+        shared(std::make_shared<Shared>(events, std::move(mac_for_ip), options.recent_records,
+                                        options.tftp.netascii_budget, options.lease_wait)),
         cache(std::make_shared<StaticFileCache>(options.cache_bytes)) {}
   boost::asio::io_context& io;
   ProvisionerOptions options;
@@ -146,5 +149,42 @@ std::vector<TransferRecord> Provisioner::recent() const { return impl_->shared->
 std::size_t Provisioner::active_tftp_transfers() const { return impl_->tftp ? impl_->tftp->active() : 0; }
 std::size_t Provisioner::open_http_connections() const { return impl_->http ? impl_->http->connections() : 0; }
 std::shared_ptr<const FileTree> Provisioner::tree() const { return impl_->shared->tree(); }
+std::size_t Provisioner::netascii_bytes() const { return impl_->shared->netascii.live_bytes(); }
+
+std::string Provisioner::metrics() const {
+  const auto c = counters();
+  std::string out;
+  auto counter = [&](std::string_view name, std::string_view help,
+                     std::initializer_list<std::pair<std::string_view, std::uint64_t>> samples) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", name, help, name);
+    for (const auto& [labels, value] : samples) out += fmt::format("{}{} {}\n", name, labels, value);
+  };
+  counter("voiceedge_provision_requests_total", "Provisioning requests by transport.",
+          {{"{transport=\"tftp\"}", c.tftp_requests}, {"{transport=\"http\"}", c.http_requests}});
+  counter("voiceedge_provision_config_refused_total",
+          "Phone configs (SEP<MAC>.cnf.xml) refused to an address that is not that phone's.",
+          {{"{transport=\"tftp\"}", c.tftp_config_refused}, {"{transport=\"http\"}", c.http_config_refused}});
+  counter("voiceedge_provision_busy_total", "Requests refused because a limit was reached.",
+          {{"{transport=\"tftp\"}", c.tftp_busy}, {"{transport=\"http\"}", c.http_busy}});
+  counter("voiceedge_provision_not_found_total", "Requests for files that do not exist.",
+          {{"{transport=\"tftp\"}", c.tftp_not_found}, {"{transport=\"http\"}", c.http_not_found}});
+  counter("voiceedge_provision_malformed_total", "Malformed packets or requests.",
+          {{"{transport=\"tftp\"}", c.tftp_malformed}, {"{transport=\"http\"}", c.http_malformed}});
+  counter("voiceedge_tftp_options_ignored_total", "TFTP options left out of the OACK (RFC 2347).",
+          {{"", c.tftp_options_ignored}});
+  counter("voiceedge_tftp_lifetime_exceeded_total", "TFTP transfers ended at their maximum lifetime.",
+          {{"", c.tftp_lifetime_exceeded}});
+  counter("voiceedge_tftp_busy_memory_total", "TFTP netascii requests refused at the memory budget.",
+          {{"", c.tftp_busy_memory}});
+  out += fmt::format(
+      "# HELP voiceedge_tftp_active_transfers TFTP transfers in progress.\n# TYPE voiceedge_tftp_active_transfers "
+      "gauge\nvoiceedge_tftp_active_transfers {}\n",
+      active_tftp_transfers());
+  out += fmt::format(
+      "# HELP voiceedge_tftp_netascii_bytes Netascii copies held by transfers.\n# TYPE voiceedge_tftp_netascii_bytes "
+      "gauge\nvoiceedge_tftp_netascii_bytes {}\n",
+      netascii_bytes());
+  return out;
+}
 
 }  // namespace ve::provision

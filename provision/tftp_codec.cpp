@@ -123,16 +123,6 @@ std::string_view to_string(DecodeError e) {
   return "?";
 }
 
-std::string_view to_string(NegotiationError e) {
-  switch (e) {
-    case NegotiationError::BadBlksize: return "blksize out of range";
-    case NegotiationError::BadTimeout: return "timeout out of range";
-    case NegotiationError::BadTsize: return "tsize not a number";
-    case NegotiationError::BadWindowsize: return "windowsize out of range";
-  }
-  return "?";
-}
-
 Result<Packet, DecodeError> decode(std::span<const std::byte> datagram) {
   if (datagram.size() < 2) return unexpected(DecodeError::Truncated);
   const std::uint16_t opcode = read_u16(datagram, 0);
@@ -219,30 +209,53 @@ std::array<std::byte, 4> data_header(std::uint16_t block) {
   return {std::byte{0}, std::byte{3}, static_cast<std::byte>(block >> 8), static_cast<std::byte>(block & 0xff)};
 }
 
-Result<Negotiated, NegotiationError> negotiate(const std::vector<Option>& options, std::uint64_t file_size,
-                                               const NegotiationLimits& limits) {
+Negotiated negotiate(const std::vector<Option>& options, std::uint64_t file_size, const NegotiationLimits& limits) {
   Negotiated n;
+  auto ignore = [&](const Option& o, std::string_view why) {
+    // The value is the client's: bounded so a log line stays short.
+    n.ignored.push_back(o.name + " '" + o.value.substr(0, 32) + "': " + std::string(why));
+  };
   for (const auto& o : options) {
     if (o.name == "blksize") {
       auto v = parse_decimal(o.value);
-      if (!v || *v < 8 || *v > 65464) return unexpected(NegotiationError::BadBlksize);
+      if (!v || *v < 8 || *v > 65464) {
+        ignore(o, "not in 8-65464");
+        continue;
+      }
       n.blksize = static_cast<std::size_t>(std::min<std::uint64_t>(*v, limits.max_blksize));
       n.oack.push_back(Option{o.name, std::to_string(n.blksize)});
     } else if (o.name == "timeout") {
       auto v = parse_decimal(o.value);
-      if (!v || *v < 1 || *v > 255) return unexpected(NegotiationError::BadTimeout);
+      if (!v || *v < 1 || *v > 255) {
+        ignore(o, "not in 1-255");
+        continue;
+      }
+      if (*v > static_cast<std::uint64_t>(limits.max_timeout_s)) {
+        ignore(o, "above this server's limit of " + std::to_string(limits.max_timeout_s) + " s");
+        continue;
+      }
       n.timeout_s = static_cast<int>(*v);
       n.oack.push_back(Option{o.name, std::to_string(*v)});
     } else if (o.name == "tsize") {
-      if (!parse_decimal(o.value)) return unexpected(NegotiationError::BadTsize);
+      // A read request carries 0; atftp 0.8 sends whatever follows "tsize" (e.g. "enable"). Either
+      // way the client wants the size, and answering it is harmless.
+      if (!parse_decimal(o.value)) {
+        ignore(o, "not a number");
+        continue;
+      }
       n.oack.push_back(Option{o.name, std::to_string(file_size)});
     } else if (o.name == "windowsize") {
       auto v = parse_decimal(o.value);
-      if (!v || *v < 1 || *v > 65535) return unexpected(NegotiationError::BadWindowsize);
+      if (!v || *v < 1 || *v > 65535) {
+        ignore(o, "not in 1-65535");
+        continue;
+      }
       n.windowsize = static_cast<std::uint16_t>(std::min<std::uint64_t>(*v, limits.max_windowsize));
       n.oack.push_back(Option{o.name, std::to_string(n.windowsize)});
+    } else {
+      // multicast, utimeout, rollover…: not acknowledged, the client falls back.
+      ignore(o, "not supported");
     }
-    // Anything else (multicast, utimeout, rollover…) is not acknowledged: the client falls back.
   }
   return n;
 }

@@ -95,22 +95,24 @@ std::array<std::byte, 4> data_header(std::uint16_t block);
 struct NegotiationLimits {
   std::size_t max_blksize = 65464;
   std::uint16_t max_windowsize = 64;
+  // A longer retransmit timeout is not acknowledged (RFC 2349 lets the server decline the option;
+  // it must not change the value): a never-acknowledged `timeout 255` would hold a slot for minutes.
+  int max_timeout_s = 10;
 };
 
 struct Negotiated {
   std::size_t blksize = 512;
   std::uint16_t windowsize = 1;
-  std::optional<int> timeout_s;  // client asked for this retransmit timeout
-  std::vector<Option> oack;      // empty: no OACK, start with DATA 1
+  std::optional<int> timeout_s;      // client asked for this retransmit timeout
+  std::vector<Option> oack;          // empty: no OACK, start with DATA 1
+  std::vector<std::string> ignored;  // "tsize 'enable': not a number", for the debug log
 };
 
-enum class NegotiationError { BadBlksize, BadTimeout, BadTsize, BadWindowsize };
-std::string_view to_string(NegotiationError e);
-
-// Unknown options are ignored (RFC 2347). blksize above the limit is lowered, windowsize above the
-// limit is lowered; malformed or out-of-range values are an error (answered with TFTP error 8).
-Result<Negotiated, NegotiationError> negotiate(const std::vector<Option>& options, std::uint64_t file_size,
-                                               const NegotiationLimits& limits);
+// Never fails (RFC 2347: the server ignores options it does not accept, and the client falls
+// back to the RFC 1350 default for each). blksize and windowsize above the limit are lowered; a
+// malformed or out-of-range value, a timeout above max_timeout_s and unknown options are left out
+// of the OACK and listed in `ignored`.
+Negotiated negotiate(const std::vector<Option>& options, std::uint64_t file_size, const NegotiationLimits& limits);
 
 // RFC 764 netascii: LF -> CR LF, CR -> CR NUL.
 std::vector<std::byte> to_netascii(std::span<const std::byte> bytes);

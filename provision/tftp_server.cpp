@@ -14,8 +14,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::span<const std::byte> as_span(const std::vector<std::byte>& v) { return {v.data(), v.size()}; }
-
 std::chrono::milliseconds elapsed_since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
 }
@@ -31,6 +29,8 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
     tftp::Negotiated negotiated;
     std::chrono::milliseconds retransmit_timeout;
     int max_retries;
+    std::chrono::seconds max_lifetime;
+    std::chrono::milliseconds first_ack_timeout;
     TransferRecord record;  // filled with what is known at the request
   };
 
@@ -99,6 +99,7 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
     if (awaiting_oack_ack_) {
       if (wire_block != 0) return;
       awaiting_oack_ack_ = false;
+      acknowledged_ = true;
       retries_ = 0;
       send_window();
       return;
@@ -110,6 +111,7 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
     // A duplicate or stale ACK never triggers a resend: only the timer does (no Sorcerer's Apprentice).
     if (block <= acked_ || block > window_end_) return;
     acked_ = block;
+    acknowledged_ = true;
     retries_ = 0;
     if (acked_ >= total_blocks_) return finish(Outcome::Ok, "ok");
     // With windowsize > 1 an ACK inside the window means the client lost the rest: go on from it.
@@ -159,13 +161,23 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
     timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       self->timer_pending_ = false;
       if (ec || self->finished_) return;
+      if (self->past_lifetime()) {
+        self->shared_->activity.bump(&Counters::tftp_lifetime_exceeded);
+        return self->finish(Outcome::Failed, "lifetime");
+      }
       if (Clock::now() < self->deadline_) return self->wait_for_deadline();
       self->on_timeout();
     });
   }
 
+  // The timer fires at least once per timeout period, so this bounds every transfer's slot time.
+  bool past_lifetime() const { return Clock::now() - started_ >= setup_.max_lifetime; }
+
   void on_timeout() {
     if (++retries_ > setup_.max_retries) return finish(Outcome::Failed, "timeout");
+    // A client that never acknowledged anything (a spoofed source, a scanner) gets no more time.
+    if (!acknowledged_ && Clock::now() - started_ >= setup_.first_ack_timeout)
+      return finish(Outcome::Failed, "timeout");
     shared_->activity.bump(&Counters::tftp_retransmits);
     if (awaiting_oack_ack_)
       send_oack();
@@ -212,6 +224,7 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
   bool timer_pending_ = false;
   int retries_ = 0;
   bool awaiting_oack_ack_ = false;
+  bool acknowledged_ = false;  // any valid ACK seen
   bool finished_ = false;
   std::string client_error_;
 };
@@ -219,7 +232,7 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
 // ---------------------------------------------------------------- TftpServer
 
 TftpServer::TftpServer(asio::io_context& io, TftpOptions options, std::shared_ptr<Shared> shared)
-    : io_(io), options_(std::move(options)), shared_(std::move(shared)), socket_(io) {}
+    : io_(io), options_(std::move(options)), shared_(std::move(shared)), socket_(io), park_timer_(io) {}
 
 Result<void, std::string> TftpServer::start() {
   boost::system::error_code ec;
@@ -240,6 +253,8 @@ void TftpServer::stop() {
   stopped_ = true;
   boost::system::error_code ignored;
   socket_.close(ignored);
+  park_timer_.cancel();
+  parked_.clear();
   for (auto& [id, transfer] : transfers_) transfer->abort();
   transfers_.clear();
   per_client_.clear();
@@ -291,7 +306,10 @@ void TftpServer::handle(std::span<const std::byte> datagram, const udp::endpoint
     TransferRecord r;
     r.protocol = Protocol::Tftp;
     r.client_ip = from.address().to_string();
-    r.mac = shared_->activity.identify(r.client_ip, request->filename);
+    const auto tree = shared_->tree();
+    const auto who = shared_->activity.requester(tree->site(), r.client_ip);
+    r.mac = shared_->activity.identify(tree->site(), who, r.client_ip, request->filename);
+    r.verified = who.mac().has_value();
     r.file = request->filename.substr(0, kMaxRequestName);
     r.step = classify(r.file);
     r.outcome = Outcome::Failed;
@@ -306,13 +324,72 @@ void TftpServer::handle(std::span<const std::byte> datagram, const udp::endpoint
 }
 
 void TftpServer::handle_read(const tftp::Request& request, const udp::endpoint& from) {
+  if (request.mode != tftp::Mode::Mail) {
+    const auto tree = shared_->tree();
+    const auto who = shared_->activity.requester(tree->site(), from.address().to_string());
+    switch (Activity::gate(tree->site(), who, request.filename)) {
+      case Gate::Open: break;
+      case Gate::Wait: return park(request, from);
+      case Gate::Refuse: return serve_read(request, from, true);
+    }
+  }
+  serve_read(request, from, false);
+}
+
+void TftpServer::park(const tftp::Request& request, const udp::endpoint& from) {
+  // The client retransmits its RRQ while it waits: one parked request per endpoint and file.
+  for (const auto& p : parked_) {
+    if (p.from == from && p.request.filename == request.filename) return;
+  }
+  if (parked_.size() >= kMaxParked) return serve_read(request, from, true);
+  parked_.push_back(Parked{request, from, Clock::now() + shared_->lease_wait});
+  if (park_timer_armed_) return;
+  park_timer_armed_ = true;
+  park_timer_.expires_after(std::chrono::milliseconds(100));
+  park_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    self->park_timer_armed_ = false;
+    if (ec || self->stopped_) return;
+    self->check_parked();
+  });
+}
+
+void TftpServer::check_parked() {
+  const auto now = Clock::now();
+  auto waiting = std::move(parked_);
+  parked_.clear();
+  const auto tree = shared_->tree();
+  for (auto& p : waiting) {
+    const auto who = shared_->activity.requester(tree->site(), p.from.address().to_string());
+    const auto gate = Activity::gate(tree->site(), who, p.request.filename);
+    if (gate == Gate::Wait && now < p.until) {
+      parked_.push_back(std::move(p));
+      continue;
+    }
+    serve_read(p.request, p.from, gate != Gate::Open);
+  }
+  if (!parked_.empty() && !park_timer_armed_) {
+    park_timer_armed_ = true;
+    park_timer_.expires_after(std::chrono::milliseconds(100));
+    park_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      self->park_timer_armed_ = false;
+      if (ec || self->stopped_) return;
+      self->check_parked();
+    });
+  }
+}
+
+void TftpServer::serve_read(const tftp::Request& request, const udp::endpoint& from, bool refuse_config) {
   const auto log = ve::logger("provision");
+  const auto tree = shared_->tree();
+  const auto& site = tree->site();
   TransferRecord record;
   record.protocol = Protocol::Tftp;
   record.client_ip = from.address().to_string();
   record.file = request.filename.substr(0, kMaxRequestName);
   record.step = classify(record.file);
-  record.mac = shared_->activity.identify(record.client_ip, record.file);
+  const auto who = shared_->activity.requester(site, record.client_ip);
+  record.mac = shared_->activity.identify(site, who, record.client_ip, record.file);
+  record.verified = who.mac().has_value();
   record.time = std::chrono::system_clock::now();
   auto fail = [&](tftp::ErrorCode code, std::string_view message, Outcome outcome, std::string result) {
     reply_error(from, code, message);
@@ -324,21 +401,34 @@ void TftpServer::handle_read(const tftp::Request& request, const udp::endpoint& 
   if (request.mode == tftp::Mode::Mail)
     return fail(tftp::ErrorCode::IllegalOperation, "Mail mode not supported", Outcome::Failed, "bad-mode");
 
+  // The last quarter (by default) of the table is for the site's phones only.
+  const bool phone = who.is_site_phone(site);
+  const auto total_limit = static_cast<std::size_t>(phone ? options_.max_transfers
+                                                          : std::max(0, options_.max_transfers - options_.reserved()));
   auto& client_count = per_client_[from.address()];
-  if (transfers_.size() >= static_cast<std::size_t>(options_.max_transfers) ||
-      client_count >= options_.max_per_client) {
-    const bool total = transfers_.size() >= static_cast<std::size_t>(options_.max_transfers);
+  if (transfers_.size() >= total_limit || client_count >= options_.max_per_client) {
+    const bool total = transfers_.size() >= total_limit;
     if (client_count == 0) per_client_.erase(from.address());
     if (warn_allowed()) {
-      log->warn("tftp limit hit: {} (active {}/{}, {} from {}/{}); refusing {}",
-                total ? "total transfers" : "transfers per client", transfers_.size(), options_.max_transfers,
-                client_count, record.client_ip, options_.max_per_client, record.file);
+      log->warn("tftp limit hit: {} (active {}/{}{}, {} from {}/{}); refusing {}",
+                total ? "total transfers" : "transfers per client", transfers_.size(), total_limit,
+                phone ? "" : " for hosts that are not phones of the site", client_count, record.client_ip,
+                options_.max_per_client, record.file);
     }
     return fail(tftp::ErrorCode::NotDefined, "Server busy, try again", Outcome::Failed, "busy");
   }
   if (client_count == 0) per_client_.erase(from.address());
 
-  const auto tree = shared_->tree();
+  if (refuse_config) {
+    // Exactly the answer for a file that does not exist: nothing tells the host the config is there.
+    if (const auto owner = config_owner(request.filename); owner && tree->open(request.filename)) {
+      shared_->activity.config_refused(site, Protocol::Tftp, *owner, record.client_ip, who, record.file);
+      return fail(tftp::ErrorCode::FileNotFound, "File not found", Outcome::Failed, "config-refused");
+    }
+    // A config that does not exist: the ordinary not-found below, but never a phone event.
+    record.mac = who.mac();
+  }
+
   auto file = tree->open(request.filename);
   if (!file) {
     const auto how = outcome_of(file.error(), record.step);
@@ -352,11 +442,21 @@ void TftpServer::handle_read(const tftp::Request& request, const udp::endpoint& 
 
   Bytes payload = file->bytes;
   if (request.mode == tftp::Mode::Netascii) {
-    payload = std::make_shared<const std::vector<std::byte>>(tftp::to_netascii(as_span(*file->bytes)));
+    payload = shared_->netascii.get(file->bytes, shared_->activity);
+    if (!payload) {
+      shared_->activity.bump(&Counters::tftp_busy_memory);
+      if (warn_allowed())
+        log->warn("tftp netascii copies at their budget ({} B held); refusing {} to {}", shared_->netascii.live_bytes(),
+                  record.file, record.client_ip);
+      return fail(tftp::ErrorCode::NotDefined, "Server busy, try again", Outcome::Failed, "busy");
+    }
   }
   auto negotiated = tftp::negotiate(request.options, payload->size(), options_.limits);
-  if (!negotiated) {
-    return fail(tftp::ErrorCode::OptionRefused, tftp::to_string(negotiated.error()), Outcome::Failed, "bad-option");
+  if (!negotiated.ignored.empty()) {
+    shared_->activity.bump(&Counters::tftp_options_ignored, negotiated.ignored.size());
+    std::string list;
+    for (const auto& i : negotiated.ignored) list += (list.empty() ? "" : "; ") + i;
+    log->debug("tftp {} from {}: options ignored: {}", record.file, record.client_ip, list);
   }
 
   // A fresh socket is the transfer's TID; connecting it makes the kernel drop other senders.
@@ -376,9 +476,11 @@ void TftpServer::handle_read(const tftp::Request& request, const udp::endpoint& 
   TftpTransfer::Setup setup{id,
                             from,
                             std::move(payload),
-                            std::move(negotiated.value()),
+                            std::move(negotiated),
                             options_.retransmit_timeout,
                             options_.max_retries,
+                            options_.max_lifetime,
+                            options_.first_ack_timeout,
                             std::move(record)};
   auto transfer = std::make_shared<TftpTransfer>(std::move(socket), std::move(setup), weak_from_this(), shared_);
   transfers_.emplace(id, transfer);

@@ -85,6 +85,9 @@ struct PhoneEvent {
   // a claim nobody checked: the tracker does not let it change a known phone's state or IP, and
   // keeps such unlisted MACs only in a small ageing table.
   bool verified = false;
+  // A notice about the phone that it did not cause (a refused request for its config from another
+  // host): kept in its history, changes neither a step's state nor any fact (ip, port, …).
+  bool history_only = false;
 };
 
 // Components get an EventSink& at construction and never see the tracker.

@@ -234,5 +234,66 @@ TEST(MacAddress, AcceptsAllDocumentedForms) {
     EXPECT_FALSE(MacAddress::parse(s)) << s;
 }
 
+TEST(ConfigLoader, ConfigAccessDefaultsToLeaseAndPhonesMayHaveAStaticIp) {
+  auto r = load_string(kMinimal);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)->provisioning.config_access, ConfigAccess::Lease);
+  EXPECT_FALSE((*r)->phones[0].ip);
+  EXPECT_TRUE((*r)->warnings.empty());
+  std::string y = kMinimal;
+  y.replace(y.find("    lines:"), 10, "    ip: 10.10.100.50\n    lines:");
+  auto bound = load_string(y);
+  ASSERT_TRUE(bound) << bound.error().front().to_string();
+  ASSERT_TRUE((*bound)->phones[0].ip);
+  EXPECT_EQ((*bound)->phones[0].ip->to_string(), "10.10.100.50");
+  EXPECT_EQ(to_json(**bound)["phones"][0]["ip"], "10.10.100.50");
+}
+
+TEST(ConfigLoader, BadOrDuplicatePhoneIpAndBadConfigAccessAreErrors) {
+  std::string y = kMinimal;
+  y.replace(y.find("    lines:"), 10, "    ip: 10.10.100.500\n    lines:");
+  y += "provisioning: { config_access: everyone }\n";
+  auto errs = errors_of(y);
+  auto ip = find_error(errs, "'10.10.100.500' is not an IPv4 address");
+  EXPECT_EQ(ip.line, 17);
+  find_error(errs, "provisioning.config_access");
+  std::string dup = kMinimal;
+  dup.replace(dup.find("    lines:"), 10, "    ip: 10.10.100.50\n    lines:");
+  dup += R"(  - mac: "00:11:22:33:44:66"
+    ip: 10.10.100.50
+    lines:
+      - { extension: "1002", password: "pw" }
+)";
+  auto e = find_error(errors_of(dup), "10.10.100.50 is already the address of phones[0]");
+  EXPECT_EQ(e.line, 21);
+}
+
+TEST(ConfigLoader, OpenConfigAccessWithPasswordsIsAWarningWithItsPosition) {
+  std::string y = kMinimal;
+  y += "provisioning:\n  config_access: open\n";
+  auto r = load_string(y, "site.yaml");
+  ASSERT_TRUE(r) << "a warning does not fail the load";
+  EXPECT_EQ((*r)->provisioning.config_access, ConfigAccess::Open);
+  ASSERT_EQ((*r)->warnings.size(), 1u);
+  const auto& w = (*r)->warnings[0];
+  EXPECT_EQ(w.line, 20);
+  EXPECT_EQ(w.column, 18);
+  EXPECT_NE(w.message.find("passwords of 1 line(s)"), std::string::npos) << w.message;
+  EXPECT_EQ(to_json(**r)["provisioning"]["config_access"], "open");
+}
+
+TEST(ConfigLoader, UnmanagedKeaWithoutAChoiceOfConfigAccessIsAWarning) {
+  std::string y = kMinimal;
+  y.replace(y.find("dhcp:\n"), 6, "dhcp:\n  kea: { manage: false }\n");
+  auto r = load_string(y);
+  ASSERT_TRUE(r);
+  ASSERT_EQ((*r)->warnings.size(), 1u);
+  EXPECT_NE((*r)->warnings[0].message.find("dhcp.kea.manage is false"), std::string::npos);
+  y += "provisioning: { config_access: lease }\n";
+  auto chosen = load_string(y);
+  ASSERT_TRUE(chosen);
+  EXPECT_TRUE((*chosen)->warnings.empty());
+}
+
 }  // namespace
 }  // namespace ve::config

@@ -221,6 +221,35 @@ TEST(JourneyTracker, JourneyJsonListsAllFourteenSteps) {
   EXPECT_TRUE(j["failed_step"].is_null());
 }
 
+// issue 12: a refused request for the phone's config from another host is a notice in its
+// history; on main the same event set step 7 to failed and the phone's IP to the requester's.
+TEST(JourneyTracker, HistoryOnlyNoticeChangesNeitherStepsNorFacts) {
+  TempDb db("journey-history-only");
+  {
+    JourneyTracker t(db.path);
+    walk_to_registered(t);
+    auto notice = ev(Step::ConfigFile, Outcome::Failed, "refused tftp SEP001122334455.cnf.xml to 10.10.100.66");
+    notice.history_only = true;
+    t.report(notice);
+    const auto* p = t.find("SEP001122334455");
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->step(Step::ConfigFile).outcome, Outcome::Ok);
+    EXPECT_EQ(p->step(Step::ConfigFile).detail, "SEP001122334455.cnf.xml");
+    EXPECT_EQ(p->facts.at("ip"), "10.10.100.100");
+    EXPECT_TRUE(p->registered());
+    EXPECT_FALSE(t.diagnose(*p).step.has_value());
+    ASSERT_FALSE(p->history.empty());
+    EXPECT_EQ(p->history.back().detail, notice.detail);
+    t.flush();
+  }
+  JourneyTracker again(db.path);
+  const auto* p = again.find("SEP001122334455");
+  ASSERT_NE(p, nullptr);
+  ASSERT_FALSE(p->history.empty());
+  EXPECT_TRUE(p->history.back().history_only) << "kept as a notice across a restart";
+  EXPECT_EQ(p->step(Step::ConfigFile).outcome, Outcome::Ok);
+}
+
 }  // namespace
 }  // namespace ve::daemon
 

@@ -264,6 +264,14 @@ TEST_F(StatusPage, MetricsCountRegisteredAndStuckPhones) {
   EXPECT_NE(page.body.find("voiceedge_phones_stuck{step=\"7\"} 1\n"), std::string::npos);
 }
 
+TEST_F(StatusPage, MetricsCarryWhatComponentsAdd) {
+  server.add_metrics([] { return std::string("voiceedge_provision_config_refused_total{transport=\"tftp\"} 3\n"); });
+  auto page = server.render("/metrics");
+  EXPECT_NE(page.body.find("voiceedge_phones 2\n"), std::string::npos);
+  EXPECT_NE(page.body.find("voiceedge_provision_config_refused_total{transport=\"tftp\"} 3\n"), std::string::npos)
+      << page.body;
+}
+
 TEST_F(StatusPage, ApiAndAssets) {
   EXPECT_EQ(nlohmann::json::parse(server.render("/api/phones").body).size(), 2u);
   const auto dash = nlohmann::json::parse(server.render("/api/dashboard").body);

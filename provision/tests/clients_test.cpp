@@ -53,6 +53,7 @@ class ClientsTest : public ServerFixture {
 
 TEST_F(ClientsTest, TftpHpaDownloadsGeneratedAndStaticFiles) {
   start();
+  lease("127.0.0.1", "00:11:22:33:44:55");  // these clients play the phone
   for (const std::string file :
        {"SEP001122334455.cnf.xml", "XMLDefault.cnf.xml", "dialplan.xml", "big/sip78xx.14-2-1-0001-14.sbn"}) {
     auto r = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get " + file + " " + out("got"));
@@ -80,6 +81,7 @@ TEST_F(ClientsTest, TftpHpaReportsNotFoundAndRefusal) {
 
 TEST_F(ClientsTest, AtftpWithBlksizeTsizeWindowsize) {
   start();
+  lease("127.0.0.1", "00:11:22:33:44:55");  // these clients play the phone
   const std::string opts = "--option 'blksize 1428' --option 'tsize 0' --option 'windowsize 16' ";
   for (const std::string file :
        {"SEP001122334455.cnf.xml", "big/sip78xx.14-2-1-0001-14.sbn", "/English_United_States/sp-sip.jar"}) {
@@ -107,6 +109,7 @@ TEST_F(ClientsTest, AtftpWithBlksizeTsizeWindowsize) {
 
 TEST_F(ClientsTest, CurlOverTftp) {
   start();
+  lease("127.0.0.1", "00:11:22:33:44:55");  // these clients play the phone
   const std::string base = "tftp://127.0.0.1:" + tftp_port() + "/";
   auto plain = run("curl -sS --tftp-no-options -o " + out("a") + " " + base + "SEP001122334455.cnf.xml");
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
@@ -120,6 +123,7 @@ TEST_F(ClientsTest, CurlOverTftp) {
 
 TEST_F(ClientsTest, CurlOverHttp6970) {
   start();
+  lease("127.0.0.1", "00:11:22:33:44:55");  // these clients play the phone
   // Two files over one connection (keep-alive): curl reports one connect.
   auto two = run("curl -sS -w '%{num_connects} ' -o " + out("a") + " " + http_url("/SEP001122334455.cnf.xml") + " -o " +
                  out("b") + " " + http_url("/big/sip78xx.14-2-1-0001-14.sbn"));
@@ -161,6 +165,87 @@ TEST_F(ClientsTest, ManyConcurrentClientsOnOneThread) {
   for (int i = 1; i <= 100; ++i) EXPECT_EQ(read_out("c" + std::to_string(i)), want) << i;
   ASSERT_TRUE(testing::eventually([&] { return provisioner_->active_tftp_transfers() == 0; }));
   EXPECT_EQ(provisioner_->counters().tftp_ok, 100u);
+}
+
+// issue 13: atftp 0.8 sends the word after "tsize" as the value; main answered error 8 and the
+// transfer failed. Now the option is ignored (RFC 2347) and the file arrives.
+TEST_F(ClientsTest, AtftpTsizeEnableIsIgnoredNotRefused) {
+  start();
+  for (const std::string opts : {"--option 'tsize enable'", "--option 'tsize enable' --option 'blksize 1428'",
+                                 "--option 'timeout 255'", "--option 'blksize 7'"}) {
+    std::filesystem::remove(out_.path() / "got");
+    auto r = run("atftp --trace " + opts + " -g -r dialplan.xml -l " + out("got") + " 127.0.0.1 " + tftp_port());
+    ASSERT_EQ(r.exit_code, 0) << opts << ": " << r.output;
+    EXPECT_EQ(read_out("got"), content_of("dialplan.xml")) << opts;
+    EXPECT_EQ(r.output.find("received ERROR"), std::string::npos) << opts << ": " << r.output;
+    // The capped timeout is not acknowledged (the client keeps its own).
+    if (const auto at = r.output.find("received OACK"); at != std::string::npos) {
+      const auto oack = r.output.substr(at, r.output.find('\n', at) - at);
+      EXPECT_EQ(oack.find("timeout"), std::string::npos) << oack;
+    }
+  }
+  EXPECT_EQ(provisioner_->counters().tftp_ok, 4u);
+}
+
+TEST_F(ClientsTest, CurlPutAndPostWithABodyGet405WithAllow) {
+  start();
+  for (const std::string& how :
+       std::vector<std::string>{"-X PUT --data-binary @" + (root_.path() / "dialplan.xml").string(), "-d 'a=b'"}) {
+    auto r = run("curl -s -o /dev/null -D - -w 'status=%{http_code}' " + how + " " + http_url("/dialplan.xml"));
+    EXPECT_NE(r.output.find("status=405"), std::string::npos) << how << ": " << r.output;
+    EXPECT_NE(r.output.find("Allow: GET, HEAD"), std::string::npos) << how << ": " << r.output;
+  }
+}
+
+// issue 12: a PC on the voice VLAN (here 127.0.0.1, with a lease of its own) asks for a phone's
+// config with every client and spelling; each answer is the one for a file that does not exist.
+// The phone (127.0.0.2, curl bound to it) still gets its config.
+TEST_F(ClientsTest, PhoneConfigIsNotFoundForEveryOtherHost) {
+  ProvisionerOptions o;
+  o.lease_wait = std::chrono::milliseconds(300);
+  start(o);
+  lease("127.0.0.2", "00:11:22:33:44:55");
+  lease("127.0.0.1", "02:00:00:00:00:66");
+  const std::string tftp = "tftp://127.0.0.1:" + tftp_port() + "/";
+  for (const std::string name : {"SEP001122334455.cnf.xml", "sep001122334455.cnf.xml", "/SEP001122334455.CNF.XML"}) {
+    auto hpa = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get " + name + " " + out("hpa"));
+    EXPECT_NE(hpa.output.find("Error code 1: File not found"), std::string::npos) << name << ": " << hpa.output;
+    auto at = run("atftp --option 'tsize 0' -g -r " + name + " -l " + out("at") + " 127.0.0.1 " + tftp_port());
+    EXPECT_NE(at.exit_code, 0) << name;
+    EXPECT_NE(at.output.find("File not found"), std::string::npos) << name << ": " << at.output;
+    auto curl_tftp = run("curl -sS -o " + out("ct") + " " + tftp + name);
+    EXPECT_EQ(curl_tftp.exit_code, 68) << name << ": " << curl_tftp.output;  // CURLE_TFTP_NOTFOUND
+  }
+  // The same clients on a config that does not exist print the same thing.
+  auto hpa_missing = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get SEP0011223344AA.cnf.xml " + out("m"));
+  auto hpa_refused = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get SEP001122334455.cnf.xml " + out("m"));
+  EXPECT_EQ(hpa_refused.output, hpa_missing.output);
+  for (const std::string path :
+       {"/SEP001122334455.cnf.xml", "//SEP001122334455.cnf.xml", "/%53EP001122334455.cnf.xml"}) {
+    auto r = run("curl -s --path-as-is -o /dev/null -w '%{http_code}' " + http_url(path));
+    EXPECT_EQ(r.output, "404") << path;
+  }
+  auto missing_headers = run("curl -s -D - -o /dev/null " + http_url("/SEP0011223344AA.cnf.xml"));
+  auto refused_headers = run("curl -s -D - -o /dev/null " + http_url("/SEP001122334455.cnf.xml"));
+  EXPECT_EQ(refused_headers.output, missing_headers.output);
+  // The phone.
+  auto phone_tftp = run("curl -sS --interface 127.0.0.2 -o " + out("p1") + " " + tftp + "SEP001122334455.cnf.xml");
+  ASSERT_EQ(phone_tftp.exit_code, 0) << phone_tftp.output;
+  EXPECT_EQ(read_out("p1"), generated("SEP001122334455.cnf.xml"));
+  auto phone_http = run("curl -sS --interface 127.0.0.2 -o " + out("p2") + " " + http_url("/SEP001122334455.cnf.xml"));
+  ASSERT_EQ(phone_http.exit_code, 0) << phone_http.output;
+  EXPECT_EQ(read_out("p2"), generated("SEP001122334455.cnf.xml"));
+  // Open files stay open for everyone.
+  auto defaults = run("tftp -m binary 127.0.0.1 " + tftp_port() + " -c get XMLDefault.cnf.xml " + out("d"));
+  EXPECT_EQ(read_out("d"), generated("XMLDefault.cnf.xml")) << defaults.output;
+  const auto c = provisioner_->counters();
+  EXPECT_EQ(c.tftp_config_refused, 3u * 3u + 1u);
+  EXPECT_EQ(c.http_config_refused, 4u);
+  for (const auto& e : sink_.events()) {
+    if (e.mac == *MacAddress::parse("00:11:22:33:44:55") && !e.ip.empty()) {
+      EXPECT_EQ(e.ip, "127.0.0.2") << e.detail;
+    }
+  }
 }
 
 }  // namespace

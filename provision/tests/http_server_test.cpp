@@ -1,4 +1,6 @@
 // HTTP 6970 against raw TCP on loopback, so every byte of each answer is visible.
+#include <utility>
+
 #include "provision/tests/server_fixture.hpp"
 
 namespace ve::provision {
@@ -9,7 +11,12 @@ using testing::ServerFixture;
 
 class TcpClient {
  public:
-  explicit TcpClient(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  // `source`: another loopback address (127.0.0.2) plays a second host on the VLAN.
+  explicit TcpClient(std::uint16_t port, const char* source = "127.0.0.1") : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &local.sin_addr);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
@@ -56,6 +63,12 @@ class TcpClient {
     buffer_.erase(0, length);
     return r;
   }
+  // Everything until the server closes (send requests with Connection: close).
+  std::string read_all() {
+    while (fill()) {
+    }
+    return std::exchange(buffer_, {});
+  }
   // True when the server closed the connection (read returns 0) within the timeout.
   bool closed_by_peer(std::chrono::milliseconds timeout = 2s) {
     pollfd p{fd_, POLLIN, 0};
@@ -87,6 +100,7 @@ class HttpServerTest : public ServerFixture {};
 
 TEST_F(HttpServerTest, GetsGeneratedAndStaticFilesOnOneKeepAliveConnection) {
   start();
+  lease("127.0.0.1", "00:11:22:33:44:55");
   TcpClient c(provisioner_->http_port());
   ASSERT_TRUE(c.connected());
   c.send(get("/SEP001122334455.cnf.xml"));
@@ -229,9 +243,10 @@ TEST_F(HttpServerTest, ClosesWhenClientAsksAndOnHttp10) {
 
 TEST_F(HttpServerTest, PhoneRequestOrderGivesStepEvents) {
   start();
+  lease("127.0.0.1", "00:11:22:33:44:55");  // the phone is known by its lease, not by what it asks for
   TcpClient c(provisioner_->http_port());
   const std::vector<std::pair<std::string, int>> order = {
-      {"/ITLFile.tlv", 404},  // nothing names the phone yet: recorded, no phone event
+      {"/ITLFile.tlv", 404},
       {"/CTLSEP001122334455.tlv", 404},
       {"/SEP001122334455.cnf.xml", 200},
       {"/sip78xx.14-2-1-0001-14.loads", 200},
@@ -246,12 +261,12 @@ TEST_F(HttpServerTest, PhoneRequestOrderGivesStepEvents) {
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, status) << path;
   }
-  ASSERT_TRUE(testing::eventually([&] { return sink_.events().size() == 7u; }));
+  ASSERT_TRUE(testing::eventually([&] { return sink_.events().size() == 8u; }));
   const auto events = sink_.events();
   const std::vector<std::pair<Step, Outcome>> expected = {
-      {Step::CtlFile, Outcome::Expected}, {Step::ConfigFile, Outcome::Ok}, {Step::FirmwareLoad, Outcome::Ok},
-      {Step::DialRules, Outcome::Ok},     {Step::Locale, Outcome::Ok},     {Step::Softkeys, Outcome::Ok},
-      {Step::Ringtones, Outcome::Ok},
+      {Step::ItlFile, Outcome::Expected}, {Step::CtlFile, Outcome::Expected}, {Step::ConfigFile, Outcome::Ok},
+      {Step::FirmwareLoad, Outcome::Ok},  {Step::DialRules, Outcome::Ok},     {Step::Locale, Outcome::Ok},
+      {Step::Softkeys, Outcome::Ok},      {Step::Ringtones, Outcome::Ok},
   };
   for (std::size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(events[i].step, expected[i].first) << i;
@@ -260,6 +275,74 @@ TEST_F(HttpServerTest, PhoneRequestOrderGivesStepEvents) {
     EXPECT_EQ(events[i].detail.rfind("http ", 0), 0u) << events[i].detail;
   }
   EXPECT_EQ(provisioner_->recent().size(), 8u);
+}
+
+TEST_F(HttpServerTest, PutAndPostWithABodyGet405NotTheBodyLimits400) {
+  start();
+  for (const std::string method : {"PUT", "POST", "DELETE"}) {
+    TcpClient c(provisioner_->http_port());
+    c.send(method +
+           " /dialplan.xml HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 11\r\n\r\n<x>evil</x>");
+    auto r = c.read();
+    ASSERT_TRUE(r) << method;
+    EXPECT_EQ(r->status, 405) << method;
+    EXPECT_EQ(r->headers["allow"], "GET, HEAD") << method;
+    EXPECT_TRUE(c.closed_by_peer()) << "the unread body must not be taken for the next request";
+  }
+  // Without a body the connection stays usable.
+  TcpClient c(provisioner_->http_port());
+  c.send("OPTIONS /dialplan.xml HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 405);
+  c.send(get("/dialplan.xml"));
+  auto after = c.read();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
+  // A GET with a body still meets the body limit.
+  TcpClient g(provisioner_->http_port());
+  g.send("GET /dialplan.xml HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+  auto bad = g.read();
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(provisioner_->counters().http_bad_method, 4u);
+}
+
+TEST_F(HttpServerTest, PhoneConfigGoesOnlyToTheAddressLeasedToThatPhone) {
+  ProvisionerOptions o;
+  o.lease_wait = 300ms;
+  start(o);
+  lease("127.0.0.2", "00:11:22:33:44:55");
+  lease("127.0.0.1", "02:00:00:00:00:66");
+  auto raw = [&](const char* source, const std::string& path) {
+    TcpClient c(provisioner_->http_port(), source);
+    c.send(get(path, "Connection: close\r\n"));
+    return c.read_all();
+  };
+  const auto missing = raw("127.0.0.1", "/SEP0011223344AA.cnf.xml");
+  ASSERT_EQ(missing.rfind("HTTP/1.1 404", 0), 0u) << missing;
+  for (const std::string path : {"/SEP001122334455.cnf.xml", "/sep001122334455.cnf.XML", "//SEP001122334455.cnf.xml",
+                                 "/%53EP001122334455.cnf.xml", "/SEP001122334455.cnf.xml?x=1"}) {
+    EXPECT_EQ(raw("127.0.0.1", path), missing) << path;
+    EXPECT_EQ(raw("127.0.0.3", path), missing) << path << " from an address without a lease";
+  }
+  TcpClient phone(provisioner_->http_port(), "127.0.0.2");
+  phone.send(get("/SEP001122334455.cnf.xml"));
+  auto ok = phone.read();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, generated("SEP001122334455.cnf.xml"));
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->recent().size() == 12u; }));
+  EXPECT_EQ(provisioner_->counters().http_config_refused, 10u);
+  for (const auto& e : sink_.events()) {
+    if (e.mac != *MacAddress::parse("00:11:22:33:44:55")) continue;
+    if (e.history_only) {
+      EXPECT_TRUE(e.ip.empty());
+      EXPECT_NE(e.detail.find("refused http"), std::string::npos) << e.detail;
+    } else {
+      EXPECT_EQ(e.ip, "127.0.0.2") << e.detail;
+    }
+  }
 }
 
 }  // namespace

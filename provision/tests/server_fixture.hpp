@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <random>
@@ -78,6 +79,7 @@ class ServerFixture : public ::testing::Test {
     if (options.tftp.retransmit_timeout == std::chrono::milliseconds(1000))
       options.tftp.retransmit_timeout = std::chrono::milliseconds(300);
     site_ = make_site(root_.path().string());
+    if (edit_site_) edit_site_(*site_);
     provisioner_ = std::make_unique<Provisioner>(io_, site_, options, sink_,
                                                  [this](const std::string& ip) -> std::optional<MacAddress> {
                                                    std::lock_guard lock(dhcp_mutex_);
@@ -114,6 +116,8 @@ class ServerFixture : public ::testing::Test {
     dhcp_[ip] = *MacAddress::parse(mac);
   }
 
+  // Applied to the test site before start() (ip bindings, config_access).
+  std::function<void(config::SiteConfig&)> edit_site_;
   TempDir root_;
   TempDir outside_;
   RecordingSink sink_;

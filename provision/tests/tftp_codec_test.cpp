@@ -130,12 +130,13 @@ TEST(TftpCodec, ErrorWithoutTerminatorKeepsMessage) {
 TEST(TftpNegotiation, AnswersKnownOptionsInRequestOrder) {
   auto n = negotiate({{"tsize", "0"}, {"blksize", "1428"}, {"multicast", ""}, {"windowsize", "16"}, {"timeout", "3"}},
                      12345, NegotiationLimits{});
-  ASSERT_TRUE(n);
-  EXPECT_EQ(n->blksize, 1428u);
-  EXPECT_EQ(n->windowsize, 16);
-  EXPECT_EQ(n->timeout_s, 3);
-  EXPECT_EQ(n->oack,
+  EXPECT_EQ(n.blksize, 1428u);
+  EXPECT_EQ(n.windowsize, 16);
+  EXPECT_EQ(n.timeout_s, 3);
+  EXPECT_EQ(n.oack,
             (std::vector<Option>{{"tsize", "12345"}, {"blksize", "1428"}, {"windowsize", "16"}, {"timeout", "3"}}));
+  ASSERT_EQ(n.ignored.size(), 1u);
+  EXPECT_EQ(n.ignored[0], "multicast '': not supported");
 }
 
 TEST(TftpNegotiation, LowersBlksizeAndWindowsizeToLimits) {
@@ -143,32 +144,66 @@ TEST(TftpNegotiation, LowersBlksizeAndWindowsizeToLimits) {
   limits.max_blksize = 1468;
   limits.max_windowsize = 8;
   auto n = negotiate({{"blksize", "65464"}, {"windowsize", "64"}}, 0, limits);
-  ASSERT_TRUE(n);
-  EXPECT_EQ(n->blksize, 1468u);
-  EXPECT_EQ(n->windowsize, 8);
-  EXPECT_EQ(n->oack[0].value, "1468");
-  EXPECT_EQ(n->oack[1].value, "8");
+  EXPECT_EQ(n.blksize, 1468u);
+  EXPECT_EQ(n.windowsize, 8);
+  EXPECT_EQ(n.oack[0].value, "1468");
+  EXPECT_EQ(n.oack[1].value, "8");
 }
 
 TEST(TftpNegotiation, NoOptionsMeansNoOack) {
   auto n = negotiate({}, 100, NegotiationLimits{});
-  ASSERT_TRUE(n);
-  EXPECT_TRUE(n->oack.empty());
-  EXPECT_EQ(n->blksize, 512u);
-  EXPECT_EQ(n->windowsize, 1);
+  EXPECT_TRUE(n.oack.empty());
+  EXPECT_EQ(n.blksize, 512u);
+  EXPECT_EQ(n.windowsize, 1);
 }
 
-TEST(TftpNegotiation, RefusesOutOfRangeValues) {
+// RFC 2347: an option the server cannot use is left out of the OACK; the transfer goes on with
+// the RFC 1350 default for it. Main refused the whole transfer with error 8 for each of these.
+TEST(TftpNegotiation, IgnoresValuesItCannotUseInsteadOfFailing) {
   const NegotiationLimits l;
-  EXPECT_EQ(negotiate({{"blksize", "7"}}, 0, l).error(), NegotiationError::BadBlksize);
-  EXPECT_EQ(negotiate({{"blksize", "65465"}}, 0, l).error(), NegotiationError::BadBlksize);
-  EXPECT_EQ(negotiate({{"blksize", "-1"}}, 0, l).error(), NegotiationError::BadBlksize);
-  EXPECT_EQ(negotiate({{"blksize", "99999999999999999999999"}}, 0, l).error(), NegotiationError::BadBlksize);
-  EXPECT_EQ(negotiate({{"timeout", "0"}}, 0, l).error(), NegotiationError::BadTimeout);
-  EXPECT_EQ(negotiate({{"timeout", "256"}}, 0, l).error(), NegotiationError::BadTimeout);
-  EXPECT_EQ(negotiate({{"tsize", "x"}}, 0, l).error(), NegotiationError::BadTsize);
-  EXPECT_EQ(negotiate({{"windowsize", "0"}}, 0, l).error(), NegotiationError::BadWindowsize);
-  EXPECT_EQ(negotiate({{"windowsize", "65536"}}, 0, l).error(), NegotiationError::BadWindowsize);
+  for (const Option& o : std::vector<Option>{{"blksize", "7"},
+                                             {"blksize", "65465"},
+                                             {"blksize", "-1"},
+                                             {"blksize", "99999999999999999999999"},
+                                             {"blksize", ""},
+                                             {"timeout", "0"},
+                                             {"timeout", "256"},
+                                             {"timeout", "3s"},
+                                             {"tsize", "enable"},  // atftp 0.8 --option "tsize enable"
+                                             {"tsize", "x"},
+                                             {"tsize", "-5"},
+                                             {"windowsize", "0"},
+                                             {"windowsize", "65536"},
+                                             {"windowsize", "lots"},
+                                             {"rollover", "1"}}) {
+    // A usable option next to it is still answered.
+    const Option other = o.name == "tsize" ? Option{"windowsize", "4"} : Option{"tsize", "0"};
+    const auto n = negotiate({o, other}, 4096, l);
+    EXPECT_EQ(n.blksize, 512u) << o.name << " " << o.value;
+    EXPECT_EQ(n.windowsize, o.name == "tsize" ? 4 : 1) << o.value;
+    EXPECT_FALSE(n.timeout_s) << o.value;
+    ASSERT_EQ(n.oack.size(), 1u) << o.name << " " << o.value;
+    EXPECT_EQ(n.oack[0], o.name == "tsize" ? (Option{"windowsize", "4"}) : (Option{"tsize", "4096"}));
+    ASSERT_EQ(n.ignored.size(), 1u);
+    EXPECT_TRUE(n.ignored[0].starts_with(o.name + " '")) << n.ignored[0];
+  }
+}
+
+TEST(TftpNegotiation, TimeoutAboveTheLimitIsNotAcknowledged) {
+  NegotiationLimits l;
+  l.max_timeout_s = 10;
+  EXPECT_EQ(negotiate({{"timeout", "10"}}, 0, l).timeout_s, 10);
+  const auto n = negotiate({{"timeout", "255"}, {"tsize", "0"}}, 7, l);
+  EXPECT_FALSE(n.timeout_s);
+  EXPECT_EQ(n.oack, (std::vector<Option>{{"tsize", "7"}}));
+  ASSERT_EQ(n.ignored.size(), 1u);
+  EXPECT_NE(n.ignored[0].find("limit of 10 s"), std::string::npos) << n.ignored[0];
+}
+
+TEST(TftpNegotiation, IgnoredValueInTheLogIsBounded) {
+  const auto n = negotiate({{"tsize", std::string(500, 'z')}}, 0, NegotiationLimits{});
+  ASSERT_EQ(n.ignored.size(), 1u);
+  EXPECT_LT(n.ignored[0].size(), 64u);
 }
 
 TEST(TftpCodec, NetasciiExpandsLineEnds) {
