@@ -281,7 +281,7 @@ TEST_F(SippRegistrar, GarbageStateFileWhileStoppedIsSetAside) {
   { std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, 'x') << "not a database"; }
   start_daemon();  // asserts the registrar runs (no error)
   auto set_aside = 0;
-  for (const auto& e : std::filesystem::directory_iterator(daemon_->dir())) {
+  for (const auto& e : std::filesystem::directory_iterator(daemon_->dir().path())) {
     if (e.path().filename().string().rfind("sip-registrations.sqlite.corrupt-", 0) == 0) ++set_aside;
   }
   EXPECT_EQ(set_aside, 1) << daemon_->log();
@@ -297,7 +297,7 @@ TEST_F(SippRegistrar, StateFileDamagedWhileRunningLosesNoBinding) {
   const auto db = daemon_->dir() / "sip-registrations.sqlite";
   { std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, '\x07'); }
   const auto aside = [&] {
-    for (const auto& e : std::filesystem::directory_iterator(daemon_->dir())) {
+    for (const auto& e : std::filesystem::directory_iterator(daemon_->dir().path())) {
       if (e.path().filename().string().rfind("sip-registrations.sqlite.corrupt-", 0) == 0) return true;
     }
     return false;
