@@ -226,18 +226,21 @@ class DhcpComponent final : public Component {
 
   // The configured hooks library, else the one a build tree has next to this executable
   // (build/daemon/voiceedged -> build/kea-hooks/libdhcp_voiceedge.so): running from the tree needs
-  // no dhcp.kea.hook_library. Says which one it uses whenever that changes; false: none exists.
+  // no dhcp.kea.hook_library. Only when the key is left at its default: a path the administrator
+  // wrote down and that is missing is an error, never silently replaced. Says which one it uses
+  // whenever that changes; false: none exists.
   bool resolve_hook_library() {
     std::error_code ec;
     const auto& configured = config_->dhcp.kea.hook_library;
     std::string found;
+    const bool configured_by_default = configured == config::KeaConfig{}.hook_library;
     if (fs::exists(configured, ec)) {
       found = configured;
     } else {
       const auto exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
       for (const auto& candidate :
            {exe_dir / "libdhcp_voiceedge.so", exe_dir.parent_path() / "kea-hooks" / "libdhcp_voiceedge.so"}) {
-        if (!exe_dir.empty() && fs::exists(candidate, ec)) {
+        if (configured_by_default && !exe_dir.empty() && fs::exists(candidate, ec)) {
           found = candidate.string();
           break;
         }

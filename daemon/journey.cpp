@@ -58,6 +58,7 @@ std::string_view missing_hint(Step s) {
     case Step::Locale: return "locale not downloaded";
     case Step::Softkeys: return "softkey file not downloaded";
     case Step::Ringtones: return "ring list not downloaded";
+    case Step::InService: return "";  // not a boot step: never missing
   }
   return "";
 }
