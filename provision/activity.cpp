@@ -30,7 +30,15 @@ Requester Activity::requester(const config::SiteConfig& site, const std::string&
 
 Gate Activity::gate(const config::SiteConfig& site, const Requester& who, std::string_view filename) {
   const auto owner = config_owner(filename);
-  if (!owner || site.provisioning.config_access == config::ConfigAccess::Open) return Gate::Open;
+  if (site.provisioning.config_access == config::ConfigAccess::Open) return Gate::Open;
+  if (!owner) {
+    // A phone asks for its CTL and ITL right after the DHCP ACK, often before Kea's lease report
+    // reaches the daemon. Waiting briefly for the lease lets the timeline name the phone; the
+    // answer ("not found" on a non-secure site) is the same either way.
+    const auto step = classify(filename);
+    const bool trust_list = step == Step::CtlFile || step == Step::ItlFile;
+    return trust_list && !who.mac() ? Gate::Wait : Gate::Open;
+  }
   if (who.lease_mac == owner || (who.bound != nullptr && who.bound->mac == *owner)) return Gate::Open;
   // The address is known to be someone else's: no point waiting.
   if (who.lease_mac || who.bound != nullptr) return Gate::Refuse;

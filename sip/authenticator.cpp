@@ -47,14 +47,15 @@ std::optional<std::uint64_t> parse_nc(std::string_view nc) {
 }
 
 // RFC 3261 22.4: the digest uri is the Request-URI. Compared as written, or as equal URIs when a
-// client normalised case or dropped a default.
+// client normalised case, dropped a default, or added the port it sent to (sipp writes
+// sip:HOST:PORT for a Request-URI of sip:HOST). Scheme, user and host must always agree.
 bool uri_matches(std::string_view digest_uri, std::string_view request_uri) {
   if (digest_uri == request_uri) return true;
   auto a = parse_uri(digest_uri);
   auto b = parse_uri(request_uri);
   if (!a || !b) return false;
   return iequals(a->scheme, b->scheme) && a->user == b->user && iequals(a->host, b->host) &&
-         a->port.value_or(0) == b->port.value_or(0);
+         (!a->port || !b->port || *a->port == *b->port);
 }
 
 }  // namespace
