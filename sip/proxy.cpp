@@ -48,40 +48,6 @@ std::string strip_brackets(std::string_view host) {
   return std::string(host);
 }
 
-// Top Via of a response we build: received (and rport) say where the request really came from.
-void append_top_via(std::string& out, std::string_view text, const Source& src) {
-  auto via = parse_via(text);
-  if (!via) {
-    out += text;
-    return;
-  }
-  auto prefix = text.substr(0, text.find(';'));
-  while (!prefix.empty() && (prefix.back() == ' ' || prefix.back() == '\t')) prefix.remove_suffix(1);
-  out += prefix;
-  bool rport = false;
-  for (const auto& p : via->params) {
-    if (iequals(p.name, "received")) continue;
-    if (iequals(p.name, "rport")) {
-      rport = true;
-      fmt::format_to(std::back_inserter(out), ";rport={}", src.port);
-      continue;
-    }
-    out += ';';
-    out += p.name;
-    if (p.has_value) {
-      const bool quoted = p.value.data() > text.data() && *(p.value.data() - 1) == '"';
-      out += '=';
-      if (quoted) out += '"';
-      out += p.value;
-      if (quoted) out += '"';
-    }
-  }
-  if (rport || via->host != src.ip) {
-    out += ";received=";
-    out += src.ip;
-  }
-}
-
 // A response built by the proxy itself to `req`.
 std::string build_response(const Message& req, const Source& src, int code, std::string_view reason,
                            std::string_view to_tag, std::string_view extra) {

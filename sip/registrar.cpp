@@ -54,6 +54,8 @@ std::string http_date(std::chrono::system_clock::time_point t) {
   return std::string(buf, n);
 }
 
+}  // namespace
+
 void append_top_via(std::string& out, std::string_view text, const Source& src) {
   auto via = parse_via(text);
   if (!via) {
@@ -87,8 +89,6 @@ void append_top_via(std::string& out, std::string_view text, const Source& src) 
     out += src.ip;
   }
 }
-
-}  // namespace
 
 std::string_view to_string(Transport t) {
   switch (t) {

@@ -27,6 +27,10 @@ struct Source {
   std::string local;             // our ip:port it arrived on
 };
 
+// The top Via of a response built here: received (and rport) say where the request really came
+// from (RFC 3261 18.2.1, RFC 3581). Shared by the registrar and the proxy.
+void append_top_via(std::string& out, std::string_view text, const Source& src);
+
 struct Reply {
   std::string bytes;       // empty: send nothing
   std::uint16_t port = 0;  // UDP destination port (RFC 3261 18.2.2 / RFC 3581)
