@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -61,12 +62,16 @@ class FakeKea {
     std::string a0 = exe_.string(), a1 = "30";
     char* argv[] = {a0.data(), a1.data(), nullptr};
     if (::posix_spawn(&pid_, a0.c_str(), nullptr, nullptr, argv, environ) != 0) pid_ = -1;
-    // Until exec has happened, /proc/<pid>/comm is still the test's name.
-    for (int i = 0; i < 200 && pid_ > 0; ++i) {
+    // Until exec has happened, /proc/<pid>/comm is still the test's name; and the kernel renames
+    // the task before it lays out the new argv, so for a moment comm is kea-dhcp4 while cmdline
+    // is still empty. Wait for both (CI once caught that window).
+    for (int i = 0; i < 500 && pid_ > 0; ++i) {
       std::ifstream comm("/proc/" + std::to_string(pid_) + "/comm");
       std::string name;
       std::getline(comm, name);
-      if (name == "kea-dhcp4") break;
+      std::ifstream cmdline("/proc/" + std::to_string(pid_) + "/cmdline");
+      std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+      if (name == "kea-dhcp4" && args.find("30") != std::string::npos) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
