@@ -359,7 +359,8 @@ TEST_F(CdpNetns, DISABLED_FloodDoesNotKeepALatePhoneOutOfTheTable) {
 
   ASSERT_EQ(phone({"phone", "--mac", "00:11:22:aa:bb:cc", "--request-id", "777"}).exit_code, 0);
   auto listed = [&] {
-    for (const auto& n : neighbors()["neighbors"]) {
+    const auto all = neighbors();  // a local: a range-for over a temporary's member reads freed memory
+    for (const auto& n : all["neighbors"]) {
       if (n.value("device_id", "") == "SEP001122AABBCC") return n;
     }
     return json();
@@ -404,7 +405,8 @@ TEST_F(CdpNetns, LadvdIsListedWithDecodedAddressesAndCapabilities) {
   json lldp_n, cdp_n;
   ASSERT_TRUE(eventually(
       [&] {
-        for (const auto& x : neighbors()["neighbors"]) {
+        const auto all = neighbors();
+        for (const auto& x : all["neighbors"]) {
           if (x.value("protocol", "") == "lldp") lldp_n = x;
           if (x.value("protocol", "") == "cdp") cdp_n = x;
         }
