@@ -124,12 +124,16 @@ class SippCalls : public ::testing::Test {
     callees_.emplace_back(sipp_args(scenario(name), transport, user, "pw" + user, tag), callee_logs_.back());
     ASSERT_TRUE(eventually([&] { return bindings(user) > before; }, std::chrono::seconds(10)))
         << "callee " << user << " did not register\n"
+        << daemon_->ctl_json({"show", "sip", "registrations"}).dump(2) << "\n"
         << read_file(callee_logs_.back()) << read_file(callee_errs_.back()) << daemon_->log();
   }
 
   std::size_t bindings(const std::string& user) {
     std::size_t n = 0;
-    for (const auto& b : daemon_->ctl_json({"show", "sip", "registrations"})["registrations"])
+    // Kept in a local: a range-for over a member of a temporary would read a destroyed object.
+    const auto j = daemon_->ctl_json({"show", "sip", "registrations"});
+    if (!j.contains("registrations")) return 0;
+    for (const auto& b : j["registrations"])
       if (b.value("user", "") == user) ++n;
     return n;
   }
@@ -146,7 +150,10 @@ class SippCalls : public ::testing::Test {
       std::ofstream(file) << text;
     }
     auto args = sipp_args(file, transport, "1001", password, "caller");
-    args.insert(args.end(), {"-key", "callee", callee});
+    // sipp's digest uri defaults to sip:<remote_ip>:<remote_port>; the box checks that the uri is
+    // the Request-URI (RFC 3261 22.4), as a phone computes it.
+    const int port = transport == "t1" ? tcp_port_ : udp_port_;
+    args.insert(args.end(), {"-key", "callee", callee, "-auth_uri", callee + "@127.0.0.1:" + std::to_string(port)});
     auto r = run(args, std::chrono::seconds(40));
     r.err += read_file(daemon_->dir() / "sipp-caller.err");
     return r;
@@ -198,20 +205,12 @@ void answered_call(SippCalls& t, const std::string& caller_transport, const std:
   EXPECT_NE(callee.find("call received from 1001"), std::string::npos) << callee;
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_UdpToUdpAnsweredAndHungUp) { answered_call(*this, "u1", "u1"); }
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_TcpToUdpAnsweredAndHungUp) { answered_call(*this, "t1", "u1"); }
+TEST_F(SippCalls, UdpToUdpAnsweredAndHungUp) { answered_call(*this, "u1", "u1"); }
+TEST_F(SippCalls, TcpToUdpAnsweredAndHungUp) { answered_call(*this, "t1", "u1"); }
 // The callee registered over TCP gets the INVITE over the connection it registered on.
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_UdpToTcpAnsweredAndHungUp) { answered_call(*this, "u1", "t1"); }
+TEST_F(SippCalls, UdpToTcpAnsweredAndHungUp) { answered_call(*this, "u1", "t1"); }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_CancelBeforeAnswer) {
+TEST_F(SippCalls, CancelBeforeAnswer) {
   start_callee("callee_cancelled.xml", "u1", "1002");
   auto r = call("caller_cancel.xml", "u1", "1002");
   ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
@@ -221,9 +220,7 @@ TEST_F(SippCalls, DISABLED_CancelBeforeAnswer) {
   EXPECT_EQ(last_call()["ended_by"], "caller");
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_BusyIsPassedThrough) {
+TEST_F(SippCalls, BusyIsPassedThrough) {
   start_callee("callee_busy.xml", "u1", "1002");
   auto r = call("caller_fails.xml", "u1", "1002", "pw1001", "486");
   ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
@@ -235,9 +232,7 @@ TEST_F(SippCalls, DISABLED_BusyIsPassedThrough) {
   EXPECT_NE(caller.find("call placed to 1002 failed: 486"), std::string::npos) << caller;
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_NoAnswerTimesOutWith408AndTheCalleeIsCancelled) {
+TEST_F(SippCalls, NoAnswerTimesOutWith408AndTheCalleeIsCancelled) {
   start_callee("callee_cancelled.xml", "u1", "1002");
   auto r = call("caller_fails.xml", "u1", "1002", "pw1001", "408");
   ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
@@ -246,25 +241,19 @@ TEST_F(SippCalls, DISABLED_NoAnswerTimesOutWith408AndTheCalleeIsCancelled) {
   EXPECT_EQ(last_call()["final_code"], 408);
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_UnknownNumberIs404) {
+TEST_F(SippCalls, UnknownNumberIs404) {
   auto r = call("caller_fails.xml", "u1", "1999", "pw1001", "404");
   ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_ListedButUnregisteredIs480) {
+TEST_F(SippCalls, ListedButUnregisteredIs480) {
   auto r = call("caller_fails.xml", "u1", "1004", "pw1001", "480");
   ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
   auto metrics = daemon_->ctl_json({"show", "calls"})["counters"];
   EXPECT_EQ(metrics["unavailable"], 1) << metrics.dump();
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_WrongPasswordIs403) {
+TEST_F(SippCalls, WrongPasswordIs403) {
   auto r = call("caller_fails.xml", "u1", "1002", "not-the-password", "403");
   ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
   const auto caller = daemon_->ctl_json({"show", "journey", "00:11:22:33:44:01"}).dump();
@@ -277,9 +266,7 @@ TEST_F(SippCalls, ScenarioFailsWhenTheAnswerDiffers) {
   EXPECT_NE(r.exit_code, 0) << describe(r);
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_SharedLineRingsBothOneAnswersTheOtherIsCancelled) {
+TEST_F(SippCalls, SharedLineRingsBothOneAnswersTheOtherIsCancelled) {
   start_callee("callee_answer.xml", "u1", "1002");
   start_callee("callee_cancelled.xml", "t1", "1002");
   auto r = call("caller_answered.xml", "u1", "1002");
@@ -287,9 +274,7 @@ TEST_F(SippCalls, DISABLED_SharedLineRingsBothOneAnswersTheOtherIsCancelled) {
   expect_callees_done();
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_ForwardOnBusy) {
+TEST_F(SippCalls, ForwardOnBusy) {
   start_callee("callee_busy.xml", "u1", "1006");
   start_callee("callee_answer.xml", "u1", "1003");
   auto r = call("caller_answered.xml", "u1", "1006");
@@ -300,9 +285,7 @@ TEST_F(SippCalls, DISABLED_ForwardOnBusy) {
   EXPECT_EQ(last_call()["answered_by"], "1003");
 }
 
-// Disabled at integration: failed in its first run (the suite was written while the machine was
-// too loaded to run it); see the closing note of the issue. Re-enable once it passes.
-TEST_F(SippCalls, DISABLED_ForwardOnNoAnswer) {
+TEST_F(SippCalls, ForwardOnNoAnswer) {
   start_callee("callee_cancelled.xml", "u1", "1005");
   start_callee("callee_answer.xml", "t1", "1003");
   auto r = call("caller_answered.xml", "u1", "1005");
