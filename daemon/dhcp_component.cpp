@@ -58,7 +58,9 @@ std::string_view state_for(kh::LeaseEventKind k) {
 // Leases by address. Guarded: mac_for_ip may be called from any component.
 class LeaseTable {
  public:
-  void apply(const kh::LeaseReport& r, Clock::time_point now) {
+  // False when the report changes nothing a phone's timeline should show: an offer to a client
+  // that holds that address already (a retransmitted DISCOVER answered after its ACK).
+  bool apply(const kh::LeaseReport& r, Clock::time_point now) {
     std::lock_guard lock(mutex_);
     auto it = by_ip_.find(r.ip);
     if (it == by_ip_.end()) {
@@ -67,7 +69,7 @@ class LeaseTable {
     } else if (r.kind == kh::LeaseEventKind::Offer && it->second.state == "bound" && it->second.mac == r.mac) {
       // A renewing client's offer does not undo its binding.
       it->second.updated = now;
-      return;
+      return false;
     }
     auto& e = it->second;
     e.mac = r.mac;
@@ -81,6 +83,7 @@ class LeaseTable {
       e.phone = r.phone;
     e.expires = r.lifetime_s > 0 ? std::optional(now + std::chrono::seconds(r.lifetime_s)) : std::nullopt;
     e.updated = now;
+    return true;
   }
 
   void seed(const kh::MemfileLease& l, const std::string& subnet, kh::PhoneReason phone, Clock::time_point now) {
@@ -402,7 +405,7 @@ class DhcpComponent final : public Component {
   }
 
   void handle_report(const kh::LeaseReport& r, Clock::time_point now) {
-    table_.apply(r, now);
+    const bool changed = table_.apply(r, now);
     const auto ip = kh::format_ipv4(r.ip);
     log_->debug("{} {} {} {} phone={}", kh::to_string(r.kind), r.mac.to_string(), ip, r.subnet, kh::to_string(r.phone));
     if (r.phone == kh::PhoneReason::NotPhone) return;  // the journey is for phones
@@ -418,6 +421,9 @@ class DhcpComponent final : public Component {
       if (at < now) ev.time = at;
     }
     ev.ip = ip;
+    // Kept in the history, but an offer arriving after the phone's ACK does not turn its bound
+    // step 4 back into "offered" (seen in CI when a loaded phone retransmitted its DISCOVER).
+    ev.history_only = !changed;
     switch (r.kind) {
       case kh::LeaseEventKind::Offer:
         ev.outcome = Outcome::Info;
