@@ -781,7 +781,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       check_policies(*n, is_new);
       touch(*n, p.ttl_s);
     }
-    const bool looks_like_phone = p.is_med() || (p.enabled_capabilities.value_or(0) & lldp_capability::kTelephone) != 0;
+    // A phone says so: LLDP-MED class III (communication device) or the telephone capability
+    // enabled. A class I endpoint (ladvd on a PC, say) is a host, never the port's phone.
+    const bool med_phone = p.med_capabilities && p.med_capabilities->device_type == MedDeviceType::EndpointClass3;
+    const bool looks_like_phone = med_phone || (p.enabled_capabilities.value_or(0) & lldp_capability::kTelephone) != 0;
     const bool port_phone_frame = n != nullptr && claim_port_phone(*n, looks_like_phone);
     if (port_phone_frame && is_new && hooks.device_seen) hooks.device_seen(port.name, n->phone_mac);
     bool reply = false;
