@@ -109,7 +109,7 @@ class PoeCdpNetns : public ::testing::Test {
     tshark = Child(topo->in_phone({"tshark", "-i", topo->phone_if, "-n", "-l", "-Y", "cdp", "-T", "fields", "-e",
                                    "cdp.deviceid", "-e", "cdp.request_id", "-e", "cdp.power_available"}),
                    tshark_log);
-    ASSERT_TRUE(eventually([&] { return read_file(tshark_log).find("Capturing on") != std::string::npos; }, 30s))
+    ASSERT_TRUE(eventually([&] { return read_file(tshark_log).find("Capture started") != std::string::npos; }, 30s))
         << read_file(tshark_log);
     daemon = std::make_unique<Daemon>(site_yaml(topo->switch_if), topo->in_switch());
     ASSERT_TRUE(daemon->start()) << daemon->log();
