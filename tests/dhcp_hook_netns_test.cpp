@@ -145,6 +145,39 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
   EXPECT_EQ(reports[1].lifetime_s, 3600u);
 }
 
+// A DHCP client nobody here wrote: BusyBox udhcpc, asking as a Cisco phone (vendor class, options
+// 150 and 66 requested), gets both from Kea with our hook, and a plain udhcpc gets neither. What
+// udhcpc hands its script is what a phone's DHCP client would act on.
+TEST_F(KeaWithHook, BusyboxUdhcpcAsAPhoneGets150And66AndAsAPcNeither) {
+  if (run("command -v busybox").first != 0) GTEST_FAIL() << "busybox (busybox-static) is required (scripts/deps)";
+  DatagramReceiver daemon(events_path());
+  start_kea();
+  const auto script = dir_.path() / "udhcpc.sh";
+  write_file(script, "#!/bin/sh\n[ \"$1\" = bound ] && env > \"$UDHCPC_ENV_OUT\"\nexit 0\n");
+  fs::permissions(script, fs::perms::owner_all);
+  auto lease = [&](const std::string& mac, const std::string& vendor, const std::string& out) {
+    // -n: exit if no lease; -q: exit once bound; no interface change (the script does not apply it).
+    const std::string cmd = "ip netns exec " + net_.client_ns + " sh -c 'ip link set " + net_.client_if + " address " +
+                            mac + " && UDHCPC_ENV_OUT=" + out + " busybox udhcpc -i " + net_.client_if +
+                            " -f -n -q -t 5 -T 1 -A 1 " + vendor + " -O 150 -O 66 -s " + script.string() + "'";
+    return run(cmd);
+  };
+  const auto phone_env = (dir_.path() / "phone.env").string();
+  auto r = lease("00:aa:bb:00:05:01", std::string("-V \"") + kPhoneClass + "\"", phone_env);
+  ASSERT_EQ(r.first, 0) << r.second << kea_log();
+  const auto phone = read_file(phone_env);
+  EXPECT_NE(phone.find("ip=10.10.100."), std::string::npos) << phone;
+  EXPECT_NE(phone.find("opt150=0a0a64010a0a6402"), std::string::npos) << phone;  // both servers, in order
+  EXPECT_NE(phone.find("tftp=10.10.100.1"), std::string::npos) << phone;         // option 66
+  const auto pc_env = (dir_.path() / "pc.env").string();
+  r = lease("00:aa:bb:00:05:02", "-V \"MSFT 5.0\"", pc_env);
+  ASSERT_EQ(r.first, 0) << r.second << kea_log();
+  const auto pc = read_file(pc_env);
+  EXPECT_NE(pc.find("ip=10.10.100."), std::string::npos) << pc;
+  EXPECT_EQ(pc.find("opt150="), std::string::npos) << pc;
+  EXPECT_EQ(pc.find("tftp="), std::string::npos) << pc;
+}
+
 TEST_F(KeaWithHook, LaptopGetsNeitherOption) {
   DatagramReceiver daemon(events_path());
   start_kea();
