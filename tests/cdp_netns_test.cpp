@@ -481,6 +481,42 @@ TEST_F(CdpNetns, LadvdIsListedWithDecodedAddressesAndCapabilities) {
   EXPECT_EQ(lldp_n["verified"], false) << "a host is not the port's phone";
 }
 
+// One frame whose names are not UTF-8 (any host can send it) once made every JSON writer throw:
+// the timeline store stayed inside a broken transaction for good, and `show cdp neighbors` and
+// `show phones` failed for everyone. The names are listed with U+FFFD in place of the bad bytes.
+TEST_F(CdpNetns, NeighbourNamesThatAreNotUtf8BreakNothing) {
+  start_daemon(site_yaml(topo->switch_if, 123, 1));
+  const std::string script =
+      "from scapy.all import Dot3, LLC, SNAP, sendp\n"
+      "from scapy.contrib.cdp import CDPMsgCapabilities, CDPMsgDeviceID, CDPMsgPlatform, CDPv2_HDR\n"
+      "sendp(Dot3(dst='01:00:0c:cc:cc:cc', src='02:00:00:00:00:99') / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / "
+      "SNAP(OUI=0x0C, code=0x2000) / CDPv2_HDR(vers=2, ttl=180, msg=[CDPMsgDeviceID(val=b'host\\xff\\xfe99'), "
+      "CDPMsgCapabilities(cap=0x10), CDPMsgPlatform(val=b'Cisco \\xc3(')]), iface='" +
+      topo->phone_if + "', verbose=False)\n";
+  auto r = run(topo->in_phone({"/usr/bin/python3", "-c", script}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json n;
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& x : neighbor_list())
+          if (x.value("source_mac", "") == "02:00:00:00:00:99") n = x;
+        return n.is_object();
+      },
+      10s))
+      << daemon->ctl({"show", "cdp", "neighbors"}).err << daemon->log();
+  EXPECT_EQ(n["device_id"],
+            "host\xEF\xBF\xBD\xEF\xBF\xBD"
+            "99");
+  EXPECT_EQ(n["platform"], "Cisco \xEF\xBF\xBD(");
+  EXPECT_EQ(daemon->ctl({"show", "phones"}).exit_code, 0);
+  // The timeline store keeps writing: a flush or two later, no failed write was logged.
+  std::this_thread::sleep_for(1500ms);
+  const auto log = daemon->log();
+  EXPECT_EQ(log.find("unhandled exception"), std::string::npos) << log;
+  EXPECT_EQ(log.find("cannot write timelines"), std::string::npos) << log;
+  EXPECT_TRUE(daemon->child().running());
+}
+
 TEST_F(CdpNetns, FloodIsCountedAndCappedAndTheDaemonKeepsAnswering) {
   start_daemon(site_yaml(topo->switch_if, 123, 1));
   auto r = phone({"flood", "--count", "300", "--bad", "50"});
