@@ -63,7 +63,52 @@ inline void put_bytes(Bytes& out, ByteView v) { out.insert(out.end(), v.begin(),
 inline void put_string(Bytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
 inline void put_mac(Bytes& out, const MacAddress& m) { out.insert(out.end(), m.bytes().begin(), m.bytes().end()); }
 
-inline std::string to_text(ByteView v) { return std::string(v.begin(), v.end()); }
+// A text TLV as UTF-8. The bytes come from any host on the port: whatever is not well-formed
+// UTF-8 becomes U+FFFD here, once, so that no JSON writer downstream (control socket, timeline
+// store, status page) fails on a neighbour's name.
+inline std::string to_text(ByteView v) {
+  std::string out;
+  out.reserve(v.size());
+  std::size_t i = 0;
+  while (i < v.size()) {
+    const std::uint8_t b = v[i];
+    std::size_t extra = 0;
+    std::uint8_t low = 0x80, high = 0xbf;  // bounds of the first continuation byte
+    if (b < 0x80) {
+      out.push_back(static_cast<char>(b));
+      ++i;
+      continue;
+    }
+    if (b >= 0xc2 && b <= 0xdf) {
+      extra = 1;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      extra = 2;
+      if (b == 0xe0) low = 0xa0;   // no overlong forms
+      if (b == 0xed) high = 0x9f;  // no UTF-16 surrogates
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      extra = 3;
+      if (b == 0xf0) low = 0x90;
+      if (b == 0xf4) high = 0x8f;  // nothing above U+10FFFF
+    }
+    bool ok = extra > 0;
+    for (std::size_t k = 1; ok && k <= extra; ++k) {
+      if (i + k >= v.size()) {
+        ok = false;
+        break;
+      }
+      const std::uint8_t c = v[i + k];
+      ok = k == 1 ? c >= low && c <= high : c >= 0x80 && c <= 0xbf;
+    }
+    if (ok) {
+      out.append(reinterpret_cast<const char*>(v.data() + i), extra + 1);
+      i += extra + 1;
+    } else {
+      out += "\xEF\xBF\xBD";  // U+FFFD for the one byte that starts no valid sequence
+      ++i;
+    }
+  }
+  return out;
+}
 
 inline MacAddress mac_at(ByteView v) {
   std::array<std::uint8_t, 6> b{};

@@ -341,7 +341,8 @@ std::string ControlServer::handle_line(const std::string& line, std::optional<Co
   try {
     auto result = it->second.handler(args);
     if (!result) return error_line(result.error().code, result.error().message);
-    return nlohmann::json{{"ok", true}, {"data", std::move(result.value())}}.dump();
+    return nlohmann::json{{"ok", true}, {"data", std::move(result.value())}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);  // wire text may not be UTF-8
   } catch (const std::exception& e) {
     // A handler bug must not take the daemon down with it.
     ve::logger("control")->error("command {} failed: {}", cmd, e.what());

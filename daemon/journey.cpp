@@ -522,7 +522,7 @@ void JourneyTracker::flush_pass(bool may_recover) {
     j["history"] = nlohmann::json::array();
     for (const auto& e : p.history) j["history"].push_back(event_json(e));
     const auto mac_text = mac.to_string();
-    const auto data = j.dump();
+    const auto data = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // wire text may not be UTF-8
     sqlite3_bind_text(st, 1, mac_text.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, data.c_str(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
     const int rc = sqlite3_step(st);

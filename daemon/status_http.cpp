@@ -25,7 +25,7 @@ constexpr const char* kHtml = "text/html; charset=utf-8";
 
 std::string str(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return "";
-  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // Percent-decoding of a path; anything malformed is kept as it is (it then matches no route).
@@ -51,9 +51,15 @@ std::string not_found_page(std::string_view what) {
          status::html_escape(what) + "</p></main></body></html>";
 }
 
+// Text from the wire need not be UTF-8: a plain dump() would throw on it (and drop the request);
+// invalid bytes become U+FFFD instead, as html_escape leaves them for the browser to replace.
+std::string json_text(const json& data, int indent = -1) {
+  return data.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 std::string sse_message(std::string_view event, const json& data) {
   // dump() escapes newlines, so the data is one line as SSE needs.
-  return fmt::format("event: {}\ndata: {}\n\n", event, data.dump(-1, ' ', false, json::error_handler_t::replace));
+  return fmt::format("event: {}\ndata: {}\n\n", event, json_text(data));
 }
 
 }  // namespace
@@ -320,7 +326,14 @@ std::uint16_t StatusHttpServer::port() const {
   return acceptor_.is_open() ? acceptor_.local_endpoint(ec).port() : 0;
 }
 
-StatusHttpServer::Stats StatusHttpServer::stats() const { return shared_->stats; }
+StatusHttpServer::Stats StatusHttpServer::stats() const {
+  // Connections and pauses are counted where they are enforced (the slots held, the guard's
+  // pauses), not kept twice.
+  Stats out = shared_->stats;
+  out.connections = limiter_.total();
+  out.accept_pauses = accept_guard_.exhaustions();
+  return out;
+}
 
 void StatusHttpServer::accept() {
   acceptor_.async_accept([this, shared = shared_](const boost::system::error_code& ec, tcp::socket socket) {
@@ -509,18 +522,18 @@ StatusHttpServer::Page StatusHttpServer::render(const std::string& target) const
 
   if (path == "/static/app.css") return {200, "text/css; charset=utf-8", std::string(web::kAppCss), ""};
   if (path == "/static/app.js") return {200, "text/javascript; charset=utf-8", std::string(web::kAppJs), ""};
-  if (path == "/api/phones") return {200, "application/json", journey_.phones_json().dump(2), ""};
+  if (path == "/api/phones") return {200, "application/json", json_text(journey_.phones_json(), 2), ""};
   if (path == "/api/dashboard" || path == "/fragment/dashboard") {
     const auto phones = status::phones_model(journey_, cfg.get(), now);
     const auto counters = status::counters_model(phones);
     const auto ports = ports_now();
     if (path == "/api/dashboard")
-      return {200, "application/json", json{{"phones", phones}, {"counters", counters}, {"ports", ports}}.dump(2), ""};
+      return {200, "application/json", json_text(json{{"phones", phones}, {"counters", counters}, {"ports", ports}}, 2),
+              ""};
     return {200, "application/json",
-            json{{"rows", status::render_rows(phones)},
-                 {"counters", status::render_counters(counters)},
-                 {"ports", status::render_ports(ports)}}
-                .dump(),
+            json_text(json{{"rows", status::render_rows(phones)},
+                           {"counters", status::render_counters(counters)},
+                           {"ports", status::render_ports(ports)}}),
             ""};
   }
   if (path == "/metrics") {

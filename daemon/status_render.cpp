@@ -37,7 +37,7 @@ std::int64_t to_ms(Clock::time_point t) {
 
 std::string str(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return "";
-  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 bool flag(const json& j, const char* key) {
@@ -790,7 +790,9 @@ std::string render_phone_main(const json& p, const json& journey, const std::vec
       if (e["attributes"].is_object())
         for (const auto& [k, v] : e["attributes"].items())
           facts += "<span class=kv>" + html_escape(k) + "=" +
-                   html_escape(v.is_string() ? v.get<std::string>() : v.dump()) + "</span> ";
+                   html_escape(v.is_string() ? v.get<std::string>()
+                                             : v.dump(-1, ' ', false, json::error_handler_t::replace)) +
+                   "</span> ";
       if (!str(e, "port").empty()) facts += "<span class=kv>port=" + html_escape(str(e, "port")) + "</span> ";
       if (!str(e, "ip").empty()) facts += "<span class=kv>ip=" + html_escape(str(e, "ip")) + "</span>";
       const double rel = static_cast<double>(e.value("time_ms", std::int64_t{0}) - t0) / 1000.0;

@@ -190,6 +190,28 @@ TEST(JourneyTracker, SurvivesRestartThroughSqlite) {
   }
 }
 
+// Details and facts carry text from the wire (SIP headers, CDP names) that need not be UTF-8: a
+// write must not throw halfway through its transaction (every later write then failed).
+TEST(JourneyTracker, TextThatIsNotUtf8IsPersistedAndLaterWritesStillWork) {
+  const TempDb temp("ve-journey-utf8");
+  const auto& db = temp.path;
+  {
+    JourneyTracker t(db);
+    auto bad = ev(Step::Register, Outcome::Failed, "User-Agent \xff\xfe");
+    bad.attributes = {{"model", "Cisco \xc3("}};
+    t.report(bad);
+    EXPECT_NO_THROW(t.flush());
+    auto other = ev(Step::VoiceVlan, Outcome::Ok, "CDP");
+    other.mac = *MacAddress::parse("00:11:22:33:44:66");
+    t.report(other);
+    EXPECT_NO_THROW(t.flush());
+  }
+  JourneyTracker t(db);
+  ASSERT_NE(t.find("SEP001122334455"), nullptr);
+  EXPECT_EQ(t.find("SEP001122334455")->step(Step::Register).detail, "User-Agent \xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_NE(t.find("SEP001122334466"), nullptr);
+}
+
 TEST(JourneyTracker, EveryFlushIsPersistedNotOnlyTheFirst) {
   const TempDb temp("ve-journey2");
   const auto& db = temp.path;

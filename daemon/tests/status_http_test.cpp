@@ -128,8 +128,7 @@ TEST_F(StatusPage, PhoneThatIsStillTalkingIsInProgressNotMissing) {
   EXPECT_EQ(cells(row).substr(0, 35), "1=none 2=ok 3=missing 4=ok 5=in-pro");
 }
 
-// DISABLED: fails on this branch (a raw string found at offset 708 of one page); not yet investigated.
-TEST_F(StatusPage, DISABLED_EverythingFromPhonesNeighboursAndTheSiteFileIsEscaped) {
+TEST_F(StatusPage, EverythingFromPhonesNeighboursAndTheSiteFileIsEscaped) {
   auto site = hostile_site();
   server.set_config_source([site] { return site; });
   auto cdp = ev("00:11:22:33:44:55", Step::VoiceVlan, Outcome::Ok, "CDP <neighbour>");
@@ -138,7 +137,8 @@ TEST_F(StatusPage, DISABLED_EverythingFromPhonesNeighboursAndTheSiteFileIsEscape
   for (const char* target : {"/", "/phone/SEP001122334455", "/phone/SEP001122334455/fragment"}) {
     const auto body = server.render(target).body;
     SCOPED_TRACE(target);
-    for (const char* raw : {"<script>alert", "<img src=x", "<svg onload", "<i>1002", "<b>1</b>", "<neighbour>"})
+    // "branch <b>1": the counters' own markup is "<b>1</b>registered", so the bare tag is no proof.
+    for (const char* raw : {"<script>alert", "<img src=x", "<svg onload", "<i>1002", "branch <b>1", "<neighbour>"})
       EXPECT_EQ(body.find(raw), std::string::npos) << raw;
   }
   const auto dash = server.render("/").body;
@@ -158,6 +158,23 @@ TEST_F(StatusPage, DISABLED_EverythingFromPhonesNeighboursAndTheSiteFileIsEscape
                                 "b"),
             "a\xEF\xBF\xBD"
             "b");
+}
+
+// CDP/LLDP strings are raw bytes from the wire: JSON answers and the event stream carry them
+// with U+FFFD in place of what is not UTF-8, instead of failing the request.
+TEST_F(StatusPage, BytesThatAreNotUtf8StillGiveJson) {
+  auto cdp = ev("00:11:22:33:44:99", Step::VoiceVlan, Outcome::Ok, "cdp neighbour \xff\xfe");
+  cdp.attributes = {{"model", "Cisco \xc3("}};
+  journey.report(cdp);
+  for (const char* target : {"/api/phones", "/api/dashboard", "/fragment/dashboard"}) {
+    SCOPED_TRACE(target);
+    const auto page = server.render(target);
+    EXPECT_EQ(page.status, 200);
+    const auto parsed = nlohmann::json::parse(page.body, nullptr, false);
+    ASSERT_FALSE(parsed.is_discarded()) << page.body.substr(0, 200);
+    EXPECT_NE(page.body.find("\xEF\xBF\xBD"), std::string::npos);
+  }
+  EXPECT_EQ(server.render("/phone/SEP001122334499").status, 200);
 }
 
 TEST(StatusModel, ModelMismatchComparesModelNumbers) {
@@ -425,8 +442,7 @@ TEST_F(LiveServer, SlowReaderIsResyncedAndCostsBoundedMemoryWhileOthersAreServed
   ::close(fast);
 }
 
-// DISABLED: connections + refused = 1068 of 1100 when read; the accounting is not yet understood.
-TEST_F(LiveServer, DISABLED_ThousandConnectionsAreCappedNotExhaustingDescriptors) {
+TEST_F(LiveServer, ThousandConnectionsAreCappedNotExhaustingDescriptors) {
   rlimit old{};
   ::getrlimit(RLIMIT_NOFILE, &old);
   rlimit more = old;
@@ -458,8 +474,7 @@ TEST_F(LiveServer, DISABLED_ThousandConnectionsAreCappedNotExhaustingDescriptors
   ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
-// DISABLED: accept_pauses stays 0 under the tightened limit; the test set-up is not yet right.
-TEST_F(LiveServer, DISABLED_OutOfDescriptorsPausesAcceptInsteadOfSpinning) {
+TEST_F(LiveServer, OutOfDescriptorsPausesAcceptInsteadOfSpinning) {
   start(StatusHttpServer::Limits{});
   // Fill every descriptor the process may have, then let three clients knock: their sockets
   // exist before, connecting needs no new descriptor, accepting does.
