@@ -6,6 +6,7 @@
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -157,27 +158,66 @@ struct SipResponse {
   int status = 0;
   std::string reason;
   std::string www_authenticate;
-  std::string contact_expires;  // expires= of our Contact in a 200, or the Expires header
+  std::string contact_expires;   // expires= of our Contact in a 200, or the Expires header
+  std::string message;           // the whole final response, to parse for what a call needs
+  std::vector<int> provisional;  // 1xx seen before it, in order
 };
 
+// One TCP connection to the call manager, shared by the phone's transactions and by the requests
+// the box sends the phone. A single reader per connection takes every message off the stream:
+// responses go to the transaction that waits for them (Call-ID, CSeq number and method), requests
+// (INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY...) to the request handler. Writes are queued so that
+// a response sent while a transaction is in flight never interleaves with its bytes.
 class SipConnection {
  public:
+  using RequestHandler = std::function<void(std::string message)>;
   SipConnection(asio::any_io_executor ex, std::uint32_t local_ip) : ex_(std::move(ex)), local_ip_(local_ip) {}
-  // Empty string on success, else why not.
+  ~SipConnection() { close(); }
+  SipConnection(const SipConnection&) = delete;
+  SipConnection& operator=(const SipConnection&) = delete;
+
+  void on_request(RequestHandler handler) { on_request_ = std::move(handler); }
+  // Empty string on success, else why not. Starts the reader.
   asio::awaitable<std::string> connect(std::uint32_t host, std::uint16_t port, std::chrono::seconds timeout);
-  // Sends `request` and waits for the final response with this Call-ID and CSeq.
+  // Sends `request` and waits for the final response with this Call-ID, CSeq number and method.
+  // `timeout` runs until the first response; after a provisional one the wait goes on up to
+  // kProceedingLimit (a phone ringing: the proxy's no-answer timer ends it with a 408).
   asio::awaitable<Result<SipResponse, std::string>> transact(std::string request, std::string call_id,
-                                                             std::uint32_t cseq, std::chrono::seconds timeout);
+                                                             std::uint32_t cseq, std::string method,
+                                                             std::chrono::seconds timeout);
+  // Queues a message that expects no response of its own (responses, ACK). Dropped when closed.
+  void send(std::string message);
   bool is_open() const { return socket_ && socket_->is_open(); }
   std::uint16_t local_port() const { return local_port_; }
   void close();
 
+  static constexpr std::chrono::seconds kProceedingLimit{180};
+
  private:
+  struct Waiter {
+    std::string call_id;
+    std::uint32_t cseq = 0;
+    std::string method;
+    std::vector<int> provisional;
+    std::optional<Result<SipResponse, std::string>> outcome;
+    asio::steady_timer* wake = nullptr;
+  };
+  asio::awaitable<void> read_loop(std::uint64_t generation);
+  asio::awaitable<void> write_loop(std::uint64_t generation);
+  void dispatch(std::string_view frame);
+  // The stream is unusable: every waiting transaction gets `why`.
+  void fail(const std::string& why);
+
   asio::any_io_executor ex_;
   std::uint32_t local_ip_;
   std::optional<asio::ip::tcp::socket> socket_;
   std::uint16_t local_port_ = 0;
-  sip::StreamFramer framer_;  // bytes after one response stay for the next transaction
+  std::uint64_t generation_ = 0;  // bumped by close(): a reader or writer of an old socket stops
+  sip::StreamFramer framer_;
+  std::vector<Waiter*> waiters_;
+  std::deque<std::string> outbox_;
+  bool writing_ = false;
+  RequestHandler on_request_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -229,6 +269,11 @@ class Phone {
   // While the simulator holds: re-REGISTER every interval (reconnecting by priority if needed).
   asio::awaitable<void> keep_registered();
 
+  // --call: once registered, call that extension, talk, hang up (recorded in result().calls).
+  asio::awaitable<void> place_call();
+  // Closes the call manager connection (the run is over).
+  void hang_up_line();
+
   void on_dhcp(DhcpServerMessage m);
   void wake();  // something this phone may be waiting for happened
   const PhoneResult& result() const { return result_; }
@@ -257,6 +302,23 @@ class Phone {
   // A file the boot cannot go on without: retried while no server answers, until the deadline.
   asio::awaitable<FetchResult> fetch_required(const std::string& name);
   asio::awaitable<void> sleep_until(Clock::time_point t);
+  // A sleep on its own timer: coroutines that run beside keep_registered() use this, not signal_.
+  asio::awaitable<void> pause(Clock::duration d);
+
+  // Requests from the box on the call manager connection (answering side of a call).
+  struct IncomingCall {
+    std::string invite;  // the INVITE as received, re-parsed to build each response
+    std::string to_tag;
+    std::size_t record = 0;  // index into result_.calls
+    Clock::time_point began{};
+    int final_sent = 0;  // status of the final response sent, 0: still ringing
+  };
+  void on_sip_request(std::string message);
+  void on_invite(const sip::Message& m, std::string message);
+  asio::awaitable<void> answer_later(std::string call_id);
+  void send_final(IncomingCall& call, int status, std::string reason);
+  std::string contact_uri() const;
+  std::map<std::string, IncomingCall> incoming_;  // by Call-ID
   std::string cnonce();
   std::string random_hex(int digits);
 
@@ -284,5 +346,6 @@ class Phone {
 nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int phones,
                             std::chrono::milliseconds elapsed, bool held, bool interrupted, const std::string& tagging);
 std::string summary_text(const nlohmann::json& summary);
+nlohmann::json calls_json(const std::vector<CallRecord>& calls);
 
 }  // namespace ve::phonesim::detail

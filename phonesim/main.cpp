@@ -35,7 +35,19 @@ constexpr const char* kDescription =
     "  14 ringtones    Ringlist(-wb).xml, DistinctiveRingList.xml\n"
     "Downloads use HTTP port 6970 on the first option-150 server and fall back to TFTP per file;\n"
     "a server that does not answer at all is skipped for the next one in option 150.\n"
-    "Credentials come from the phone's own config file, as on a real phone.";
+    "Credentials come from the phone's own config file, as on a real phone.\n"
+    "\n"
+    "CALLS\n"
+    "A registered phone answers the calls the box forwards over its call manager connection:\n"
+    "180 Ringing at once, then after --answer-after-ms 200 OK with an SDP answer (its Contact, a\n"
+    "To tag, the Record-Route copied back), or 486 Busy Here with --busy. It takes the ACK,\n"
+    "answers BYE with 200, CANCEL with 200 and the INVITE with 487, OPTIONS and NOTIFY with 200.\n"
+    "With --call EXT it also places one call, --call-after-s after it registered: INVITE\n"
+    "sip:EXT@<call manager> with SDP over the same TCP connection; a 407 is ACKed and the INVITE\n"
+    "sent again with Proxy-Authorization (the line's authName/authPassword, digest uri = the\n"
+    "Request-URI); after the 200 the ACK and, --call-seconds later, the BYE go along the route\n"
+    "set (Route headers from the reversed Record-Route, Request-URI = the callee's Contact).\n"
+    "No media is sent. Only a --call makes the run wait for a call; answering needs --hold-s.";
 
 constexpr const char* kFooter =
     "OUTPUT\n"
@@ -45,7 +57,12 @@ constexpr const char* kFooter =
     "     \"active_load\",\"inactive_load\",\"reached_step\",\"started_ms\",\"time_to_registered_ms\",\n"
     "     \"failed_step\",\"failure\",\"steps\":[{\"step\",\"name\",\"outcome\",\"detail\",\"at_ms\",\"ms\"}]}\n"
     "  then, with --hold-s, {\"refresh\":{\"mac\",\"ok\",\"failed\",\"registered_at_end\"}} per registered\n"
-    "  phone, and last {\"summary\":{...}}. Step outcomes: ok, expected (CTL/ITL not found on a\n"
+    "  phone, {\"calls\":{\"mac\",\"calls\":[{\"direction\",\"peer\",\"final_code\",\"reason\",\"ringing\",\n"
+    "  \"answered\",\"ended_by\",\"bye_code\",\"setup_ms\",\"detail\"}]}} per phone that placed or\n"
+    "  received a call (direction placed/received, ended_by caller/callee/null, setup_ms from the\n"
+    "  INVITE to its final response), and last {\"summary\":{...}}. Text output prints one\n"
+    "  \"SEP... call placed to 1002: 200 OK in 40 ms, rang, answered, ended by the caller, BYE 200\"\n"
+    "  line per call before the summary. Step outcomes: ok, expected (CTL/ITL not found on a\n"
     "  non-secure site), missing (an optional file is absent: recorded, not fatal), failed (the\n"
     "  phone stops there), skipped (the config names no such file).\n"
     "\n"
@@ -54,8 +71,10 @@ constexpr const char* kFooter =
     "  has no 802.1Q support the output says so. --expect-vlan makes a different VLAN a failure.\n"
     "\n"
     "EXIT STATUS\n"
-    "  0  every phone registered (and, with --hold-s, was still registered at the end)\n"
-    "  1  at least one phone failed\n"
+    "  0  every phone registered (and, with --hold-s, was still registered at the end; with\n"
+    "     --call, every phone's call was answered 200 and its BYE answered 200)\n"
+    "  1  at least one phone failed, or with --call a placed call did not end with 200 + BYE 200\n"
+    "     (the call is reported with its code and reason; the boot itself still counts as done)\n"
     "  2  bad command line, or the simulator could not run (interface, permissions)\n"
     "  130  interrupted (SIGINT/SIGTERM): results so far are printed, addresses removed\n"
     "\n"
@@ -66,7 +85,9 @@ constexpr const char* kFooter =
     "EXAMPLES\n"
     "  voiceedge-phonesim --interface veth-phones --phones 3 --first-mac 00:11:22:33:44:55\n"
     "  voiceedge-phonesim -i veth-phones -n 1000 --concurrency 200 --json > storm.jsonl\n"
-    "  voiceedge-phonesim -i veth-phones -n 20 --expect-vlan 100 --hold-s 300 --refresh-s 60";
+    "  voiceedge-phonesim -i veth-phones -n 20 --expect-vlan 100 --hold-s 300 --refresh-s 60\n"
+    "  voiceedge-phonesim -i eth0 --first-mac 00:1e:7a:00:00:02 --hold-s 60      (answers calls)\n"
+    "  voiceedge-phonesim -i eth0 --first-mac 00:1e:7a:00:00:01 --call 1002 --call-seconds 5";
 
 }  // namespace
 
@@ -85,6 +106,9 @@ int main(int argc, char** argv) {
   int hold_s = 0;
   int refresh_s = 0;
   int expect_vlan = 0;
+  int call_after_s = 1;
+  int call_seconds = static_cast<int>(o.call_seconds.count());
+  int answer_after_ms = static_cast<int>(o.answer_after.count());
 
   app.add_option("-i,--interface", o.interface, "interface the phones are plugged into (required)")->required();
   app.add_option("-n,--phones", o.phones, "number of phones (default 1)")->check(CLI::Range(1, 100000));
@@ -118,6 +142,25 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 86400 * 7));
   app.add_option("--refresh-s", refresh_s, "re-REGISTER interval while holding (default: half the granted expiry)")
       ->check(CLI::Range(0, 86400));
+  app.add_option("--call", o.call,
+                 "once registered, call this extension (sip:EXT@<call manager>) over the phone's TCP "
+                 "connection, talk, hang up (see CALLS)")
+      ->check(CLI::Validator(
+          [](std::string& ext) {
+            const bool ok =
+                !ext.empty() && ext.size() <= 64 &&
+                ext.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ*#+._-") ==
+                    std::string::npos;
+            return ok ? std::string() : "not an extension (digits, letters, * # + . _ - only): " + ext;
+          },
+          "EXT"));
+  app.add_option("--call-after-s", call_after_s, "with --call: seconds after the registration (default 1)")
+      ->check(CLI::Range(0, 86400));
+  app.add_option("--call-seconds", call_seconds, "with --call: talk time before the BYE (default 2)")
+      ->check(CLI::Range(0, 86400));
+  app.add_option("--answer-after-ms", answer_after_ms, "incoming calls ring this long before the 200 OK (default 300)")
+      ->check(CLI::Range(0, 600000));
+  app.add_flag("--busy", o.busy, "answer incoming calls with 486 Busy Here instead");
   app.add_flag("--keep-addresses", o.keep_addresses, "leave the leased addresses on the interface at exit");
   app.add_flag("--json", o.json, "one JSON object per line (see OUTPUT)");
   app.add_flag("-v,--verbose", o.verbose, "text output lists every step of every phone");
@@ -147,6 +190,9 @@ int main(int argc, char** argv) {
   o.sip_timeout = std::chrono::seconds(sip_timeout_s);
   o.hold = std::chrono::seconds(hold_s);
   o.refresh = std::chrono::seconds(refresh_s);
+  o.call_after = std::chrono::seconds(call_after_s);
+  o.call_seconds = std::chrono::seconds(call_seconds);
+  o.answer_after = std::chrono::milliseconds(answer_after_ms);
   spdlog::set_level(spdlog::level::warn);
   return ve::phonesim::run(o, std::cout, std::cerr);
 }

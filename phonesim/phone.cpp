@@ -525,7 +525,7 @@ asio::awaitable<std::pair<Phone::RegisterOutcome, std::string>> Phone::register_
       DigestInput in{line.auth_name, line.auth_password, "REGISTER", uri, cnonce(), ++line.nonce_count};
       p.authorization = authorization_value(*line.challenge, in);
     }
-    auto response = co_await sip_->transact(build_register(p), line.call_id, p.cseq, opt.sip_timeout);
+    auto response = co_await sip_->transact(build_register(p), line.call_id, p.cseq, "REGISTER", opt.sip_timeout);
     if (!response)
       co_return std::pair{RegisterOutcome::Unreachable, fmt::format("{}:{}: {}", host, cm.sip_port, response.error())};
     const SipResponse& r = *response;
@@ -628,6 +628,7 @@ asio::awaitable<bool> Phone::step_register() {
     tried += what;
   };
   sip_ = std::make_unique<SipConnection>(shared_.io.get_executor(), ip_);
+  sip_->on_request([this](std::string message) { on_sip_request(std::move(message)); });
   bool connected_once = false;
   // Rounds over the group by priority; between rounds a pause, until the boot deadline (a
   // registrar restarting comes back, as it does for real phones).

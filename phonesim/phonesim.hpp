@@ -23,6 +23,10 @@
 #include "ve/phone_event.hpp"
 #include "ve/result.hpp"
 
+namespace ve::sip {
+struct Message;
+}
+
 namespace ve::phonesim {
 
 using Bytes = std::vector<std::uint8_t>;
@@ -185,6 +189,53 @@ std::string cisco_model_code(std::string_view model);
 std::string user_agent_for(std::string_view model, std::string_view load);
 
 // ---------------------------------------------------------------------------------------------
+// SIP calls as a phone makes them: requests (INVITE with SDP, ACK, BYE) and the answers to the
+// requests a phone receives (RFC 3261 8.2.6, 12.1.1). Pure: the caller supplies tags and branches.
+
+// An SDP offer/answer for one PCMU audio stream (RFC 4566); no media is sent.
+std::string build_sdp(std::string_view user, std::string_view ip, std::uint16_t rtp_port, std::uint64_t session_id);
+
+struct RequestParams {
+  std::string method;  // INVITE, ACK, BYE
+  std::string request_uri;
+  std::string local_ip;  // Via sent-by (TCP)
+  std::uint16_t local_port = 0;
+  std::string branch;
+  std::string from;  // whole From value with its tag: <sip:1001@10.10.100.1>;tag=...
+  std::string to;    // whole To value (with the remote tag inside a dialog)
+  std::string call_id;
+  std::uint32_t cseq = 1;
+  std::vector<std::string> route;   // Route values in order (the route set), none when empty
+  std::string contact;              // Contact URI (without <>), omitted when empty
+  std::string user_agent;           // omitted when empty
+  std::string authorization;        // Authorization value, omitted when empty
+  std::string proxy_authorization;  // Proxy-Authorization value, omitted when empty
+  std::string sdp;                  // application/sdp body, none when empty
+};
+std::string build_request(const RequestParams& p);
+
+struct ResponseParams {
+  int status = 200;
+  std::string reason = "OK";
+  std::string to_tag;         // added to To when the request's To has no tag
+  std::string contact;        // Contact URI (without <>), omitted when empty
+  bool record_route = false;  // copy the request's Record-Route (responses that make a dialog)
+  std::string user_agent;     // Server header, omitted when empty
+  std::string extra_headers;  // whole lines, each ending in CRLF
+  std::string sdp;            // application/sdp body, none when empty
+};
+// A response to `request`: its Vias, From, To, Call-ID and CSeq copied (RFC 3261 8.2.6.2).
+std::string build_response(const sip::Message& request, const ResponseParams& p);
+
+// The route set of a dialog (RFC 3261 12.1): the Record-Route values of `m` in order (UAS, from
+// the request) or reversed (UAC, from the 2xx). Empty without Record-Route.
+std::vector<std::string> route_set_of(const sip::Message& m, bool uac);
+// The URI of the first Contact of `m` (the remote target of a dialog), or empty.
+std::string contact_uri_of(const sip::Message& m);
+// The user part of a From/To value's URI ("1001" of "Desk 1" <sip:1001@host>;tag=x), or empty.
+std::string user_of(std::string_view name_addr);
+
+// ---------------------------------------------------------------------------------------------
 // Phone configuration files (SEP<MAC>.cnf.xml / XMLDefault.cnf.xml) and load lists.
 
 struct CallManagerEntry {
@@ -241,6 +292,24 @@ struct StepRecord {
   std::chrono::milliseconds took{0};
 };
 
+// One call the phone placed or answered.
+enum class CallDirection { Placed, Received };
+std::string_view to_string(CallDirection d);
+
+struct CallRecord {
+  CallDirection direction = CallDirection::Placed;
+  std::string peer;                                // the other line's extension
+  std::string call_id;
+  int final_code = 0;                              // the INVITE's final response; 0: none (see detail)
+  std::string reason;                              // its reason phrase, or why there was none
+  bool ringing = false;                            // a 180/183 came (placed) or was sent (received)
+  bool answered = false;                           // 2xx and ACK: the call was up
+  std::string ended_by;                            // "caller", "callee", or empty (never up, or still up)
+  int bye_code = 0;                                // placed: the answer to our BYE (0: none)
+  std::optional<std::chrono::milliseconds> setup;  // INVITE to its final response
+  std::string detail;                              // what went wrong, for the record
+};
+
 struct PhoneResult {
   MacAddress mac;
   std::string model;
@@ -263,6 +332,7 @@ struct PhoneResult {
   int lease_renewed = 0;  // DHCP renewals answered with an ACK while holding
   int lease_renew_failed = 0;
   bool registered_at_end = false;
+  std::vector<CallRecord> calls;  // in the order they began
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -286,9 +356,14 @@ struct Options {
   std::chrono::seconds sip_timeout{10};    // per request
   FetchTransport transport = FetchTransport::Auto;
   std::uint32_t power_request_mw = 6300;
-  std::chrono::seconds hold{0};     // keep registrations refreshed this long after the last boot
-  std::chrono::seconds refresh{0};  // re-REGISTER interval while holding; 0 = expires/2
-  bool keep_addresses = false;      // leave the leased addresses on the interface at exit
+  std::chrono::seconds hold{0};                 // keep registrations refreshed this long after the last boot
+  std::chrono::seconds refresh{0};              // re-REGISTER interval while holding; 0 = expires/2
+  bool keep_addresses = false;                  // leave the leased addresses on the interface at exit
+  std::string call;                             // extension to call once registered; empty: no call
+  std::chrono::milliseconds call_after{1000};   // after the registration
+  std::chrono::seconds call_seconds{2};         // talk time before the BYE
+  std::chrono::milliseconds answer_after{300};  // ringing time of an incoming call
+  bool busy = false;                            // answer incoming calls 486 Busy Here
   bool json = false;
   bool verbose = false;
 };
@@ -301,5 +376,9 @@ int run(const Options& options, std::ostream& out, std::ostream& err);
 // Rendering (also used by tests).
 std::string result_line(const PhoneResult& r, bool verbose);
 std::string result_json(const PhoneResult& r);
+// "call placed to 1002: 200 OK in 40 ms, ringing, hung up by the caller, BYE 200".
+std::string call_line(const CallRecord& c);
+// A placed call that went the whole way: 2xx, then our BYE answered 200.
+bool call_completed(const CallRecord& c);
 
 }  // namespace ve::phonesim

@@ -20,6 +20,51 @@ std::string_view to_string(StepOutcome o) {
   return "?";
 }
 
+std::string_view to_string(CallDirection d) { return d == CallDirection::Placed ? "placed" : "received"; }
+
+bool call_completed(const CallRecord& c) {
+  return c.direction == CallDirection::Placed && c.final_code >= 200 && c.final_code < 300 && c.answered &&
+         c.bye_code == 200;
+}
+
+std::string call_line(const CallRecord& c) {
+  std::string line =
+      fmt::format("call {} {} ", to_string(c.direction), c.direction == CallDirection::Placed ? "to" : "from");
+  line += c.peer.empty() ? "?" : c.peer;
+  if (c.final_code > 0) {
+    line += fmt::format(": {} {}", c.final_code, c.reason);
+    if (c.setup) line += fmt::format(" in {} ms", c.setup->count());
+  } else {
+    line += ": no final response";
+  }
+  if (c.ringing) line += ", rang";
+  if (c.answered) line += ", answered";
+  if (!c.ended_by.empty()) line += ", ended by the " + c.ended_by;
+  if (c.bye_code > 0) line += fmt::format(", BYE {}", c.bye_code);
+  if (!c.detail.empty() && c.detail != fmt::format("{} {}", c.final_code, c.reason)) line += " (" + c.detail + ")";
+  return line;
+}
+
+namespace detail {
+nlohmann::json calls_json(const std::vector<CallRecord>& calls) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : calls) {
+    out.push_back({{"direction", to_string(c.direction)},
+                   {"peer", c.peer},
+                   {"call_id", c.call_id},
+                   {"final_code", c.final_code > 0 ? nlohmann::json(c.final_code) : nlohmann::json(nullptr)},
+                   {"reason", c.reason},
+                   {"ringing", c.ringing},
+                   {"answered", c.answered},
+                   {"ended_by", c.ended_by.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.ended_by)},
+                   {"bye_code", c.bye_code > 0 ? nlohmann::json(c.bye_code) : nlohmann::json(nullptr)},
+                   {"setup_ms", c.setup ? nlohmann::json(c.setup->count()) : nlohmann::json(nullptr)},
+                   {"detail", c.detail.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.detail)}});
+  }
+  return out;
+}
+}  // namespace detail
+
 namespace {
 
 nlohmann::json phone_json(const PhoneResult& r) {
@@ -53,6 +98,7 @@ nlohmann::json phone_json(const PhoneResult& r) {
       {"refresh_ok", r.refresh_ok},
       {"refresh_failed", r.refresh_failed},
       {"registered_at_end", r.registered_at_end},
+      {"calls", detail::calls_json(r.calls)},
       {"steps", steps}};
   return j;
 }
@@ -71,6 +117,7 @@ std::string result_line(const PhoneResult& r, bool verbose) {
     line = fmt::format("{} FAILED      ip={} reached step {}: {}", r.mac.sep_name(), r.ip.empty() ? "-" : r.ip,
                        r.reached_step, r.failure.empty() ? "not finished" : r.failure);
   }
+  for (const auto& c : r.calls) line += "; " + call_line(c);
   if (verbose) {
     for (const auto& s : r.steps) {
       line += fmt::format("\n    {:>2} {:<19} {:<8} {:>6} ms  {}", static_cast<int>(s.step), to_string(s.step),
@@ -86,10 +133,20 @@ nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int 
                             std::chrono::milliseconds elapsed, bool held, bool interrupted,
                             const std::string& tagging) {
   int registered = 0, failed = 0, refresh_ok = 0, refresh_failed = 0, lost = 0;
+  int placed = 0, completed = 0, received = 0, received_answered = 0;
   std::vector<long> ttr;
   long all_registered_at = 0;
   std::map<std::string, int> by_step;
   for (const auto* r : results) {
+    for (const auto& c : r->calls) {
+      if (c.direction == CallDirection::Placed) {
+        ++placed;
+        if (call_completed(c)) ++completed;
+      } else {
+        ++received;
+        if (c.answered) ++received_answered;
+      }
+    }
     refresh_ok += r->refresh_ok;
     refresh_failed += r->refresh_failed;
     if (r->registered) {
@@ -124,6 +181,11 @@ nlohmann::json summary_json(const std::vector<const PhoneResult*>& results, int 
             {"failed_by_step", by_step},
             {"refresh_ok", refresh_ok},
             {"refresh_failed", refresh_failed},
+            {"calls",
+             {{"placed", placed},
+              {"placed_completed", completed},
+              {"received", received},
+              {"received_answered", received_answered}}},
             {"vlan_tagging", tagging},
             {"interrupted", interrupted}}}};
 }
@@ -150,6 +212,13 @@ std::string summary_text(const nlohmann::json& j) {
     out += fmt::format("; refreshes ok {} failed {}", s["refresh_ok"].get<int>(), s["refresh_failed"].get<int>());
     if (s["not_registered_at_end"].get<int>() > 0) {
       out += fmt::format(", {} not registered at the end", s["not_registered_at_end"].get<int>());
+    }
+  }
+  if (s.contains("calls")) {
+    const auto& c = s["calls"];
+    if (c["placed"].get<int>() + c["received"].get<int>() > 0) {
+      out += fmt::format("; calls placed {} ({} completed), received {} ({} answered)", c["placed"].get<int>(),
+                         c["placed_completed"].get<int>(), c["received"].get<int>(), c["received_answered"].get<int>());
     }
   }
   out += "\nvlan: " + s["vlan_tagging"].get<std::string>();

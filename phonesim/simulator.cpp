@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <ostream>
 #include <set>
@@ -95,6 +96,8 @@ class Simulator {
       for (auto& p : phones_) p->wake();
       co_await wait_for([this] { return refreshers_ == 0; });
     }
+    // A call placed near the end of the hold (or with no hold at all) is seen through.
+    co_await wait_for([this] { return callers_ == 0; });
     finish(false);
   }
 
@@ -106,8 +109,18 @@ class Simulator {
         ++refreshers_;
         asio::co_spawn(io_, refresh(phone), asio::detached);
       }
+      if (phone.result().registered && !options_.call.empty()) {
+        ++callers_;
+        asio::co_spawn(io_, call(phone), asio::detached);
+      }
     }
     --workers_left_;
+    main_signal_.cancel();
+  }
+
+  asio::awaitable<void> call(Phone& phone) {
+    co_await phone.place_call();
+    --callers_;
     main_signal_.cancel();
   }
 
@@ -208,10 +221,31 @@ class Simulator {
         }
       }
     }
+    for (const auto* r : done_) {
+      if (r->calls.empty()) continue;
+      if (options_.json) {
+        out_ << nlohmann::json{{"calls", {{"mac", r->mac.to_string()}, {"calls", calls_json(r->calls)}}}}.dump()
+             << "\n";
+      } else {
+        for (const auto& c : r->calls) out_ << r->mac.sep_name() << " " << call_line(c) << "\n";
+      }
+    }
     out_ << (options_.json ? summary.dump() : summary_text(summary)) << "\n";
     out_.flush();
     const auto& s = summary["summary"];
     exit_code_ = (s["registered"].get<int>() == options_.phones && s["not_registered_at_end"].get<int>() == 0) ? 0 : 1;
+    // --call: every phone's placed call must have gone the whole way (2xx, BYE answered 200).
+    if (!options_.call.empty()) {
+      for (const auto* r : done_) {
+        if (!r->registered) continue;
+        const bool completed = std::any_of(r->calls.begin(), r->calls.end(), [](const CallRecord& c) {
+          return c.direction == CallDirection::Placed && call_completed(c);
+        });
+        if (!completed) exit_code_ = 1;
+      }
+    }
+    // The readers of the call manager connections would keep the io_context running.
+    for (auto& p : phones_) p->hang_up_line();
     link_.close();
     error_code ignored;
     signals_.cancel(ignored);
@@ -243,6 +277,7 @@ class Simulator {
   int next_ = 0;
   int workers_left_ = 0;
   int refreshers_ = 0;
+  int callers_ = 0;
   bool interrupted_ = false;
   int exit_code_ = 1;
 };

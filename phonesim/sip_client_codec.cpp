@@ -1,5 +1,6 @@
 // The phone's side of SIP registration: digest answers (RFC 2617) and a REGISTER shaped like the
 // real 8851 capture in protocol-notes.md. Pure.
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <memory>
@@ -169,6 +170,99 @@ std::string build_register(const RegisterParams& p) {
   fmt::format_to(std::back_inserter(m), "Expires: {}\r\n", p.expires_s);
   m += "Content-Length: 0\r\n\r\n";
   return m;
+}
+
+std::string build_sdp(std::string_view user, std::string_view ip, std::uint16_t rtp_port, std::uint64_t session_id) {
+  return fmt::format(
+      "v=0\r\no={} {} 1 IN IP4 {}\r\ns=-\r\nc=IN IP4 {}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\n"
+      "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n",
+      user, session_id, ip, ip, rtp_port);
+}
+
+std::string build_request(const RequestParams& p) {
+  std::string m;
+  m.reserve(900 + p.sdp.size());
+  auto out = std::back_inserter(m);
+  fmt::format_to(out, "{} {} SIP/2.0\r\n", p.method, p.request_uri);
+  fmt::format_to(out, "Via: SIP/2.0/TCP {}:{};branch={}\r\n", p.local_ip, p.local_port, p.branch);
+  for (const auto& r : p.route) fmt::format_to(out, "Route: {}\r\n", r);
+  fmt::format_to(out, "From: {}\r\n", p.from);
+  fmt::format_to(out, "To: {}\r\n", p.to);
+  fmt::format_to(out, "Call-ID: {}\r\n", p.call_id);
+  m += "Max-Forwards: 70\r\n";
+  fmt::format_to(out, "CSeq: {} {}\r\n", p.cseq, p.method);
+  if (!p.contact.empty()) fmt::format_to(out, "Contact: <{}>\r\n", p.contact);
+  if (!p.user_agent.empty()) fmt::format_to(out, "User-Agent: {}\r\n", p.user_agent);
+  if (!p.authorization.empty()) fmt::format_to(out, "Authorization: {}\r\n", p.authorization);
+  if (!p.proxy_authorization.empty()) fmt::format_to(out, "Proxy-Authorization: {}\r\n", p.proxy_authorization);
+  if (p.method == "INVITE") {
+    m += "Allow: INVITE,ACK,BYE,CANCEL,OPTIONS,NOTIFY\r\n";
+  }
+  if (!p.sdp.empty()) m += "Content-Type: application/sdp\r\n";
+  fmt::format_to(out, "Content-Length: {}\r\n\r\n", p.sdp.size());
+  m += p.sdp;
+  return m;
+}
+
+std::string build_response(const sip::Message& request, const ResponseParams& p) {
+  std::string m;
+  m.reserve(900 + p.sdp.size());
+  auto out = std::back_inserter(m);
+  fmt::format_to(out, "SIP/2.0 {} {}\r\n", p.status, p.reason);
+  for (const auto& h : request.headers) {
+    if (h.type == sip::HeaderType::Via) fmt::format_to(out, "Via: {}\r\n", sip::collapse_whitespace(h.value));
+  }
+  if (p.record_route) {
+    for (const auto& h : request.headers) {
+      if (h.type == sip::HeaderType::RecordRoute)
+        fmt::format_to(out, "Record-Route: {}\r\n", sip::collapse_whitespace(h.value));
+    }
+  }
+  fmt::format_to(out, "From: {}\r\n", sip::collapse_whitespace(request.value(sip::HeaderType::From)));
+  const std::string to = sip::collapse_whitespace(request.value(sip::HeaderType::To));
+  const auto to_na = sip::parse_name_addr(to);
+  if (!p.to_tag.empty() && to_na && to_na->tag().empty()) {
+    fmt::format_to(out, "To: {};tag={}\r\n", to, p.to_tag);
+  } else {
+    fmt::format_to(out, "To: {}\r\n", to);
+  }
+  fmt::format_to(out, "Call-ID: {}\r\n", sip::collapse_whitespace(request.value(sip::HeaderType::CallId)));
+  fmt::format_to(out, "CSeq: {}\r\n", sip::collapse_whitespace(request.value(sip::HeaderType::CSeq)));
+  if (!p.contact.empty()) fmt::format_to(out, "Contact: <{}>\r\n", p.contact);
+  if (!p.user_agent.empty()) fmt::format_to(out, "Server: {}\r\n", p.user_agent);
+  m += p.extra_headers;
+  if (!p.sdp.empty()) m += "Content-Type: application/sdp\r\n";
+  fmt::format_to(out, "Content-Length: {}\r\n\r\n", p.sdp.size());
+  m += p.sdp;
+  return m;
+}
+
+std::vector<std::string> route_set_of(const sip::Message& m, bool uac) {
+  std::vector<std::string> routes;
+  for (const auto& h : m.headers) {
+    if (h.type != sip::HeaderType::RecordRoute) continue;
+    for (auto v : sip::split_list(h.value)) routes.push_back(sip::collapse_whitespace(v));
+  }
+  if (uac) std::reverse(routes.begin(), routes.end());
+  return routes;
+}
+
+std::string contact_uri_of(const sip::Message& m) {
+  const auto* h = m.find(sip::HeaderType::Contact);
+  if (!h) return {};
+  const auto values = sip::split_list(h->value);
+  if (values.empty()) return {};
+  auto na = sip::parse_name_addr(values.front());
+  if (!na || na->star) return {};
+  return std::string(na->uri);
+}
+
+std::string user_of(std::string_view name_addr) {
+  auto na = sip::parse_name_addr(name_addr);
+  if (!na) return {};
+  auto uri = sip::parse_uri(na->uri);
+  if (!uri) return {};
+  return std::string(uri->user);
 }
 
 std::string user_agent_for(std::string_view model, std::string_view load) {

@@ -93,5 +93,62 @@ TEST(Report, SummaryCountsAndPercentiles) {
   EXPECT_EQ(done["summary"]["all_registered_ms"], 2100);  // b started at 2000 and took 100
 }
 
+TEST(Report, CallsInJsonTextAndSummary) {
+  auto a = registered_phone();
+  CallRecord placed;
+  placed.direction = CallDirection::Placed;
+  placed.peer = "1002";
+  placed.final_code = 200;
+  placed.reason = "OK";
+  placed.ringing = true;
+  placed.answered = true;
+  placed.ended_by = "caller";
+  placed.bye_code = 200;
+  placed.setup = milliseconds(42);
+  CallRecord busy;
+  busy.direction = CallDirection::Placed;
+  busy.peer = "1003";
+  busy.final_code = 486;
+  busy.reason = "Busy Here";
+  busy.ended_by = "callee";
+  busy.detail = "486 Busy Here";
+  a.calls = {placed, busy};
+  EXPECT_TRUE(call_completed(placed));
+  EXPECT_FALSE(call_completed(busy));
+  CallRecord no_bye = placed;
+  no_bye.bye_code = 0;
+  no_bye.detail = "BYE: no response in 10 s";
+  EXPECT_FALSE(call_completed(no_bye));
+
+  auto j = nlohmann::json::parse(result_json(a));
+  ASSERT_EQ(j["calls"].size(), 2u);
+  EXPECT_EQ(j["calls"][0]["direction"], "placed");
+  EXPECT_EQ(j["calls"][0]["peer"], "1002");
+  EXPECT_EQ(j["calls"][0]["final_code"], 200);
+  EXPECT_EQ(j["calls"][0]["answered"], true);
+  EXPECT_EQ(j["calls"][0]["ended_by"], "caller");
+  EXPECT_EQ(j["calls"][0]["bye_code"], 200);
+  EXPECT_EQ(j["calls"][0]["setup_ms"], 42);
+  EXPECT_TRUE(j["calls"][0]["detail"].is_null());
+  EXPECT_EQ(j["calls"][1]["final_code"], 486);
+  EXPECT_TRUE(j["calls"][1]["bye_code"].is_null());
+  EXPECT_EQ(nlohmann::json::parse(result_json(failed_phone()))["calls"], nlohmann::json::array());
+
+  EXPECT_EQ(call_line(placed), "call placed to 1002: 200 OK in 42 ms, rang, answered, ended by the caller, BYE 200");
+  EXPECT_EQ(call_line(no_bye).find("(BYE: no response in 10 s)") != std::string::npos, true) << call_line(no_bye);
+  CallRecord received;
+  received.direction = CallDirection::Received;
+  received.peer = "1001";
+  EXPECT_EQ(call_line(received), "call received from 1001: no final response");
+  const auto line = result_line(a, false);
+  EXPECT_NE(line.find("; call placed to 1003: 486 Busy Here"), std::string::npos) << line;
+
+  auto s = detail::summary_json({&a}, 1, milliseconds(1000), true, false, "")["summary"];
+  EXPECT_EQ(s["calls"]["placed"], 2);
+  EXPECT_EQ(s["calls"]["placed_completed"], 1);
+  EXPECT_EQ(s["calls"]["received"], 0);
+  EXPECT_NE(detail::summary_text({{"summary", s}}).find("calls placed 2 (1 completed), received 0"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ve::phonesim

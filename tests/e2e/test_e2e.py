@@ -41,6 +41,19 @@ def run_phones(branch, indices, extra=()):
     return results
 
 
+def json_lines(text):
+    for line in text.splitlines():
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
+def calls_of(text):
+    """The {"calls": {"mac", "calls": [...]}} lines of a simulator's JSON output, by MAC."""
+    return {o["calls"]["mac"]: o["calls"]["calls"] for o in json_lines(text) if "calls" in o and "mac" in o["calls"]}
+
+
 def strings_in(obj):
     """Every string in a JSON tree (to check that a table lists a phone, whatever its shape)."""
     if isinstance(obj, str):
@@ -251,6 +264,73 @@ class EndToEnd(unittest.TestCase):
         again = run_phones(b, [4], ["--timeout-s", "120"])
         self.assertEqual(again[4]["exit"], 0, again[4]["raw"][-2000:])
         self.assertEqual(again[4]["phones"][0]["steps"][0]["step"] <= 4, True)
+
+    # -- a call between two simulated phones ---------------------------------------------------------
+    def test_07_two_listed_phones_call_each_other_through_the_box(self):
+        b = self.branch
+        caller_i, callee_i = 1, 2
+        caller_ext, callee_ext = str(1000 + caller_i), str(1000 + callee_i)
+        # The callee boots and holds its registration (answering); the caller starts once the
+        # callee is registered, so the box has a binding to forward the INVITE to.
+        callee = b.start_phone(callee_i, ["--timeout-s", "60", "--hold-s", "60", "--answer-after-ms", "200"])
+        try:
+            boot = None
+            for line in callee.stdout:
+                obj = next(json_lines(line), None)
+                if obj and "mac" in obj and "steps" in obj:
+                    boot = obj
+                    break
+            self.assertIsNotNone(boot, "the callee printed no boot result")
+            self.assertTrue(boot["registered"], json.dumps(boot, indent=1)[:3000])
+            caller = b.start_phone(caller_i, ["--timeout-s", "60", "--call", callee_ext, "--call-after-s", "0",
+                                              "--call-seconds", "1"])
+            caller_out, _ = caller.communicate(timeout=120)
+        finally:
+            # The callee holds for 60 s; SIGINT ends the hold and makes it print what it has.
+            if callee.poll() is None:
+                callee.send_signal(signal.SIGINT)
+            callee_out, _ = callee.communicate(timeout=30)
+        explain = f"\ncaller:\n{caller_out[-3000:]}\ncallee:\n{callee_out[-3000:]}\ndaemon:\n{b.tail_log(40)}"
+        self.assertEqual(caller.returncode, 0, explain)  # with --call: 0 only after 200 and BYE 200
+
+        placed = calls_of(caller_out).get(b.mac(caller_i), [])
+        self.assertEqual(len(placed), 1, explain)
+        call = placed[0]
+        self.assertEqual(call["direction"], "placed")
+        self.assertEqual(call["peer"], callee_ext)
+        self.assertEqual(call["final_code"], 200, explain)
+        self.assertTrue(call["answered"], explain)
+        self.assertTrue(call["ringing"], explain)
+        self.assertEqual(call["ended_by"], "caller")
+        self.assertEqual(call["bye_code"], 200, explain)
+        self.assertGreaterEqual(call["setup_ms"], 200)  # the callee rang 200 ms before answering
+
+        received = calls_of(callee_out).get(b.mac(callee_i), [])
+        self.assertEqual(len(received), 1, explain)
+        self.assertEqual(received[0]["direction"], "received")
+        self.assertEqual(received[0]["peer"], caller_ext)
+        self.assertEqual(received[0]["call_id"], call["call_id"])
+        self.assertEqual(received[0]["final_code"], 200)
+        self.assertTrue(received[0]["answered"], explain)  # the ACK came through the box
+        self.assertEqual(received[0]["ended_by"], "caller", explain)  # and so did the BYE
+
+        # The box saw the same call end to end.
+        calls = b.ctl_json("show", "calls")
+        mine = [c for c in calls["calls"] if c.get("call_id") == call["call_id"]]
+        self.assertEqual(len(mine), 1, json.dumps(calls, indent=1)[:3000])
+        c = mine[0]
+        self.assertEqual(c["state"], "ended", c)
+        self.assertEqual(c["from"], caller_ext)
+        self.assertEqual(c["to"], callee_ext)
+        self.assertEqual(c["answered_by"], callee_ext)
+        self.assertEqual(c["final_code"], 200)
+        self.assertEqual(c["ended_by"], "caller")
+        self.assertEqual(c["caller_transport"], "tcp")
+        self.assertEqual(c["callee_transport"], "tcp")
+        caller_journey = json.dumps(b.ctl_json("show", "journey", b.mac(caller_i)))
+        self.assertIn(f"call placed to {callee_ext} answered", caller_journey)
+        callee_journey = json.dumps(b.ctl_json("show", "journey", b.mac(callee_i)))
+        self.assertIn(f"call received from {caller_ext}", callee_journey)
 
 
 if __name__ == "__main__":
