@@ -36,6 +36,7 @@ asio::awaitable<void> Phone::pause(Clock::duration d) {
 }
 
 void Phone::hang_up_line() {
+  for (auto& [id, call] : incoming_) call.ring->cancel();
   if (sip_) sip_->close();
 }
 
@@ -96,6 +97,7 @@ void Phone::on_sip_request(std::string message) {
       if (it == incoming_.end()) return reply(481, "Call/Transaction Does Not Exist");
       reply(200, "OK");
       if (it->second.final_sent == 0) {
+        it->second.ring->cancel();
         send_final(it->second, 487, "Request Terminated");
         result_.calls[it->second.record].ended_by = "caller";
         result_.calls[it->second.record].detail = "cancelled by the caller while ringing";
@@ -128,12 +130,17 @@ void Phone::on_invite(const sip::Message& m, std::string message) {
   sip_->send(build_response(m, ringing));
   const std::string call_id(m.value(sip::HeaderType::CallId));
   call.invite = std::move(message);  // `m` points into it: not used from here on
+  call.ring = std::make_shared<asio::steady_timer>(shared_.io);
+  auto ring = call.ring;
   incoming_[call_id] = std::move(call);
-  asio::co_spawn(shared_.io, answer_later(call_id), asio::detached);
+  asio::co_spawn(shared_.io, answer_later(call_id, std::move(ring)), asio::detached);
 }
 
-asio::awaitable<void> Phone::answer_later(std::string call_id) {
-  co_await pause(shared_.options.answer_after);
+asio::awaitable<void> Phone::answer_later(std::string call_id, std::shared_ptr<asio::steady_timer> ring) {
+  ring->expires_after(shared_.options.answer_after);
+  error_code ec;
+  co_await ring->async_wait(token(ec));
+  if (ec) co_return;  // cancelled, or the run is over
   auto it = incoming_.find(call_id);
   if (it == incoming_.end() || it->second.final_sent != 0) co_return;  // cancelled meanwhile
   if (shared_.options.busy)
@@ -163,7 +170,7 @@ void Phone::send_final(IncomingCall& call, int status, std::string reason) {
   r.final_code = status;
   r.reason = std::move(reason);
   r.setup = since(call.began);
-  if (status == 486) r.ended_by = "callee";
+  if (status == 486 || status == 600 || status == 603) r.ended_by = "callee";
 }
 
 // ------------------------------------------------------------------------------- calling side
@@ -251,7 +258,8 @@ asio::awaitable<void> Phone::place_call() {
     rec.setup = since(began);
     if (m.status >= 300) {
       ack_failure(m);
-      rec.ended_by = "callee";
+      // Busy and decline come from the called phone; 404, 480, 408 and the like from the proxy.
+      if (m.status == 486 || m.status == 600 || m.status == 603) rec.ended_by = "callee";
       finish(m.status == 407 || m.status == 401
                  ? fmt::format("{} {} again after the digest answer: credentials refused", m.status, m.reason)
                  : fmt::format("{} {}", m.status, m.reason));

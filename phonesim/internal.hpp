@@ -312,10 +312,13 @@ class Phone {
     std::size_t record = 0;  // index into result_.calls
     Clock::time_point began{};
     int final_sent = 0;  // status of the final response sent, 0: still ringing
+    // Rings until --answer-after-ms; cancelled by a CANCEL or the end of the run. Shared with the
+    // answering coroutine, which outlives the entry when the call is erased first.
+    std::shared_ptr<asio::steady_timer> ring;
   };
   void on_sip_request(std::string message);
   void on_invite(const sip::Message& m, std::string message);
-  asio::awaitable<void> answer_later(std::string call_id);
+  asio::awaitable<void> answer_later(std::string call_id, std::shared_ptr<asio::steady_timer> ring);
   void send_final(IncomingCall& call, int status, std::string reason);
   std::string contact_uri() const;
   std::map<std::string, IncomingCall> incoming_;  // by Call-ID

@@ -298,13 +298,13 @@ std::string_view to_string(CallDirection d);
 
 struct CallRecord {
   CallDirection direction = CallDirection::Placed;
-  std::string peer;                                // the other line's extension
+  std::string peer;  // the other line's extension
   std::string call_id;
   int final_code = 0;                              // the INVITE's final response; 0: none (see detail)
   std::string reason;                              // its reason phrase, or why there was none
   bool ringing = false;                            // a 180/183 came (placed) or was sent (received)
   bool answered = false;                           // 2xx and ACK: the call was up
-  std::string ended_by;                            // "caller", "callee", or empty (never up, or still up)
+  std::string ended_by;                            // who hung up or refused (486/600/603): caller, callee
   int bye_code = 0;                                // placed: the answer to our BYE (0: none)
   std::optional<std::chrono::milliseconds> setup;  // INVITE to its final response
   std::string detail;                              // what went wrong, for the record
