@@ -41,7 +41,8 @@ constexpr const char* kDescription =
     "A registered phone answers the calls the box forwards over its call manager connection:\n"
     "180 Ringing at once, then after --answer-after-ms 200 OK with an SDP answer (its Contact, a\n"
     "To tag, the Record-Route copied back), or 486 Busy Here with --busy. It takes the ACK,\n"
-    "answers BYE with 200, CANCEL with 200 and the INVITE with 487, OPTIONS and NOTIFY with 200.\n"
+    "answers BYE with 200, CANCEL with 200 and the INVITE with 487, OPTIONS and NOTIFY with 200,\n"
+    "other requests with 501.\n"
     "With --call EXT it also places one call, --call-after-s after it registered: INVITE\n"
     "sip:EXT@<call manager> with SDP over the same TCP connection; a 407 is ACKed and the INVITE\n"
     "sent again with Proxy-Authorization (the line's authName/authPassword, digest uri = the\n"
@@ -130,7 +131,9 @@ int main(int argc, char** argv) {
   app.add_option("--dhcp-timeout-s", dhcp_timeout_s, "wait this long for an address (default 60)")
       ->check(CLI::Range(1, 3600));
   app.add_option("--fetch-timeout-s", fetch_timeout_s, "per file and server (default 10)")->check(CLI::Range(1, 3600));
-  app.add_option("--sip-timeout-s", sip_timeout_s, "per TCP connect and per REGISTER (default 10)")
+  app.add_option("--sip-timeout-s", sip_timeout_s,
+                 "per TCP connect and per SIP request: REGISTER, BYE, an INVITE until its first response "
+                 "(default 10)")
       ->check(CLI::Range(1, 3600));
   app.add_option("--transport", transport, "downloads: auto (HTTP 6970, then TFTP), http or tftp (default auto)")
       ->check(CLI::IsMember({"auto", "http", "tftp"}));
