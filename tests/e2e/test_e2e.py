@@ -4,6 +4,7 @@ phones, each on its own port in its own namespace. 20 are listed in the site fil
 Registered through every step of the note; 2 are unknown and must stop at step 11 with the
 reason named. Then faults: kill -9 of voiceedged (no power-cycle, registrations survive, Kea keeps
 serving and is adopted, phones booting afterwards complete) and kill -9 of kea-dhcp4 (restarted).
+Last, two listed phones call each other through the box's proxy (407, 180, 200, ACK, BYE).
 
 Run as root: python3 tests/e2e/test_e2e.py  (VE_BUILD_DIR selects the build; VE_KEEP_E2E=1 keeps
 the branch directory for inspection)."""
