@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <sstream>
 
 #include <boost/asio/local/datagram_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -160,7 +162,8 @@ class DhcpComponent final : public Component {
         log_(ve::logger("dhcp")),
         socket_(ctx.io),
         kea_(ctx.io, log_),
-        reconcile_timer_(ctx.io) {}
+        reconcile_timer_(ctx.io),
+        early_reconcile_timer_(ctx.io) {}
 
   std::string_view name() const override { return "dhcp"; }
 
@@ -192,6 +195,7 @@ class DhcpComponent final : public Component {
 
   void stop() override {
     reconcile_timer_.cancel();
+    early_reconcile_timer_.cancel();
     if (kea_running_) kea_.stop();
     kea_running_ = false;
     close_event_socket();
@@ -209,10 +213,19 @@ class DhcpComponent final : public Component {
             {"leases", table_.size()}};
   }
 
-  std::optional<MacAddress> mac_for_ip(const std::string& ip) const {
+  // A miss asks for an early look at Kea's lease file: in a boot storm the report of a lease the
+  // phone already uses may have been lost (Kea's reports are never waited for), and provisioning
+  // holds that phone's config or trust-list request until the lease is known. Without this the
+  // request waited for the next periodic reconcile: the 2 s plateau of the boot storm.
+  std::optional<MacAddress> mac_for_ip(const std::string& ip) {
     auto parsed = kh::parse_ipv4(ip);
     if (!parsed) return std::nullopt;
-    return table_.mac_for_ip(*parsed);
+    auto mac = table_.mac_for_ip(*parsed);
+    if (!mac && !early_reconcile_posted_.exchange(true)) {
+      // mac_for_ip may be called off the loop: the timer is armed on it.
+      boost::asio::post(ctx_.io, [this] { arm_early_reconcile(); });
+    }
+    return mac;
   }
 
  private:
@@ -293,6 +306,19 @@ class DhcpComponent final : public Component {
       if (ec) return;
       reconcile_from_memfile();
       arm_reconcile();
+    });
+  }
+
+  // At most one early reconcile per 100 ms, however many requests miss.
+  void arm_early_reconcile() {
+    const auto now = std::chrono::steady_clock::now();
+    const auto due = std::max(now, last_early_reconcile_ + std::chrono::milliseconds(100));
+    early_reconcile_timer_.expires_at(due);
+    early_reconcile_timer_.async_wait([this](const boost::system::error_code& ec) {
+      early_reconcile_posted_ = false;
+      if (ec) return;
+      last_early_reconcile_ = std::chrono::steady_clock::now();
+      reconcile_from_memfile();
     });
   }
 
@@ -466,6 +492,9 @@ class DhcpComponent final : public Component {
   std::uint64_t reports_recovered_ = 0;  // bindings taken from Kea's lease file: lost reports
   std::uintmax_t memfile_size_seen_ = 0;
   boost::asio::steady_timer reconcile_timer_;
+  boost::asio::steady_timer early_reconcile_timer_;
+  std::atomic<bool> early_reconcile_posted_{false};
+  std::chrono::steady_clock::time_point last_early_reconcile_{};
 };
 
 }  // namespace

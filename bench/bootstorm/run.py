@@ -97,6 +97,9 @@ def run(n, build, concurrency):
                               "--concurrency", str(concurrency), "--timeout-s", "600", "--json"],
                              capture_output=True, text=True)
         wall = time.time() - t0
+        if os.environ.get("VE_STORM_SIM_OUT"):  # every phone's result, to see where the slow ones waited
+            with open(f"{os.environ['VE_STORM_SIM_OUT']}-{n}.jsonl", "w") as f:
+                f.write(sim.stdout)
         summary = {}
         for line in sim.stdout.splitlines():
             try:
