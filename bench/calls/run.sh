@@ -19,6 +19,8 @@ calls=${3:-20000}
 callers=${4:-1000}
 concurrency=${5:-10}  # under the box's 16 nonces per source address: sipp is one source
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/common.sh
+source "$here/../common.sh"
 voiceedged=$(realpath "$build")/daemon/voiceedged
 ve_port=15072
 kam_port=15092
@@ -68,15 +70,6 @@ YAML
   done
 }
 
-# CPU ticks (utime + stime) of a process and its children (Kamailio's workers).
-cpu_ticks() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    [[ -r /proc/$p/stat ]] || continue
-    total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 
 start_voiceedge() {
   rm -rf "$work/state"
@@ -88,19 +81,9 @@ start_voiceedge() {
 }
 
 start_kamailio() {
-  sed -e "s/KAMAILIO_PORT/$kam_port/g" -e "s/KAMAILIO_CHILDREN/$kam_children/" "$here/kamailio.cfg" > "$work/kamailio.cfg"
-  kamailio -f "$work/kamailio.cfg" -DD -E -m 256 -M 16 -P "$work/kamailio.pid" -Y "$work" \
-    -L /usr/lib/x86_64-linux-gnu/kamailio/modules > "$work/kamailio.log" 2>&1 &
-  pids+=($!)
-  sleep 1
+  start_kamailio_from "$here/kamailio.cfg" "$work/kamailio.log"
 }
 
-stop_last() {
-  local p=${pids[-1]}
-  kill "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-  unset 'pids[-1]'
-}
 
 # The callee registers from the port its UAS then answers on, so that both proxies (Contact or
 # source address) send it the calls.
@@ -151,7 +134,6 @@ for ((round = 1; round <= rounds; round++)); do
   done
 done
 
-median() { tr ' ' '\n' <<< "$1" | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 echo
 echo "| server | calls/s (median) | server CPU per call (median) |"
 echo "|---|---|---|"
