@@ -16,6 +16,12 @@ struct Command {
   // Turns the daemon's JSON `data` into the human table. `args` holds positional args and flags.
   std::function<std::string(const nlohmann::json& data, const nlohmann::json& args)> render;
   std::vector<std::string> flags = {};  // boolean flags it accepts, e.g. {"detail"} for --detail
+  // Options that take a value (--seconds 10, --write FILE): in `args` as strings, or numbers
+  // when the value is all digits.
+  std::vector<std::string> options = {};
+  // Commands that do more than one request/answer (streams, files) run themselves: `run` gets
+  // the socket path, the arguments, --timeout and --json, and returns the exit status.
+  std::function<int(const std::string& socket, const nlohmann::json& args, int timeout_s, bool as_json)> run = {};
 };
 
 class CommandTable {
