@@ -286,14 +286,17 @@ void add_diag_commands(CommandTable& table) {
                     nullptr,
                     {},
                     {"seconds", "count", "write"},
-                    run_capture});
+                    run_capture,
+                    {{"seconds", "N"}, {"count", "N"}, {"write", "FILE|-"}}});
   table.add(Command{{"report"},
                     {"phone"},
                     "one .tar.gz with the phone's timeline, config (masked), lease, logs, boot capture",
                     nullptr,
                     {},
                     {"output"},
-                    run_report});
+                    run_report,
+                    {{"output", "FILE.tar.gz"}},
+                    {"output"}});
   table.add(Command{{"show", "diag"}, {}, "capture interfaces, boot recorder memory, live captures", render_diag});
 }
 

@@ -132,7 +132,10 @@ int main(int argc, char** argv) {
     for (const auto& w : c.words) usage += w + " ";
     for (const auto& a : c.arg_names) usage += a == "phone" ? "MAC " : "<" + a + "> ";
     for (const auto& f : c.flags) usage += "[--" + f + "] ";
-    for (const auto& o : c.options) usage += "[--" + o + " X] ";
+    for (const auto& o : c.options) {
+      const auto value = c.option_values.contains(o) ? c.option_values.at(o) : std::string("X");
+      usage += c.required_options.contains(o) ? "--" + o + " " + value + " " : "[--" + o + " " + value + "] ";
+    }
     commands_help += "  " + usage;
     commands_help += std::string(usage.size() < 36 ? 36 - usage.size() : 1, ' ') + c.help + "\n";
   }
