@@ -261,13 +261,18 @@ class DiagComponent final : public Component {
 
   // --- packets -----------------------------------------------------------------------------
 
-  std::set<std::string> interfaces() const {
-    std::set<std::string> out;
-    for (const auto& p : config_->ports) out.insert(p.name);
+  // Kernel rings: a port's phones boot one at a time, a subnet's interface sees every boot of a
+  // storm at once (1000 phones: see docs/benchmarks.md).
+  static constexpr int kPortRingBytes = 512 * 1024;
+  static constexpr int kSubnetRingBytes = 8 * 1024 * 1024;
+
+  std::map<std::string, int> interfaces() const {
+    std::map<std::string, int> out;
+    for (const auto& p : config_->ports) out[p.name] = kPortRingBytes;
     for (const auto& s : config_->dhcp.subnets) {
       std::string where = ctx_.services.service_interface ? ctx_.services.service_interface(s) : s.interface;
       if (where.empty()) where = s.interface;
-      if (!where.empty()) out.insert(where);
+      if (!where.empty()) out[where] = kSubnetRingBytes;
     }
     return out;
   }

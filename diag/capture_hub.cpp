@@ -17,7 +17,6 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr int kSnapLength = 65535;
-constexpr int kBufferBytes = 4 * 1024 * 1024;  // kernel ring: absorbs a boot storm's bursts
 constexpr int kMaxFramesPerWake = 256;
 constexpr auto kRetry = std::chrono::seconds(3);
 
@@ -31,7 +30,8 @@ std::optional<MacAddress> interface_mac(const std::string& name) {
 
 struct CaptureHub::Impl : std::enable_shared_from_this<Impl> {
   struct Handle {
-    Handle(asio::io_context& io, std::string n) : name(std::move(n)), descriptor(io), retry(io) {}
+    Handle(asio::io_context& io, std::string n, int ring)
+        : name(std::move(n)), ring_bytes(ring), descriptor(io), retry(io) {}
     ~Handle() { close(); }
     Handle(const Handle&) = delete;
     Handle& operator=(const Handle&) = delete;
@@ -48,6 +48,7 @@ struct CaptureHub::Impl : std::enable_shared_from_this<Impl> {
       retry.cancel();
     }
     std::string name;
+    int ring_bytes;
     asio::posix::stream_descriptor descriptor;
     asio::steady_timer retry;
     pcap_t* pcap = nullptr;
@@ -78,7 +79,7 @@ struct CaptureHub::Impl : std::enable_shared_from_this<Impl> {
     pcap_set_snaplen(p, kSnapLength);
     pcap_set_promisc(p, 0);
     pcap_set_immediate_mode(p, 1);
-    pcap_set_buffer_size(p, kBufferBytes);
+    pcap_set_buffer_size(p, h->ring_bytes);
     if (int rc = pcap_activate(p); rc < 0) return fail(std::string(pcap_statustostr(rc)) + ": " + pcap_geterr(p));
     if (pcap_datalink(p) != DLT_EN10MB) return fail("not an Ethernet interface");
     pcap_setdirection(p, PCAP_D_INOUT);
@@ -153,7 +154,7 @@ CaptureHub::CaptureHub(asio::io_context& io, Receiver receiver)
 
 CaptureHub::~CaptureHub() { stop(); }
 
-void CaptureHub::set_interfaces(const std::set<std::string>& interfaces) {
+void CaptureHub::set_interfaces(const std::map<std::string, int>& interfaces) {
   impl_->stopped = false;
   for (auto it = impl_->handles.begin(); it != impl_->handles.end();) {
     if (interfaces.count(it->first) == 0) {
@@ -163,9 +164,9 @@ void CaptureHub::set_interfaces(const std::set<std::string>& interfaces) {
       ++it;
     }
   }
-  for (const auto& name : interfaces) {
+  for (const auto& [name, ring_bytes] : interfaces) {
     if (impl_->handles.count(name) != 0) continue;
-    auto h = std::make_shared<Impl::Handle>(impl_->io, name);
+    auto h = std::make_shared<Impl::Handle>(impl_->io, name, ring_bytes);
     impl_->handles.emplace(name, h);
     impl_->open(h);
   }

@@ -246,8 +246,11 @@ class CaptureHub {
   CaptureHub(const CaptureHub&) = delete;
   CaptureHub& operator=(const CaptureHub&) = delete;
 
-  // Opens handles for new names, closes those no longer listed.
-  void set_interfaces(const std::set<std::string>& interfaces);
+  // Interface name -> the kernel ring libpcap asks for on it (bytes): a port carries one or two
+  // phones, a voice VLAN interface all of them, and 48 ports at a storm's ring size would be
+  // 192 MiB. Opens handles for new names, closes those no longer listed (a changed size applies
+  // when the handle is next opened).
+  void set_interfaces(const std::map<std::string, int>& interfaces);
   void stop();
 
   struct InterfaceStatus {

@@ -75,6 +75,8 @@ def sample_diag(ctl, stop, peak):
             peak["limit"] = rec["total_limit"]
             peak["cut"] = rec["packets_cut"]
             peak["phones"] = rec["phones"]
+            # Frames the kernel ring lost before the recorder saw them (the phones lose nothing).
+            peak["kernel_drops"] = sum(i["kernel_drops"] for i in json.loads(r.stdout)["interfaces"])
         stop.wait(0.5)
 
 
@@ -132,7 +134,8 @@ def run(n, build, concurrency, diag_total_mib=None):
                   "daemon_registered": sum(1 for p in phones_seen if p.get("registered")),
                   "daemon_rss_mib": round(rss_kib(daemon.pid) / 1024, 1),
                   "boot_recorder": {"peak_bytes": peak.get("bytes"), "limit_bytes": peak.get("limit"),
-                                    "packets_cut": peak.get("cut"), "phones": peak.get("phones")}}
+                                    "packets_cut": peak.get("cut"), "phones": peak.get("phones"),
+                                    "kernel_drops": peak.get("kernel_drops")}}
         return result
     finally:
         if daemon:
