@@ -83,6 +83,11 @@ class Diagnostics(unittest.TestCase):
         cls.capture = subprocess.Popen(
             [b.voiceedgectl, "--socket", b.socket, "capture", b.mac(1), "--seconds", "240", "--write",
              cls.capture_path], stderr=subprocess.PIPE, text=True)
+        # Phone 2: the first 5 packets, written to standard output (--write -, as into a pipe).
+        cls.count_path = os.path.join(b.dir, "phone2-first5.pcapng")
+        cls.count_capture = subprocess.Popen(
+            [b.voiceedgectl, "--socket", b.socket, "capture", b.mac(2), "--count", "5", "--write", "-"],
+            stdout=open(cls.count_path, "wb"), stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)
         assert cls.capture.poll() is None, cls.capture.stderr.read()
         # Phones 1 and 2 on port p1 (one simulator, two MACs), the unknown phone on p3.
@@ -102,6 +107,7 @@ class Diagnostics(unittest.TestCase):
         assert os.path.exists(failed_file), "the unknown phone's failed boot was not written:\n" + b.tail_log()
         cls.capture.send_signal(signal.SIGINT)  # Ctrl-C
         _, cls.capture_err = cls.capture.communicate(timeout=30)
+        _, cls.count_err = cls.count_capture.communicate(timeout=30)  # it stopped by itself
 
     def phones_from(self, out):
         phones = {}
@@ -147,6 +153,22 @@ class Diagnostics(unittest.TestCase):
         # Both phones did register meanwhile, on the same port.
         self.assertTrue(both[m1]["registered"], both[m1])
         self.assertTrue(both[m2]["registered"], both[m2])
+
+    def test_2_count_limited_capture_to_stdout(self):
+        b = self.branch
+        self.assertEqual(self.count_capture.returncode, 0, self.count_err)
+        self.assertIn("5 packets captured, 0 dropped (packet count reached)", self.count_err)
+        self.assertEqual(tshark_count(self.count_path, "frame"), 5)
+        m1, m2 = b.mac(1), b.mac(2)
+        ip1 = self.ip_of(m1)
+        listing = subprocess.run([TSHARK, "-r", self.count_path], capture_output=True, text=True).stdout
+        # Phone 2's own frames, or the box's CDP/LLDP on the port it shares with phone 1.
+        self.assertGreater(tshark_count(self.count_path, f"eth.src == {m2}"), 0, listing)
+        self.assertEqual(tshark_count(self.count_path, f"eth.addr == {m2} || dhcp.hw.mac_addr == {m2} || "
+                                                       f"((cdp || lldp) && !(eth.src == {m1}))"), 5, listing)
+        self.assertEqual(tshark_count(self.count_path, f"eth.addr == {m1} || ip.addr == {ip1} || "
+                                                       f"dhcp.hw.mac_addr == {m1} || arp.dst.proto_ipv4 == {ip1}"),
+                         0, listing)
 
     # Last: it restarts the daemon, which empties the ring of recent log lines the other reports read
     # (outside systemd; under systemd they come from the journal).
