@@ -635,13 +635,23 @@ class DiagComponent final : public Component {
       tar.add(dir + "poe-port.json", poe.dump(2) + "\n", now);
     }
 
-    std::vector<std::string> lines = std::getenv("JOURNAL_STREAM") != nullptr ? journal_lines(needles, kMaxLogLines)
-                                                                              : ring_->matching(needles, kMaxLogLines);
+    // Under systemd the journal reaches back past restarts, but only if the daemon's user may
+    // read the system journal (group systemd-journal or adm); otherwise, and outside systemd,
+    // the ring of lines since this start.
+    std::vector<std::string> lines;
+    std::string source = "daemon's ring of recent lines";
+    if (std::getenv("JOURNAL_STREAM") != nullptr) {
+      lines = journal_lines(needles, kMaxLogLines);
+      if (!lines.empty())
+        source = "journal";
+      else
+        source = "daemon's ring of recent lines; the journal gave none (the daemon's user may lack read access)";
+    }
+    if (lines.empty()) lines = ring_->matching(needles, kMaxLogLines);
     std::string log_text;
     for (const auto& l : lines) log_text += l + "\n";
     tar.add(dir + "log.txt", log_text, now);
-    summary += fmt::format("Log lines about the phone: {} (from the {})\n", lines.size(),
-                           std::getenv("JOURNAL_STREAM") != nullptr ? "journal" : "daemon's ring of recent lines");
+    summary += fmt::format("Log lines about the phone: {} (from the {})\n", lines.size(), source);
 
     const auto secrets = site_secrets(*config_);
     if (const auto* r = recorder_.find(mac)) {
