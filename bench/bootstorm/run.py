@@ -117,8 +117,9 @@ def run(n, build, concurrency, diag_total_mib=None):
                               "--concurrency", str(concurrency), "--timeout-s", "600", "--json"],
                              capture_output=True, text=True)
         wall = time.time() - t0
-        stop.set()
-        sampler.join()
+        if os.environ.get("VE_STORM_SIM_OUT"):  # every phone's result, to see where the slow ones waited
+            with open(f"{os.environ['VE_STORM_SIM_OUT']}-{n}.jsonl", "w") as f:
+                f.write(sim.stdout)
         summary = {}
         for line in sim.stdout.splitlines():
             try:
@@ -127,6 +128,8 @@ def run(n, build, concurrency, diag_total_mib=None):
                 continue
             if "summary" in obj:
                 summary = obj["summary"]
+        stop.set()
+        sampler.join()
         phones_seen = json.loads(subprocess.run(ctl + ["--json", "show", "phones"], capture_output=True,
                                                 text=True).stdout or "[]")
         result = {"phones": n, "concurrency": concurrency, "wall_s": round(wall, 2),
