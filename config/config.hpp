@@ -209,6 +209,13 @@ struct LineForward {
   int no_answer_s = 20;
 };
 
+// Per-phone packet capture and reports (diag/): the boot recorder's bounds.
+struct DiagnosticsConfig {
+  int boot_capture_per_phone_kib = 256;  // one phone's most recent boot, oldest packets cut first
+  int boot_capture_total_mib = 64;       // all phones together
+  int boot_timeout_s = 300;              // a boot not registered by then has given up (failed)
+};
+
 struct Line {
   int button = 1;
   std::string extension;
@@ -243,6 +250,7 @@ struct SiteConfig {
   ProvisioningConfig provisioning;
   SipConfig sip;
   NetConfig net;
+  DiagnosticsConfig diagnostics;
   std::vector<Phone> phones;
   // Legal but risky settings (--check-config prints them, the daemon logs them at load).
   std::vector<ConfigError> warnings;

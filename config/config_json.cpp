@@ -89,6 +89,9 @@ nlohmann::json to_json(const SiteConfig& c) {
               {"min_expires_s", c.sip.min_expires_s},
               {"max_expires_s", c.sip.max_expires_s}};
   j["net"] = {{"mode", to_string(c.net.mode)}, {"bridge", c.net.bridge}, {"uplink", c.net.uplink}};
+  j["diagnostics"] = {{"boot_capture_per_phone_kib", c.diagnostics.boot_capture_per_phone_kib},
+                      {"boot_capture_total_mib", c.diagnostics.boot_capture_total_mib},
+                      {"boot_timeout_s", c.diagnostics.boot_timeout_s}};
   j["phones"] = json::array();
   for (const auto& p : c.phones) {
     json lines = json::array();

@@ -384,6 +384,14 @@ void read_cdp_lldp(Reader& r, const YAML::Node& root, SiteConfig& c) {
   lldp.get_int("voice_dscp", c.lldp.voice_dscp, 0, 63);
 }
 
+void read_diagnostics(Reader& r, const YAML::Node& root, SiteConfig& c) {
+  MapView m(r, root["diagnostics"], "diagnostics",
+            {"boot_capture_per_phone_kib", "boot_capture_total_mib", "boot_timeout_s"});
+  m.get_int("boot_capture_per_phone_kib", c.diagnostics.boot_capture_per_phone_kib, 16, 65536);
+  m.get_int("boot_capture_total_mib", c.diagnostics.boot_capture_total_mib, 1, 65536);
+  m.get_int("boot_timeout_s", c.diagnostics.boot_timeout_s, 30, 86400);
+}
+
 void read_poe(Reader& r, const YAML::Node& root, SiteConfig& c) {
   MapView m(r, root["poe"], "poe", {"driver", "budget_watts", "sim", "sim_pse"});
   std::string driver;
@@ -813,9 +821,9 @@ LoadResult parse_document(const std::string& yaml, const std::string& name, cons
     r.error(YAML::Mark::null_mark(), "", "the site file is empty");
     return unexpected(std::move(r.errors()));
   }
-  MapView top(
-      r, root, "",
-      {"site", "state_dir", "control", "ports", "cdp", "lldp", "poe", "dhcp", "provisioning", "sip", "net", "phones"});
+  MapView top(r, root, "",
+              {"site", "state_dir", "control", "ports", "cdp", "lldp", "poe", "dhcp", "provisioning", "sip", "net",
+               "phones", "diagnostics"});
   if (!top.present()) return unexpected(std::move(r.errors()));
   read_site(r, root, *c);
   top.get_string("state_dir", c->state_dir);
@@ -831,6 +839,7 @@ LoadResult parse_document(const std::string& yaml, const std::string& name, cons
   read_net(r, root, *c);
   read_phones(r, root, *c);
   check_config_access(r, root, *c);
+  read_diagnostics(r, root, *c);
   if (!r.errors().empty()) {
     std::stable_sort(r.errors().begin(), r.errors().end(), [](const ConfigError& a, const ConfigError& b) {
       return std::tie(a.line, a.column) < std::tie(b.line, b.column);

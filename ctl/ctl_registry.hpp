@@ -2,6 +2,8 @@
 // voiceedgectl's command table. Each part brings ctl/<name>_render.cpp defining
 // `void add_<name>_commands(CommandTable&)`; ctl/CMakeLists.txt generates the list.
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,16 @@ struct Command {
   // Turns the daemon's JSON `data` into the human table. `args` holds positional args and flags.
   std::function<std::string(const nlohmann::json& data, const nlohmann::json& args)> render;
   std::vector<std::string> flags = {};  // boolean flags it accepts, e.g. {"detail"} for --detail
+  // Options that take a value (--seconds 10, --write FILE): in `args` as strings, or numbers
+  // when the value is all digits.
+  std::vector<std::string> options = {};
+  // Commands that do more than one request/answer (streams, files) run themselves: `run` gets
+  // the socket path, the arguments, --timeout and --json, and returns the exit status.
+  std::function<int(const std::string& socket, const nlohmann::json& args, int timeout_s, bool as_json)> run = {};
+  // What --help shows for each option's value ("N", "FILE|-"; "X" when absent), and which
+  // options --help shows without brackets because the command needs them (its `run` checks).
+  std::map<std::string, std::string> option_values = {};
+  std::set<std::string> required_options = {};
 };
 
 class CommandTable {

@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <set>
 
 #include <CLI/CLI.hpp>
 
@@ -95,12 +97,45 @@ int main(int argc, char** argv) {
   ve::ctl::add_core_commands(table);
   ve::ctl::add_all_commands(table);
 
+  // Options with a value (--seconds 10) are taken out before CLI11 sees the command words, so
+  // that the value cannot be mistaken for a word.
+  std::set<std::string> value_options;
+  for (const auto& c : table.commands()) value_options.insert(c.options.begin(), c.options.end());
+  std::map<std::string, std::string> option_values;
+  std::vector<char*> kept_argv;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i > 0 && a.rfind("--", 0) == 0) {
+      const auto eq = a.find('=');
+      const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+      if (value_options.count(name) != 0) {
+        if (eq != std::string::npos) {
+          option_values[name] = a.substr(eq + 1);
+          continue;
+        }
+        if (i + 1 < argc) {
+          option_values[name] = argv[++i];
+          continue;
+        }
+        std::cerr << "voiceedgectl: --" << name << " needs a value\n";
+        return kExitCommandError;
+      }
+    }
+    kept_argv.push_back(argv[i]);
+  }
+  argc = static_cast<int>(kept_argv.size());
+  argv = kept_argv.data();
+
   std::string commands_help;
   for (const auto& c : table.commands()) {
     std::string usage;
     for (const auto& w : c.words) usage += w + " ";
     for (const auto& a : c.arg_names) usage += a == "phone" ? "MAC " : "<" + a + "> ";
     for (const auto& f : c.flags) usage += "[--" + f + "] ";
+    for (const auto& o : c.options) {
+      const auto value = c.option_values.contains(o) ? c.option_values.at(o) : std::string("X");
+      usage += c.required_options.contains(o) ? "--" + o + " " + value + " " : "[--" + o + " " + value + "] ";
+    }
     commands_help += "  " + usage;
     commands_help += std::string(usage.size() < 36 ? 36 - usage.size() : 1, ' ') + c.help + "\n";
   }
@@ -117,7 +152,10 @@ int main(int argc, char** argv) {
       "  2  the daemon cannot be reached (not running, wrong --socket, no permission)\n"
       "\nENVIRONMENT\n  VOICEEDGE_SOCKET  default for --socket\n"
       "\nEXAMPLES\n  voiceedgectl show phones\n  voiceedgectl show journey SEP001122334455\n"
-      "  voiceedgectl --json show cdp neighbors\n  voiceedgectl reload");
+      "  voiceedgectl --json show cdp neighbors\n  voiceedgectl reload\n"
+      "  voiceedgectl capture SEP001122334455 --seconds 60 --write phone.pcapng\n"
+      "  voiceedgectl capture SEP001122334455 --write - | wireshark -k -i -\n"
+      "  voiceedgectl report SEP001122334455 --output phone.tar.gz");
   std::string socket_path = default_socket();
   bool as_json = false;
   int timeout_s = 10;
@@ -186,6 +224,19 @@ int main(int argc, char** argv) {
     }
     args[f] = true;
   }
+  for (const auto& [name, value] : option_values) {
+    if (std::find(match->options.begin(), match->options.end(), name) == match->options.end()) {
+      std::cerr << "voiceedgectl: unknown option --" << name << " for this command\n";
+      return kExitCommandError;
+    }
+    const bool digits =
+        !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (digits && value.size() < 19)
+      args[name] = std::stoull(value);
+    else
+      args[name] = value;
+  }
+  if (match->run) return match->run(socket_path, args, timeout_s, as_json);
   std::string cmd;
   for (const auto& w : match->words) cmd += (cmd.empty() ? "" : ".") + w;
 

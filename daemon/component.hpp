@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -32,6 +34,25 @@ using ControlHandler = std::function<ControlResult(const nlohmann::json& args)>;
 // that changes power, config or state) for root, the daemon's user and control.admin_group.
 enum class ControlRole { Read, Admin };
 
+// A streaming reply (capture, report). When the handler accepts, the client reads
+// {"ok":true,"stream":true,"data":<handler's result>}, then {"chunk":"<base64>"} lines, then
+// {"end":<summary>}. Each client has a bounded queue: write() returns false when it is full (the
+// caller counts the drop), so a slow reader never blocks the daemon. The client stops the stream
+// by sending any line or hanging up.
+class ControlStream {
+ public:
+  static constexpr std::size_t kMaxQueuedBytes = 4 * 1024 * 1024;
+  virtual ~ControlStream() = default;
+  virtual bool write(std::string_view bytes) = 0;
+  // Sends {"end":summary} after what is queued, then closes. Later calls do nothing.
+  virtual void finish(nlohmann::json summary) = 0;
+  virtual bool closed() const = 0;
+  // Runs once when the client stops or goes away (not after finish()).
+  virtual void on_stop(std::function<void()> stop) = 0;
+};
+using StreamHandler =
+    std::function<ControlResult(const nlohmann::json& args, const std::shared_ptr<ControlStream>& stream)>;
+
 class ControlRegistry {
  public:
   virtual ~ControlRegistry() = default;
@@ -46,6 +67,16 @@ class ControlRegistry {
   // Fail-safe default: a command is read-only only if its name says so.
   static ControlRole role_implied_by(std::string_view cmd) {
     return cmd == "version" || cmd.starts_with("show.") ? ControlRole::Read : ControlRole::Admin;
+  }
+  // A command whose reply is a stream (see ControlStream). Always an admin command.
+  virtual void add_stream(const std::string& cmd, StreamHandler handler) {
+    (void)cmd;
+    (void)handler;
+  }
+  // Runs another component's command in-process (diagnostics collect every view of a phone).
+  virtual ControlResult call(const std::string& cmd, const nlohmann::json& args) const {
+    (void)args;
+    return unexpected(ControlError{"unavailable", "no command " + cmd + " here"});
   }
 };
 
@@ -74,6 +105,23 @@ struct Services {
   }
   // Components → /metrics: each returns Prometheus text (HELP, TYPE and samples) of its own.
   std::vector<std::function<std::string()>> metrics;
+  // Every phone event, after the journey tracker has it (diagnostics end a boot recording on
+  // "registered" or a failure). Components append listeners during wiring.
+  std::vector<std::function<void(const PhoneEvent& event)>> event_listeners;
+  // Files the status page serves under /phone/<MAC>/<file> and links on the phone's page (the
+  // daemon hands them to StatusHttpServer::add_download). `available` false (or `serve` nullopt):
+  // not offered / 404.
+  struct HttpFile {
+    std::string content_type;
+    std::string body;
+  };
+  struct PhoneDownload {
+    std::string file;   // "report.tar.gz"
+    std::string label;  // "download report"
+    std::function<bool(const MacAddress&)> available;
+    std::function<std::optional<HttpFile>(const MacAddress&)> serve;
+  };
+  std::vector<PhoneDownload> phone_downloads;
 };
 
 struct Context {

@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
+#include "daemon/control_stream.hpp"
 #include "ve/log.hpp"
 
 namespace ve::daemon {
@@ -139,6 +140,8 @@ class ControlServer::Session : public std::enable_shared_from_this<Session> {
     std::string line(asio::buffers_begin(buffer_.data()), asio::buffers_begin(buffer_.data()) + static_cast<long>(n));
     buffer_.consume(n);
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    // A stream (capture) leaves this session: its connection has no idle deadline while it streams.
+    if (server_.try_stream(line, role_, who_, socket_)) return;
     reply_ = server_.handle_line(line, role_, who_) + "\n";
     do_write();
   }
@@ -191,7 +194,41 @@ void ControlServer::add(const std::string& cmd, ControlRole role, ControlHandler
 std::map<std::string, ControlRole> ControlServer::roles() const {
   std::map<std::string, ControlRole> out;
   for (const auto& [cmd, entry] : handlers_) out[cmd] = entry.role;
+  for (const auto& [cmd, handler] : stream_handlers_) out[cmd] = ControlRole::Admin;
   return out;
+}
+
+void ControlServer::add_stream(const std::string& cmd, StreamHandler handler) {
+  stream_handlers_[cmd] = std::move(handler);
+}
+
+ControlResult ControlServer::call(const std::string& cmd, const nlohmann::json& args) const {
+  auto it = handlers_.find(cmd);
+  if (it == handlers_.end()) return unexpected(ControlError{"unavailable", "no command " + cmd});
+  try {
+    return it->second.handler(args);
+  } catch (const std::exception& e) {
+    return unexpected(ControlError{"failed", std::string("internal error: ") + e.what()});
+  }
+}
+
+bool ControlServer::try_stream(const std::string& line, std::optional<ControlRole> role, const std::string& who,
+                               local::socket& socket) {
+  if (stream_handlers_.empty()) return false;
+  auto req = nlohmann::json::parse(line, nullptr, false);
+  if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) return false;
+  const auto cmd = req["cmd"].get<std::string>();
+  auto it = stream_handlers_.find(cmd);
+  if (it == stream_handlers_.end()) return false;
+  nlohmann::json args = req.contains("args") ? req["args"] : nlohmann::json::object();
+  if (!args.is_object()) return false;           // handle_line answers bad-request
+  if (role != ControlRole::Admin) return false;  // handle_line answers permission-denied
+  if (!who.empty()) ve::logger("control")->info("{} requested by {}", cmd, who);
+  ++streams_;
+  start_control_stream(std::move(socket), it->second, args, [this, alive = alive_] {
+    if (*alive) --streams_;
+  });
+  return true;
 }
 
 Result<void, std::string> ControlServer::listen(const std::filesystem::path& path) {
@@ -328,13 +365,17 @@ std::string ControlServer::handle_line(const std::string& line, std::optional<Co
                                   caller, access_.read_group, access_.admin_group));
   }
   auto it = handlers_.find(cmd);
-  if (it == handlers_.end()) return error_line("unknown-command", "unknown command '" + cmd + "'");
-  if (it->second.role == ControlRole::Admin && *role != ControlRole::Admin) {
+  const bool admin_only =
+      it == handlers_.end() ? stream_handlers_.contains(cmd) : it->second.role == ControlRole::Admin;
+  if (it == handlers_.end() && !admin_only) return error_line("unknown-command", "unknown command '" + cmd + "'");
+  if (admin_only && *role != ControlRole::Admin) {
     return error_line("permission-denied",
                       fmt::format("'{}' changes the running daemon: it needs root or a member of group '{}' "
                                   "(control.admin_group); {} may only read",
                                   cmd, access_.admin_group, caller));
   }
+  // An admin reaches a stream command only on a connection of its own (try_stream), not here.
+  if (it == handlers_.end()) return error_line("bad-request", "'" + cmd + "' streams: it needs its own connection");
   // Every change is on record with who asked for it.
   if (it->second.role == ControlRole::Admin && !who.empty())
     ve::logger("control")->info("{} requested by {}", cmd, who);

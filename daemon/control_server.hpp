@@ -67,6 +67,8 @@ class ControlServer final : public ControlRegistry {
   using ControlRegistry::add;
   void add(const std::string& cmd, ControlHandler handler) override;
   void add(const std::string& cmd, ControlRole role, ControlHandler handler) override;
+  void add_stream(const std::string& cmd, StreamHandler handler) override;
+  ControlResult call(const std::string& cmd, const nlohmann::json& args) const override;
 
   // Who gets which role; applied to connections accepted from now on.
   void set_access(ControlAccess access) { access_ = std::move(access); }
@@ -97,6 +99,10 @@ class ControlServer final : public ControlRegistry {
   void accept();
   bool make_room(bool admin, uid_t uid);
   void session_closed(std::uint64_t id);
+  // A stream command takes the connection over (control_stream.cpp); true when `line` was one.
+  // Streams are admin commands; a caller without the role gets the permission error on it.
+  bool try_stream(const std::string& line, std::optional<ControlRole> role, const std::string& who,
+                  boost::asio::local::stream_protocol::socket& socket);
 
   boost::asio::io_context& io_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
@@ -110,6 +116,8 @@ class ControlServer final : public ControlRegistry {
   std::uint64_t evicted_ = 0;
   std::uint64_t refused_ = 0;
   RateLimitedLog refusal_log_;
+  std::map<std::string, StreamHandler> stream_handlers_;
+  std::size_t streams_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

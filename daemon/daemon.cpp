@@ -174,7 +174,7 @@ int Daemon::run() {
     log->error("{}", r.error());
     return 1;
   }
-  context_ = std::make_unique<Context>(Context{io_, journey_, control_, services_, config_, fd_budget_});
+  context_ = std::make_unique<Context>(Context{io_, events_, control_, services_, config_, fd_budget_});
   Wiring wiring{*context_, {}};
   add_all_components(wiring);
   components_ = std::move(wiring.components);
@@ -192,6 +192,15 @@ int Daemon::run() {
     status_http_->set_control(
         [this](const std::string& request) { return control_.handle_line(request, ControlRole::Read); });
     for (const auto& writer : services_.metrics) status_http_->add_metrics(writer);
+    for (const auto& d : services_.phone_downloads) {
+      status_http_->add_download({d.file, d.label, d.available, [serve = d.serve](const MacAddress& mac) {
+                                    auto file = serve ? serve(mac) : std::nullopt;
+                                    if (!file)
+                                      return StatusHttpServer::Page{404, "text/plain; charset=utf-8",
+                                                                    "nothing to download for this phone\n", ""};
+                                    return StatusHttpServer::Page{200, file->content_type, std::move(file->body), ""};
+                                  }});
+    }
     if (auto r = status_http_->start(); !r) log->error("status page: {}", r.error());
   }
   std::uint64_t usec = 0;

@@ -37,6 +37,21 @@ class Daemon {
   void wait_signals();
   void shutdown();
 
+  // Events reach the journey tracker first, then Services::event_listeners.
+  class EventFanout final : public EventSink {
+   public:
+    EventFanout(JourneyTracker& journey, const Services& services) : journey_(journey), services_(services) {}
+    void report(PhoneEvent event) override {
+      if (services_.event_listeners.empty()) return journey_.report(std::move(event));
+      journey_.report(event);
+      for (const auto& l : services_.event_listeners) l(event);
+    }
+
+   private:
+    JourneyTracker& journey_;
+    const Services& services_;
+  };
+
   std::filesystem::path config_path_;
   config::SiteConfigPtr config_;
   boost::asio::io_context io_;
@@ -48,6 +63,7 @@ class Daemon {
   ControlServer control_;
   JourneyTracker journey_;
   Services services_;
+  EventFanout events_{journey_, services_};
   std::unique_ptr<Context> context_;
   std::vector<std::unique_ptr<Component>> components_;
   std::unique_ptr<StatusHttpServer> status_http_;

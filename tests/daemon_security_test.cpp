@@ -186,6 +186,49 @@ TEST_F(DaemonSecurity, ControlSocketRolesFollowThePeerCredentials) {
   EXPECT_EQ(d.ctl({"reload"}).exit_code, 0);
 }
 
+// capture shows a phone's traffic (its config download carries the line password) and report its
+// configuration: both are admin commands, whatever the client sends.
+TEST_F(DaemonSecurity, CaptureAndReportAreAdminCommands) {
+  Daemon d(site());
+  fs::permissions(d.dir().path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  fs::permissions(d.dir().path(), fs::perms::others_write, fs::perm_options::add);  // the reader's output file
+  ASSERT_TRUE(d.start()) << d.log();
+  const auto out = (d.dir().path() / "reader.tar.gz").string();
+  auto report = ctl_as(d, kReadGid, {"report", "00:11:22:33:44:55", "--output", out});
+  EXPECT_EQ(report.exit_code, 1) << report.err;
+  EXPECT_NE(report.err.find("permission-denied"), std::string::npos) << report.err;
+  EXPECT_FALSE(fs::exists(out)) << "a denied report was written";
+  const auto pcap = (d.dir().path() / "reader.pcapng").string();
+  auto capture = ctl_as(d, kReadGid, {"capture", "00:11:22:33:44:55", "--seconds", "1", "--write", pcap});
+  EXPECT_EQ(capture.exit_code, 1) << capture.err;
+  EXPECT_NE(capture.err.find("permission-denied"), std::string::npos) << capture.err;
+  EXPECT_NE(capture.err.find(kAdminGid), std::string::npos) << capture.err;
+  EXPECT_FALSE(fs::exists(pcap)) << "a denied capture opened its file";
+  // The raw protocol, not only voiceedgectl: the stream command on a read-only connection.
+  auto raw = run({"setpriv", "--reuid=65534", "--regid=65534", "--groups=" + std::string(kReadGid), kPython, "-c",
+                  "import socket,sys\n"
+                  "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+                  "s.sendall(b'{\"cmd\":\"capture\",\"args\":{\"phone\":\"00:11:22:33:44:55\"}}\\n')\n"
+                  "print(s.makefile().readline())",
+                  d.socket().string()});
+  EXPECT_NE(raw.out.find("permission-denied"), std::string::npos) << raw.out << raw.err;
+  // An admin gets both; the report carries no password of the site file.
+  const auto admin_out = (d.dir().path() / "admin.tar.gz").string();
+  auto admin =
+      ctl_as(d, std::string(kReadGid) + "," + kAdminGid, {"report", "00:11:22:33:44:55", "--output", admin_out});
+  EXPECT_EQ(admin.exit_code, 0) << admin.err;
+  auto listing = run({"tar", "-xzOf", admin_out});
+  EXPECT_EQ(listing.exit_code, 0) << listing.err;
+  EXPECT_NE(listing.out.find("<authName>1001</authName>"), std::string::npos) << "the config is not in the report";
+  EXPECT_EQ(listing.out.find("sup3rs3cret"), std::string::npos) << "a password in the report";
+  const auto admin_pcap = (d.dir().path() / "admin.pcapng").string();
+  auto live = ctl_as(d, std::string(kReadGid) + "," + kAdminGid,
+                     {"capture", "00:11:22:33:44:55", "--seconds", "1", "--write", admin_pcap});
+  EXPECT_EQ(live.exit_code, 0) << live.err;
+  EXPECT_NE(live.err.find("time limit reached"), std::string::npos) << live.err;
+  EXPECT_NE(d.log().find("capture requested by uid 65534"), std::string::npos) << "captures are not on record";
+}
+
 TEST_F(DaemonSecurity, IdleClientsCannotLockOutTheAdministrator) {
   Daemon d(site());
   fs::permissions(d.dir().path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);

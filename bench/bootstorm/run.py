@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +31,8 @@ def mac(i):
     return "00:1f:00:{:02x}:{:02x}:{:02x}".format((i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
 
 
-def site(d, n):
+def site(d, n, diag_total_mib=None):
+    diag = (f"diagnostics: {{ boot_capture_total_mib: {diag_total_mib} }}\n" if diag_total_mib else "")
     phones = "\n".join(
         f'  - {{ mac: "{mac(i)}", model: CP-7841, lines: [{{ extension: "{20000 + i}", password: "pw{i}" }}] }}'
         for i in range(1, n + 1))
@@ -50,7 +52,7 @@ provisioning:
   call_manager_group: [{{ name: cm1, host: 10.20.0.1, sip_port: 5060, priority: 0 }}]
   default_load: {LOAD}
 net: {{ mode: none }}
-phones:
+{diag}phones:
 {phones}
 """
 
@@ -63,7 +65,22 @@ def rss_kib(pid):
     return 0
 
 
-def run(n, build, concurrency):
+def sample_diag(ctl, stop, peak):
+    """The boot recorder's bytes held (show diag), sampled while the storm runs."""
+    while not stop.is_set():
+        r = subprocess.run(ctl + ["--json", "show", "diag"], capture_output=True, text=True)
+        if r.returncode == 0:
+            rec = json.loads(r.stdout)["recorder"]
+            peak["bytes"] = max(peak.get("bytes", 0), rec["bytes"])
+            peak["limit"] = rec["total_limit"]
+            peak["cut"] = rec["packets_cut"]
+            peak["phones"] = rec["phones"]
+            # Frames the kernel ring lost before the recorder saw them (the phones lose nothing).
+            peak["kernel_drops"] = sum(i["kernel_drops"] for i in json.loads(r.stdout)["interfaces"])
+        stop.wait(0.5)
+
+
+def run(n, build, concurrency, diag_total_mib=None):
     tag = f"bs{os.getpid() % 1000}"
     box, ph = f"{tag}-box", f"{tag}-ph"
     d = tempfile.mkdtemp(prefix="ve-storm-")
@@ -81,7 +98,7 @@ def run(n, build, concurrency):
         os.makedirs(f"{d}/tftp")
         shutil.copy(os.path.join(build, "kea-hooks/libdhcp_voiceedge.so"), d)
         with open(f"{d}/site.yaml", "w") as f:
-            f.write(site(d, n))
+            f.write(site(d, n, diag_total_mib))
         log = open(f"{d}/voiceedged.log", "w")
         daemon = subprocess.Popen(["ip", "netns", "exec", box, os.path.join(build, "daemon/voiceedged"),
                                    "--config", f"{d}/site.yaml", "--log-level", "warn"], stdout=log, stderr=log)
@@ -91,6 +108,9 @@ def run(n, build, concurrency):
                 break
             time.sleep(0.1)
         time.sleep(2)  # Kea up, CDP fast start begun
+        stop, peak = threading.Event(), {}
+        sampler = threading.Thread(target=sample_diag, args=(ctl, stop, peak))
+        sampler.start()
         t0 = time.time()
         sim = subprocess.run(["ip", "netns", "exec", ph, os.path.join(build, "phonesim/voiceedge-phonesim"),
                               "--interface", "eth0", "--phones", str(n), "--first-mac", mac(1), "--load", LOAD,
@@ -108,12 +128,17 @@ def run(n, build, concurrency):
                 continue
             if "summary" in obj:
                 summary = obj["summary"]
+        stop.set()
+        sampler.join()
         phones_seen = json.loads(subprocess.run(ctl + ["--json", "show", "phones"], capture_output=True,
                                                 text=True).stdout or "[]")
         result = {"phones": n, "concurrency": concurrency, "wall_s": round(wall, 2),
                   "registered": summary.get("registered"), "summary": summary,
                   "daemon_registered": sum(1 for p in phones_seen if p.get("registered")),
-                  "daemon_rss_mib": round(rss_kib(daemon.pid) / 1024, 1)}
+                  "daemon_rss_mib": round(rss_kib(daemon.pid) / 1024, 1),
+                  "boot_recorder": {"peak_bytes": peak.get("bytes"), "limit_bytes": peak.get("limit"),
+                                    "packets_cut": peak.get("cut"), "phones": peak.get("phones"),
+                                    "kernel_drops": peak.get("kernel_drops")}}
         return result
     finally:
         if daemon:
@@ -137,6 +162,7 @@ def main():
     p.add_argument("--phones", type=int, nargs="+", default=[100, 500, 1000])
     p.add_argument("--concurrency", type=int, default=200)
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--diag-total-mib", type=int, help="diagnostics.boot_capture_total_mib for the run")
     a = p.parse_args()
     rows = []
     # The box needs one ARP entry per phone address; the kernel's default table (gc_thresh3 1024,
@@ -148,7 +174,7 @@ def main():
             with open(thresh, "w") as f:
                 f.write("8192")
         for n in a.phones:
-            r = run(n, a.build, a.concurrency)
+            r = run(n, a.build, a.concurrency, a.diag_total_mib)
             print(json.dumps(r), flush=True)
             rows.append(r)
     finally:

@@ -295,5 +295,25 @@ TEST(ConfigLoader, UnmanagedKeaWithoutAChoiceOfConfigAccessIsAWarning) {
   EXPECT_TRUE((*chosen)->warnings.empty());
 }
 
+TEST(ConfigLoader, DiagnosticsBoundsHaveDefaultsAndRanges) {
+  auto r = load_string(kMinimal);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)->diagnostics.boot_capture_per_phone_kib, 256);
+  EXPECT_EQ((*r)->diagnostics.boot_capture_total_mib, 64);
+  EXPECT_EQ((*r)->diagnostics.boot_timeout_s, 300);
+  auto set = load_string(std::string(kMinimal) +
+                         "diagnostics: { boot_capture_per_phone_kib: 512, boot_capture_total_mib: 8, "
+                         "boot_timeout_s: 60 }\n");
+  ASSERT_TRUE(set) << set.error().front().to_string();
+  EXPECT_EQ((*set)->diagnostics.boot_capture_per_phone_kib, 512);
+  EXPECT_EQ((*set)->diagnostics.boot_capture_total_mib, 8);
+  EXPECT_EQ((*set)->diagnostics.boot_timeout_s, 60);
+  auto errs = errors_of(std::string(kMinimal) + "diagnostics:\n  boot_capture_total_mib: 0\n  boot_capture_kib: 1\n");
+  auto range = find_error(errs, "out of range 1-65536");
+  EXPECT_EQ(range.line, 20);
+  EXPECT_EQ(range.key_path, "diagnostics.boot_capture_total_mib");
+  EXPECT_EQ(find_error(errs, "unknown key").line, 21);
+}
+
 }  // namespace
 }  // namespace ve::config

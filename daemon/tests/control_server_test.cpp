@@ -1,6 +1,18 @@
 #include "daemon/control_server.hpp"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <gtest/gtest.h>
+
+#include "ve/base64.hpp"
 
 namespace ve::daemon {
 namespace {
@@ -130,6 +142,133 @@ TEST(ControlRoles, RoleComesFromUidAndGroups) {
   EXPECT_EQ(resolve_group("root"), gid_t{0});
   EXPECT_EQ(resolve_group("no-such-group-ve"), std::nullopt);
   EXPECT_EQ(resolve_group(""), std::nullopt);
+}
+
+// Streams (capture) over a real socket: the header first, then chunks, then the end line. A
+// reader that does not read fills its bounded queue; the daemon does not wait for it (other
+// clients are answered meanwhile) and counts what it could not queue.
+class ControlStreamTest : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kChunk = 64 * 1024;
+  static constexpr int kChunks = 200;  // 12.5 MiB, three times the queue bound
+
+  struct Flood {
+    std::shared_ptr<ControlStream> stream;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+    int sent = 0;
+    int queued = 0;
+    int dropped = 0;
+  };
+
+  void SetUp() override {
+    path = std::filesystem::temp_directory_path() / ("ve-stream-" + std::to_string(::getpid()) + ".sock");
+    server.add("echo", [](const nlohmann::json& args) -> ControlResult { return args; });
+    server.add_stream("flood", [this](const nlohmann::json&, const std::shared_ptr<ControlStream>& stream) {
+      flood.stream = stream;
+      flood.timer = std::make_unique<boost::asio::steady_timer>(io);
+      tick();
+      return ControlResult(nlohmann::json{{"what", "flood"}});
+    });
+    ASSERT_TRUE(server.listen(path));
+    runner = std::thread([this] { io.run(); });
+  }
+  void TearDown() override {
+    boost::asio::post(io, [this] {
+      if (flood.timer) flood.timer->cancel();
+      server.close();
+      io.stop();
+    });
+    if (runner.joinable()) runner.join();
+    std::filesystem::remove(path);
+  }
+  void tick() {
+    const std::string chunk(kChunk, 'x');
+    if (flood.stream->write(chunk))
+      ++flood.queued;
+    else
+      ++flood.dropped;
+    if (++flood.sent == kChunks) {
+      flood.stream->finish(nlohmann::json{{"queued", flood.queued}, {"dropped", flood.dropped}});
+      return;
+    }
+    flood.timer->expires_after(std::chrono::milliseconds(2));
+    flood.timer->async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) tick();
+    });
+  }
+  int connect_client() const {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+    return fd;
+  }
+  static std::string read_line(int fd, std::string& buffer) {
+    while (buffer.find('\n') == std::string::npos) {
+      char b[65536];
+      const auto n = ::recv(fd, b, sizeof b, 0);
+      if (n <= 0) return "";
+      buffer.append(b, static_cast<std::size_t>(n));
+    }
+    const auto nl = buffer.find('\n');
+    std::string line = buffer.substr(0, nl);
+    buffer.erase(0, nl + 1);
+    return line;
+  }
+
+  boost::asio::io_context io;
+  ControlServer server{io};
+  std::filesystem::path path;
+  std::thread runner;
+  Flood flood;  // touched only on the io thread until the end line was read
+};
+
+TEST_F(ControlStreamTest, SlowReaderIsDroppedNotWaitedFor) {
+  const int slow = connect_client();
+  const std::string request = R"({"cmd":"flood"})"
+                              "\n";
+  ASSERT_EQ(::send(slow, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  // While the slow client reads nothing, another client is answered at once.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const int other = connect_client();
+  const std::string echo = R"({"cmd":"echo","args":{"n":7}})"
+                           "\n";
+  ASSERT_EQ(::send(other, echo.data(), echo.size(), 0), static_cast<ssize_t>(echo.size()));
+  std::string other_buffer;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto answer = nlohmann::json::parse(read_line(other, other_buffer));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500));
+  EXPECT_EQ(answer["data"]["n"], 7);
+  ::close(other);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the flood has ended meanwhile
+
+  std::string buffer;
+  auto header = nlohmann::json::parse(read_line(slow, buffer));
+  EXPECT_EQ(header["ok"], true);
+  EXPECT_EQ(header["stream"], true);
+  EXPECT_EQ(header["data"]["what"], "flood");
+  int chunks = 0;
+  nlohmann::json end;
+  for (std::string line = read_line(slow, buffer); !line.empty(); line = read_line(slow, buffer)) {
+    auto msg = nlohmann::json::parse(line);
+    if (msg.contains("end")) {
+      end = msg["end"];
+      break;
+    }
+    ASSERT_TRUE(msg.contains("chunk"));
+    auto bytes = base64_decode(msg["chunk"].get<std::string>());
+    ASSERT_TRUE(bytes);
+    EXPECT_EQ(bytes->size(), kChunk);
+    ++chunks;
+  }
+  ::close(slow);
+  ASSERT_TRUE(end.is_object()) << "no end line after " << chunks << " chunks";
+  EXPECT_EQ(end["queued"].get<int>() + end["dropped"].get<int>(), kChunks);
+  EXPECT_GT(end["dropped"].get<int>(), 0) << "the queue did not bound a reader that read nothing";
+  EXPECT_EQ(chunks, end["queued"].get<int>()) << "every queued chunk arrives, in one piece";
+  // The queue holds at most kMaxQueuedBytes of encoded lines (plus what the socket buffers).
+  EXPECT_LT(static_cast<std::size_t>(end["queued"].get<int>()) * kChunk, ControlStream::kMaxQueuedBytes * 2);
 }
 
 }  // namespace
