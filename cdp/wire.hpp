@@ -63,9 +63,11 @@ inline void put_bytes(Bytes& out, ByteView v) { out.insert(out.end(), v.begin(),
 inline void put_string(Bytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
 inline void put_mac(Bytes& out, const MacAddress& m) { out.insert(out.end(), m.bytes().begin(), m.bytes().end()); }
 
-// A text TLV as UTF-8. The bytes come from any host on the port: whatever is not well-formed
-// UTF-8 becomes U+FFFD here, once, so that no JSON writer downstream (control socket, timeline
-// store, status page) fails on a neighbour's name.
+// A text TLV as UTF-8. The bytes come from any host on the port: each byte that starts no
+// well-formed UTF-8 sequence becomes '?' here, once, so that no JSON writer downstream (control
+// socket, timeline store, status page) fails on a neighbour's name. One byte for one byte, not
+// U+FFFD (three): the text then still fits the TLV it came from (LLDP's are at most 511 bytes),
+// so what we decode re-encodes to itself (the fuzzers check that).
 inline std::string to_text(ByteView v) {
   std::string out;
   out.reserve(v.size());
@@ -103,7 +105,7 @@ inline std::string to_text(ByteView v) {
       out.append(reinterpret_cast<const char*>(v.data() + i), extra + 1);
       i += extra + 1;
     } else {
-      out += "\xEF\xBF\xBD";  // U+FFFD for the one byte that starts no valid sequence
+      out += '?';  // for the one byte that starts no valid sequence
       ++i;
     }
   }

@@ -489,7 +489,7 @@ TEST_F(CdpNetns, LadvdIsListedWithDecodedAddressesAndCapabilities) {
 
 // One frame whose names are not UTF-8 (any host can send it) once made every JSON writer throw:
 // the timeline store stayed inside a broken transaction for good, and `show cdp neighbors` and
-// `show phones` failed for everyone. The names are listed with U+FFFD in place of the bad bytes.
+// `show phones` failed for everyone. The names are listed with '?' in place of the bad bytes.
 TEST_F(CdpNetns, NeighbourNamesThatAreNotUtf8BreakNothing) {
   start_daemon(site_yaml(topo->switch_if, 123, 1));
   const std::string script =
@@ -510,10 +510,8 @@ TEST_F(CdpNetns, NeighbourNamesThatAreNotUtf8BreakNothing) {
       },
       10s))
       << daemon->ctl({"show", "cdp", "neighbors"}).err << daemon->log();
-  EXPECT_EQ(n["device_id"],
-            "host\xEF\xBF\xBD\xEF\xBF\xBD"
-            "99");
-  EXPECT_EQ(n["platform"], "Cisco \xEF\xBF\xBD(");
+  EXPECT_EQ(n["device_id"], "host??99");
+  EXPECT_EQ(n["platform"], "Cisco ?(");
   EXPECT_EQ(daemon->ctl({"show", "phones"}).exit_code, 0);
   // The timeline store keeps writing: a flush or two later, no failed write was logged.
   std::this_thread::sleep_for(1500ms);
