@@ -4,7 +4,7 @@
 # registrations per second (bound by sipp on 2 cores) and server CPU time per registration from
 # /proc/PID/stat before and after the timed run (the figure load on the other core does not blur).
 #
-#   bench/sip/run.sh BUILD_DIR [ROUNDS] [CALLS] [USERS] [CONCURRENCY]
+#   [SOURCES=N] bench/sip/run.sh BUILD_DIR [ROUNDS] [CALLS] [USERS] [CONCURRENCY]
 #
 # BUILD_DIR holds a (Release) build of voiceedged. Needs sipp (sip-tester) and kamailio installed;
 # the kamailio service is not used (a private instance runs from bench/sip/kamailio.cfg).
@@ -15,7 +15,8 @@ build=${1:?build dir with daemon/voiceedged}
 rounds=${2:-3}
 calls=${3:-20000}
 users=${4:-1000}
-concurrency=${5:-10}  # under the box's 16 nonces per source address: sipp is one source
+concurrency=${5:-10}  # per source: under the box's 16 outstanding nonces per source address
+sources=${SOURCES:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/common.sh
 source "$here/../common.sh"
@@ -80,20 +81,38 @@ start_kamailio() {  # $1: digest (Kamailio with -A WITH_AUTH)
 }
 
 
-# Prints "<successful> <failed> <seconds> <server cpu ticks>".
+# Prints "<successful> <failed> <seconds> <server cpu ticks>". With SOURCES > 1, that many sipp
+# processes run at once, each from its own loopback address (127.0.0.2, .3, ...) with its own
+# slice of the users and CONCURRENCY in flight: phones have an address each, and one address may
+# hold at most 16 outstanding nonces on the box.
 drive() {  # $1: port $2: scenario $3: server pid
-  local start end out before after
+  local start end before after k ok=0 failed=0
   before=$(cpu_ticks "$3")
   start=$(date +%s.%N)
-  out=$(sipp "127.0.0.1:$1" -sf "$here/$2" -inf "$work/users.csv" -t u1 -i 127.0.0.1 \
-    -r 1000000 -rp 1000 -l "$concurrency" -m "$calls" -nostdin -timeout 300s -recv_timeout 5000 2>&1 || true)
+  local procs=()
+  for ((k = 0; k < sources; k++)); do
+    local ip=127.0.0.1 csv=$work/users.csv
+    if ((sources > 1)); then ip=127.0.0.$((k + 2)); csv=$work/users-$k.csv; fi
+    sipp "127.0.0.1:$1" -sf "$here/$2" -inf "$csv" -t u1 -i "$ip" -r 1000000 -rp 1000 -l "$concurrency" \
+      -m $((calls / sources)) -nostdin -timeout 300s -recv_timeout 5000 > "$work/sipp-$k.out" 2>&1 &
+    procs+=($!)
+  done
+  for p in "${procs[@]}"; do wait "$p" || true; done
   end=$(date +%s.%N)
   after=$(cpu_ticks "$3")
-  local ok failed
-  ok=$(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' <<< "$out")
-  failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' <<< "$out")
+  for ((k = 0; k < sources; k++)); do
+    ok=$((ok + $(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' "$work/sipp-$k.out")))
+    failed=$((failed + $(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' "$work/sipp-$k.out")))
+  done
   echo "$ok $failed $(echo "$end - $start" | bc -l) $((after - before))"
 }
+
+# Each source's slice of the users (a user always registers from the same address).
+if ((sources > 1)); then
+  for ((k = 0; k < sources; k++)); do
+    { echo "SEQUENTIAL"; tail -n +2 "$work/users.csv" | awk -v n="$sources" -v k="$k" '(NR - 1) % n == k'; } > "$work/users-$k.csv"
+  done
+fi
 
 # Digest only: since issue 12 every line of the box needs a password (an empty one is a load
 # error), so the box has no registration without digest to compare.
