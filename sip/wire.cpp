@@ -1,5 +1,12 @@
 // The Core: one received message to the proxy or the registrar, and the proxy's Wire over the
 // server's UDP sockets and TCP listeners.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "sip/transport.hpp"
@@ -45,18 +52,43 @@ void Core::send(const Destination& to, const std::string& bytes) {
 }
 
 namespace {
-// The local address the kernel would use towards `peer` (a connected UDP socket sends nothing).
+// The local address the kernel would use towards `peer`: a connected UDP socket sends nothing.
+// Plain system calls, called per forwarded request on a wildcard listener, so no io_context.
 std::string route_source(const std::string& peer) {
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(peer, ec);
   if (ec) return {};
-  asio::io_context io;
-  asio::ip::udp::socket s(io);
-  s.open(address.is_v4() ? asio::ip::udp::v4() : asio::ip::udp::v6(), ec);
-  if (!ec) s.connect(asio::ip::udp::endpoint(address, 9), ec);
-  if (ec) return {};
-  const auto local = s.local_endpoint(ec);
-  return ec ? std::string() : local.address().to_string();
+  sockaddr_storage to{};
+  socklen_t to_len = 0;
+  if (address.is_v4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&to);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(9);
+    const auto b = address.to_v4().to_bytes();
+    std::memcpy(&sin->sin_addr, b.data(), b.size());
+    to_len = sizeof(sockaddr_in);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&to);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(9);
+    const auto b = address.to_v6().to_bytes();
+    std::memcpy(&sin6->sin6_addr, b.data(), b.size());
+    sin6->sin6_scope_id = address.to_v6().scope_id();
+    to_len = sizeof(sockaddr_in6);
+  }
+  const int fd = ::socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {};
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof local;
+  const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), to_len) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0;
+  ::close(fd);
+  if (!ok) return {};
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* where = local.ss_family == AF_INET
+                          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&local)->sin_addr)
+                          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(&local)->sin6_addr);
+  return ::inet_ntop(local.ss_family, where, text, sizeof text) ? std::string(text) : std::string();
 }
 
 std::string host_port(const asio::ip::address& a, std::uint16_t port) {
