@@ -33,3 +33,24 @@ cpu_ticks() {  # $1: pid
   done
   echo "$total"
 }
+
+# A cumulative counter from sipp's final statistics screen, read from standard input.
+sipp_count() {  # $1: the counter's name ("Successful call", "Failed call")
+  awk -F'|' -v what="$1" 'index($0, what) {gsub(/ /, "", $3); v = $3} END {print v + 0}'
+}
+
+# Server CPU per operation in microseconds.
+cpu_us_per_op() {  # $1: CPU ticks  $2: operations
+  echo "$1 * 1000000 / $(getconf CLK_TCK) / ($2 + ($2 == 0))" | bc -l
+}
+
+# The medians of the rounds, from the caller's associative arrays `rates` and `cpus`.
+summary_table() {  # $1: rate column title  $2: CPU column title
+  echo
+  echo "| server | $1 (median) | $2 (median) |"
+  echo "|---|---|---|"
+  local server
+  for server in voiceedge kamailio; do
+    printf '| %s | %.0f | %.1f us |\n' "$server" "$(median "${rates[$server]}")" "$(median "${cpus[$server]}")"
+  done
+}

@@ -27,7 +27,6 @@ kam_port=15092
 callee_port=15094
 callee=21000
 kam_children=${KAMAILIO_CHILDREN:-1}
-hz=$(getconf CLK_TCK)
 
 work=$(mktemp -d /tmp/ve-calls-bench.XXXXXX)
 pids=()
@@ -110,8 +109,8 @@ drive() {  # $1: proxy port $2: server pid $3: calls
   kill "$uas" 2>/dev/null || true
   wait "$uas" 2>/dev/null || true
   local ok failed
-  ok=$(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' <<< "$out")
-  failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' <<< "$out")
+  ok=$(sipp_count "Successful call" <<< "$out")
+  failed=$(sipp_count "Failed call" <<< "$out")
   echo "$ok $failed $(echo "$end - $start" | bc -l) $((after - before))"
 }
 
@@ -126,7 +125,7 @@ for ((round = 1; round <= rounds; round++)); do
     read -r ok failed secs ticks < <(drive "$port" "$pid" "$calls")
     stop_last
     rate=$(echo "$ok / $secs" | bc -l)
-    us=$(echo "$ticks * 1000000 / $hz / ($ok + ($ok == 0))" | bc -l)
+    us=$(cpu_us_per_op "$ticks" "$ok")
     printf 'round %d %-9s %6d ok %4d failed %7.2f s %7.0f calls/s %6.1f us CPU/call (load %s)\n' "$round" "$server" \
       "$ok" "$failed" "$secs" "$rate" "$us" "$(cut -d' ' -f1 /proc/loadavg)"
     rates[$server]+="$rate "
@@ -134,11 +133,6 @@ for ((round = 1; round <= rounds; round++)); do
   done
 done
 
-echo
-echo "| server | calls/s (median) | server CPU per call (median) |"
-echo "|---|---|---|"
-for server in voiceedge kamailio; do
-  printf '| %s | %.0f | %.1f us |\n' "$server" "$(median "${rates[$server]}")" "$(median "${cpus[$server]}")"
-done
+summary_table "calls/s" "server CPU per call"
 v=$(median "${cpus[voiceedge]}"); k=$(median "${cpus[kamailio]}")
 printf '\nsetups per CPU-second, voiceedge / Kamailio: %.2f\n' "$(echo "$k / $v" | bc -l)"

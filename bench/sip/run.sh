@@ -101,8 +101,8 @@ drive() {  # $1: port $2: scenario $3: server pid
   end=$(date +%s.%N)
   after=$(cpu_ticks "$3")
   for ((k = 0; k < sources; k++)); do
-    ok=$((ok + $(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' "$work/sipp-$k.out")))
-    failed=$((failed + $(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); v = $3} END {print v + 0}' "$work/sipp-$k.out")))
+    ok=$((ok + $(sipp_count "Successful call" < "$work/sipp-$k.out")))
+    failed=$((failed + $(sipp_count "Failed call" < "$work/sipp-$k.out")))
   done
   echo "$ok $failed $(echo "$end - $start" | bc -l) $((after - before))"
 }
@@ -116,7 +116,6 @@ fi
 
 # Digest only: since issue 12 every line of the box needs a password (an empty one is a load
 # error), so the box has no registration without digest to compare.
-hz=$(getconf CLK_TCK)
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A rates cpus
 scenario=register_digest.xml
@@ -128,7 +127,7 @@ for ((round = 1; round <= rounds; round++)); do
     read -r ok failed secs ticks < <(drive "$port" "$scenario" "$pid")
     stop_last
     rate=$(echo "$ok / $secs" | bc -l)
-    us=$(echo "$ticks * 1000000 / $hz / ($ok + ($ok == 0))" | bc -l)
+    us=$(cpu_us_per_op "$ticks" "$ok")
     printf 'round %d %-9s digest %6d ok %4d failed %7.2f s %8.0f reg/s %6.1f us CPU/reg (load %s)\n' "$round" \
       "$server" "$ok" "$failed" "$secs" "$rate" "$us" "$(cut -d' ' -f1 /proc/loadavg)"
     rates[$server]+="$rate "
@@ -136,11 +135,6 @@ for ((round = 1; round <= rounds; round++)); do
   done
 done
 
-echo
-echo "| server | digest reg/s (median) | server CPU per registration (median) |"
-echo "|---|---|---|"
-for server in voiceedge kamailio; do
-  printf '| %s | %.0f | %.1f us |\n' "$server" "$(median "${rates[$server]}")" "$(median "${cpus[$server]}")"
-done
+summary_table "digest reg/s" "server CPU per registration"
 v=$(median "${cpus[voiceedge]}"); k=$(median "${cpus[kamailio]}")
 printf '\nCPU per digest registration, voiceedge / Kamailio: %.2f\n' "$(echo "$v / $k" | bc -l)"
