@@ -128,6 +128,19 @@ def provisioning_tree(root):
             f.write(content)
 
 
+def phone_results(out):
+    """The per-phone result objects in voiceedge-phonesim's --json output (other lines skipped)."""
+    phones = []
+    for line in out.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "mac" in obj and "steps" in obj:
+            phones.append(obj)
+    return phones
+
+
 class Branch:
     """Creates the namespaces, writes the site file and runs voiceedged. Use as a context manager
     (tests) or through the up/down commands (lab); down removes everything, also after a crash."""

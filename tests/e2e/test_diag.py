@@ -25,7 +25,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from branch import Branch  # noqa: E402
+from branch import Branch, phone_results  # noqa: E402
 
 TSHARK = shutil.which("tshark")
 SHARED_MAC = "02:00:5e:d1:a9:01"
@@ -110,15 +110,7 @@ class Diagnostics(unittest.TestCase):
         _, cls.count_err = cls.count_capture.communicate(timeout=30)  # it stopped by itself
 
     def phones_from(self, out):
-        phones = {}
-        for line in out.splitlines():
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if "mac" in obj and "steps" in obj:
-                phones[obj["mac"].lower()] = obj
-        return phones
+        return {p["mac"].lower(): p for p in phone_results(out)}
 
     def ip_of(self, mac):
         for lease in self.branch.ctl_json("show", "dhcp", "leases")["leases"]:

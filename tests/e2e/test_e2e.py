@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from branch import Branch, LOAD  # noqa: E402
+from branch import Branch, LOAD, phone_results  # noqa: E402
 
 LISTED = 20
 UNKNOWN = 2
@@ -30,15 +30,7 @@ def run_phones(branch, indices, extra=()):
     results = {}
     for i, p in procs.items():
         out, _ = p.communicate(timeout=300)
-        phones = []
-        for line in out.splitlines():
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if "mac" in obj and "steps" in obj:
-                phones.append(obj)
-        results[i] = {"exit": p.returncode, "phones": phones, "raw": out}
+        results[i] = {"exit": p.returncode, "phones": phone_results(out), "raw": out}
     return results
 
 
