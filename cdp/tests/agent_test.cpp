@@ -527,6 +527,38 @@ TEST_F(AgentTest, StopSendsTtlZero) {
   EXPECT_TRUE(wire->closed);
 }
 
+// Any setting that changes what neighbours hear is advertised at once (the agent compares the
+// frames, not a list of fields: the platform and the signalling policy were once missed); a
+// setting they cannot hear waits for the next interval.
+TEST_F(AgentTest, ReconfigureAdvertisesAtOnceWhateverChangesTheFrames) {
+  auto agent = make_agent();
+  agent->start();
+  wire->deliver(med_phone_lldp(90));  // MED endpoint: our LLDPDUs carry the network policies
+  wire->sent.clear();
+
+  AgentSettings changed = settings;
+  changed.signalling_dscp = 26;
+  agent->reconfigure(port, changed);
+  auto lldp = wire->lldp();
+  ASSERT_FALSE(lldp.empty());
+  ASSERT_EQ(lldp.back().network_policies.size(), 2u);
+  EXPECT_EQ(lldp.back().network_policies[1].dscp, 26);
+
+  wire->sent.clear();
+  changed.platform = "voiceedge-2";
+  agent->reconfigure(port, changed);
+  auto cdp = wire->cdp();
+  ASSERT_FALSE(cdp.empty());
+  EXPECT_EQ(cdp.back().platform, "voiceedge-2");
+
+  wire->sent.clear();
+  changed.interval_s = 1800;  // nothing on the wire changes
+  agent->reconfigure(port, changed);
+  EXPECT_TRUE(wire->sent.empty());
+  agent->reconfigure(port, changed);  // the same settings again: nothing at all
+  EXPECT_TRUE(wire->sent.empty());
+}
+
 TEST(AgentSetTest, ReconfigureChangesVlanAndRemovesPortsWithoutRestart) {
   boost::asio::io_context io;
   std::map<std::string, std::shared_ptr<Wire>> wires;
