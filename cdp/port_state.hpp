@@ -26,6 +26,7 @@ std::optional<MacAddress> mac_from_sep_name(std::string_view name);
 struct NeighborKey {
   Protocol protocol;
   MacAddress source;
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
   friend auto operator<=>(const NeighborKey&, const NeighborKey&) = default;
 };
 
