@@ -1,6 +1,8 @@
-# ve_generate_registry(<out.cpp> <namespace> <ctx-type> <ret-type> <fn-prefix> <fn-suffix> <names...>)
-# Writes a C++ file whose one function calls <prefix><name><suffix>(ctx) for every name in order,
-# so each part can bring its own file without anyone editing a shared list.
+# ve_generate_registry(<out.cpp> <ns> <ret-type> <fn> <arg-type> <call-prefix> <call-suffix> <names...>)
+# Writes <out.cpp>, which includes "<ns>/<ns>_registry.hpp" and defines, in namespace ve::<ns>,
+# `void <fn>(<arg-type> arg)` calling `<call-prefix><name><call-suffix>(arg)` for every name in
+# order (each declared as returning <ret-type>), so each part brings its own file and the list of
+# parts is written once, where the names are given.
 function(ve_generate_registry out ns sig_ret sig_fn sig_arg call_prefix call_suffix)
   set(decls "")
   set(calls "")

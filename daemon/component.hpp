@@ -1,7 +1,7 @@
 #pragma once
 // How voiceedged wires its parts. Each component lives in its own library folder; the glue that
 // builds it from the site file, connects it to the others and registers its control commands is
-// one file here: daemon/<name>_component.cpp, declared in components.hpp.
+// one file here: daemon/<name>_component.cpp, listed in daemon_registry.hpp (add_all_components).
 #include <cstdint>
 #include <functional>
 #include <memory>
