@@ -176,6 +176,11 @@ struct TftpOptions {
   // slot); one that never got its first ACK gives up after first_ack_timeout.
   std::chrono::seconds max_lifetime{900};
   std::chrono::milliseconds first_ack_timeout{10000};
+  // Threads that run the transfers (the request socket stays on the io_context). 0: one per CPU,
+  // at most 4.
+  int workers = 0;
+  // Send a window in one sendmsg with UDP GSO; off (or refused by the kernel): sendmmsg.
+  bool gso = true;
   // Netascii copies (one per file version, shared by every transfer of it) live in this budget.
   std::size_t netascii_budget = std::size_t{64} << 20;
   int reserved() const { return reserved_for_phones >= 0 ? reserved_for_phones : max_transfers / 4; }
