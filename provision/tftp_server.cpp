@@ -485,7 +485,7 @@ Result<void, std::string> TftpServer::start() {
   stopped_ = false;
   if (workers_.empty()) {
     const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int count = options_.workers > 0 ? options_.workers : std::min(cpus, 4);
+    const int count = options_.workers > 0 ? options_.workers : std::min(4 * cpus, 8);
     // The worker reports on the io_context thread; the server may be gone by then.
     auto done = [&io = io_, weak = weak_from_this(), shared = shared_](TftpFinished f) {
       asio::post(io, [weak, shared, f = std::move(f)]() mutable {

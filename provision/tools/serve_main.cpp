@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   app.add_option("--site", site_file, "site file for phones and call managers (optional)");
   app.add_option("--max-transfers", max_transfers);
   app.add_option("--max-per-client", max_per_client);
-  app.add_option("--tftp-workers", tftp_workers, "threads running TFTP transfers (0: one per CPU, at most 4)");
+  app.add_option("--tftp-workers", tftp_workers, "threads running TFTP transfers (0: four per CPU, at most 8)");
   CLI11_PARSE(app, argc, argv);
 
   std::shared_ptr<const ve::config::SiteConfig> site;
