@@ -90,6 +90,7 @@ int unload() {
   using namespace ve::kea_hooks;
   try {
     if (auto& impl = instance()) {
+      impl->flush_reports();  // so the counts below are final
       LOG_INFO(hook_logger, VOICEEDGE_UNLOAD).arg(impl->reporter().sent()).arg(impl->reporter().dropped());
     }
   } catch (...) {

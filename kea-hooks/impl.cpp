@@ -62,7 +62,14 @@ config::SiteConfigPtr load_site(const std::string& path) {
 HookImpl::HookImpl(const HookParameters& params)
     : site_(load_site(params.site_file)),
       matcher_(site_->dhcp.phone_match, site_->phones),
-      reporter_(params.event_socket.empty() ? site_->dhcp.kea.event_socket : params.event_socket) {}
+      reporter_(params.event_socket.empty() ? site_->dhcp.kea.event_socket : params.event_socket,
+                LeaseReporter::Options{}, [this](const LeaseReport& r, const char* why) {
+                  LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_REPORT_DROPPED)
+                      .arg(std::string(to_string(r.kind)))
+                      .arg(r.mac.to_string())
+                      .arg(reporter_.path())
+                      .arg(std::string(why));
+                }) {}
 
 void HookImpl::on_pkt4_send(CalloutHandle& handle) {
   // Another library dropped or took over this response: leave it alone.
@@ -190,7 +197,8 @@ void HookImpl::report(LeaseReport r) {
     LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_REPORT_DROPPED)
         .arg(std::string(to_string(r.kind)))
         .arg(r.mac.to_string())
-        .arg(reporter_.path());
+        .arg(reporter_.path())
+        .arg(std::string("the hook's queue is full"));
   }
 }
 

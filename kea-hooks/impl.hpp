@@ -26,6 +26,8 @@ class HookImpl {
 
   const config::SiteConfig& site() const { return *site_; }
   const LeaseReporter& reporter() const { return reporter_; }
+  // Waits (bounded) for the sender to deliver or drop what is queued.
+  void flush_reports() { reporter_.flush(std::chrono::seconds(2)); }
 
   // Callout bodies. They may throw; callouts.cpp catches and logs.
   void on_pkt4_send(isc::hooks::CalloutHandle& handle);

@@ -8,6 +8,12 @@
 #include <array>
 #include <atomic>
 #include <bitset>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -138,28 +144,59 @@ std::vector<MemfileLease> parse_memfile_leases(std::string_view csv);
 
 // ---- The hook's sender (ve_kea_hooks, report.cpp) ----------------------------------------------
 
-// Sends lease reports to the daemon's unix datagram socket. Never blocks, never throws: a missing,
-// slow or full receiver costs one failed sendto() and a counter increment. Thread-safe (Kea may
-// run callouts on several threads; a datagram send is atomic).
+// Sends lease reports to the daemon's unix datagram socket without ever making Kea wait: send()
+// only queues (bounded) and one sender thread delivers over a connected socket. A daemon that is
+// briefly behind (a boot storm fills its 10-datagram queue, net.unix.max_dgram_qlen) costs no
+// report: the sender waits for room (poll POLLOUT on the connected socket) and goes on. Reports
+// are dropped, counted and passed to on_drop only when nobody is bound at the path, when the
+// daemon does not read for stall_timeout, or when the queue is at queue_limit. Thread-safe.
 class LeaseReporter {
  public:
-  explicit LeaseReporter(std::string socket_path);
+  struct Options {
+    std::size_t queue_limit = 16384;                // reports waiting for the sender
+    std::chrono::milliseconds stall_timeout{1000};  // a daemon that reads nothing this long
+  };
+  // Called on the sender thread for every dropped report (the hook logs it).
+  using DropHandler = std::function<void(const LeaseReport&, const char* why)>;
+
+  explicit LeaseReporter(std::string socket_path) : LeaseReporter(std::move(socket_path), Options{}) {}
+  LeaseReporter(std::string socket_path, Options options, DropHandler on_drop = {});
+  // Delivers what is queued (each batch bounded by stall_timeout), then stops the sender.
   ~LeaseReporter();
   LeaseReporter(const LeaseReporter&) = delete;
   LeaseReporter& operator=(const LeaseReporter&) = delete;
 
-  // True if the datagram was handed to the kernel.
+  // False (and one drop) if the queue is full; otherwise queued for the sender. Never blocks on
+  // the daemon, never throws.
   bool send(const LeaseReport& report) noexcept;
+  // Waits until every report queued before the call was delivered or dropped, at most `limit`.
+  bool flush(std::chrono::milliseconds limit);
 
   std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   const std::string& path() const { return path_; }
 
  private:
+  enum class Delivery { Sent, Dropped, Stalled };
+  void run();
+  Delivery deliver(const LeaseReport& report, bool& tried_connect, std::chrono::steady_clock::time_point& stall_until);
+  bool connect_socket();
+  void drop(const LeaseReport& report, const char* why);
+
   std::string path_;
-  int fd_ = -1;
+  Options options_;
+  DropHandler on_drop_;
+  int fd_ = -1;  // sender thread only
   std::atomic<std::uint64_t> sent_{0};
   std::atomic<std::uint64_t> dropped_{0};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::deque<LeaseReport> queue_;   // guarded by mutex_
+  std::uint64_t queued_total_ = 0;  // guarded by mutex_: reports ever queued
+  std::uint64_t done_total_ = 0;    // guarded by mutex_: of those, delivered or dropped
+  bool stopping_ = false;           // guarded by mutex_
+  std::thread thread_;              // last: starts after everything above exists
 };
 
 }  // namespace ve::kea_hooks

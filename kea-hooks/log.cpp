@@ -22,7 +22,8 @@ const isc::log::MessageID VOICEEDGE_CALLOUT_ERROR = "VOICEEDGE_CALLOUT_ERROR";
 const isc::log::MessageID VOICEEDGE_PHONE_OPTIONS = "VOICEEDGE_PHONE_OPTIONS";
 // Debug: a phone got an address in a subnet the site file does not describe: no option 150.
 const isc::log::MessageID VOICEEDGE_PHONE_NO_SUBNET = "VOICEEDGE_PHONE_NO_SUBNET";
-// Debug: a lease report could not be handed to the daemon (not running, or its queue is full).
+// Debug: a lease report could not be handed to the daemon (not running, not reading, or the
+// hook's own queue is full).
 const isc::log::MessageID VOICEEDGE_REPORT_DROPPED = "VOICEEDGE_REPORT_DROPPED";
 
 namespace {
@@ -42,7 +43,7 @@ const char* message_texts[] = {
     "VOICEEDGE_PHONE_NO_SUBNET",
     "phone %1 (%2): no site subnet for %3, no TFTP options added",
     "VOICEEDGE_REPORT_DROPPED",
-    "lease report %1 for %2 not delivered to %3",
+    "lease report %1 for %2 not delivered to %3: %4",
     nullptr,
 };
 

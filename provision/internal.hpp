@@ -127,12 +127,15 @@ struct LookupOutcome {
 };
 LookupOutcome outcome_of(const LookupError& e, std::optional<Step> step);
 
-class TftpTransfer;
+class TftpWorker;
 class HttpSession;
 
 class TftpServer : public std::enable_shared_from_this<TftpServer> {
  public:
   TftpServer(boost::asio::io_context& io, TftpOptions options, std::shared_ptr<Shared> shared);
+  ~TftpServer();
+  TftpServer(const TftpServer&) = delete;
+  TftpServer& operator=(const TftpServer&) = delete;
   Result<void, std::string> start();
   void stop();
   std::uint16_t port() const { return port_; }
@@ -166,7 +169,9 @@ class TftpServer : public std::enable_shared_from_this<TftpServer> {
   std::uint16_t port_ = 0;
   bool stopped_ = false;
   std::uint64_t next_id_ = 1;
-  std::unordered_map<std::uint64_t, std::shared_ptr<TftpTransfer>> transfers_;
+  // Transfers run on the workers; the io_context thread keeps only what the limits need.
+  std::vector<std::unique_ptr<TftpWorker>> workers_;
+  std::unordered_map<std::uint64_t, boost::asio::ip::address> transfers_;
   std::map<boost::asio::ip::address, int> per_client_;
   std::atomic<std::size_t> active_count_{0};
   std::chrono::steady_clock::time_point last_warn_{};

@@ -1,10 +1,34 @@
-// TFTP read server on the io_context: one listening socket, then one object per transfer owning
-// its own socket (the server's TID), block window and retransmit timer. No thread per transfer.
+// TFTP read server. The request socket (port 69) lives on the io_context with the rest of the
+// daemon; every transfer gets its own connected socket (its TID) and runs on one of a few worker
+// threads, each a plain level-triggered epoll loop. Per block the worker does one recv per ACK and
+// one send per window: sendmsg with UDP GSO (one trip through the stack for the whole window) or
+// sendmmsg where GSO is refused, and no allocation. Retransmit deadlines are plain time points
+// checked when the loop's nearest deadline passes, not a timer per transfer. What a finished
+// transfer learnt goes back to the io_context thread (records, events, logs and the limits live
+// there).
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include "provision/internal.hpp"
 #include "ve/log.hpp"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 
 namespace ve::provision {
 
@@ -18,9 +42,46 @@ std::chrono::milliseconds elapsed_since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
 }
 
+// The largest UDP payload one GSO send may carry, and its segment limit (UDP_MAX_SEGMENTS).
+constexpr std::size_t kMaxGsoBytes = 65000;
+constexpr std::size_t kMaxGsoSegments = 64;
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace
 
-class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
+// What a worker hands back to the io_context thread when a transfer ends.
+struct TftpFinished {
+  std::uint64_t id;
+  asio::ip::address client;
+  TransferRecord record;
+  std::string client_error;
+};
+
+class TftpTransfer {
  public:
   struct Setup {
     std::uint64_t id;
@@ -31,23 +92,35 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
     int max_retries;
     std::chrono::seconds max_lifetime;
     std::chrono::milliseconds first_ack_timeout;
+    bool gso;
     TransferRecord record;  // filled with what is known at the request
   };
 
-  TftpTransfer(udp::socket socket, Setup setup, std::weak_ptr<TftpServer> server, std::shared_ptr<Shared> shared)
-      : socket_(std::move(socket)),
-        timer_(socket_.get_executor()),
-        setup_(std::move(setup)),
-        server_(std::move(server)),
-        shared_(std::move(shared)),
-        started_(Clock::now()) {
+  TftpTransfer(Fd socket, Setup setup, std::shared_ptr<Shared> shared)
+      : socket_(std::move(socket)), setup_(std::move(setup)), shared_(std::move(shared)), started_(Clock::now()) {
     const auto size = setup_.payload->size();
     // The last block is always short, so a size that is a multiple of blksize ends with an empty one.
     total_blocks_ = size / setup_.negotiated.blksize + 1;
+    timeout_ = setup_.negotiated.timeout_s ? std::chrono::milliseconds(*setup_.negotiated.timeout_s * 1000)
+                                           : setup_.retransmit_timeout;
+    // Everything a window needs is sized once here: nothing is allocated per block.
+    const std::size_t window = std::max<std::size_t>(1, setup_.negotiated.windowsize);
+    headers_.resize(window);
+    iov_.resize(window * 2);
+    msgs_.resize(window);
+    if (window > 1 && setup_.gso) {
+      const std::size_t segment = setup_.negotiated.blksize + 4;
+      gso_segments_ = std::min({window, kMaxGsoSegments, kMaxGsoBytes / segment});
+      if (gso_segments_ >= 2) gso_buffer_.resize(gso_segments_ * segment);
+    }
   }
 
+  int fd() const { return socket_.get(); }
+  bool finished() const { return finished_.has_value(); }
+  // The earliest moment the worker must look at this transfer again.
+  Clock::time_point wake_at() const { return std::min(deadline_, started_ + setup_.max_lifetime); }
+
   void start() {
-    receive();
     if (!setup_.negotiated.oack.empty()) {
       awaiting_oack_ack_ = true;
       send_oack();
@@ -56,45 +129,60 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
     }
   }
 
-  // Server shutdown: drop everything without reporting.
-  void abort() {
-    finished_ = true;
-    timer_.cancel();
-    boost::system::error_code bec;
-    socket_.close(bec);
-  }
-
- private:
-  void receive() {
-    socket_.async_receive(
-        asio::buffer(buffer_),
-        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) { self->on_receive(ec, n); });
-  }
-
-  void on_receive(const boost::system::error_code& ec, std::size_t n) {
-    if (finished_) return;
-    if (ec) {
+  void on_readable() {
+    const auto n = ::recv(socket_.get(), buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       // ICMP port unreachable on a connected socket: the client is gone.
-      if (ec == asio::error::connection_refused) return finish(Outcome::Failed, "client-gone");
-      if (ec == asio::error::operation_aborted) return;
+      if (errno == ECONNREFUSED) return finish(Outcome::Failed, "client-gone");
       return finish(Outcome::Failed, "socket-error");
     }
-    auto packet = tftp::decode(std::span<const std::byte>(buffer_.data(), n));
+    auto packet = tftp::decode(std::span<const std::byte>(buffer_.data(), static_cast<std::size_t>(n)));
     if (!packet) {
       shared_->activity.bump(&Counters::tftp_malformed);
     } else if (const auto* ack = std::get_if<tftp::Ack>(&*packet)) {
       on_ack(ack->block);
-      if (finished_) return;
     } else if (const auto* err = std::get_if<tftp::Error>(&*packet)) {
       client_error_ = err->message;
-      return finish(Outcome::Failed, err->code == tftp::ErrorCode::OptionRefused ? "option-refused" : "client-error");
+      finish(Outcome::Failed, err->code == tftp::ErrorCode::OptionRefused ? "option-refused" : "client-error");
     } else {
       // DATA, OACK or a request on the transfer port: not part of a read.
       shared_->activity.bump(&Counters::tftp_malformed);
     }
-    receive();
   }
 
+  // Called when wake_at() has passed.
+  void on_deadline(Clock::time_point now) {
+    if (finished()) return;
+    if (now - started_ >= setup_.max_lifetime) {
+      shared_->activity.bump(&Counters::tftp_lifetime_exceeded);
+      return finish(Outcome::Failed, "lifetime");
+    }
+    if (now < deadline_) return;
+    if (++retries_ > setup_.max_retries) return finish(Outcome::Failed, "timeout");
+    // A client that never acknowledged anything (a spoofed source, a scanner) gets no more time.
+    if (!acknowledged_ && now - started_ >= setup_.first_ack_timeout) return finish(Outcome::Failed, "timeout");
+    shared_->activity.bump(&Counters::tftp_retransmits);
+    if (awaiting_oack_ack_)
+      send_oack();
+    else
+      send_window();
+  }
+
+  void abandon(const char* why) { finish(Outcome::Failed, why); }
+
+  // The end, for the io_context thread (once, after finished()).
+  TftpFinished take_result() {
+    auto record = std::move(setup_.record);
+    record.outcome = finished_->first;
+    record.result = finished_->second;
+    record.bytes = record.outcome == Outcome::Ok ? setup_.payload->size()
+                                                 : std::min<std::uint64_t>(sent_bytes_, setup_.payload->size());
+    record.duration = elapsed_since(started_);
+    return TftpFinished{setup_.id, setup_.peer.address(), std::move(record), std::move(client_error_)};
+  }
+
+ private:
   void on_ack(std::uint16_t wire_block) {
     if (awaiting_oack_ack_) {
       if (wire_block != 0) return;
@@ -120,119 +208,270 @@ class TftpTransfer : public std::enable_shared_from_this<TftpTransfer> {
 
   void send_oack() {
     const auto wire = tftp::encode(tftp::OptionAck{setup_.negotiated.oack});
-    boost::system::error_code ec;
-    socket_.send(asio::buffer(wire.data(), wire.size()), 0, ec);  // would_block = lost; the timer resends
-    arm_timer();
+    ::send(socket_.get(), wire.data(), wire.size(), MSG_DONTWAIT | MSG_NOSIGNAL);  // lost: the deadline resends
+    deadline_ = Clock::now() + timeout_;
+  }
+
+  std::size_t block_length(std::uint64_t block) const {
+    const std::size_t blksize = setup_.negotiated.blksize;
+    const std::size_t size = setup_.payload->size();
+    const std::size_t begin = std::min(static_cast<std::size_t>((block - 1) * blksize), size);
+    return std::min(blksize, size - begin);
+  }
+  const std::byte* block_data(std::uint64_t block) const {
+    const std::size_t begin = static_cast<std::size_t>((block - 1) * setup_.negotiated.blksize);
+    return setup_.payload->data() + std::min(begin, setup_.payload->size());
+  }
+
+  // Blocks [first, last] in one sendmsg: the kernel cuts the buffer into blksize + 4 datagrams.
+  // Returns how many blocks went out, or -1 with errno.
+  long send_gso(std::uint64_t first, std::uint64_t last) {
+    const std::size_t segment = setup_.negotiated.blksize + 4;
+    std::size_t bytes = 0;
+    for (std::uint64_t block = first; block <= last; ++block) {
+      const auto header = tftp::data_header(static_cast<std::uint16_t>(block & 0xffff));
+      const auto length = block_length(block);
+      std::memcpy(gso_buffer_.data() + bytes, header.data(), header.size());
+      std::memcpy(gso_buffer_.data() + bytes + 4, block_data(block), length);
+      bytes += 4 + length;
+    }
+    iovec iov{gso_buffer_.data(), bytes};
+    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(std::uint16_t))> control{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    auto* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_UDP;
+    cmsg->cmsg_type = UDP_SEGMENT;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+    const auto size16 = static_cast<std::uint16_t>(segment);
+    std::memcpy(CMSG_DATA(cmsg), &size16, sizeof(size16));
+    if (::sendmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return -1;
+    return static_cast<long>(last - first + 1);
+  }
+
+  long send_mmsg(std::uint64_t first, std::uint64_t last) {
+    const std::size_t count = static_cast<std::size_t>(last - first + 1);
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::uint64_t block = first + i;
+      headers_[i] = tftp::data_header(static_cast<std::uint16_t>(block & 0xffff));
+      iov_[2 * i] = iovec{headers_[i].data(), headers_[i].size()};
+      iov_[2 * i + 1] = iovec{const_cast<std::byte*>(block_data(block)), block_length(block)};
+      msgs_[i] = mmsghdr{};
+      msgs_[i].msg_hdr.msg_iov = &iov_[2 * i];
+      msgs_[i].msg_hdr.msg_iovlen = 2;
+    }
+    std::size_t done = 0;
+    while (done < count) {
+      const int n = ::sendmmsg(socket_.get(), msgs_.data() + done, static_cast<unsigned>(count - done),
+                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (done > 0 && errno != ECONNREFUSED) break;
+        if (done == 0) return -1;
+        break;
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    return static_cast<long>(done);
   }
 
   void send_window() {
-    const std::size_t blksize = setup_.negotiated.blksize;
-    const auto& data = *setup_.payload;
     const std::uint64_t last = std::min<std::uint64_t>(acked_ + setup_.negotiated.windowsize, total_blocks_);
-    for (std::uint64_t block = acked_ + 1; block <= last; ++block) {
-      const std::size_t begin = static_cast<std::size_t>((block - 1) * blksize);
-      const std::size_t length = std::min(blksize, data.size() - std::min(begin, data.size()));
-      const auto header = tftp::data_header(static_cast<std::uint16_t>(block & 0xffff));
-      const std::array<asio::const_buffer, 2> gather{asio::buffer(header), asio::buffer(data.data() + begin, length)};
-      boost::system::error_code ec;
-      socket_.send(gather, 0, ec);
-      if (ec && ec != asio::error::would_block) {
-        if (ec == asio::error::connection_refused) return finish(Outcome::Failed, "client-gone");
-        break;
+    std::uint64_t block = acked_ + 1;
+    while (block <= last) {
+      const bool gso = gso_segments_ >= 2 && last > block;
+      const std::uint64_t batch_last = gso ? std::min<std::uint64_t>(last, block + gso_segments_ - 1) : last;
+      long sent = gso ? send_gso(block, batch_last) : send_mmsg(block, batch_last);
+      if (sent < 0) {
+        const int error = errno;
+        if (error == ECONNREFUSED) return finish(Outcome::Failed, "client-gone");
+        if (gso && error != EAGAIN && error != EWOULDBLOCK && error != ENOBUFS) {
+          gso_segments_ = 0;  // refused by this kernel or device: sendmmsg from now on
+          continue;
+        }
+        break;  // the socket's buffer is full: lost, the deadline resends
       }
-      sent_bytes_ += length;
+      for (long i = 0; i < sent; ++i) sent_bytes_ += block_length(block + static_cast<std::uint64_t>(i));
+      block += static_cast<std::uint64_t>(sent);
+      if (block <= batch_last) break;  // part of the batch did not fit
     }
     window_end_ = last;
-    arm_timer();
+    deadline_ = Clock::now() + timeout_;
   }
 
-  // The deadline moves on every send, but the timer is only re-armed when it fires early: one
-  // timerfd update per timeout period instead of one per block.
-  void arm_timer() {
-    const auto timeout = setup_.negotiated.timeout_s ? std::chrono::milliseconds(*setup_.negotiated.timeout_s * 1000)
-                                                     : setup_.retransmit_timeout;
-    deadline_ = Clock::now() + timeout;
-    if (!timer_pending_) wait_for_deadline();
+  void finish(Outcome outcome, const char* result) {
+    if (finished()) return;
+    finished_.emplace(outcome, result);
   }
 
-  void wait_for_deadline() {
-    timer_pending_ = true;
-    timer_.expires_at(deadline_);
-    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      self->timer_pending_ = false;
-      if (ec || self->finished_) return;
-      if (self->past_lifetime()) {
-        self->shared_->activity.bump(&Counters::tftp_lifetime_exceeded);
-        return self->finish(Outcome::Failed, "lifetime");
-      }
-      if (Clock::now() < self->deadline_) return self->wait_for_deadline();
-      self->on_timeout();
-    });
-  }
-
-  // The timer fires at least once per timeout period, so this bounds every transfer's slot time.
-  bool past_lifetime() const { return Clock::now() - started_ >= setup_.max_lifetime; }
-
-  void on_timeout() {
-    if (++retries_ > setup_.max_retries) return finish(Outcome::Failed, "timeout");
-    // A client that never acknowledged anything (a spoofed source, a scanner) gets no more time.
-    if (!acknowledged_ && Clock::now() - started_ >= setup_.first_ack_timeout)
-      return finish(Outcome::Failed, "timeout");
-    shared_->activity.bump(&Counters::tftp_retransmits);
-    if (awaiting_oack_ack_)
-      send_oack();
-    else
-      send_window();
-  }
-
-  void finish(Outcome outcome, const std::string& result) {
-    if (finished_) return;
-    finished_ = true;
-    timer_.cancel();
-    boost::system::error_code ignored;
-    socket_.close(ignored);
-    auto record = std::move(setup_.record);
-    record.outcome = outcome;
-    record.result = result;
-    record.bytes =
-        outcome == Outcome::Ok ? setup_.payload->size() : std::min<std::uint64_t>(sent_bytes_, setup_.payload->size());
-    record.duration = elapsed_since(started_);
-    const auto log = ve::logger("provision");
-    if (outcome == Outcome::Ok) {
-      log->debug("tftp {} sent {} to {} ({} B, {} ms)", record.mac ? record.mac->sep_name() : "-", record.file,
-                 record.client_ip, record.bytes, record.duration.count());
-    } else {
-      log->warn("tftp {} transfer of {} to {} ended: {}{}{}", record.mac ? record.mac->sep_name() : "-", record.file,
-                record.client_ip, result, client_error_.empty() ? "" : ": ", client_error_);
-    }
-    shared_->activity.record(std::move(record));
-    if (auto server = server_.lock()) server->transfer_finished(setup_.id, setup_.peer.address());
-  }
-
-  udp::socket socket_;
-  asio::steady_timer timer_;
+  Fd socket_;
   Setup setup_;
-  std::weak_ptr<TftpServer> server_;
   std::shared_ptr<Shared> shared_;
   Clock::time_point started_;
+  std::chrono::milliseconds timeout_{};
   std::array<std::byte, 1024> buffer_{};
+  std::vector<std::array<std::byte, 4>> headers_;
+  std::vector<iovec> iov_;
+  std::vector<mmsghdr> msgs_;
+  std::vector<std::byte> gso_buffer_;
+  std::size_t gso_segments_ = 0;
   std::uint64_t total_blocks_ = 0;
   std::uint64_t acked_ = 0;       // highest block the client acknowledged (0: none yet)
   std::uint64_t window_end_ = 0;  // highest block sent
   std::uint64_t sent_bytes_ = 0;
-  Clock::time_point deadline_{};
-  bool timer_pending_ = false;
+  Clock::time_point deadline_ = Clock::time_point::max();
   int retries_ = 0;
   bool awaiting_oack_ack_ = false;
   bool acknowledged_ = false;  // any valid ACK seen
-  bool finished_ = false;
+  std::optional<std::pair<Outcome, std::string>> finished_;
   std::string client_error_;
+};
+
+// One thread and its epoll set; owns the transfers given to it. Only add() and the destructor are
+// called from other threads.
+class TftpWorker {
+ public:
+  using Done = std::function<void(TftpFinished)>;
+
+  explicit TftpWorker(Done done)
+      : done_(std::move(done)),
+        epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+        wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (epoll_.get() < 0 || wake_.get() < 0) throw std::system_error(errno, std::generic_category(), "tftp worker");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0)
+      throw std::system_error(errno, std::generic_category(), "tftp worker epoll");
+    thread_ = std::thread([this] { run(); });
+  }
+
+  // Stops the thread; transfers still running are dropped without a report (server shutdown).
+  ~TftpWorker() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    poke();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  TftpWorker(const TftpWorker&) = delete;
+  TftpWorker& operator=(const TftpWorker&) = delete;
+
+  void add(std::unique_ptr<TftpTransfer> transfer) {
+    {
+      std::lock_guard lock(mutex_);
+      inbox_.push_back(std::move(transfer));
+    }
+    poke();
+  }
+
+ private:
+  void poke() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_.get(), &one, sizeof(one));
+  }
+
+  void run() {
+    std::array<epoll_event, 64> events{};
+    std::vector<std::unique_ptr<TftpTransfer>> incoming;
+    while (true) {
+      int timeout_ms = -1;
+      if (!transfers_.empty()) {
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_wake_ - Clock::now()).count();
+        timeout_ms = static_cast<int>(std::clamp<long long>(wait, 0, 60000));
+      }
+      const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; i < n; ++i) {
+        auto* transfer = static_cast<TftpTransfer*>(events[static_cast<std::size_t>(i)].data.ptr);
+        if (transfer == nullptr) {
+          std::uint64_t count = 0;
+          [[maybe_unused]] const auto r = ::read(wake_.get(), &count, sizeof(count));
+          std::lock_guard lock(mutex_);
+          if (stopping_) return;
+          incoming.swap(inbox_);
+          continue;
+        }
+        transfer->on_readable();
+        after(*transfer);
+      }
+      for (auto& t : incoming) start(std::move(t));
+      incoming.clear();
+      const auto now = Clock::now();
+      if (now >= next_wake_) {
+        next_wake_ = Clock::time_point::max();
+        for (auto& [fd, t] : transfers_) {
+          if (now >= t->wake_at()) t->on_deadline(now);
+          if (!t->finished()) next_wake_ = std::min(next_wake_, t->wake_at());
+        }
+        for (auto& [fd, t] : transfers_) {
+          if (t->finished()) dead_.push_back(fd);
+        }
+      }
+      for (const int fd : dead_) retire(fd);
+      dead_.clear();
+    }
+  }
+
+  void start(std::unique_ptr<TftpTransfer> transfer) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = transfer.get();
+    const int fd = transfer->fd();
+    auto& slot = transfers_[fd];
+    slot = std::move(transfer);
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) {
+      slot->abandon("socket-error");  // cannot watch it: end it now, its record says so
+    } else {
+      slot->start();
+    }
+    after(*slot);
+    if (!slot->finished()) next_wake_ = std::min(next_wake_, slot->wake_at());
+  }
+
+  // After any event: a finished transfer is retired at the end of the loop pass; a new deadline
+  // earlier than the loop's next wake-up pulls it forward.
+  void after(TftpTransfer& transfer) {
+    if (transfer.finished()) {
+      if (std::find(dead_.begin(), dead_.end(), transfer.fd()) == dead_.end()) dead_.push_back(transfer.fd());
+    } else if (transfer.wake_at() < next_wake_) {
+      next_wake_ = transfer.wake_at();
+    }
+  }
+
+  void retire(int fd) {
+    auto it = transfers_.find(fd);
+    if (it == transfers_.end()) return;
+    auto transfer = std::move(it->second);
+    transfers_.erase(it);
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    if (!transfer->finished()) return;
+    done_(transfer->take_result());
+  }
+
+  Done done_;
+  Fd epoll_;
+  Fd wake_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<TftpTransfer>> inbox_;  // guarded by mutex_
+  bool stopping_ = false;                             // guarded by mutex_
+  // Worker thread only:
+  std::unordered_map<int, std::unique_ptr<TftpTransfer>> transfers_;  // by socket
+  std::vector<int> dead_;
+  Clock::time_point next_wake_ = Clock::time_point::max();
+  std::thread thread_;  // last: started after everything above exists
 };
 
 // ---------------------------------------------------------------- TftpServer
 
 TftpServer::TftpServer(asio::io_context& io, TftpOptions options, std::shared_ptr<Shared> shared)
     : io_(io), options_(std::move(options)), shared_(std::move(shared)), socket_(io), park_timer_(io) {}
+
+TftpServer::~TftpServer() { workers_.clear(); }
 
 Result<void, std::string> TftpServer::start() {
   boost::system::error_code ec;
@@ -244,6 +483,33 @@ Result<void, std::string> TftpServer::start() {
   if (ec) return unexpected("tftp listen " + options_.listen.to_string() + ": " + ec.message());
   port_ = socket_.local_endpoint(ec).port();
   stopped_ = false;
+  if (workers_.empty()) {
+    const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int count = options_.workers > 0 ? options_.workers : std::min(4 * cpus, 8);
+    // The worker reports on the io_context thread; the server may be gone by then.
+    auto done = [&io = io_, weak = weak_from_this(), shared = shared_](TftpFinished f) {
+      asio::post(io, [weak, shared, f = std::move(f)]() mutable {
+        const auto log = ve::logger("provision");
+        const auto& r = f.record;
+        if (r.outcome == Outcome::Ok) {
+          log->debug("tftp {} sent {} to {} ({} B, {} ms)", r.mac ? r.mac->sep_name() : "-", r.file, r.client_ip,
+                     r.bytes, r.duration.count());
+        } else {
+          log->warn("tftp {} transfer of {} to {} ended: {}{}{}", r.mac ? r.mac->sep_name() : "-", r.file, r.client_ip,
+                    r.result, f.client_error.empty() ? "" : ": ", f.client_error);
+        }
+        shared->activity.record(std::move(f.record));
+        if (auto server = weak.lock()) server->transfer_finished(f.id, f.client);
+      });
+    };
+    try {
+      for (int i = 0; i < count; ++i) workers_.push_back(std::make_unique<TftpWorker>(done));
+    } catch (const std::exception& e) {
+      workers_.clear();
+      socket_.close(ec);
+      return unexpected(std::string("tftp: ") + e.what());
+    }
+  }
   receive();
   ve::logger("provision")->info("tftp listening on {}:{}", options_.listen.host, port_);
   return {};
@@ -255,7 +521,7 @@ void TftpServer::stop() {
   socket_.close(ignored);
   park_timer_.cancel();
   parked_.clear();
-  for (auto& [id, transfer] : transfers_) transfer->abort();
+  workers_.clear();  // joins them; their transfers end without a report
   transfers_.clear();
   per_client_.clear();
   active_count_ = 0;
@@ -460,15 +726,14 @@ void TftpServer::serve_read(const tftp::Request& request, const udp::endpoint& f
   }
 
   // A fresh socket is the transfer's TID; connecting it makes the kernel drop other senders.
+  Fd socket(::socket(from.protocol().family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   boost::system::error_code ec;
-  udp::socket socket(io_);
-  socket.open(from.protocol(), ec);
   const auto local = socket_.local_endpoint(ec);
-  if (!ec) socket.bind(udp::endpoint(local.address(), 0), ec);
-  if (!ec) socket.connect(from, ec);
-  if (!ec) socket.non_blocking(true, ec);
-  if (ec) {
-    log->error("tftp cannot open a transfer socket for {}: {}", record.client_ip, ec.message());
+  const udp::endpoint bind_to(local.address(), 0);
+  if (socket.get() < 0 || ec || ::bind(socket.get(), bind_to.data(), static_cast<socklen_t>(bind_to.size())) < 0 ||
+      ::connect(socket.get(), from.data(), static_cast<socklen_t>(from.size())) < 0) {
+    const std::string why = ec ? ec.message() : std::strerror(errno);
+    log->error("tftp cannot open a transfer socket for {}: {}", record.client_ip, why);
     return fail(tftp::ErrorCode::NotDefined, "Server error", Outcome::Failed, "socket-error");
   }
 
@@ -481,23 +746,18 @@ void TftpServer::serve_read(const tftp::Request& request, const udp::endpoint& f
                             options_.max_retries,
                             options_.max_lifetime,
                             options_.first_ack_timeout,
+                            options_.gso,
                             std::move(record)};
-  auto transfer = std::make_shared<TftpTransfer>(std::move(socket), std::move(setup), weak_from_this(), shared_);
-  transfers_.emplace(id, transfer);
+  transfers_.emplace(id, from.address());
   ++per_client_[from.address()];
   active_count_ = transfers_.size();
-  transfer->start();
+  workers_[id % workers_.size()]->add(std::make_unique<TftpTransfer>(std::move(socket), std::move(setup), shared_));
 }
 
 void TftpServer::transfer_finished(std::uint64_t id, const asio::ip::address& client) {
-  // Called from inside the transfer; keep it alive until its handler returns.
-  auto it = transfers_.find(id);
-  if (it == transfers_.end()) return;
-  auto keep = std::move(it->second);
-  transfers_.erase(it);
+  if (transfers_.erase(id) == 0) return;
   if (auto c = per_client_.find(client); c != per_client_.end() && --c->second <= 0) per_client_.erase(c);
   active_count_ = transfers_.size();
-  asio::post(io_, [keep = std::move(keep)] {});
 }
 
 }  // namespace ve::provision

@@ -3,6 +3,11 @@
 // does (or a missing daemon) gets in the way of Kea answering.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <set>
+#include <sstream>
+#include <thread>
+
 #include "kea-hooks/kea_hooks.hpp"
 #include "tests/dhcp_netns_util.hpp"
 
@@ -45,7 +50,8 @@ std::string site_yaml(const NetnsPair& net, const fs::path& dir) {
          "      - { extension: \"1001\", password: \"pw\" }\n";
 }
 
-std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& site, bool multi_threaded = false) {
+std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& site, bool multi_threaded = false,
+                     const std::string& severity = "DEBUG") {
   nlohmann::json c = {
       {"Dhcp4",
        {{"interfaces-config", {{"interfaces", {net.server_if}}, {"dhcp-socket-type", "raw"}}},
@@ -61,7 +67,7 @@ std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& 
         {"loggers",
          {{{"name", "kea-dhcp4"},
            {"output_options", {{{"output", "stdout"}}}},
-           {"severity", "DEBUG"},
+           {"severity", severity},
            {"debuglevel", 55}}}}}}};
   if (multi_threaded)  // Kea refuses libraries that do not declare multi_threading_compatible() == 1
     c["Dhcp4"]["multi-threading"] = {
@@ -78,9 +84,9 @@ class KeaWithHook : public ::testing::Test {
   }
 
   // Starts Kea with the hook; waits until it serves (or exits).
-  void start_kea(bool multi_threaded = false) {
+  void start_kea(bool multi_threaded = false, const std::string& severity = "DEBUG") {
     const auto conf = dir_.path() / "kea-dhcp4.json";
-    write_file(conf, kea_json(net_, dir_.path(), site_, multi_threaded));
+    write_file(conf, kea_json(net_, dir_.path(), site_, multi_threaded, severity));
     kea_ = Child({"ip", "netns", "exec", net_.server_ns, "kea-dhcp4", "-c", conf.string()}, log_path(),
                  {{"KEA_PIDFILE_DIR", dir_.path().string()}, {"KEA_LOCKFILE_DIR", dir_.path().string()}});
     ASSERT_TRUE(wait_for([&] { return kea_log().find("DHCP4_STARTED") != std::string::npos || !kea_.running(); },
@@ -221,7 +227,8 @@ TEST_F(KeaWithHook, KeaKeepsAnsweringWithNoDaemonListening) {
     ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
     EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   }
-  EXPECT_NE(kea_log().find("VOICEEDGE_REPORT_DROPPED"), std::string::npos);
+  EXPECT_TRUE(wait_for([&] { return kea_log().find("VOICEEDGE_REPORT_DROPPED") != std::string::npos; },
+                       std::chrono::seconds(5)));
   EXPECT_TRUE(kea_.running());
 }
 
@@ -232,7 +239,61 @@ TEST_F(KeaWithHook, KeaKeepsAnsweringWhenTheDaemonStopsReading) {
   auto reply = dhcp_exchange(net_, {.mac = "00:aa:bb:00:02:01", .vendor_class = kPhoneClass, .prl = kPhonePrl});
   ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
   EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
-  EXPECT_NE(kea_log().find("VOICEEDGE_REPORT_DROPPED"), std::string::npos);
+  // The hook's sender waits for room (stall_timeout, 1 s) before it gives up on a daemon that
+  // does not read; Kea answered meanwhile.
+  EXPECT_TRUE(wait_for([&] { return kea_log().find("VOICEEDGE_REPORT_DROPPED") != std::string::npos; },
+                       std::chrono::seconds(10)))
+      << kea_log();
+}
+
+// Issue 21: in a boot storm the daemon's datagram queue (net.unix.max_dgram_qlen, 10) overflowed
+// and most lease reports were lost. perfdhcp (Kea's own load generator, as a relay) runs 90 DORAs
+// at 300/s while a slow daemon reads its socket only every 100 ms (so up to ~60 reports arrive
+// between two reads, six times its queue): every ACK perfdhcp got must have reached the daemon
+// as an ACK report, and the hook must count no drop at unload. Kea logs at INFO here: at DEBUG it
+// cannot keep up with the storm itself.
+TEST_F(KeaWithHook, EveryAckOfAStormReachesASlowDaemon) {
+  if (run("command -v perfdhcp").first != 0) GTEST_FAIL() << "perfdhcp (kea-admin) is required (scripts/deps)";
+  ASSERT_EQ(run("ip -n " + net_.client_ns + " addr add 10.10.100.9/24 dev " + net_.client_if).first, 0);
+  DatagramReceiver daemon(events_path());
+  ASSERT_TRUE(daemon.bound());
+  start_kea(false, "INFO");
+  std::set<std::string> acked;
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done.load()) {
+      for (const auto& r : decode_all(daemon.drain())) {
+        if (r.kind == kea_hooks::LeaseEventKind::Ack) acked.insert(r.mac.to_string());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a daemon busy elsewhere
+    }
+  });
+  const std::string vendor_hex = hex_of(kPhoneClass);
+  const auto [rc, out] = run("ip netns exec " + net_.client_ns + " perfdhcp -4 -l " + net_.client_if +
+                             " -r 300 -R 90 -n 90 -p 10 -o 60," + vendor_hex + " -o 55,0103060f2a4296 2>&1");
+  // ACKs perfdhcp received: the "received packets" line of its REQUEST-ACK block.
+  std::size_t acks = 0;
+  {
+    std::istringstream lines(out);
+    std::string line;
+    bool in_ack = false;
+    while (std::getline(lines, line)) {
+      if (line.find("REQUEST-ACK") != std::string::npos) in_ack = true;
+      if (in_ack && line.find("received packets:") != std::string::npos) {
+        acks = std::stoul(line.substr(line.find(':') + 1));
+        break;
+      }
+    }
+  }
+  ASSERT_GT(acks, 50u) << out << kea_log();
+  EXPECT_TRUE(wait_for([&] { return acked.size() >= acks; }, std::chrono::seconds(10)));
+  done = true;
+  reader.join();
+  EXPECT_EQ(acked.size(), acks) << out;
+  kea_.stop();
+  const auto log = kea_log();
+  EXPECT_EQ(log.find("VOICEEDGE_REPORT_DROPPED"), std::string::npos) << log;
+  EXPECT_NE(log.find(" lease reports sent, 0 dropped"), std::string::npos) << log;
 }
 
 TEST_F(KeaWithHook, SurvivesMalformedAndOversizedOption60And55) {
@@ -277,7 +338,13 @@ TEST_F(KeaWithHook, WorksInMultiThreadedKea) {
     ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
     EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   }
-  EXPECT_GE(daemon.drain().size(), 6u);
+  std::size_t reports = 0;  // the hook's sender thread delivers them just after Kea answered
+  EXPECT_TRUE(wait_for(
+      [&] {
+        reports += daemon.drain().size();
+        return reports >= 6;
+      },
+      std::chrono::seconds(5)));
 }
 
 TEST_F(KeaWithHook, BadSiteFileFailsLoadWithAClearMessage) {

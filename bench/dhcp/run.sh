@@ -9,6 +9,14 @@
 # fewer than 1 % of exchanges were lost. Needs root (namespaces, raw sockets).
 #
 #   bench/dhcp/run.sh BUILD_DIR [runs=3] [seconds=5] [rates="500 1000 ..."]
+#
+# MODE=cpu: the figure load does not blur. Each variant gets the same fixed offered rate (the
+# first of `rates`, one every variant keeps up with) for `seconds`; Kea's CPU time (utime + stime
+# of all its threads, /proc/PID/stat, before and after the perfdhcp run, start-up excluded)
+# divided by the completed DORAs (ACKs perfdhcp received). Variants alternate within each run;
+# the load average is printed before every measurement.
+#
+#   MODE=cpu bench/dhcp/run.sh build-rel 5 10 500
 set -euo pipefail
 build=${1:?usage: run.sh BUILD_DIR [runs] [seconds] [rates]}
 runs=${2:-3}
@@ -117,6 +125,41 @@ measure() {
   acks=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /received packets:/ {print $3; exit}')
   echo "$1 $(echo "scale=1; ${acks:-0} / $seconds" | bc) $(echo "scale=2; 100 * ($sent - $recv) / $sent" | bc)"
 }
+
+kea_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$kea_pid/stat"; }
+
+if [[ ${MODE:-rate} == cpu ]]; then
+  rate=${rates%% *}
+  declare -A cpu_all
+  echo "load average at start: $(cat /proc/loadavg)"
+  printf '| run | variant | DORAs | Kea CPU (s) | CPU per DORA (us) | drops %% | load before |\n|---:|---|---:|---:|---:|---:|---:|\n'
+  for run in $(seq "$runs"); do
+    for variant in hook native hook-nodaemon; do
+      start_kea "$variant"
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      t0=$(kea_ticks)
+      out=$(ip netns exec "$cns" perfdhcp -4 -l "$cif" -r "$rate" -R 60000 -p "$seconds" -W 1000000 \
+            -o 60,"$vendor_hex" -o 55,"$prl_hex" 2>&1 || true)
+      t1=$(kea_ticks)
+      stop_kea
+      acks=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /received packets:/ {print $3; exit}')
+      sent=$(echo "$out" | awk '/sent packets:/ {print $3}' | paste -sd+ | bc)
+      recv=$(echo "$out" | awk '/received packets:/ {print $3}' | paste -sd+ | bc)
+      us=$(echo "($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / (${acks:-0} + (${acks:-0} == 0))" | bc -l)
+      cpu_all[$variant]+=" $us"
+      printf '| %d | %s | %d | %.2f | %.1f | %.2f | %s |\n' "$run" "$variant" "${acks:-0}" \
+        "$(echo "($t1 - $t0) / $(getconf CLK_TCK)" | bc -l)" "$us" "$(echo "100 * ($sent - $recv) / ($sent + ($sent == 0))" | bc -l)" "$load"
+    done
+  done
+  median() { tr ' ' '\n' <<< "$1" | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+  echo
+  echo "| variant | Kea CPU per DORA, median of $runs (us) |"
+  echo "|---|---:|"
+  for variant in hook native hook-nodaemon; do printf '| %s | %.1f |\n' "$variant" "$(median "${cpu_all[$variant]}")"; done
+  h=$(median "${cpu_all[hook]}"); n=$(median "${cpu_all[native]}")
+  printf '\nhook / native CPU per DORA: %.3f\n' "$(echo "$h / $n" | bc -l)"
+  exit 0
+fi
 
 printf '%-14s %-4s %-14s %-14s %-8s\n' variant run best_rate_ok achieved_ack/s drops%
 for run in $(seq "$runs"); do

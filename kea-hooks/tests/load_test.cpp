@@ -2,6 +2,7 @@
 // and drives its callouts with Kea packet and lease objects.
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -156,6 +157,9 @@ TEST_F(HookLoad, ReleaseDeclineAndExpireAreReportedToTheEventSocket) {
     if (!c.with_query) handle->setArgument("remove_lease", false);
     HooksManager::callCallouts(c.hook, *handle);
 
+    // The hook's sender thread delivers it just after the callout returned.
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1);
     char buf[4096];
     const auto n = ::recv(fd, buf, sizeof(buf), 0);
     ASSERT_GT(n, 0);

@@ -1,4 +1,7 @@
 // The TFTP server against a hand-driven client on loopback: every packet is checked.
+#include <map>
+#include <thread>
+
 #include "provision/tests/server_fixture.hpp"
 
 namespace ve::provision {
@@ -170,6 +173,87 @@ TEST_F(TftpServerTest, BlockNumbersRollOverPast65535) {
   EXPECT_EQ(d.blocks[65534], 65535);
   EXPECT_EQ(d.blocks[65535], 0);
   EXPECT_EQ(d.blocks[65536], 1);
+}
+
+// RFC 7440 recovery, driven by hand with 8-byte blocks and a window of 4 over a 100-byte file
+// (blocks 1..13, the last 4 bytes): an ACK inside the window restarts from the block after it, a
+// silent client gets the unacknowledged window again, and the file arrives whole. Run with the
+// window sent by UDP GSO and by sendmmsg.
+class TftpWindowTest : public ServerFixture, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(TftpWindowTest, AckInsideTheWindowAndSilenceResendTheRest) {
+  const std::string file = testing::random_bytes(100, 21);
+  root_.write("w100.bin", file);
+  ProvisionerOptions o;
+  o.tftp.retransmit_timeout = 200ms;
+  o.tftp.gso = GetParam();
+  start(o);
+  UdpClient client;
+  client.send(provisioner_->tftp_port(), t::encode(rrq("w100.bin", {{"blksize", "8"}, {"windowsize", "4"}})));
+  std::uint16_t tid = 0;
+  auto oack = client.receive_packet(&tid);
+  ASSERT_TRUE(oack && std::holds_alternative<t::OptionAck>(*oack));
+  client.send(tid, t::encode(t::Ack{0}));
+  // Receives the next `count` DATA packets; returns their block numbers, keeps their payloads.
+  std::map<std::uint16_t, std::string> got;
+  auto receive = [&](int count) {
+    std::vector<std::uint16_t> blocks;
+    for (int i = 0; i < count; ++i) {
+      auto p = client.receive_packet();
+      if (!p || !std::holds_alternative<t::Data>(*p)) break;
+      const auto& d = std::get<t::Data>(*p);
+      blocks.push_back(d.block);
+      got[d.block] = std::string(reinterpret_cast<const char*>(d.payload.data()), d.payload.size());
+    }
+    return blocks;
+  };
+  EXPECT_EQ(receive(4), (std::vector<std::uint16_t>{1, 2, 3, 4}));
+  client.send(tid, t::encode(t::Ack{2}));  // "3 and 4 were lost"
+  EXPECT_EQ(receive(4), (std::vector<std::uint16_t>{3, 4, 5, 6}));
+  // No ACK: after the retransmit timeout the same window again, nothing before it.
+  EXPECT_EQ(receive(4), (std::vector<std::uint16_t>{3, 4, 5, 6}));
+  client.send(tid, t::encode(t::Ack{6}));
+  EXPECT_EQ(receive(4), (std::vector<std::uint16_t>{7, 8, 9, 10}));
+  client.send(tid, t::encode(t::Ack{10}));
+  EXPECT_EQ(receive(3), (std::vector<std::uint16_t>{11, 12, 13}));
+  EXPECT_EQ(got[13].size(), 4u);
+  client.send(tid, t::encode(t::Ack{13}));
+  std::string whole;
+  for (const auto& [block, payload] : got) whole += payload;
+  EXPECT_EQ(whole, file);
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->counters().tftp_ok == 1u; }));
+  EXPECT_EQ(provisioner_->counters().tftp_retransmits, 1u);
+  EXPECT_EQ(provisioner_->active_tftp_transfers(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(GsoAndSendmmsg, TftpWindowTest, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "Gso" : "Sendmmsg"; });
+
+// Many windowed downloads at once spread over the worker threads; every one arrives whole and is
+// counted once (the limits and records live on the io thread, the transfers on the workers).
+TEST_F(TftpServerTest, ConcurrentWindowedDownloadsOnSeveralWorkersAllArriveWhole) {
+  ProvisionerOptions o;
+  o.tftp.workers = 3;
+  start(o);
+  constexpr int kClients = 12;
+  std::vector<std::thread> threads;
+  std::vector<Download> results(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      UdpClient client;
+      results[static_cast<std::size_t>(i)] =
+          download(client, provisioner_->tftp_port(),
+                   rrq("kern78xx.14-2-1-0001-14.sbn", {{"blksize", i % 2 ? "1428" : "512"}, {"windowsize", "16"}}));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& d : results) {
+    ASSERT_FALSE(d.error) << d.error->message;
+    EXPECT_EQ(d.content, content_of("kern78xx.14-2-1-0001-14.sbn"));
+  }
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->counters().tftp_ok == std::uint64_t{kClients}; }));
+  EXPECT_EQ(provisioner_->active_tftp_transfers(), 0u);
+  EXPECT_EQ(provisioner_->recent().size(), static_cast<std::size_t>(kClients));
 }
 
 TEST_F(TftpServerTest, DuplicateAcksDoNotTriggerResends) {

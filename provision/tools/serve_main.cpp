@@ -31,12 +31,14 @@ int main(int argc, char** argv) {
   std::string site_file;
   int max_transfers = 10000;
   int max_per_client = 10000;
+  int tftp_workers = 0;
   app.add_option("--root", root, "directory served")->required();
   app.add_option("--tftp", tftp, "TFTP listen address:port");
   app.add_option("--http", http, "HTTP listen address:port");
   app.add_option("--site", site_file, "site file for phones and call managers (optional)");
   app.add_option("--max-transfers", max_transfers);
   app.add_option("--max-per-client", max_per_client);
+  app.add_option("--tftp-workers", tftp_workers, "threads running TFTP transfers (0: four per CPU, at most 8)");
   CLI11_PARSE(app, argc, argv);
 
   std::shared_ptr<const ve::config::SiteConfig> site;
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
   options.http.listen = *http_ep;
   options.tftp.max_transfers = max_transfers;
   options.tftp.max_per_client = max_per_client;
+  options.tftp.workers = tftp_workers;
 
   boost::asio::io_context io;
   ve::NullEventSink sink;
