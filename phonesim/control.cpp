@@ -67,7 +67,8 @@ void Phone::on_service_control(const sip::Message& m, const std::function<void(i
     return emit(std::move(ev));
   }
   control_action_ = action;
-  control_event_ = std::move(ev);
+  control_event_ = ev;
+  emit(std::move(ev));
   wake();  // keep_registered() carries it out
 }
 

@@ -223,7 +223,10 @@ TEST_F(PhoneControl, ReloadPushesToThePhoneWhoseConfigChangedOnly) {
 
 TEST_F(PhoneControl, AHungPhoneGetsTheRetransmissionsAndIsReportedAfterTimerF) {
   auto& p1 = start_phone("1001", "01", "notify_ignore.xml");
-  const auto r = daemon_->ctl({"--json", "phone", "restart", "SEP001122334401"});
+  // Daemon::ctl gives up after 30 s; this answer comes after Timer F (32 s).
+  const auto r = run({voiceedgectl_path().string(), "--socket", daemon_->socket().string(), "--json", "phone",
+                      "restart", "SEP001122334401"},
+                     std::chrono::seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err << daemon_->log();
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_FALSE(j["answer"]["answered"].get<bool>()) << j.dump(2);
