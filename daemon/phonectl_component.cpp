@@ -53,10 +53,13 @@ class PhoneControlComponent final : public Component {
     for (const auto& phone : config_->phones) {
       const config::Phone* before = old->find_phone(phone.mac);
       if (!before) continue;  // new in the site file: it has not been able to register its lines
-      if (provision::render_phone_config(*old, *before) == provision::render_phone_config(*config_, phone)) continue;
+      // The versionStamp is a fingerprint of the rest of the file: equal stamps, equal files (and
+      // the phone itself would ignore a file with the stamp it has). One render per side.
+      auto version = provision::phone_config_version(*config_, phone);
+      if (provision::phone_config_version(*old, *before) == version) continue;
       ++changed;
       const bool load_changed = provision::phone_load(*old, *before) != provision::phone_load(*config_, phone);
-      if (push(phone, load_changed ? "reset" : "restart", "after reload", nullptr)) ++pushed;
+      if (push(phone, load_changed ? "reset" : "restart", "after reload", std::move(version), nullptr)) ++pushed;
     }
     if (changed > 0)
       ve::logger("phonectl")
@@ -67,8 +70,7 @@ class PhoneControlComponent final : public Component {
   // empty) gets the phone's answer and its one-line text.
   using Answered = std::function<void(const json& outcome, const std::string& text)>;
   Result<json, std::string> push(const config::Phone& phone, const std::string& action, const std::string& why,
-                                 Answered answered) {
-    const auto version = provision::phone_config_version(*config_, phone);
+                                 const std::string& version, Answered answered) {
     Services::ServiceControlCall call{phone.mac, action, version, first_line_user(phone)};
     const auto mac = phone.mac;
     auto sent = ctx_.services.service_control(
@@ -99,15 +101,15 @@ class PhoneControlComponent final : public Component {
     auto phone = phone_arg(args);
     if (!phone) return done(unexpected(phone.error()));
     const config::Phone& p = **phone;
-    auto out = std::make_shared<json>(json{{"phone", p.mac.sep_name()},
-                                           {"mac", p.mac.to_string()},
-                                           {"action", action},
-                                           {"config_version", provision::phone_config_version(*config_, p)}});
-    auto sent = push(p, action, "by the administrator", [out, done](const json& outcome, const std::string& text) {
-      (*out)["answer"] = outcome;
-      (*out)["result"] = text;
-      done(*out);
-    });
+    const auto version = provision::phone_config_version(*config_, p);
+    auto out = std::make_shared<json>(
+        json{{"phone", p.mac.sep_name()}, {"mac", p.mac.to_string()}, {"action", action}, {"config_version", version}});
+    auto sent =
+        push(p, action, "by the administrator", version, [out, done](const json& outcome, const std::string& text) {
+          (*out)["answer"] = outcome;
+          (*out)["result"] = text;
+          done(*out);
+        });
     if (!sent) return done(unexpected(ControlError{"not-found", sent.error()}));
     (*out)["sent"] = *sent;
   }
