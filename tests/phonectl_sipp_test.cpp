@@ -16,7 +16,7 @@
 namespace ve::test {
 namespace {
 
-std::string site(const std::string& display_1001, const std::string& load_1002) {
+std::string site(const std::string& display_1001, const std::string& load_1002, const std::string& desc_1003 = "") {
   return R"(site: { name: sipp-phonectl }
 state_dir: @STATE@
 control: { socket: @SOCKET@ }
@@ -42,7 +42,8 @@ phones:
 )" + (load_1002.empty() ? std::string() : "    load: " + load_1002 + "\n") +
          R"(    lines: [{ extension: "1002", password: "pw1002" }]
   - mac: "00:11:22:33:44:03"
-    lines: [{ extension: "1003", password: "pw1003" }]
+)" + (desc_1003.empty() ? std::string() : "    description: " + desc_1003 + "\n") +
+         R"(    lines: [{ extension: "1003", password: "pw1003" }]
 )";
 }
 
@@ -206,7 +207,7 @@ TEST_F(PhoneControl, ReloadPushesToThePhoneWhoseConfigChangedOnly) {
   EXPECT_EQ(journey("SEP001122334402").find("config push"), std::string::npos) << journey("SEP001122334402");
 
   // A new load for phone 2 is a reset for phone 2, and nothing for phone 1 (unchanged this time).
-  daemon_->write_site(site("Reception", "sip88xx.14-3-1-0001-10"));
+  daemon_->write_site(site("Reception", "sip88xx.14-3-1-0001-10", "spare"));
   ASSERT_EQ(daemon_->ctl({"reload"}).exit_code, 0);
   ASSERT_TRUE(eventually(
       [&] {
@@ -218,7 +219,10 @@ TEST_F(PhoneControl, ReloadPushesToThePhoneWhoseConfigChangedOnly) {
   EXPECT_NE(read_file(p2.messages).find("action=reset"), std::string::npos);
   EXPECT_EQ(count(notifies_received(p1), "NOTIFY sip:"), 1u) << notifies_received(p1);
   // A changed phone that is not registered is noted, not pushed.
-  EXPECT_EQ(journey("SEP001122334403").find("config pushed"), std::string::npos);
+  const auto j3 = journey("SEP001122334403");
+  EXPECT_EQ(j3.find("config pushed"), std::string::npos) << j3;
+  EXPECT_NE(j3.find("config changed after reload, not pushed: SEP001122334403 is not registered"), std::string::npos)
+      << j3;
 }
 
 TEST_F(PhoneControl, AHungPhoneGetsTheRetransmissionsAndIsReportedAfterTimerF) {
