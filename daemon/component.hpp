@@ -2,7 +2,6 @@
 // How voiceedged wires its parts. Each component lives in its own library folder; the glue that
 // builds it from the site file, connects it to the others and registers its control commands is
 // one file here: daemon/<name>_component.cpp, declared in components.hpp.
-#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
