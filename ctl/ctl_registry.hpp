@@ -28,6 +28,8 @@ struct Command {
   // options --help shows without brackets because the command needs them (its `run` checks).
   std::map<std::string, std::string> option_values = {};
   std::set<std::string> required_options = {};
+  // Commands that wait for a phone (phone restart) answer late: --timeout is at least this.
+  int min_timeout_s = 0;
 };
 
 class CommandTable {

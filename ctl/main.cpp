@@ -155,7 +155,9 @@ int main(int argc, char** argv) {
       "  voiceedgectl --json show cdp neighbors\n  voiceedgectl reload\n"
       "  voiceedgectl capture SEP001122334455 --seconds 60 --write phone.pcapng\n"
       "  voiceedgectl capture SEP001122334455 --write - | wireshark -k -i -\n"
-      "  voiceedgectl report SEP001122334455 --output phone.tar.gz");
+      "  voiceedgectl report SEP001122334455 --output phone.tar.gz\n"
+      "  voiceedgectl phone restart SEP001122334455\n"
+      "  voiceedgectl phone power-cycle SEP001122334455 --seconds 10");
   std::string socket_path = default_socket();
   bool as_json = false;
   int timeout_s = 10;
@@ -236,6 +238,7 @@ int main(int argc, char** argv) {
     else
       args[name] = value;
   }
+  timeout_s = std::max(timeout_s, match->min_timeout_s);
   if (match->run) return match->run(socket_path, args, timeout_s, as_json);
   std::string cmd;
   for (const auto& w : match->words) cmd += (cmd.empty() ? "" : ".") + w;

@@ -28,6 +28,11 @@ struct ControlError {
 };
 using ControlResult = Result<nlohmann::json, ControlError>;
 using ControlHandler = std::function<ControlResult(const nlohmann::json& args)>;
+// A command whose answer comes later (it waits for a phone to answer): the handler returns at
+// once and calls `done` exactly once, from the event loop, when the answer is known. The event
+// loop never blocks on it.
+using ControlDone = std::function<void(ControlResult)>;
+using AsyncControlHandler = std::function<void(const nlohmann::json& args, ControlDone done)>;
 
 // Who may run a command. The control socket checks the caller (SO_PEERCRED): Read is for root,
 // the daemon's user and members of control.read_group or control.admin_group; Admin (anything
@@ -63,6 +68,12 @@ class ControlRegistry {
   virtual void add(const std::string& cmd, ControlRole role, ControlHandler handler) {
     (void)role;
     add(cmd, std::move(handler));
+  }
+  // A command that answers later (AsyncControlHandler). Registries without it (tests) ignore it.
+  virtual void add_async(const std::string& cmd, ControlRole role, AsyncControlHandler handler) {
+    (void)cmd;
+    (void)role;
+    (void)handler;
   }
   // Fail-safe default: a command is read-only only if its name says so.
   static ControlRole role_implied_by(std::string_view cmd) {
@@ -122,6 +133,25 @@ struct Services {
     std::function<std::optional<HttpFile>(const MacAddress&)> serve;
   };
   std::vector<PhoneDownload> phone_downloads;
+  // Phone control (daemon/phonectl_component.cpp). SIP: a service-control NOTIFY to the
+  // registered phone `mac` ("restart" or "reset"); returns what was sent (or why nothing was:
+  // not registered) and calls `answered` once with the phone's final response or the timeout.
+  struct ServiceControlCall {
+    MacAddress mac;
+    std::string action;          // restart | reset
+    std::string config_version;  // ConfigVersionStamp
+    std::string line_user;       // the registration to use (the phone's first line)
+  };
+  std::function<Result<nlohmann::json, std::string>(const ServiceControlCall& call,
+                                                    std::function<void(const nlohmann::json& outcome)> answered)>
+      service_control;
+  // PoE: turns `port` off, then on again after `off_for`; `done` once power is enabled again (or
+  // with the error that stopped it). An error now when the box does not control power there.
+  std::function<Result<void, std::string>(const std::string& port, std::chrono::milliseconds off_for,
+                                          std::function<void(Result<void, std::string>)> done)>
+      power_cycle;
+  // PoE: the port whose powered device is `mac` (learnt over CDP/LLDP), if any.
+  std::function<std::optional<std::string>(const MacAddress& mac)> poe_port_of;
 };
 
 struct Context {

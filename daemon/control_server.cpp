@@ -142,8 +142,12 @@ class ControlServer::Session : public std::enable_shared_from_this<Session> {
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
     // A stream (capture) leaves this session: its connection has no idle deadline while it streams.
     if (server_.try_stream(line, role_, who_, socket_)) return;
-    reply_ = server_.handle_line(line, role_, who_) + "\n";
-    do_write();
+    // A command that waits for a phone answers later; the session reads nothing meanwhile.
+    server_.handle_line_async(line, role_, who_, [self = shared_from_this()](std::string reply) {
+      if (!*self->alive_) return;
+      self->reply_ = std::move(reply) + "\n";
+      self->do_write();
+    });
   }
 
   void do_write() {
@@ -188,7 +192,7 @@ void ControlServer::add(const std::string& cmd, ControlHandler handler) {
 }
 
 void ControlServer::add(const std::string& cmd, ControlRole role, ControlHandler handler) {
-  handlers_[cmd] = Entry{std::move(handler), role};
+  handlers_[cmd] = Entry{std::move(handler), role, nullptr};
 }
 
 std::map<std::string, ControlRole> ControlServer::roles() const {
@@ -198,13 +202,17 @@ std::map<std::string, ControlRole> ControlServer::roles() const {
   return out;
 }
 
+void ControlServer::add_async(const std::string& cmd, ControlRole role, AsyncControlHandler handler) {
+  handlers_[cmd] = Entry{nullptr, role, std::move(handler)};
+}
+
 void ControlServer::add_stream(const std::string& cmd, StreamHandler handler) {
   stream_handlers_[cmd] = std::move(handler);
 }
 
 ControlResult ControlServer::call(const std::string& cmd, const nlohmann::json& args) const {
   auto it = handlers_.find(cmd);
-  if (it == handlers_.end()) return unexpected(ControlError{"unavailable", "no command " + cmd});
+  if (it == handlers_.end() || !it->second.handler) return unexpected(ControlError{"unavailable", "no command " + cmd});
   try {
     return it->second.handler(args);
   } catch (const std::exception& e) {
@@ -376,6 +384,7 @@ std::string ControlServer::handle_line(const std::string& line, std::optional<Co
   }
   // An admin reaches a stream command only on a connection of its own (try_stream), not here.
   if (it == handlers_.end()) return error_line("bad-request", "'" + cmd + "' streams: it needs its own connection");
+  if (!it->second.handler) return error_line("bad-request", "'" + cmd + "' answers later: use the control socket");
   // Every change is on record with who asked for it.
   if (it->second.role == ControlRole::Admin && !who.empty())
     ve::logger("control")->info("{} requested by {}", cmd, who);
@@ -388,6 +397,40 @@ std::string ControlServer::handle_line(const std::string& line, std::optional<Co
     // A handler bug must not take the daemon down with it.
     ve::logger("control")->error("command {} failed: {}", cmd, e.what());
     return error_line("failed", std::string("internal error: ") + e.what());
+  }
+}
+
+void ControlServer::handle_line_async(const std::string& line, std::optional<ControlRole> role, const std::string& who,
+                                      std::function<void(std::string)> reply) const {
+  auto req = nlohmann::json::parse(line, nullptr, false);
+  const Entry* entry = nullptr;
+  if (!req.is_discarded() && req.is_object() && req.contains("cmd") && req["cmd"].is_string() &&
+      (!req.contains("args") || req["args"].is_object())) {
+    auto it = handlers_.find(req["cmd"].get<std::string>());
+    if (it != handlers_.end() && it->second.async) entry = &it->second;
+  }
+  // Errors (bad request, permission) and ordinary commands: the synchronous path answers now.
+  if (!entry || !role || (entry->role == ControlRole::Admin && *role != ControlRole::Admin)) {
+    reply(handle_line(line, role, who));
+    return;
+  }
+  const auto cmd = req["cmd"].get<std::string>();
+  if (entry->role == ControlRole::Admin && !who.empty()) ve::logger("control")->info("{} requested by {}", cmd, who);
+  nlohmann::json args = req.contains("args") ? req["args"] : nlohmann::json::object();
+  // Exactly one reply, even if a handler calls done twice or throws after calling it.
+  auto once = std::make_shared<std::function<void(std::string)>>(std::move(reply));
+  auto done = [once, cmd](ControlResult result) {
+    if (!*once) return;
+    auto r = std::exchange(*once, nullptr);
+    if (!result) return r(error_line(result.error().code, result.error().message));
+    r(nlohmann::json{{"ok", true}, {"data", std::move(result.value())}}.dump(-1, ' ', false,
+                                                                             nlohmann::json::error_handler_t::replace));
+  };
+  try {
+    entry->async(args, done);
+  } catch (const std::exception& e) {
+    ve::logger("control")->error("command {} failed: {}", cmd, e.what());
+    done(unexpected(ControlError{"failed", std::string("internal error: ") + e.what()}));
   }
 }
 

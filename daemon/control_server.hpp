@@ -68,6 +68,7 @@ class ControlServer final : public ControlRegistry {
   void add(const std::string& cmd, ControlHandler handler) override;
   void add(const std::string& cmd, ControlRole role, ControlHandler handler) override;
   void add_stream(const std::string& cmd, StreamHandler handler) override;
+  void add_async(const std::string& cmd, ControlRole role, AsyncControlHandler handler) override;
   ControlResult call(const std::string& cmd, const nlohmann::json& args) const override;
 
   // Who gets which role; applied to connections accepted from now on.
@@ -84,6 +85,11 @@ class ControlServer final : public ControlRegistry {
   std::string handle_line(const std::string& line, std::optional<ControlRole> role = ControlRole::Admin,
                           const std::string& who = "") const;
 
+  // The same for a command that may answer later (add_async): `reply` gets the response line
+  // once, now or when the handler is done. Every other command answers before this returns.
+  void handle_line_async(const std::string& line, std::optional<ControlRole> role, const std::string& who,
+                         std::function<void(std::string)> reply) const;
+
   std::size_t clients() const { return sessions_.size(); }
   std::uint64_t evicted() const { return evicted_; }
   std::uint64_t refused() const { return refused_; }
@@ -95,6 +101,7 @@ class ControlServer final : public ControlRegistry {
   struct Entry {
     ControlHandler handler;
     ControlRole role = ControlRole::Admin;
+    AsyncControlHandler async;  // set instead of `handler` for commands that answer later
   };
   void accept();
   bool make_room(bool admin, uid_t uid);

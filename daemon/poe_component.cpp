@@ -183,6 +183,24 @@ void add_poe_component(Wiring& w) {
     });
     w.ctx.services.device_listeners.push_back(
         [mgr](const std::string& port, const MacAddress& mac) { mgr->set_port_device(port, mac); });
+    // Phone control's power-cycle: off now, on after `off_for` (a timer on the loop, never a sleep).
+    w.ctx.services.power_cycle = [mgr, &io = w.ctx.io](
+                                     const std::string& port, std::chrono::milliseconds off_for,
+                                     std::function<void(Result<void, std::string>)> done) -> Result<void, std::string> {
+      if (auto r = mgr->begin_power_cycle(port); !r) return r;
+      auto timer = std::make_shared<boost::asio::steady_timer>(io, off_for);
+      timer->async_wait([mgr, port, timer, done = std::move(done)](const boost::system::error_code& ec) {
+        mgr->end_power_cycle(port);
+        if (done)
+          done(ec ? Result<void, std::string>(unexpected(std::string("stopping"))) : Result<void, std::string>{});
+      });
+      return {};
+    };
+    w.ctx.services.poe_port_of = [mgr](const MacAddress& mac) -> std::optional<std::string> {
+      for (const auto& v : mgr->ports())
+        if (v.device && *v.device == mac) return v.name;
+      return std::nullopt;
+    };
   }
 
   w.ctx.control.add("show.power.inline", [raw](const json& args) -> ControlResult {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "daemon/daemon_registry.hpp"
+#include "sip/phone_control.hpp"
 #include "sip/sip.hpp"
 #include "ve/log.hpp"
 #include "ve/time_format.hpp"
@@ -148,6 +149,8 @@ class SipComponent final : public Component {
     return out;
   }
 
+  sip::Server& server() { return server_; }
+
   json calls() const {
     const auto now = std::chrono::system_clock::now();
     json list = json::array();
@@ -174,6 +177,28 @@ class SipComponent final : public Component {
   std::string error_;
 };
 
+// Phone control's NOTIFY (daemon/phonectl_component.cpp) as JSON: what went out, then the answer.
+Result<json, std::string> service_control(sip::Server& server, const Services::ServiceControlCall& call,
+                                          std::function<void(const json&)> answered) {
+  sip::ServiceControlRequest req;
+  req.mac = call.mac;
+  req.action = call.action == "reset" ? sip::ServiceAction::Reset : sip::ServiceAction::Restart;
+  req.config_version = call.config_version;
+  req.line_user = call.line_user;
+  auto sent = server.service_control(req, [answered = std::move(answered)](const sip::ServiceControlResult& r) {
+    if (!answered) return;
+    answered(json{{"answered", r.outcome.answered},
+                  {"status", r.outcome.status},
+                  {"reason", r.outcome.reason},
+                  {"retransmissions", r.outcome.retransmissions},
+                  {"waited_ms", r.outcome.waited.count()}});
+  });
+  if (!sent) return unexpected(sent.error());
+  return json{{"destination", sent->destination},  {"transport", sip::to_string(sent->binding.transport)},
+              {"registration", sent->binding.aor}, {"register_call_id", sent->binding.call_id},
+              {"notify_call_id", sent->call_id},   {"body", sent->body}};
+}
+
 }  // namespace
 
 void add_sip_component(Wiring& w) {
@@ -182,6 +207,10 @@ void add_sip_component(Wiring& w) {
   w.ctx.control.add("show.sip.registrations", [raw](const json&) -> ControlResult { return raw->registrations(); });
   w.ctx.control.add("show.calls", [raw](const json&) -> ControlResult { return raw->calls(); });
   w.ctx.services.metrics.push_back([raw] { return raw->metrics(); });
+  w.ctx.services.service_control = [raw](const Services::ServiceControlCall& call,
+                                         std::function<void(const json&)> answered) {
+    return service_control(raw->server(), call, std::move(answered));
+  };
   w.components.push_back(std::move(component));
 }
 

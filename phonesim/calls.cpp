@@ -104,7 +104,10 @@ void Phone::on_sip_request(std::string message) {
       }
       return;
     case sip::Method::Options: return reply(200, "OK", std::string(kAllow) + "Accept: application/sdp\r\n");
-    case sip::Method::Notify: return reply(200, "OK");
+    case sip::Method::Notify:
+      if (sip::iequals(sip::trim(m.value(sip::HeaderType::Event)), "service-control"))
+        return on_service_control(m, [&](int status, std::string reason) { reply(status, std::move(reason)); });
+      return reply(200, "OK");
     default: return reply(501, "Not Implemented", std::string(kAllow));
   }
 }

@@ -243,6 +243,9 @@ struct Shared {
   std::uint64_t malformed_frames = 0;
   std::uint64_t foreign_dhcp = 0;  // replies for MACs that are not ours
   std::function<void(const Phone&)> on_boot_done;
+  // A service-control NOTIFY was handled (answered, or ignored with --ignore-notify) and, when
+  // answered, the restart or reset it asked for is over: one JSON object for the output.
+  std::function<void(const nlohmann::json&)> on_control;
 };
 
 // The phone's registration state for one line, kept for refreshes.
@@ -317,6 +320,14 @@ class Phone {
     std::shared_ptr<asio::steady_timer> ring;
   };
   void on_sip_request(std::string message);
+  // Event: service-control (Cisco's restart/reset from the call manager): answers it and leaves
+  // the action for keep_registered() to carry out.
+  void on_service_control(const sip::Message& m, const std::function<void(int, std::string)>& reply);
+  // action=restart: fetch the config files again and register anew; action=reset: the whole boot.
+  asio::awaitable<void> carry_out_control();
+  std::string control_action_;  // pending: restart | reset
+  bool rebooting_ = false;      // a reset's boot: the simulator already has this phone's result
+  nlohmann::json control_event_;
   void on_invite(const sip::Message& m, std::string message);
   asio::awaitable<void> answer_later(std::string call_id, std::shared_ptr<asio::steady_timer> ring);
   void send_final(IncomingCall& call, int status, std::string reason);

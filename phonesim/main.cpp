@@ -48,7 +48,15 @@ constexpr const char* kDescription =
     "sent again with Proxy-Authorization (the line's authName/authPassword, digest uri = the\n"
     "Request-URI); after the 200 the ACK and, --call-seconds later, the BYE go along the route\n"
     "set (Route headers from the reversed Record-Route, Request-URI = the callee's Contact).\n"
-    "No media is sent. Only a --call makes the run wait for a call; answering needs --hold-s.";
+    "No media is sent. Only a --call makes the run wait for a call; answering needs --hold-s.\n"
+    "\n"
+    "PHONE CONTROL\n"
+    "While it holds (--hold-s), a phone takes the call manager's NOTIFY with Event: service-control\n"
+    "as a Cisco phone does: it answers 200 when the body's RegisterCallId is one of its\n"
+    "registrations (481 otherwise, 400 without action=restart|reset), then action=restart fetches\n"
+    "CTL/ITL/SEP<MAC>.cnf.xml again and registers its lines anew on a new connection, and\n"
+    "action=reset reboots through every step from CDP on. --ignore-notify leaves the NOTIFY\n"
+    "unanswered (a hung phone).";
 
 constexpr const char* kFooter =
     "OUTPUT\n"
@@ -61,7 +69,9 @@ constexpr const char* kFooter =
     "  phone, {\"calls\":{\"mac\",\"calls\":[{\"direction\",\"peer\",\"final_code\",\"reason\",\"ringing\",\n"
     "  \"answered\",\"ended_by\",\"bye_code\",\"setup_ms\",\"detail\"}]}} per phone that placed or\n"
     "  received a call (direction placed/received, ended_by caller/callee/null, setup_ms from the\n"
-    "  INVITE to its final response), and last {\"summary\":{...}}. Text output prints one\n"
+    "  INVITE to its final response), {\"control\":{\"mac\",\"action\",\"answered\",...}} when a\n"
+    "  service-control NOTIFY came and again, with \"registered\" and \"config_file\", when the\n"
+    "  restart or reset it asked for is over, and last {\"summary\":{...}}. Text output prints one\n"
     "  \"SEP... call placed to 1002: 200 OK in 40 ms, rang, answered, ended by the caller, BYE 200\"\n"
     "  line per call before the summary. Step outcomes: ok, expected (CTL/ITL not found on a\n"
     "  non-secure site), missing (an optional file is absent: recorded, not fatal), failed (the\n"
@@ -164,6 +174,8 @@ int main(int argc, char** argv) {
   app.add_option("--answer-after-ms", answer_after_ms, "incoming calls ring this long before the 200 OK (default 300)")
       ->check(CLI::Range(0, 600000));
   app.add_flag("--busy", o.busy, "answer incoming calls with 486 Busy Here instead");
+  app.add_flag("--ignore-notify", o.ignore_notify,
+               "leave the call manager's service-control NOTIFY (restart, reset) unanswered, as a hung phone does");
   app.add_flag("--keep-addresses", o.keep_addresses, "leave the leased addresses on the interface at exit");
   app.add_flag("--json", o.json, "one JSON object per line (see OUTPUT)");
   app.add_flag("-v,--verbose", o.verbose, "text output lists every step of every phone");

@@ -141,7 +141,7 @@ asio::awaitable<void> Phone::boot() {
   if (result_.registered) result_.reached_step = std::max(result_.reached_step, static_cast<int>(Step::Ringtones));
   files_.reset();  // downloads are over: close the kept-alive HTTP connection
   result_.registered_at_end = result_.registered;
-  if (shared_.on_boot_done) shared_.on_boot_done(*this);
+  if (shared_.on_boot_done && !rebooting_) shared_.on_boot_done(*this);
 }
 
 // ---------------------------------------------------------------------------------- step 3: CDP
@@ -786,8 +786,13 @@ asio::awaitable<void> Phone::keep_registered() {
   };
   while (!shared_.stopping) {
     const auto next = std::min(next_refresh, renew_due());
-    while (!shared_.stopping && Clock::now() < next) co_await wait_until(next);
+    while (!shared_.stopping && Clock::now() < next && control_action_.empty()) co_await wait_until(next);
     if (shared_.stopping) break;
+    if (!control_action_.empty()) {
+      co_await carry_out_control();
+      next_refresh = Clock::now() + interval;
+      continue;
+    }
     if (Clock::now() >= renew_due()) {
       if (co_await renew_lease()) {
         ++result_.lease_renewed;

@@ -364,6 +364,7 @@ struct Options {
   std::chrono::seconds call_seconds{2};         // talk time before the BYE
   std::chrono::milliseconds answer_after{300};  // ringing time of an incoming call
   bool busy = false;                            // answer incoming calls 486 Busy Here
+  bool ignore_notify = false;                   // leave service-control NOTIFYs unanswered (a hung phone)
   bool json = false;
   bool verbose = false;
 };

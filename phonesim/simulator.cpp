@@ -61,6 +61,7 @@ class Simulator {
     shared_ = std::make_unique<Shared>(io_, options_, link_, addresses_);
     shared_->kernel_has_8021q = kernel_has_8021q();
     shared_->on_boot_done = [this](const Phone& p) { boot_done(p); };
+    shared_->on_control = [this](const nlohmann::json& event) { control_done(event); };
     for (int i = 0; i < options_.phones; ++i) {
       auto phone = std::make_unique<Phone>(*shared_, nth_mac(options_.first_mac, i));
       by_mac_.emplace(phone->mac(), phone.get());
@@ -170,6 +171,23 @@ class Simulator {
     // With a hold, the final line is printed at the end (it carries the refresh counts); the
     // boot result is printed now so a watcher sees progress.
     print(p.result());
+  }
+
+  // A service-control NOTIFY and what the phone did: printed at once, for a watcher.
+  void control_done(const nlohmann::json& event) {
+    if (options_.json) {
+      out_ << event.dump() << "\n";
+    } else {
+      const auto& c = event["control"];
+      std::string line = fmt::format("{} service-control {}: ", c.value("mac", ""), c.value("action", ""));
+      if (c.contains("registered"))
+        line += fmt::format("{} {}, {}", c["registered"].get<bool>() ? "re-registered after" : "FAILED after",
+                            c.value("action", ""), c.value("config_file", ""));
+      else
+        line += c["answered"].is_null() ? c.value("detail", "") : fmt::format("answered {}", c["answered"].dump());
+      out_ << line << "\n";
+    }
+    out_.flush();
   }
 
   void print(const PhoneResult& r) {

@@ -81,11 +81,12 @@ struct Manager::Impl {
     bool prio_unsupported = false;
     bool over_budget_event = false;  // a PSE over-budget notification not yet evaluated
     std::uint64_t refused_requests = 0;
+    bool cycling = false;  // off for a power-cycle; the mode itself is unchanged
 
     // The PSE keeps this port's power domain within budget; we only observe it.
     bool pse_budgets() const { return pse_prio_max.has_value() && *pse_prio_max > 0; }
 
-    PoeMode mode() const { return override_mode.value_or(cfg.mode); }
+    PoeMode mode() const { return cycling ? PoeMode::Off : override_mode.value_or(cfg.mode); }
     std::uint32_t max_mw() const { return watts_to_mw(cfg.max_watts); }
   };
 
@@ -883,6 +884,32 @@ Result<void, std::string> Manager::set_mode(const std::string& port, config::Poe
   impl_->dirty = true;
   poll_port(port);
   return {};
+}
+
+Result<void, std::string> Manager::begin_power_cycle(const std::string& port) {
+  Impl::Port* p = impl_->find(port);
+  if (p == nullptr) return unexpected(std::string("no such port: ") + port);
+  if (p->cycling) return unexpected(port + " is already being power-cycled");
+  if (p->oper == Oper::NoPse) return unexpected(port + " has no PSE: the box does not power it");
+  if (p->mode() == config::PoeMode::Off) return unexpected(port + ": PoE is off on this port");
+  impl_->log->info("{}: power-cycle: power off", port);
+  p->cycling = true;
+  impl_->dirty = true;
+  poll_port(port);
+  return {};
+}
+
+void Manager::end_power_cycle(const std::string& port) {
+  Impl::Port* p = impl_->find(port);
+  if (p == nullptr || !p->cycling) return;
+  impl_->log->info("{}: power-cycle: power on", port);
+  p->cycling = false;
+  if (p->oper == Oper::Shed || p->oper == Oper::Denied) {
+    p->oper = Oper::Searching;
+    p->held_mw = 0;
+  }
+  impl_->dirty = true;
+  poll_port(port);
 }
 
 void Manager::set_port_device(const std::string& port, const MacAddress& mac) {

@@ -295,6 +295,11 @@ class Manager {
   // Run-time mode (voiceedgectl power inline); persisted; cleared for a port when a reload
   // changes that port's poe settings.
   Result<void, std::string> set_mode(const std::string& port, config::PoeMode mode);
+  // Power-cycle one port (voiceedgectl phone power-cycle): begin takes power away without touching
+  // the port's mode (nothing is persisted: a daemon restart in between powers the port as its mode
+  // says), end gives it back. Refused for a port without a PSE or whose mode is off.
+  Result<void, std::string> begin_power_cycle(const std::string& port);
+  void end_power_cycle(const std::string& port);
   // A neighbour protocol learned which device is on `port`.
   void set_port_device(const std::string& port, const MacAddress& mac);
   void clear_port_device(const std::string& port);

@@ -218,6 +218,14 @@ std::string render_phone_config(const config::SiteConfig& site, const config::Ph
   return render_phone(site, phone, fingerprint(render_phone(site, phone, "")));
 }
 
+std::string phone_config_version(const config::SiteConfig& site, const config::Phone& phone) {
+  return fingerprint(render_phone(site, phone, ""));
+}
+
+std::string phone_load(const config::SiteConfig& site, const config::Phone& phone) {
+  return phone.load.empty() ? site.provisioning.default_load : phone.load;
+}
+
 std::string render_default_config(const config::SiteConfig& site) {
   return render_default(site, fingerprint(render_default(site, "")));
 }

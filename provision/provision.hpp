@@ -34,6 +34,11 @@ inline constexpr std::string_view kSoftKeyFile = "softkeys.xml";
 
 // SEP<MAC>.cnf.xml for one phone of the site. Carries the line passwords: never log it.
 std::string render_phone_config(const config::SiteConfig& site, const config::Phone& phone);
+// The versionStamp render_phone_config writes: a fingerprint of the rest of the file, so it
+// changes exactly when the phone's config does (phone control puts it in ConfigVersionStamp).
+std::string phone_config_version(const config::SiteConfig& site, const config::Phone& phone);
+// The load a phone is told to run (loadInformation): its own, else provisioning.default_load.
+std::string phone_load(const config::SiteConfig& site, const config::Phone& phone);
 // XMLDefault.cnf.xml: call-manager group and default load, for phones not in `phones:`.
 std::string render_default_config(const config::SiteConfig& site);
 // "English_United_States" -> "United_States" (the network locale named in the user locale).

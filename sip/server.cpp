@@ -169,6 +169,7 @@ void Server::stop() {
   impl_->running = false;
   impl_->sweep_timer.cancel();
   impl_->close_listeners();
+  impl_->core->uac.clear();
   impl_->core->store.close();
   impl_->core->records.close();
 }
@@ -255,5 +256,10 @@ std::vector<CallInfo> Server::calls() const { return impl_->core->proxy.calls();
 CallCounters Server::call_counters() const { return impl_->core->proxy.counters(); }
 std::uint16_t Server::udp_port() const { return impl_->udp.empty() ? 0 : impl_->udp.front()->port(); }
 std::uint16_t Server::tcp_port() const { return impl_->tcp.empty() ? 0 : impl_->tcp.front()->port(); }
+Result<ServiceControlSent, std::string> Server::service_control(const ServiceControlRequest& req,
+                                                                std::function<void(const ServiceControlResult&)> done) {
+  if (!impl_->running) return unexpected(std::string("the registrar is not running"));
+  return impl_->core->service_control(req, std::move(done));
+}
 
 }  // namespace ve::sip

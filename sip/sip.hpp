@@ -366,6 +366,10 @@ struct ServerOptions {
   Limits limits{};
 };
 
+struct ServiceControlRequest;  // sip/phone_control.hpp
+struct ServiceControlSent;
+struct ServiceControlResult;
+
 class Server {
  public:
   Server(boost::asio::io_context& io, config::SiteConfigPtr config, EventSink& events, ServerOptions options = {});
@@ -393,6 +397,11 @@ class Server {
   // Bound local ports (useful with port 0 in tests): first UDP, first TCP.
   std::uint16_t udp_port() const;
   std::uint16_t tcp_port() const;
+  // Phone control (sip/phone_control.hpp): a service-control NOTIFY over the phone's registered
+  // flow. Error text when the phone has no binding; else what was sent, and `done` once with the
+  // phone's final response or the timeout (64*T1), on the io_context.
+  Result<ServiceControlSent, std::string> service_control(const ServiceControlRequest& req,
+                                                          std::function<void(const ServiceControlResult&)> done);
 
  private:
   struct Impl;

@@ -16,6 +16,8 @@
 #include "ve/accept_guard.hpp"
 #include "sip/proxy.hpp"
 #include "sip/registrar.hpp"
+#include "sip/uac.hpp"
+#include "sip/phone_control.hpp"
 
 namespace ve::sip {
 
@@ -29,18 +31,23 @@ struct Core final : Wire {
   Core(boost::asio::io_context& io, const config::SiteConfigPtr& config, EventSink& events, ServerOptions opts)
       : options(opts),
         registrar(config, store, events, opts),
-        proxy(io, config, store, events, opts, *this, registrar.authenticator()) {}
+        proxy(io, config, store, events, opts, *this, registrar.authenticator()),
+        uac(io, *this, opts) {}
   // One received message: to the proxy (calls, responses) or the registrar. Returns the
   // registrar's reply for the transport to send; the proxy sends its own.
   Reply handle(std::string_view bytes, const Source& src);
   void send(const Destination& to, const std::string& bytes) override;
   std::string local_address(Transport t, const std::string& peer_ip) const override;
   bool is_local(std::string_view host, std::uint16_t port) const override;
+  // A service-control NOTIFY to a registered phone (sip/phone_control.cpp).
+  Result<ServiceControlSent, std::string> service_control(const ServiceControlRequest& req,
+                                                          std::function<void(const ServiceControlResult&)> done);
 
   ServerOptions options;
   LocationStore store;
   Registrar registrar;
   Proxy proxy;
+  ClientTransactions uac;  // requests the box originates (phone control)
   CallRecords records;
   std::vector<std::weak_ptr<UdpTransport>> udp;
   std::vector<std::weak_ptr<TcpListener>> tcp;

@@ -19,6 +19,11 @@ Reply Core::handle(std::string_view bytes, const Source& src) {
   // REGISTER is most of the traffic: straight to the registrar, which parses it once.
   if (bytes.substr(0, 9) == "REGISTER ") return registrar.handle(bytes, src);
   auto parsed = parse_message(bytes, options.limits);
+  // Answers to requests the box sent itself (phone control) end there, not in the proxy.
+  if (parsed && !parsed->is_request && uac.on_response(*parsed, src)) {
+    ++registrar.counters().received;
+    return {};
+  }
   if (!parsed || !proxy.wants(*parsed)) return registrar.handle(bytes, src);
   const Message& m = *parsed;
   if (m.is_request && request_defect(m)) return registrar.handle(bytes, src);  // it answers the 400

@@ -186,6 +186,27 @@ TEST_F(DaemonSecurity, ControlSocketRolesFollowThePeerCredentials) {
   EXPECT_EQ(d.ctl({"reload"}).exit_code, 0);
 }
 
+// Phone control (restart, reset, power-cycle a phone) changes the branch: admin only, refused
+// before anything is sent or switched.
+TEST_F(DaemonSecurity, PhoneControlCommandsAreAdminCommands) {
+  Daemon d(site());
+  fs::permissions(d.dir().path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  ASSERT_TRUE(d.start()) << d.log();
+  for (const auto* cmd : {"restart", "reset", "power-cycle"}) {
+    auto r = ctl_as(d, kReadGid, {"phone", cmd, "00:11:22:33:44:55"});
+    EXPECT_EQ(r.exit_code, 1) << cmd;
+    EXPECT_NE(r.err.find("permission-denied"), std::string::npos) << cmd << ": " << r.err;
+  }
+  for (const auto* cmd : {"phone.restart", "phone.reset", "phone.power-cycle"})
+    EXPECT_EQ(d.log().find(std::string(cmd) + " requested"), std::string::npos) << "a denied " << cmd << " ran";
+  EXPECT_EQ(d.log().find("service-control"), std::string::npos);
+  // An admin gets past the role check (the phone is not registered: nothing to send).
+  auto admin = ctl_as(d, std::string(kReadGid) + "," + kAdminGid, {"phone", "restart", "00:11:22:33:44:55"});
+  EXPECT_EQ(admin.exit_code, 1);
+  EXPECT_NE(admin.err.find("SEP001122334455 is not registered"), std::string::npos) << admin.err;
+  EXPECT_NE(d.log().find("phone.restart requested by uid 65534"), std::string::npos);
+}
+
 // capture shows a phone's traffic (its config download carries the line password) and report its
 // configuration: both are admin commands, whatever the client sends.
 TEST_F(DaemonSecurity, CaptureAndReportAreAdminCommands) {

@@ -273,3 +273,71 @@ TEST_F(ControlStreamTest, SlowReaderIsDroppedNotWaitedFor) {
 
 }  // namespace
 }  // namespace ve::daemon
+
+namespace ve::daemon {
+namespace {
+
+// A command that answers later (phone.restart waits for the phone): the reply comes when the
+// handler completes, exactly once, and the role check happens before the handler runs.
+class AsyncControlTest : public ::testing::Test {
+ protected:
+  boost::asio::io_context io;
+  ControlServer server{io};
+  ControlDone pending;
+  int calls = 0;
+  void SetUp() override {
+    server.add_async("phone.restart", ControlRole::Admin, [this](const nlohmann::json& args, ControlDone done) {
+      ++calls;
+      if (args.contains("now")) return done(nlohmann::json{{"now", true}});
+      pending = std::move(done);
+    });
+  }
+  std::vector<nlohmann::json> replies;
+  void send(const std::string& line, std::optional<ControlRole> role) {
+    server.handle_line_async(line, role, "uid 0 (pid 1)",
+                             [this](std::string reply) { replies.push_back(nlohmann::json::parse(reply)); });
+  }
+};
+
+TEST_F(AsyncControlTest, AnswersWhenTheHandlerCompletesAndOnlyOnce) {
+  send(R"({"cmd":"phone.restart","args":{"phone":"SEP001122334455"}})", ControlRole::Admin);
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(replies.empty());  // nothing until the phone answered
+  ASSERT_TRUE(pending);
+  auto done = pending;
+  done(nlohmann::json{{"status", 200}});
+  done(nlohmann::json{{"status", 500}});  // a second completion is dropped
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]["ok"], true);
+  EXPECT_EQ(replies[0]["data"]["status"], 200);
+}
+
+TEST_F(AsyncControlTest, ErrorsAndImmediateAnswersComeBackToo) {
+  send(R"({"cmd":"phone.restart","args":{"now":1}})", ControlRole::Admin);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]["data"]["now"], true);
+  send(R"({"cmd":"phone.restart"})", ControlRole::Admin);
+  pending(unexpected(ControlError{"not-found", "SEP001122334455 is not registered"}));
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[1]["error"]["code"], "not-found");
+}
+
+TEST_F(AsyncControlTest, ReadOnlyCallersAndBadRequestsNeverReachTheHandler) {
+  send(R"({"cmd":"phone.restart","args":{}})", ControlRole::Read);
+  send(R"({"cmd":"phone.restart","args":{}})", std::nullopt);
+  send(R"({"cmd":"phone.restart","args":[]})", ControlRole::Admin);
+  send("not json", ControlRole::Admin);
+  EXPECT_EQ(calls, 0);
+  ASSERT_EQ(replies.size(), 4u);
+  EXPECT_EQ(replies[0]["error"]["code"], "permission-denied");
+  EXPECT_EQ(replies[1]["error"]["code"], "permission-denied");
+  EXPECT_EQ(replies[2]["error"]["code"], "bad-request");
+  EXPECT_EQ(replies[3]["error"]["code"], "bad-request");
+  EXPECT_EQ(server.roles().at("phone.restart"), ControlRole::Admin);
+  // The synchronous path (status page, in-process calls) cannot run it.
+  EXPECT_EQ(nlohmann::json::parse(server.handle_line(R"({"cmd":"phone.restart"})"))["error"]["code"], "bad-request");
+  EXPECT_FALSE(server.call("phone.restart", nlohmann::json::object()));
+}
+
+}  // namespace
+}  // namespace ve::daemon

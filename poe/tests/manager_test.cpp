@@ -332,6 +332,45 @@ TEST(PoeManager, PortWithoutPseIsAStatusNotAFailure) {
   EXPECT_EQ(rig.mgr->negotiate("eth1", 12900), 0u);
 }
 
+// voiceedgectl phone power-cycle: off and on again without touching the mode or what is persisted,
+// refused where the box does not power the port.
+TEST(PoeManager, PowerCycleTakesPowerAwayAndGivesItBackWithoutChangingTheMode) {
+  TempDir dir;
+  Rig rig({{"eth1"}, {"eth2"}, {"eth3", PoePriority::Low, 15.4, PoeMode::Off}}, 370,
+          {{"eth1", {2, 6300}}, {"eth3", {2, 6300}}}, dir.path());
+  rig.sim->set_no_pse("eth2", true);
+  rig.mgr->start();
+  rig.settle();
+  ASSERT_EQ(rig.oper("eth1"), Oper::On);
+  ASSERT_TRUE(rig.mgr->begin_power_cycle("eth1"));
+  EXPECT_EQ(rig.oper("eth1"), Oper::Off);
+  EXPECT_EQ(rig.sim->power_cycles("eth1"), 1);
+  EXPECT_FALSE(rig.mgr->port("eth1")->mode_overridden);
+  EXPECT_FALSE(rig.mgr->begin_power_cycle("eth1")) << "one cycle at a time";
+  // Polls while it is off keep it off.
+  rig.settle();
+  EXPECT_EQ(rig.oper("eth1"), Oper::Off);
+  // What is on disk says auto: a daemon restarted now would power the port again.
+  std::ifstream in(rig.state_file);
+  const std::string saved((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(saved.empty());
+  EXPECT_EQ(saved.find("\"override\""), std::string::npos) << saved;
+  rig.mgr->end_power_cycle("eth1");
+  rig.settle();
+  EXPECT_EQ(rig.oper("eth1"), Oper::On);
+  EXPECT_EQ(rig.sim->power_ons("eth1"), 2);
+  EXPECT_EQ(rig.mgr->port("eth1")->mode, PoeMode::Auto);
+
+  auto no_pse = rig.mgr->begin_power_cycle("eth2");
+  ASSERT_FALSE(no_pse);
+  EXPECT_NE(no_pse.error().find("has no PSE"), std::string::npos) << no_pse.error();
+  auto off = rig.mgr->begin_power_cycle("eth3");
+  ASSERT_FALSE(off);
+  EXPECT_NE(off.error().find("PoE is off"), std::string::npos) << off.error();
+  EXPECT_FALSE(rig.mgr->begin_power_cycle("eth9"));
+  rig.mgr->end_power_cycle("eth9");  // unknown or not cycling: nothing happens
+}
+
 TEST(PoeManager, DriverErrorKeepsTheAllocation) {
   Rig rig({{"eth1"}}, 370, {{"eth1", {2, 6300}}});
   rig.mgr->start();
