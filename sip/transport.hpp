@@ -16,6 +16,8 @@
 #include "ve/accept_guard.hpp"
 #include "sip/proxy.hpp"
 #include "sip/registrar.hpp"
+#include "sip/upstream.hpp"
+#include "sip/upstream_prober.hpp"
 
 namespace ve::sip {
 
@@ -29,7 +31,12 @@ struct Core final : Wire {
   Core(boost::asio::io_context& io, const config::SiteConfigPtr& config, EventSink& events, ServerOptions opts)
       : options(opts),
         registrar(config, store, events, opts),
-        proxy(io, config, store, events, opts, *this, registrar.authenticator()) {}
+        proxy(io, config, store, events, opts, *this, registrar.authenticator()),
+        upstream(config->sip, std::chrono::system_clock::now()),
+        prober(std::make_shared<UpstreamProber>(io, upstream, *this, opts.t1)) {
+    registrar.set_upstream(&upstream);
+    proxy.set_upstream(&upstream, &flow_tokens);
+  }
   // One received message: to the proxy (calls, responses) or the registrar. Returns the
   // registrar's reply for the transport to send; the proxy sends its own.
   Reply handle(std::string_view bytes, const Source& src);
@@ -42,6 +49,10 @@ struct Core final : Wire {
   Registrar registrar;
   Proxy proxy;
   CallRecords records;
+  // SRST (sip.upstream): probe state and mode, the prober, the key of the Path flow tokens.
+  UpstreamMonitor upstream;
+  FlowTokens flow_tokens;
+  std::shared_ptr<UpstreamProber> prober;
   std::vector<std::weak_ptr<UdpTransport>> udp;
   std::vector<std::weak_ptr<TcpListener>> tcp;
 };
