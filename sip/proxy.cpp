@@ -310,6 +310,7 @@ std::vector<BindingInfo> Proxy::bindings_of(const config::Line& line) const {
 
 bool Proxy::is_our_domain(std::string_view host, std::optional<std::uint16_t> port) const {
   if (host == config_->sip.realm) return true;
+  if (upstream_at(host, port.value_or(5060))) return false;
   return wire_.is_local(strip_brackets(host), port.value_or(5060));
 }
 
@@ -323,9 +324,14 @@ std::string Proxy::to_tag(const Message& m) const {
 // detection) and a per-process unique part.
 std::string Proxy::make_branch(const Message& m) {
   const auto cseq = parse_cseq(m.value(HeaderType::CSeq));
+  // The Route set is part of it (16.6 step 8): an in-dialog request through a cluster passes the
+  // box twice with the same Request-URI and tags, a spiral and not a loop.
+  std::string routes;
+  for (const auto& h : m.headers)
+    if (h.type == HeaderType::Route) routes.append(h.value).append(",");
   const auto loop = std::hash<std::string>{}(
-      fmt::format("{}|{}|{}|{}|{}", m.request_uri, tag_of(m.value(HeaderType::From)), tag_of(m.value(HeaderType::To)),
-                  m.value(HeaderType::CallId), cseq ? cseq->number : 0));
+      fmt::format("{}|{}|{}|{}|{}|{}", m.request_uri, tag_of(m.value(HeaderType::From)),
+                  tag_of(m.value(HeaderType::To)), m.value(HeaderType::CallId), cseq ? cseq->number : 0, routes));
   return fmt::format("{}{}-{}{:x}", kBranchPrefix, hex64(loop), tag_key_, ++branch_counter_);
 }
 
@@ -653,6 +659,8 @@ bool Proxy::is_our_route(std::string_view route) const {
   if (!na) return false;
   auto u = parse_uri(na->uri);
   if (!u) return false;
+  // A wildcard listener takes any address with our port for us; a cluster member never is.
+  if (upstream_at(u->host, u->port.value_or(5060))) return false;
   return wire_.is_local(strip_brackets(u->host), u->port.value_or(5060));
 }
 
@@ -1326,10 +1334,10 @@ bool Proxy::relay_along_path(const std::shared_ptr<ServerTx>& tx, const Message&
   const std::string via = fmt::format("Via: SIP/2.0/{} {};branch={};rport\r\n", transport_token(to.transport),
                                       wire_.local_address(to.transport, to.ip), branch);
   const std::string user(uri_user(req.request_uri));
-  add_prepared_branch(
-      tx, to, branch,
-      forward_request(req, req.request_uri, via, rr && !tx->in_dialog ? record_route(src, to) : std::string(), true),
-      user);
+  add_prepared_branch(tx, to, branch,
+                      forward_request(req, req.request_uri, via,
+                                      rr && !tx->in_dialog ? upstream_record_route(src, to) : std::string(), true),
+                      user);
   return true;
 }
 
@@ -1366,7 +1374,7 @@ bool Proxy::relay_upstream(const std::shared_ptr<ServerTx>& tx, const Message& r
     target = user.empty() ? "sip:" + hostport : fmt::format("sip:{}@{}", user, hostport);
     const bool rr = req.method == Method::Invite || req.method == Method::Subscribe || req.method == Method::Refer ||
                     req.method == Method::Notify;
-    if (rr) extra = record_route(tx->src, to);
+    if (rr) extra = upstream_record_route(tx->src, to);
   }
   const std::string via =
       fmt::format("Via: SIP/2.0/{} {};branch={};rport\r\n", transport_token(to.transport), box, branch);
@@ -1382,6 +1390,19 @@ bool Proxy::relay_upstream(const std::shared_ptr<ServerTx>& tx, const Message& r
     }
   }
   return true;
+}
+
+// Between the phones' network and the cluster's the box has two addresses: Record-Route both
+// (RFC 5658), the one the next hop reaches first, so each side routes to the address it can reach.
+std::string Proxy::upstream_record_route(const Source& in, const Destination& out) const {
+  auto uri = [](const std::string& addr, Transport t) {
+    return t == Transport::Tcp ? fmt::format("<sip:{};transport=tcp;lr>", addr) : fmt::format("<sip:{};lr>", addr);
+  };
+  const std::string out_addr = wire_.local_address(out.transport, out.ip);
+  const std::string in_addr = wire_.local_address(in.transport, in.ip);
+  if (in.transport == out.transport && in_addr == out_addr)
+    return fmt::format("Record-Route: {}\r\n", uri(out_addr, out.transport));
+  return fmt::format("Record-Route: {}, {}\r\n", uri(out_addr, out.transport), uri(in_addr, in.transport));
 }
 
 std::optional<Destination> Proxy::upstream_next_hop(const Message& m) const {

@@ -130,6 +130,7 @@ class Proxy {
   bool relay_upstream(const std::shared_ptr<ServerTx>& tx, const Message& req);
   // In-dialog: the next Route after ours is an upstream; nullopt when it is not.
   std::optional<Destination> upstream_next_hop(const Message& m) const;
+  std::string upstream_record_route(const Source& in, const Destination& out) const;
   void add_prepared_branch(const std::shared_ptr<ServerTx>& tx, const Destination& to, std::string branch,
                            std::string bytes, const std::string& user);
   void upstream_register_answered(const ClientTx& ctx, const Message& resp);

@@ -170,24 +170,38 @@ std::chrono::milliseconds UpstreamMonitor::probe_timeout() const {
 }
 
 std::string UpstreamMonitor::unreachable_summary() const {
-  std::string names;
+  std::string down, unknown, rehoming;
   std::optional<Time> since;
+  auto add = [](std::string& list, const std::string& name) { list += (list.empty() ? "" : ", ") + name; };
   for (const auto& u : upstreams_) {
     if (u.usable) continue;
-    names += (names.empty() ? "" : ", ") + u.config.name;
-    if (u.state == UpstreamState::Down && (!since || u.since < *since)) since = u.since;
+    if (u.state == UpstreamState::Down) {
+      add(down, u.config.name);
+      if (!since || u.since < *since) since = u.since;
+    } else if (u.state == UpstreamState::Unknown) {
+      add(unknown, u.config.name);
+    } else {
+      add(rehoming, u.config.name);
+    }
   }
-  if (names.empty()) return {};
-  return since ? fmt::format("{} unreachable since {}", names, iso_time(*since)) : names + " not answering yet";
+  std::string out;
+  if (!down.empty()) out = fmt::format("{} unreachable since {}", down, iso_time(*since));
+  if (!unknown.empty()) out += (out.empty() ? "" : "; ") + unknown + " not answering yet";
+  if (!rehoming.empty())
+    out += fmt::format("{}{} answering again, back after {} s without a miss", out.empty() ? "" : "; ", rehoming,
+                       survivability_.rehome_after_s);
+  return out;
 }
 
 void UpstreamMonitor::update(Time now) {
   if (upstreams_.empty()) return;
   const auto rehome = std::chrono::seconds(survivability_.rehome_after_s);
   for (auto& u : upstreams_) {
-    if (u.state != UpstreamState::Up || !u.answering_since)
+    // Usable until it is down (a miss or two below probe_failures does not move the phones);
+    // usable again only after answering without a miss for rehome_after_s.
+    if (u.state != UpstreamState::Up)
       u.usable = false;
-    else if (!u.usable)
+    else if (!u.usable && u.answering_since)
       u.usable = fresh_ || now - *u.answering_since >= rehome;
   }
   const SipMode next = active() ? SipMode::Upstream : SipMode::Survivable;

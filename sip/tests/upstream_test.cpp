@@ -67,11 +67,13 @@ TEST(UpstreamMonitor, DownAfterProbeFailuresMissesInARowThenSurvivable) {
   m.missed(0, t0 + 1s);
   m.missed(0, t0 + 2s);
   EXPECT_EQ(m.upstreams()[0].state, UpstreamState::Up) << "two misses of three: still up";
-  EXPECT_FALSE(m.upstreams()[0].usable) << "but not a target while it is missing probes";
-  EXPECT_EQ(m.mode(), SipMode::Survivable);
+  EXPECT_TRUE(m.upstreams()[0].usable) << "and the phones stay with it";
+  EXPECT_EQ(m.mode(), SipMode::Upstream);
   m.missed(0, t0 + 3s);
   EXPECT_EQ(m.upstreams()[0].state, UpstreamState::Down);
   EXPECT_EQ(m.upstreams()[0].since, t0 + 3s);
+  EXPECT_EQ(m.mode(), SipMode::Survivable);
+  EXPECT_EQ(m.mode_since(), t0 + 3s);
   const auto summary = m.unreachable_summary();
   EXPECT_NE(summary.find("hq-1, hq-2 unreachable since"), std::string::npos) << summary;
 }
