@@ -73,6 +73,7 @@ class Srst : public ::testing::Test {
     std::string cfg = read_file(source_dir() / "tests/srst/kamailio.cfg");
     for (std::string::size_type p; (p = cfg.find("HQ_ADDR")) != std::string::npos;) cfg.replace(p, 7, "10.99.0.2");
     for (std::string::size_type p; (p = cfg.find("HQ_CTL")) != std::string::npos;) cfg.replace(p, 6, ctl_socket());
+    for (std::string::size_type p; (p = cfg.find("HQ_PWPREFIX")) != std::string::npos;) cfg.replace(p, 11, "pw");
     daemon_->dir().write("kamailio.cfg", cfg);
     start_kamailio();
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
