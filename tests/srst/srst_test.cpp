@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -154,7 +156,7 @@ class Srst : public ::testing::Test {
             "20s",
             "-timeout_error",
             "-recv_timeout",
-            "8000",
+            "15000",
             "-nostdin",
             "-trace_err",
             "-error_file",
@@ -179,10 +181,11 @@ class Srst : public ::testing::Test {
     return c;
   }
 
-  RunResult call(const std::string& scenario, const std::string& callee, const std::string& tag,
-                 const std::string& code = "") {
+  std::vector<std::string> caller_args(const std::string& scenario, const std::string& callee, const std::string& tag,
+                                       const std::string& code = "") {
     std::string file = std::string(VE_SIPP_SCENARIOS) + "/calls/" + scenario;
     auto args = sipp(scenario, "1001", tag);
+    if (scenario.find('/') != std::string::npos) args[7] = scenario;
     if (!code.empty()) {
       std::string text = read_file(file);
       for (std::string::size_type p; (p = text.find("@CODE@")) != std::string::npos;) text.replace(p, 6, code);
@@ -192,7 +195,12 @@ class Srst : public ::testing::Test {
     }
     // The box checks the digest uri against the Request-URI (RFC 3261 22.4); Kamailio does not.
     args.insert(args.end(), {"-key", "callee", callee, "-auth_uri", callee + "@127.0.0.1:5060"});
-    auto r = run(args, 40s);
+    return args;
+  }
+
+  RunResult call(const std::string& scenario, const std::string& callee, const std::string& tag,
+                 const std::string& code = "") {
+    auto r = run(caller_args(scenario, callee, tag, code), 40s);
     r.err += read_file(daemon_->dir() / ("sipp-" + tag + ".err"));
     return r;
   }
@@ -245,6 +253,7 @@ TEST_F(Srst, RegistersAndCallsThroughTheClusterSurvivesItsLossAndRehomes) {
   const auto noticed =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - stopped);
   EXPECT_LE(noticed, 4s) << "2 probes of 1 s: about 2-3 s";
+  std::cout << "srst: survivable " << noticed.count() << " ms after Kamailio stopped\n";
   {
     const auto up = daemon_->ctl_json({"show", "sip", "upstream"});
     EXPECT_EQ(up["upstreams"][0]["state"], "down");
@@ -272,11 +281,37 @@ TEST_F(Srst, RegistersAndCallsThroughTheClusterSurvivesItsLossAndRehomes) {
   EXPECT_NE(survivable_journey.find("with the box in survivable mode: hq-1 unreachable since"), std::string::npos)
       << survivable_journey;
 
-  // ---- the cluster is back: upstream again only after it has answered for rehome_after_s.
+  // ---- the cluster is back: upstream again only after it has answered for rehome_after_s. A
+  // call the box set up in survivable mode goes on across the change and ends normally.
+  phase_ = "span";
+  auto span_callee = start_callee("callee-span");
+  ASSERT_TRUE(eventually([&] { return !binding("1002", callee_port_).empty(); }, 10s)) << daemon_->log();
+  Child span_caller(caller_args(source_dir().string() + "/tests/srst/caller_held.xml", "1002", "caller-span"),
+                    daemon_->dir() / "sipp-caller-span.log");
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto j = daemon_->ctl_json({"show", "calls"});
+        return j.contains("calls") && !j["calls"].empty() && j["calls"][0].value("state", "") == "answered";
+      },
+      10s))
+      << daemon_->ctl_json({"show", "calls"}).dump(2) << daemon_->log();
   const auto restarted = std::chrono::steady_clock::now();
   start_kamailio();
   ASSERT_TRUE(eventually([&] { return mode() == "upstream"; }, 10s)) << daemon_->log();
-  EXPECT_GE(std::chrono::steady_clock::now() - restarted, 3s) << "not before rehome_after_s";
+  const auto rehomed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - restarted);
+  EXPECT_GE(rehomed, 3s) << "not before rehome_after_s";
+  std::cout << "srst: upstream again " << rehomed.count() << " ms after Kamailio started again\n";
+  EXPECT_EQ(span_caller.wait(15s), std::optional<int>(0))
+      << "the call from survivable mode ended normally after the change\n"
+      << read_file(daemon_->dir() / "sipp-caller-span.log") << read_file(daemon_->dir() / "sipp-caller-span.err");
+  EXPECT_EQ(span_callee.wait(15s), std::optional<int>(0)) << read_file(daemon_->dir() / "sipp-callee-span.log");
+  {
+    const auto j = daemon_->ctl_json({"show", "calls"});
+    ASSERT_FALSE(j["calls"].empty());
+    EXPECT_EQ(j["calls"][0]["state"], "ended");
+    EXPECT_EQ(j["calls"][0]["ended_by"], "caller") << j["calls"][0].dump(2);
+  }
   const auto changes = daemon_->ctl_json({"show", "sip", "upstream"})["changes"];
   ASSERT_FALSE(changes.empty());
   EXPECT_NE(changes.back().value("why", "").find("has answered for 3 s"), std::string::npos) << changes.dump(2);
