@@ -72,7 +72,10 @@ class Srst : public ::testing::Test {
       auto r = sh(cmd);
       ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << describe(r);
     }
-    daemon_ = std::make_unique<Daemon>(kSite, std::vector<std::string>{"ip", "netns", "exec", box_});
+    std::string site = kSite;
+    if (upstream_transport() == "tcp")
+      site.replace(site.find("port: 5060, transport: udp"), 26, "port: 5060, transport: tcp");
+    daemon_ = std::make_unique<Daemon>(site, std::vector<std::string>{"ip", "netns", "exec", box_});
     std::string cfg = read_file(source_dir() / "tests/srst/kamailio.cfg");
     for (std::string::size_type p; (p = cfg.find("HQ_ADDR")) != std::string::npos;) cfg.replace(p, 7, "10.99.0.2");
     for (std::string::size_type p; (p = cfg.find("HQ_CTL")) != std::string::npos;) cfg.replace(p, 6, ctl_socket());
@@ -88,6 +91,9 @@ class Srst : public ::testing::Test {
     if (!box_.empty()) sh("ip netns del " + box_);
     if (!hq_.empty()) sh("ip netns del " + hq_);
   }
+
+  // The box-cluster leg; the phones use UDP to the box either way.
+  virtual std::string upstream_transport() const { return "udp"; }
 
   std::string ctl_socket() const { return (daemon_->dir() / "kamailio.ctl").string(); }
 
@@ -328,6 +334,30 @@ TEST_F(Srst, RegistersAndCallsThroughTheClusterSurvivesItsLossAndRehomes) {
   EXPECT_NE(metrics.find("voiceedge_sip_upstream_up{upstream=\"hq-1\",address=\"udp:10.99.0.2:5060\"} 1"),
             std::string::npos)
       << metrics;
+}
+
+// The same cluster over TCP: the box probes and relays over its own connection to Kamailio, and
+// requests along the Path come back over that connection.
+class SrstTcp : public Srst {
+ public:
+  std::string upstream_transport() const override { return "tcp"; }
+};
+
+TEST_F(SrstTcp, RegistersAndCallsThroughTheClusterOverTcpAndNoticesItsLoss) {
+  ASSERT_TRUE(eventually([&] { return mode() == "upstream"; }, 10s))
+      << daemon_->ctl_json({"show", "sip", "upstream"}).dump(2) << kamailio_log() << daemon_->log();
+  EXPECT_EQ(daemon_->ctl_json({"show", "sip", "upstream"})["upstreams"][0]["address"], "tcp:10.99.0.2:5060");
+  auto callee = start_callee("callee-tcp");
+  ASSERT_TRUE(eventually([&] { return binding("1002", callee_port_).value("registered_with", "") == "hq-1"; }, 10s))
+      << daemon_->ctl_json({"show", "sip", "registrations"}).dump(2) << kamailio_log() << daemon_->log();
+  const auto dump = ul_dump();
+  EXPECT_NE(dump.find("transport=tcp;lr;ob>"), std::string::npos) << dump;
+  auto r = call("caller_answered.xml", "1002", "caller-tcp");
+  EXPECT_EQ(r.exit_code, 0) << describe(r) << kamailio_log() << daemon_->log();
+  EXPECT_EQ(callee.wait(15s), std::optional<int>(0)) << read_file(daemon_->dir() / "sipp-callee-tcp.log");
+  EXPECT_NE(kamailio_log().find("INVITE 1001 -> 1002"), std::string::npos);
+  stop_kamailio();
+  EXPECT_TRUE(eventually([&] { return mode() == "survivable"; }, 6s)) << daemon_->log();
 }
 
 }  // namespace
