@@ -10,6 +10,7 @@
 #include "sip/proxy.hpp"
 #include "sip/registrar.hpp"
 #include "sip/upstream.hpp"
+#include "sip/upstream_prober.hpp"
 
 namespace ve::sip {
 namespace {
@@ -553,6 +554,66 @@ TEST(SurvivableRegistrar, GrantsAShortExpiryAndSaysWhyInTheTimeline) {
   for (const auto& [k, val] : e.attributes)
     if (k == "registered_with") fact = val.find("survivable mode") != std::string::npos;
   EXPECT_TRUE(fact);
+}
+
+// The prober on a real io_context with a recording Wire: what it sends, which answers count.
+TEST(UpstreamProber, ProbesEveryUpstreamAndOnlyTheProbedAddressCanAnswer) {
+  boost::asio::io_context io;
+  RecordingWire wire;
+  auto sip = two_upstreams(1, 2, 3);
+  UpstreamMonitor monitor(sip, Clock::now());
+  auto prober = std::make_shared<UpstreamProber>(io, monitor, wire, 10ms);
+  prober->start();
+  ASSERT_EQ(wire.sent.size(), 2u) << "one OPTIONS per upstream at once";
+  const auto udp = wire.sent[0].message();
+  EXPECT_EQ(udp.method, Method::Options);
+  EXPECT_EQ(udp.request_uri, "sip:10.10.200.1:5060");
+  EXPECT_EQ(wire.sent[0].to.transport, Transport::Udp);
+  const auto tcp = wire.sent[1].message();
+  EXPECT_EQ(tcp.request_uri, "sip:10.10.200.5:5060;transport=tcp");
+  EXPECT_EQ(wire.sent[1].to.transport, Transport::Tcp);
+  EXPECT_EQ(wire.sent[1].to.contact_ip, "10.10.200.5") << "TCP: connect to the member when no connection is open";
+  auto answer = [](const Message& req, int code) {
+    std::string out = fmt::format("SIP/2.0 {} X\r\n", code);
+    for (auto v : via_values(req)) out += fmt::format("Via: {}\r\n", v);
+    out += fmt::format("From: {}\r\nTo: {};tag=x\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+                       req.value(HeaderType::From), req.value(HeaderType::To), req.value(HeaderType::CallId),
+                       req.value(HeaderType::CSeq));
+    return out;
+  };
+  Source forger;
+  forger.ip = "10.10.100.50";  // a phone on the voice VLAN
+  auto forged_bytes = answer(udp, 200);
+  auto forged = parse_message(forged_bytes);
+  ASSERT_TRUE(forged);
+  EXPECT_TRUE(prober->on_response(*forged, forger)) << "ours (the branch), so consumed";
+  EXPECT_EQ(monitor.upstreams()[0].state, UpstreamState::Unknown) << "but it does not count";
+  Source hq;
+  hq.ip = "10.10.200.1";
+  EXPECT_TRUE(prober->on_response(*forged, hq));
+  EXPECT_EQ(monitor.upstreams()[0].state, UpstreamState::Up);
+  EXPECT_EQ(monitor.mode(), SipMode::Upstream);
+  // Not a probe's branch: left to the proxy.
+  auto other_bytes = answer(udp, 200);
+  other_bytes.replace(other_bytes.find("z9hG4bK-vp-"), 11, "z9hG4bK-xx-");
+  auto other = parse_message(other_bytes);
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(prober->on_response(*other, hq));
+  // hq-2 never answers: its window (the 1 s interval) passes, UDP hq-1 was retransmitted only
+  // until answered, and two rounds of silence make hq-2 down.
+  ASSERT_TRUE([&] {
+    for (int i = 0; i < 400 && monitor.upstreams()[1].state != UpstreamState::Down; ++i) io.run_for(10ms);
+    return monitor.upstreams()[1].state == UpstreamState::Down;
+  }());
+  EXPECT_GE(monitor.upstreams()[1].misses, 2);
+  std::size_t tcp_sent = 0;
+  for (const auto& s : wire.sent)
+    if (s.to.transport == Transport::Tcp) ++tcp_sent;
+  EXPECT_GE(tcp_sent, 2u) << "a probe per interval";
+  prober->stop();
+  const auto before = wire.sent.size();
+  io.run_for(50ms);
+  EXPECT_EQ(wire.sent.size(), before) << "stopped: nothing more is sent";
 }
 
 }  // namespace
