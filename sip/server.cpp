@@ -2,9 +2,15 @@
 #include <boost/asio/ip/address.hpp>
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
+#include <random>
 
 #include "sip/transport.hpp"
 #include "ve/log.hpp"
@@ -12,6 +18,36 @@
 namespace ve::sip {
 
 namespace asio = boost::asio;
+
+namespace {
+// The key of the Path flow tokens, kept so that the Paths the cluster stored stay valid across a
+// restart: read, or made (random, 32 bytes, mode 0600) on first start. nullopt when it cannot be
+// kept (the daemon then uses a key of this run only).
+std::optional<std::string> flow_key(const std::filesystem::path& file) {
+  constexpr std::size_t kBytes = 32;
+  if (std::ifstream in{file, std::ios::binary}) {
+    std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (key.size() == kBytes) return key;
+  }
+  std::random_device rd;
+  std::string key;
+  while (key.size() < kBytes) {
+    const auto v = rd();
+    key.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  key.resize(kBytes);
+  const auto tmp = file.string() + ".new";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return std::nullopt;
+  const bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return std::nullopt;
+  }
+  return key;
+}
+}  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Impl(asio::io_context& io_, config::SiteConfigPtr config_, EventSink& events, ServerOptions options_)
@@ -155,6 +191,13 @@ Result<void, std::string> Server::start() {
     const std::filesystem::path dir(im.config->state_dir);
     std::filesystem::create_directories(dir, ec);
     if (ec) return unexpected(fmt::format("state_dir {}: {}", dir.string(), ec.message()));
+    if (auto key = flow_key(dir / "sip-flow-key"))
+      im.core->flow_tokens = FlowTokens(std::move(*key));
+    else
+      ve::logger("sip")->warn(
+          "SRST flow-token key not kept in {}: after a restart the cluster's Paths are "
+          "refused until the phones re-register",
+          dir.string());
     auto opened = im.core->store.open(dir / "sip-registrations.sqlite");
     for (const auto& note : im.core->store.take_notes()) ve::logger("sip")->warn("{}", note);
     if (!opened) return opened;
