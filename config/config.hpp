@@ -182,6 +182,21 @@ struct ProvisioningConfig {
   ConfigAccess config_access = ConfigAccess::Lease;
 };
 
+// One member of the central cluster (sip.upstream).
+struct Upstream {
+  std::string name;
+  std::string host;  // literal IPv4 address
+  std::uint16_t port = 5060;
+  std::string transport = "udp";  // udp | tcp
+};
+
+// How the box decides that the cluster is gone and back (sip.survivability).
+struct Survivability {
+  int probe_interval_s = 30;  // OPTIONS to each upstream this often
+  int probe_failures = 3;     // misses in a row before an upstream is down
+  int rehome_after_s = 120;   // an upstream must answer this long before phones go back to it
+};
+
 struct SipConfig {
   std::vector<Endpoint> listen{{"udp", "0.0.0.0", 5060}, {"tcp", "0.0.0.0", 5060}};
   std::string realm = "voiceedge";
@@ -191,6 +206,10 @@ struct SipConfig {
   // Calls: how long the proxy lets phones ring before answering 408 (Timer C).
   int ring_timeout_s = 180;
   int max_bindings_per_line = 10;  // a new binding beyond it replaces the line's oldest
+  // SRST: the central call-control cluster the box fronts, tried in this order. Empty: the box is
+  // the call control (no probing, no survivable mode).
+  std::vector<Upstream> upstream;
+  Survivability survivability;
 };
 
 enum class NetMode { None, Bridge, Subinterface };

@@ -88,6 +88,13 @@ nlohmann::json to_json(const SiteConfig& c) {
               {"default_expires_s", c.sip.default_expires_s},
               {"min_expires_s", c.sip.min_expires_s},
               {"max_expires_s", c.sip.max_expires_s}};
+  json upstream = json::array();
+  for (const auto& u : c.sip.upstream)
+    upstream.push_back({{"name", u.name}, {"host", u.host}, {"port", u.port}, {"transport", u.transport}});
+  j["sip"]["upstream"] = upstream;
+  j["sip"]["survivability"] = {{"probe_interval_s", c.sip.survivability.probe_interval_s},
+                               {"probe_failures", c.sip.survivability.probe_failures},
+                               {"rehome_after_s", c.sip.survivability.rehome_after_s}};
   j["net"] = {{"mode", to_string(c.net.mode)}, {"bridge", c.net.bridge}, {"uplink", c.net.uplink}};
   j["diagnostics"] = {{"boot_capture_per_phone_kib", c.diagnostics.boot_capture_per_phone_kib},
                       {"boot_capture_total_mib", c.diagnostics.boot_capture_total_mib},

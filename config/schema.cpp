@@ -618,10 +618,69 @@ void read_provisioning(Reader& r, const YAML::Node& root, SiteConfig& c) {
                    [](const CallManager& a, const CallManager& b) { return a.priority < b.priority; });
 }
 
+// sip.upstream and sip.survivability (SRST). Names appear in show output, metrics labels and
+// the phones' timelines, so they are short tokens; an upstream that is one of our own listeners
+// would make the box probe and forward to itself.
+void read_upstream(Reader& r, MapView& m, SiteConfig& c) {
+  constexpr std::size_t kMaxUpstreams = 8;
+  auto list = m.get_list("upstream");
+  std::set<std::string> names;
+  std::set<std::string> addresses;
+  for (std::size_t i = 0; list && i < list.size(); ++i) {
+    const auto path = index("sip.upstream", i);
+    MapView um(r, list[i], path, {"name", "host", "port", "transport"});
+    if (!um.present()) {
+      if (!list[i] || list[i].IsNull()) r.error(list[i], path, "expected a mapping");
+      continue;
+    }
+    um.require("name");
+    um.require("host");
+    Upstream u;
+    um.get_string("name", u.name);
+    um.get_string("host", u.host);
+    int port = 5060;
+    if (um.get_int("port", port, 1, 65535)) u.port = static_cast<std::uint16_t>(port);
+    um.get_enum("transport", u.transport, {{"udp", std::string("udp")}, {"tcp", std::string("tcp")}});
+    if (um.has("name")) {
+      const bool token =
+          !u.name.empty() && u.name.size() <= 32 && std::all_of(u.name.begin(), u.name.end(), [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
+          });
+      if (!token)
+        r.error(um.child("name"), um.child_path("name"),
+                fmt::format("'{}' is not a name of 1-32 letters, digits, '-', '_' or '.'", u.name));
+      else if (!names.insert(u.name).second)
+        r.error(um.child("name"), um.child_path("name"), fmt::format("duplicate upstream '{}'", u.name));
+    }
+    if (um.has("host")) {
+      if (!Ipv4::parse(u.host)) {
+        r.error(um.child("host"), um.child_path("host"), fmt::format("'{}' is not an IPv4 address", u.host));
+      } else {
+        const auto where = fmt::format("{}:{}:{}", u.transport, u.host, u.port);
+        if (!addresses.insert(where).second)
+          r.error(um.child("host"), um.child_path("host"), fmt::format("{} is listed twice", where));
+        for (const auto& ep : c.sip.listen) {
+          if (ep.transport == u.transport && ep.port == u.port && ep.host == u.host)
+            r.error(um.child("host"), um.child_path("host"),
+                    fmt::format("{} is the box's own sip.listen: it would forward to itself", where));
+        }
+      }
+    }
+    c.sip.upstream.push_back(std::move(u));
+  }
+  if (list && list.size() > kMaxUpstreams)
+    r.error(list, "sip.upstream", fmt::format("at most {} upstreams", kMaxUpstreams));
+  MapView sm(r, m.child("survivability"), "sip.survivability",
+             {"probe_interval_s", "probe_failures", "rehome_after_s"});
+  sm.get_int("probe_interval_s", c.sip.survivability.probe_interval_s, 1, 3600);
+  sm.get_int("probe_failures", c.sip.survivability.probe_failures, 1, 100);
+  sm.get_int("rehome_after_s", c.sip.survivability.rehome_after_s, 0, 86400);
+}
+
 void read_sip(Reader& r, const YAML::Node& root, SiteConfig& c) {
   MapView m(r, root["sip"], "sip",
             {"listen", "realm", "default_expires_s", "min_expires_s", "max_expires_s", "max_bindings_per_line",
-             "ring_timeout_s"});
+             "ring_timeout_s", "upstream", "survivability"});
   if (m.has("listen")) {
     c.sip.listen.clear();
     std::set<std::string> seen;
@@ -649,6 +708,7 @@ void read_sip(Reader& r, const YAML::Node& root, SiteConfig& c) {
             fmt::format("default {} is outside min {} - max {}", c.sip.default_expires_s, c.sip.min_expires_s,
                         c.sip.max_expires_s));
   }
+  read_upstream(r, m, c);
 }
 
 void read_net(Reader& r, const YAML::Node& root, SiteConfig& c) {

@@ -77,6 +77,40 @@ std::string render_calls(const json& data, const json&) {
   return out;
 }
 
+// SRST: each upstream's probe state and the box's mode.
+std::string render_upstream(const json& data, const json&) {
+  if (!data.is_object() || !data.contains("mode")) return "no data\n";
+  const std::string mode = field(data, "mode");
+  if (mode == "local") return "Mode: local (no sip.upstream configured: the box is the call control)\n";
+  std::string out = fmt::format("Mode: {} since {} ({} s)", mode, field(data, "since"), field(data, "since_s"));
+  if (!field(data, "active").empty()) out += fmt::format(", registering with {}", field(data, "active"));
+  out += "\n";
+  if (data.contains("survivability")) {
+    const auto& s = data["survivability"];
+    out += fmt::format("Probes: OPTIONS every {} s, down after {} misses, re-home after {} s answering\n\n",
+                       field(s, "probe_interval_s"), field(s, "probe_failures"), field(s, "rehome_after_s"));
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& u : data.value("upstreams", json::array())) {
+    std::string state = field(u, "state");
+    if (state == "up" && !u.value("usable", false)) state = "up (re-homing)";
+    const std::string probe = u.contains("last_probe_s") && !u["last_probe_s"].is_null()
+                                  ? field(u, "last_probe_s") + " s ago"
+                                  : std::string("never");
+    const std::string rtt = u.contains("rtt_ms") && !u["rtt_ms"].is_null() ? field(u, "rtt_ms") + " ms" : "-";
+    rows.push_back({field(u, "name"), field(u, "address"), state, probe, rtt,
+                    field(u, "since") + " (" + field(u, "since_s") + " s)", field(u, "misses")});
+  }
+  out += render_table({"Name", "Address", "State", "Last probe", "RTT", "Since", "Misses"}, rows);
+  const auto changes = data.value("changes", json::array());
+  if (!changes.empty()) {
+    out += "\nMode changes (most recent last):\n";
+    for (const auto& c : changes)
+      out += fmt::format("  {}  {} -> {}: {}\n", field(c, "at"), field(c, "from"), field(c, "to"), field(c, "why"));
+  }
+  return out;
+}
+
 }  // namespace
 
 void add_sip_commands(CommandTable& table) {
@@ -90,6 +124,11 @@ void add_sip_commands(CommandTable& table) {
                     "Calls through the proxy: active calls (from, to, state, since, transports) and recent "
                     "call records (start, answer, end, duration, final code, ending side)",
                     render_calls});
+  table.add(Command{{"show", "sip", "upstream"},
+                    {},
+                    "SRST: the box's mode (upstream or survivable, since when) and each sip.upstream's name, "
+                    "address, state, last probe, round-trip time and since when",
+                    render_upstream});
 }
 
 }  // namespace ve::ctl

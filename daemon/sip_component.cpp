@@ -33,6 +33,7 @@ json binding_json(const sip::BindingInfo& b) {
       {"active_load", b.active_load},
       {"inactive_load", b.inactive_load},
       {"reason_name", b.reason_name},
+      {"registered_with", b.registered_with},
       {"call_id", b.call_id},
       {"cseq", b.cseq},
   };
@@ -88,6 +89,41 @@ json call_counters_json(const sip::CallCounters& c) {
       {"no_answer", c.no_answer},         {"cancelled", c.cancelled},       {"not_found", c.not_found},
       {"unavailable", c.unavailable},     {"failed_other", c.failed_other}, {"auth_challenges", c.auth_challenges},
       {"auth_failures", c.auth_failures}, {"relay_denied", c.relay_denied}, {"forwarded", c.forwarded}};
+}
+
+// SRST: the box's mode and each upstream's probe state (show.sip.upstream).
+json upstream_json(const sip::UpstreamOverview& o, std::chrono::system_clock::time_point now) {
+  const auto ago = [&](const std::optional<std::chrono::system_clock::time_point>& t) -> json {
+    return t ? json(std::chrono::duration_cast<std::chrono::seconds>(now - *t).count()) : json();
+  };
+  json list = json::array();
+  for (const auto& u : o.upstreams) {
+    list.push_back(json{{"name", u.name},
+                        {"address", u.address},
+                        {"state", u.state},
+                        {"since", iso_time(u.since)},
+                        {"since_s", ago(u.since)},
+                        {"last_probe", optional_time(u.last_probe)},
+                        {"last_probe_s", ago(u.last_probe)},
+                        {"last_answer", optional_time(u.last_answer)},
+                        {"rtt_ms", u.rtt ? json(u.rtt->count()) : json()},
+                        {"last_status", u.last_status},
+                        {"misses", u.misses},
+                        {"usable", u.usable},
+                        {"answering_since", optional_time(u.answering_since)}});
+  }
+  json changes = json::array();
+  for (const auto& c : o.changes)
+    changes.push_back(json{{"at", iso_time(c.at)}, {"from", c.from}, {"to", c.to}, {"why", c.why}});
+  return json{{"mode", o.mode},
+              {"since", iso_time(o.since)},
+              {"since_s", ago(o.since)},
+              {"active", o.active},
+              {"upstreams", std::move(list)},
+              {"changes", std::move(changes)},
+              {"survivability", json{{"probe_interval_s", o.probe_interval_s},
+                                     {"probe_failures", o.probe_failures},
+                                     {"rehome_after_s", o.rehome_after_s}}}};
 }
 
 class SipComponent final : public Component {
@@ -146,10 +182,33 @@ class SipComponent final : public Component {
         "# HELP voiceedge_call_auth_failures_total Calls refused 403 (wrong password or From).\n"
         "# TYPE voiceedge_call_auth_failures_total counter\nvoiceedge_call_auth_failures_total {}\n",
         c.auth_failures);
+    // SRST: one gauge per mode (1 for the current one) and each upstream's state.
+    const auto up = server_.upstream();
+    out +=
+        "# HELP voiceedge_sip_mode The box's SIP mode: local (no sip.upstream), upstream or survivable.\n"
+        "# TYPE voiceedge_sip_mode gauge\n";
+    for (const char* mode : {"local", "upstream", "survivable"})
+      out += fmt::format("voiceedge_sip_mode{{mode=\"{}\"}} {}\n", mode, up.mode == mode ? 1 : 0);
+    if (!up.upstreams.empty()) {
+      out +=
+          "# HELP voiceedge_sip_upstream_up 1 while the upstream answers its OPTIONS probes.\n"
+          "# TYPE voiceedge_sip_upstream_up gauge\n";
+      for (const auto& u : up.upstreams)
+        out += fmt::format("voiceedge_sip_upstream_up{{upstream=\"{}\",address=\"{}\"}} {}\n", u.name, u.address,
+                           u.state == "up" ? 1 : 0);
+      out +=
+          "# HELP voiceedge_sip_upstream_rtt_seconds Round-trip time of the last answered probe.\n"
+          "# TYPE voiceedge_sip_upstream_rtt_seconds gauge\n";
+      for (const auto& u : up.upstreams)
+        if (u.rtt)
+          out += fmt::format("voiceedge_sip_upstream_rtt_seconds{{upstream=\"{}\"}} {:.4f}\n", u.name,
+                             static_cast<double>(u.rtt->count()) / 1000.0);
+    }
     return out;
   }
 
   sip::Server& server() { return server_; }
+  json upstream() const { return upstream_json(server_.upstream(), std::chrono::system_clock::now()); }
 
   json calls() const {
     const auto now = std::chrono::system_clock::now();
@@ -206,6 +265,7 @@ void add_sip_component(Wiring& w) {
   SipComponent* raw = component.get();
   w.ctx.control.add("show.sip.registrations", [raw](const json&) -> ControlResult { return raw->registrations(); });
   w.ctx.control.add("show.calls", [raw](const json&) -> ControlResult { return raw->calls(); });
+  w.ctx.control.add("show.sip.upstream", [raw](const json&) -> ControlResult { return raw->upstream(); });
   w.ctx.services.metrics.push_back([raw] { return raw->metrics(); });
   w.ctx.services.service_control = [raw](const Services::ServiceControlCall& call,
                                          std::function<void(const json&)> answered) {

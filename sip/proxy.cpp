@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "sip/upstream.hpp"
 #include "ve/log.hpp"
 
 namespace ve::sip {
@@ -238,6 +239,10 @@ struct Proxy::ClientTx {
   bool superseded = false;   // cancelled because the call was retargeted
   bool cancel_only = false;  // this is the CANCEL of a branch
   std::string ack;           // hop-by-hop ACK of a non-2xx final, resent on retransmissions
+  // SRST: a phone's REGISTER relayed to the cluster (its 200 is copied into the store).
+  bool upstream_register = false;
+  std::string upstream_name;
+  Source phone;
 };
 
 struct Proxy::Call {
@@ -305,6 +310,7 @@ std::vector<BindingInfo> Proxy::bindings_of(const config::Line& line) const {
 
 bool Proxy::is_our_domain(std::string_view host, std::optional<std::uint16_t> port) const {
   if (host == config_->sip.realm) return true;
+  if (upstream_at(host, port.value_or(5060))) return false;
   return wire_.is_local(strip_brackets(host), port.value_or(5060));
 }
 
@@ -318,9 +324,14 @@ std::string Proxy::to_tag(const Message& m) const {
 // detection) and a per-process unique part.
 std::string Proxy::make_branch(const Message& m) {
   const auto cseq = parse_cseq(m.value(HeaderType::CSeq));
+  // The Route set is part of it (16.6 step 8): an in-dialog request through a cluster passes the
+  // box twice with the same Request-URI and tags, a spiral and not a loop.
+  std::string routes;
+  for (const auto& h : m.headers)
+    if (h.type == HeaderType::Route) routes.append(h.value).append(",");
   const auto loop = std::hash<std::string>{}(
-      fmt::format("{}|{}|{}|{}|{}", m.request_uri, tag_of(m.value(HeaderType::From)), tag_of(m.value(HeaderType::To)),
-                  m.value(HeaderType::CallId), cseq ? cseq->number : 0));
+      fmt::format("{}|{}|{}|{}|{}|{}", m.request_uri, tag_of(m.value(HeaderType::From)),
+                  tag_of(m.value(HeaderType::To)), m.value(HeaderType::CallId), cseq ? cseq->number : 0, routes));
   return fmt::format("{}{}-{}{:x}", kBranchPrefix, hex64(loop), tag_key_, ++branch_counter_);
 }
 
@@ -515,10 +526,15 @@ void Proxy::on_request(const Message& m, const Source& src) {
     }
   }
 
+  // SRST: requests the cluster sends along a Path the box inserted go to the phone's flow.
+  if (upstream_ && relay_along_path(tx, req, src)) return;
+
   if (tx->in_dialog) {
     route_in_dialog(req, src, tx);
     return;
   }
+  // SRST upstream mode: the cluster is the call control; it authenticates the phone.
+  if (upstream_ && relay_upstream(tx, req)) return;
 
   // Out of dialog: a request for a line of this box, from an authenticated line.
   auto ruri = parse_uri(req.request_uri);
@@ -643,6 +659,8 @@ bool Proxy::is_our_route(std::string_view route) const {
   if (!na) return false;
   auto u = parse_uri(na->uri);
   if (!u) return false;
+  // A wildcard listener takes any address with our port for us; a cluster member never is.
+  if (upstream_at(u->host, u->port.value_or(5060))) return false;
   return wire_.is_local(strip_brackets(u->host), u->port.value_or(5060));
 }
 
@@ -653,6 +671,12 @@ void Proxy::start_target(const std::shared_ptr<ServerTx>& tx, const std::string&
   }
   const auto [phone, line] = line_by_extension(extension);
   if (!line) {
+    if (upstream_ && upstream_->mode() == SipMode::Survivable) {
+      // Survivable mode: numbers beyond the branch are the cluster's, and it is gone.
+      answer(tx, 503, "Service Unavailable",
+             "Reason: SIP;cause=503;text=\"upstream cluster unreachable\"\r\nRetry-After: 30\r\n");
+      return;
+    }
     answer(tx, 404, "Not Found");
     return;
   }
@@ -714,7 +738,7 @@ std::string Proxy::record_route(const Source& in, const Destination& out) const 
 }
 
 std::string Proxy::forward_request(const Message& req, std::string_view target_uri, const std::string& via,
-                                   const std::string& rr) const {
+                                   const std::string& rr, bool keep_credentials) const {
   std::string out;
   out.reserve(req.raw.size() + via.size() + rr.size() + 64);
   out += req.method_text;
@@ -737,7 +761,7 @@ std::string Proxy::forward_request(const Message& req, std::string_view target_u
       case HeaderType::ProxyAuthorization: {
         // Our realm's credentials were for us (RFC 3261 22.3); others pass on.
         auto c = parse_digest_credentials(h.value);
-        if (c && c->realm == config_->sip.realm) continue;
+        if (!keep_credentials && c && c->realm == config_->sip.realm) continue;
         break;
       }
       case HeaderType::Route: {
@@ -926,6 +950,23 @@ void Proxy::route_in_dialog(const Message& m, const Source& src, const std::shar
     ++counters_.relay_denied;
     if (tx) answer(tx, code, reason);
   };
+  if (upstream_) {
+    // A dialog through the cluster: its Route set names the box, then a cluster member.
+    if (auto hop = upstream_next_hop(m)) {
+      if (m.method == Method::Ack) {
+        const std::string via = fmt::format("Via: SIP/2.0/{} {};branch={}\r\n", transport_token(hop->transport),
+                                            wire_.local_address(hop->transport, hop->ip), make_branch(m));
+        wire_.send(*hop, forward_request(m, m.request_uri, via, {}, true));
+        return;
+      }
+      if (!tx) return;
+      const std::string branch = make_branch(m);
+      const std::string via = fmt::format("Via: SIP/2.0/{} {};branch={};rport\r\n", transport_token(hop->transport),
+                                          wire_.local_address(hop->transport, hop->ip), branch);
+      add_prepared_branch(tx, *hop, branch, forward_request(m, m.request_uri, via, {}, true), {});
+      return;
+    }
+  }
   bool ours = false;
   bool foreign = false;
   for (const auto& h : m.headers) {
@@ -1065,6 +1106,7 @@ void Proxy::on_response(const Message& m, const Source& src) {
   } else {
     ctx->life.arm(reliable ? milliseconds(0) : options_.t4, owner, [this, raw] { terminate_client(raw->key); });  // K
   }
+  if (ctx->upstream_register) upstream_register_answered(*ctx, m);
   branch_final(ctx, status, strip_top_via(m));
 }
 
@@ -1230,6 +1272,290 @@ std::vector<CallInfo> Proxy::calls() const {
   std::sort(out.begin(), out.end(), [](const CallInfo& a, const CallInfo& b) { return a.started > b.started; });
   out.insert(out.end(), history_.begin(), history_.end());
   return out;
+}
+
+// ---- SRST: fronting a cluster (sip.upstream) ------------------------------------------------
+
+const config::Upstream* Proxy::upstream_at(std::string_view host, std::uint16_t port) const {
+  const std::string h = strip_brackets(host);
+  for (const auto& u : config_->sip.upstream)
+    if (u.host == h && u.port == port) return &u;
+  return nullptr;
+}
+
+bool Proxy::from_upstream(const Source& src) const {
+  for (const auto& u : config_->sip.upstream)
+    if (u.host == src.ip) return true;
+  return false;
+}
+
+bool Proxy::relays_register(const Message& m) const {
+  if (!upstream_ || !tokens_ || upstream_->mode() != SipMode::Upstream || !upstream_->active()) return false;
+  for (const auto& h : m.headers) {
+    if (h.type != HeaderType::Contact) continue;
+    for (auto v : split_list(h.value)) {
+      auto c = parse_name_addr(v);
+      if (c && find_param(c->params, "cisco-keep-alive")) return false;  // the box answers those
+    }
+  }
+  return true;
+}
+
+// The top Route is a Path entry of ours: its token names the phone's flow. Only a configured
+// upstream may use it, and only with a token the box made; anything else is refused, never
+// delivered (the voice VLAN must not reach other phones by naming their flows).
+bool Proxy::relay_along_path(const std::shared_ptr<ServerTx>& tx, const Message& req, const Source& src) {
+  const Header* route = req.find(HeaderType::Route);
+  if (!route) return false;
+  const auto list = split_list(route->value);
+  if (list.empty() || !is_our_route(list.front())) return false;
+  const auto token = path_token(list.front());
+  if (token.empty()) return false;
+  auto flow = tokens_ ? tokens_->parse(token) : std::nullopt;
+  if (!flow || !from_upstream(src)) {
+    ++counters_.relay_denied;
+    log_->warn("{} from {}:{} along a Path entry: {}", req.method_text, src.ip, src.port,
+               flow ? "not from a configured upstream, refused" : "forged flow token, refused");
+    answer(tx, 403, "Forbidden (relaying denied)");
+    return true;
+  }
+  if (req.method == Method::Register) {
+    answer(tx, 403, "Forbidden");
+    return true;
+  }
+  Destination to = *flow;
+  if (auto u = parse_uri(req.request_uri)) {
+    to.contact_ip = strip_brackets(u->host);
+    to.contact_port = u->port.value_or(5060);
+  }
+  const bool rr = req.method == Method::Invite || req.method == Method::Subscribe || req.method == Method::Refer ||
+                  req.method == Method::Notify;
+  const std::string branch = make_branch(req);
+  const std::string via = fmt::format("Via: SIP/2.0/{} {};branch={};rport\r\n", transport_token(to.transport),
+                                      wire_.local_address(to.transport, to.ip), branch);
+  const std::string user(uri_user(req.request_uri));
+  add_prepared_branch(tx, to, branch,
+                      forward_request(req, req.request_uri, via,
+                                      rr && !tx->in_dialog ? upstream_record_route(src, to) : std::string(), true),
+                      user);
+  return true;
+}
+
+bool Proxy::relay_upstream(const std::shared_ptr<ServerTx>& tx, const Message& req) {
+  if (!upstream_ || !tokens_ || upstream_->mode() != SipMode::Upstream) return false;
+  if (from_upstream(tx->src)) return false;  // the cluster's own requests are never sent back to it
+  const UpstreamStatus* up = upstream_->active();
+  if (!up) return false;
+  const Destination to = up->destination();
+  const bool tcp = to.transport == Transport::Tcp;
+  const std::string hostport = fmt::format("{}:{}{}", up->config.host, up->config.port, tcp ? ";transport=tcp" : "");
+  std::string target;
+  std::string extra;
+  const std::string branch = make_branch(req);
+  const std::string box = wire_.local_address(to.transport, to.ip);
+  if (req.method == Method::Register) {
+    // The registrar's domain is the cluster's; the Path brings its requests for this phone back
+    // to the box and names the phone's flow (RFC 3327, RFC 5626 ;ob).
+    target = "sip:" + hostport;
+    Destination flow;
+    flow.transport = tx->src.transport;
+    flow.ip = tx->src.ip;
+    flow.port = tx->src.port;
+    extra = fmt::format("Path: {}\r\n", path_entry(tokens_->make(flow), box, to.transport));
+    bool path_supported = false;
+    for (const auto& h : req.headers) {
+      if (h.type != HeaderType::Supported) continue;
+      for (auto v : split_list(h.value))
+        if (iequals(trim(v), "path")) path_supported = true;
+    }
+    if (!path_supported) extra += "Supported: path\r\n";
+  } else {
+    const std::string user(uri_user(req.request_uri));
+    target = user.empty() ? "sip:" + hostport : fmt::format("sip:{}@{}", user, hostport);
+    const bool rr = req.method == Method::Invite || req.method == Method::Subscribe || req.method == Method::Refer ||
+                    req.method == Method::Notify;
+    if (rr) extra = upstream_record_route(tx->src, to);
+  }
+  const std::string via =
+      fmt::format("Via: SIP/2.0/{} {};branch={};rport\r\n", transport_token(to.transport), box, branch);
+  log_->debug("{} from {}:{} relayed to upstream {} ({})", req.method_text, tx->src.ip, tx->src.port, up->config.name,
+              up->address());
+  add_prepared_branch(tx, to, branch, forward_request(req, target, via, extra, true), up->config.name);
+  if (req.method == Method::Register) {
+    auto it = clients_.find(branch + "|" + std::string(req.method_text));
+    if (it != clients_.end()) {
+      it->second->upstream_register = true;
+      it->second->upstream_name = up->config.name;
+      it->second->phone = tx->src;
+    }
+  }
+  return true;
+}
+
+// Between the phones' network and the cluster's the box has two addresses: Record-Route both
+// (RFC 5658), the one the next hop reaches first, so each side routes to the address it can reach.
+std::string Proxy::upstream_record_route(const Source& in, const Destination& out) const {
+  auto uri = [](const std::string& addr, Transport t) {
+    return t == Transport::Tcp ? fmt::format("<sip:{};transport=tcp;lr>", addr) : fmt::format("<sip:{};lr>", addr);
+  };
+  const std::string out_addr = wire_.local_address(out.transport, out.ip);
+  const std::string in_addr = wire_.local_address(in.transport, in.ip);
+  if (in.transport == out.transport && in_addr == out_addr)
+    return fmt::format("Record-Route: {}\r\n", uri(out_addr, out.transport));
+  return fmt::format("Record-Route: {}, {}\r\n", uri(out_addr, out.transport), uri(in_addr, in.transport));
+}
+
+std::optional<Destination> Proxy::upstream_next_hop(const Message& m) const {
+  for (const auto& h : m.headers) {
+    if (h.type != HeaderType::Route) continue;
+    for (auto r : split_list(h.value)) {
+      if (is_our_route(r)) continue;
+      auto na = parse_name_addr(r);
+      if (!na) return std::nullopt;
+      auto u = parse_uri(na->uri);
+      if (!u) return std::nullopt;
+      const auto* up = upstream_at(u->host, u->port.value_or(5060));
+      if (!up) return std::nullopt;
+      Destination d;
+      d.transport = up->transport == "tcp" ? Transport::Tcp : Transport::Udp;
+      d.ip = up->host;
+      d.port = up->port;
+      d.contact_ip = up->host;
+      d.contact_port = up->port;
+      return d;
+    }
+  }
+  return std::nullopt;
+}
+
+void Proxy::add_prepared_branch(const std::shared_ptr<ServerTx>& tx, const Destination& to, std::string branch,
+                                std::string bytes, const std::string& user) {
+  auto ctx = std::make_shared<ClientTx>(io_);
+  ctx->branch = std::move(branch);
+  ctx->method = tx->method;
+  ctx->invite = tx->invite;
+  ctx->to = to;
+  ctx->target_user = user;
+  ctx->server = tx;
+  ctx->upstream = tx->reply_to;
+  ctx->request = std::move(bytes);
+  auto parsed = parse_message(ctx->request, options_.limits);
+  ctx->key = ctx->branch + "|" + std::string(parsed ? parsed->method_text : std::string_view{});
+  clients_[ctx->key] = ctx;
+  tx->branches.push_back(ctx);
+  send_client(ctx);
+}
+
+// The cluster accepted (or refused) a REGISTER the box relayed. The box keeps a copy of each
+// binding the cluster accepted, so that in survivable mode it can reach the phone at once.
+void Proxy::upstream_register_answered(const ClientTx& ctx, const Message& resp) {
+  auto req = parse_message(ctx.request, options_.limits);
+  if (!req) return;
+  auto to = parse_name_addr(req->value(HeaderType::To));
+  if (!to) return;
+  auto to_uri = parse_uri(to->uri);
+  if (!to_uri || to_uri->user.empty()) return;
+  const std::string user(to_uri->user);
+  const auto [phone, line] = line_by_user(user);
+  if (resp.status < 200 || resp.status == 401 || resp.status == 407) return;  // the phone answers the challenge
+  if (!phone) {
+    log_->debug("REGISTER of {} accepted by {} ({}): not a line of this site, no copy kept", user.substr(0, 64),
+                ctx.upstream_name, resp.status);
+    return;
+  }
+  auto report = [&](Outcome outcome, std::string detail, std::vector<std::pair<std::string, std::string>> facts) {
+    PhoneEvent e;
+    e.mac = phone->mac;
+    e.step = Step::Register;
+    e.outcome = outcome;
+    e.detail = std::move(detail);
+    e.time = now_();
+    e.ip = ctx.phone.ip;
+    e.attributes = std::move(facts);
+    e.verified = resp.status < 300;  // the cluster authenticated the phone
+    events_.report(std::move(e));
+  };
+  const UpstreamStatus* up = nullptr;
+  for (const auto& u : upstream_->upstreams())
+    if (u.config.name == ctx.upstream_name) up = &u;
+  const std::string where = up ? fmt::format("{} ({})", up->config.name, up->address()) : ctx.upstream_name;
+  if (resp.status >= 300) {
+    report(Outcome::Failed,
+           fmt::format("registration of {} refused by {}: {} {}", user, where, resp.status, resp.reason), {});
+    return;
+  }
+  std::optional<std::uint32_t> header_expires;
+  if (auto e = parse_uint(resp.value(HeaderType::Expires))) header_expires = *e;
+  std::vector<NameAddr> granted;
+  for (const auto& h : resp.headers) {
+    if (h.type != HeaderType::Contact) continue;
+    for (auto v : split_list(h.value))
+      if (auto c = parse_name_addr(v)) granted.push_back(std::move(*c));
+  }
+  const auto now = now_();
+  const auto cseq = parse_cseq(req->value(HeaderType::CSeq));
+  bool any = false;
+  for (const auto& h : req->headers) {
+    if (h.type != HeaderType::Contact) continue;
+    for (auto v : split_list(h.value)) {
+      auto c = parse_name_addr(v);
+      if (!c || c->star) continue;
+      BindingInfo b;
+      b.user = user;
+      b.aor = fmt::format("sip:{}@{}", user, to_uri->host);
+      b.contact = std::string(c->uri);
+      if (const Param* p = find_param(c->params, "+sip.instance")) b.instance = std::string(p->value);
+      std::optional<std::uint32_t> expires;
+      for (const auto& g : granted) {
+        if (g.uri != c->uri) continue;
+        if (const Param* p = find_param(g.params, "expires")) {
+          if (auto e = parse_uint(p->value)) expires = *e;
+        }
+        if (!expires) expires = header_expires;
+      }
+      if (!expires || *expires == 0) {
+        // Not in the cluster's list: unregistered there, so not kept here either.
+        if (store_.remove(user, binding_key(b))) log_->info("{} unregistered {} at {}", user, b.contact, where);
+        continue;
+      }
+      const auto info = cisco_device_info(*c, req->value(HeaderType::Reason));
+      const auto* existing = store_.find(user, binding_key(b));
+      b.transport = ctx.phone.transport;
+      b.source = fmt::format("{}:{}", ctx.phone.ip, ctx.phone.port);
+      b.call_id = std::string(req->value(HeaderType::CallId));
+      b.cseq = cseq ? cseq->number : 0;
+      b.registered_at = existing ? existing->registered_at : now;
+      b.expires_at = now + std::chrono::seconds(*expires);
+      b.mac = phone->mac;
+      if (info.mac == phone->mac) {
+        b.device_name = info.device_name;
+        b.model = info.model;
+      }
+      b.user_agent = collapse_whitespace(req->value(HeaderType::UserAgent));
+      b.active_load = info.active_load;
+      b.inactive_load = info.inactive_load;
+      b.reason_name = info.reason_name;
+      b.registered_with = ctx.upstream_name;
+      const bool changed = !existing || existing->registered_with != b.registered_with ||
+                           existing->source != b.source || existing->contact != b.contact;
+      store_.upsert(b);
+      any = true;
+      if (changed) {
+        store_.flush();
+        log_->info("{} registered {} with {} via the box from {} over {} for {} s", user, b.contact, where, b.source,
+                   to_string(b.transport), *expires);
+        std::vector<std::pair<std::string, std::string>> facts;
+        facts.emplace_back("registered_with", fmt::format("{} via the box", where));
+        if (!b.active_load.empty()) facts.emplace_back("active_load", b.active_load);
+        if (!b.user_agent.empty()) facts.emplace_back("user_agent", b.user_agent);
+        report(Outcome::Ok,
+               fmt::format("registered {} with {} via the box (from {} over {}, {} s)", user, ctx.upstream_name,
+                           b.source, to_string(b.transport), *expires),
+               std::move(facts));
+      }
+    }
+  }
+  (void)any;
 }
 
 }  // namespace ve::sip

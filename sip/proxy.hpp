@@ -25,6 +25,9 @@
 
 namespace ve::sip {
 
+class UpstreamMonitor;
+class FlowTokens;
+
 // Where a message goes. For a phone registered over TCP, ip:port is its flow (the connection it
 // registered on, found by its remote address) and contact_* is where to connect when that flow is
 // gone.
@@ -63,6 +66,14 @@ class Proxy {
   // Handles a parsed message that wants() took; answers and forwards through the Wire.
   void handle(const Message& m, const Source& src);
   void set_config(config::SiteConfigPtr config);
+  // SRST (sip.upstream): the probe state deciding between relaying to the cluster and serving
+  // the phones locally, and the key of the Path flow tokens. Without it the box is the call control.
+  void set_upstream(const UpstreamMonitor* upstream, const FlowTokens* tokens) {
+    upstream_ = upstream;
+    tokens_ = tokens;
+  }
+  // In upstream mode: is this REGISTER for the cluster (not a Cisco keep-alive to the box)?
+  bool relays_register(const Message& m) const;
   // Called with each call that ended (for the call detail records).
   void on_call_ended(std::function<void(const CallInfo&)> fn) { on_call_ended_ = std::move(fn); }
 
@@ -89,7 +100,7 @@ class Proxy {
   void add_branch(const std::shared_ptr<ServerTx>& tx, const Message& req, const Destination& to,
                   std::string_view target_uri, const std::string& user, bool record_route);
   std::string forward_request(const Message& req, std::string_view target_uri, const std::string& via,
-                              const std::string& record_route) const;
+                              const std::string& record_route, bool keep_credentials = false) const;
   std::string record_route(const Source& in, const Destination& out) const;
   bool is_our_route(std::string_view route) const;
   void branch_final(const std::shared_ptr<ClientTx>& ctx, int status, std::string forwarded);
@@ -109,6 +120,20 @@ class Proxy {
   void no_answer(ServerTx* tx);
   void reply_stateless(const Message& m, const Source& src, int code, std::string_view reason,
                        const std::string& extra = {});
+
+  // SRST (proxy_upstream section of proxy.cpp).
+  const config::Upstream* upstream_at(std::string_view host, std::uint16_t port) const;
+  bool from_upstream(const Source& src) const;
+  // A request from the cluster along a Path the box inserted: true when handled here.
+  bool relay_along_path(const std::shared_ptr<ServerTx>& tx, const Message& req, const Source& src);
+  // Upstream mode: an out-of-dialog request of a phone goes to the cluster, unauthenticated here.
+  bool relay_upstream(const std::shared_ptr<ServerTx>& tx, const Message& req);
+  // In-dialog: the next Route after ours is an upstream; nullopt when it is not.
+  std::optional<Destination> upstream_next_hop(const Message& m) const;
+  std::string upstream_record_route(const Source& in, const Destination& out) const;
+  void add_prepared_branch(const std::shared_ptr<ServerTx>& tx, const Destination& to, std::string branch,
+                           std::string bytes, const std::string& user);
+  void upstream_register_answered(const ClientTx& ctx, const Message& resp);
 
   // Calls: an INVITE's record, its dialog once answered.
   void call_answered(const std::shared_ptr<ServerTx>& tx, const std::shared_ptr<ClientTx>& ctx, const Message& resp);
@@ -142,6 +167,8 @@ class Proxy {
   std::deque<CallInfo> history_;                                        // ended, newest first
   CallCounters counters_;
   std::function<void(const CallInfo&)> on_call_ended_;
+  const UpstreamMonitor* upstream_ = nullptr;
+  const FlowTokens* tokens_ = nullptr;
 };
 
 }  // namespace ve::sip

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "sip/upstream.hpp"
 #include "ve/log.hpp"
 
 namespace ve::sip {
@@ -498,6 +499,11 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     }
     expires.push_back(std::min(e, static_cast<std::uint32_t>(cfg.sip.max_expires_s)));
   }
+  const bool survivable = upstream_ && upstream_->mode() == SipMode::Survivable;
+  if (survivable) {
+    const auto cap = std::max(kSurvivableExpiresS, static_cast<std::uint32_t>(cfg.sip.min_expires_s));
+    for (auto& e : expires) e = std::min(e, cap);
+  }
 
   const std::string call_id(m.value(HeaderType::CallId));
   const auto cseq = parse_cseq(m.value(HeaderType::CSeq))->number;
@@ -568,7 +574,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     }
     const auto* existing = store_.find(user, binding_key(b));
     const bool changed = !existing || existing->contact != b.contact || existing->source != b.source ||
-                         existing->transport != b.transport;
+                         existing->transport != b.transport || existing->registered_with != b.registered_with;
     store_.upsert(b);
     if (changed) {
       store_.flush();  // a new or moved binding is on disk before the 200 OK: a crash cannot lose it
@@ -576,14 +582,20 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
                 expires[i], b.device_name.empty() ? "" : " (" + b.device_name + ")");
       // Device Status: "Registered with <server address>" and the loads the phone reported.
       std::vector<std::pair<std::string, std::string>> facts;
-      facts.emplace_back("registered_with", src.local.substr(0, src.local.rfind(':')));
+      const std::string box = src.local.substr(0, src.local.rfind(':'));
+      const std::string unreachable = survivable ? upstream_->unreachable_summary() : std::string();
+      facts.emplace_back("registered_with",
+                         survivable ? fmt::format("the box ({}) in survivable mode: {}", box, unreachable) : box);
       if (!b.active_load.empty()) facts.emplace_back("active_load", b.active_load);
       if (!b.inactive_load.empty()) facts.emplace_back("inactive_load", b.inactive_load);
       if (!b.user_agent.empty()) facts.emplace_back("user_agent", b.user_agent);
       if (!b.device_name.empty()) facts.emplace_back("device_name", b.device_name);
       report(b.mac, Step::Register, Outcome::Ok,
-             fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(b.transport), expires[i]), src,
-             std::move(facts));
+             survivable ? fmt::format("registered {} with the box in survivable mode: {} (from {} over {}, {} s)", user,
+                                      unreachable, source, to_string(b.transport), expires[i])
+                        : fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(b.transport),
+                                      expires[i]),
+             src, std::move(facts));
     }
   }
 

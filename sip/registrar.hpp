@@ -19,6 +19,12 @@ class logger;
 
 namespace ve::sip {
 
+class UpstreamMonitor;
+
+// Survivable mode (SRST): REGISTERs are granted at most this long (or sip.min_expires_s if that
+// is higher), so phones try the cluster again soon after it is back.
+constexpr std::uint32_t kSurvivableExpiresS = 60;
+
 struct Source {
   Transport transport = Transport::Udp;
   std::string ip;
@@ -45,6 +51,8 @@ class Registrar {
 
   Reply handle(std::string_view bytes, const Source& source);
   void set_config(config::SiteConfigPtr config);
+  // SRST: the probe state, for the survivable-mode expiry and the timeline's wording.
+  void set_upstream(const UpstreamMonitor* upstream) { upstream_ = upstream; }
   // Removes expired bindings, reporting each.
   void sweep();
   // A TCP connection closed: forget that we reported it.
@@ -83,6 +91,7 @@ class Registrar {
   std::string tag_key_;
   ServerCounters counters_;
   std::set<std::uint64_t> reported_connections_;
+  const UpstreamMonitor* upstream_ = nullptr;
   // Malformed input is untrusted and may come in floods: warn at most once per second.
   bool malformed_log_allowed();
   std::chrono::system_clock::time_point last_malformed_log_{};

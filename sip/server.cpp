@@ -2,9 +2,15 @@
 #include <boost/asio/ip/address.hpp>
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
+#include <random>
 
 #include "sip/transport.hpp"
 #include "ve/log.hpp"
@@ -12,6 +18,36 @@
 namespace ve::sip {
 
 namespace asio = boost::asio;
+
+namespace {
+// The key of the Path flow tokens, kept so that the Paths the cluster stored stay valid across a
+// restart: read, or made (random, 32 bytes, mode 0600) on first start. nullopt when it cannot be
+// kept (the daemon then uses a key of this run only).
+std::optional<std::string> flow_key(const std::filesystem::path& file) {
+  constexpr std::size_t kBytes = 32;
+  if (std::ifstream in{file, std::ios::binary}) {
+    std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (key.size() == kBytes) return key;
+  }
+  std::random_device rd;
+  std::string key;
+  while (key.size() < kBytes) {
+    const auto v = rd();
+    key.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  key.resize(kBytes);
+  const auto tmp = file.string() + ".new";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return std::nullopt;
+  const bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return std::nullopt;
+  }
+  return key;
+}
+}  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Impl(asio::io_context& io_, config::SiteConfigPtr config_, EventSink& events, ServerOptions options_)
@@ -21,6 +57,16 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         core(std::make_shared<Core>(io_, config_, events, options_)),
         sweep_timer(io_) {
     core->proxy.on_call_ended([records = &core->records](const CallInfo& c) { records->add(c); });
+    core->upstream.on_mode_change([this](SipMode from, SipMode to, const std::string& why) {
+      auto log = ve::logger("sip");
+      if (to == SipMode::Survivable)
+        log->warn("SRST: survivable mode (was {}): {}; the box registers the phones itself", to_string(from), why);
+      else
+        log->info("SRST: {} mode (was {}): {}", to_string(to), to_string(from), why);
+      changes.push_back(
+          ModeChange{std::chrono::system_clock::now(), std::string(to_string(from)), std::string(to_string(to)), why});
+      if (changes.size() > 50) changes.erase(changes.begin());
+    });
   }
 
   // The sockets for one sip.listen list, keyed by endpoint text ("udp:0.0.0.0:5060").
@@ -130,6 +176,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::vector<std::shared_ptr<UdpTransport>> udp;  // in sip.listen order (udp_port(): first)
   std::vector<std::shared_ptr<TcpListener>> tcp;
   bool running = false;
+  std::vector<ModeChange> changes;  // SRST mode changes, most recent last
 };
 
 Server::Server(asio::io_context& io, config::SiteConfigPtr config, EventSink& events, ServerOptions options)
@@ -144,6 +191,13 @@ Result<void, std::string> Server::start() {
     const std::filesystem::path dir(im.config->state_dir);
     std::filesystem::create_directories(dir, ec);
     if (ec) return unexpected(fmt::format("state_dir {}: {}", dir.string(), ec.message()));
+    if (auto key = flow_key(dir / "sip-flow-key"))
+      im.core->flow_tokens = FlowTokens(std::move(*key));
+    else
+      ve::logger("sip")->warn(
+          "SRST flow-token key not kept in {}: after a restart the cluster's Paths are "
+          "refused until the phones re-register",
+          dir.string());
     auto opened = im.core->store.open(dir / "sip-registrations.sqlite");
     for (const auto& note : im.core->store.take_notes()) ve::logger("sip")->warn("{}", note);
     if (!opened) return opened;
@@ -161,6 +215,7 @@ Result<void, std::string> Server::start() {
   }
   im.running = true;
   im.arm_sweep();
+  im.core->prober->start();
   return {};
 }
 
@@ -168,6 +223,7 @@ void Server::stop() {
   if (!impl_) return;
   impl_->running = false;
   impl_->sweep_timer.cancel();
+  impl_->core->prober->stop();
   impl_->close_listeners();
   impl_->core->uac.clear();
   impl_->core->store.close();
@@ -175,6 +231,13 @@ void Server::stop() {
 }
 
 namespace {
+// sip.upstream and sip.survivability as one comparable text.
+std::string to_json_upstream(const config::SipConfig& sip) {
+  std::string out = fmt::format("{}/{}/{}", sip.survivability.probe_interval_s, sip.survivability.probe_failures,
+                                sip.survivability.rehome_after_s);
+  for (const auto& u : sip.upstream) out += fmt::format(";{}={}:{}:{}", u.name, u.transport, u.host, u.port);
+  return out;
+}
 bool same_listen(const std::vector<config::Endpoint>& a, const std::vector<config::Endpoint>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)
@@ -231,9 +294,14 @@ void Server::abandon_reconfigure() {
 void Server::reconfigure(const config::SiteConfigPtr& config) {
   auto& im = *impl_;
   const bool listen_changed = !same_listen(im.config->sip.listen, config->sip.listen);
+  const bool upstream_changed = to_json_upstream(im.config->sip) != to_json_upstream(config->sip);
   im.config = config;
   im.core->registrar.set_config(config);
   im.core->proxy.set_config(config);
+  if (upstream_changed) {
+    im.core->upstream.set_config(config->sip, std::chrono::system_clock::now());
+    if (im.running) im.core->prober->start();
+  }
   if (!listen_changed || !im.running) return;
   if (!im.prepared) {
     // Called without prepare_reconfigure (tests, older callers): bind now, keep the old on error.
@@ -254,6 +322,33 @@ std::vector<BindingInfo> Server::registrations() const { return impl_->core->reg
 ServerCounters Server::counters() const { return impl_->core->registrar.counters(); }
 std::vector<CallInfo> Server::calls() const { return impl_->core->proxy.calls(); }
 CallCounters Server::call_counters() const { return impl_->core->proxy.counters(); }
+UpstreamOverview Server::upstream() const {
+  const auto& m = impl_->core->upstream;
+  UpstreamOverview o;
+  o.mode = std::string(to_string(m.mode()));
+  o.since = m.mode_since();
+  if (const auto* a = m.active()) o.active = a->config.name;
+  for (const auto& u : m.upstreams()) {
+    UpstreamInfo i;
+    i.name = u.config.name;
+    i.address = u.address();
+    i.state = std::string(to_string(u.state));
+    i.since = u.since;
+    i.last_probe = u.last_probe;
+    i.last_answer = u.last_answer;
+    i.rtt = u.rtt;
+    i.last_status = u.last_status;
+    i.misses = u.misses;
+    i.usable = u.usable;
+    i.answering_since = u.answering_since;
+    o.upstreams.push_back(std::move(i));
+  }
+  o.changes = impl_->changes;
+  o.probe_interval_s = m.survivability().probe_interval_s;
+  o.probe_failures = m.survivability().probe_failures;
+  o.rehome_after_s = m.survivability().rehome_after_s;
+  return o;
+}
 std::uint16_t Server::udp_port() const { return impl_->udp.empty() ? 0 : impl_->udp.front()->port(); }
 std::uint16_t Server::tcp_port() const { return impl_->tcp.empty() ? 0 : impl_->tcp.front()->port(); }
 Result<ServiceControlSent, std::string> Server::service_control(const ServiceControlRequest& req,

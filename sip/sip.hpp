@@ -286,6 +286,9 @@ struct BindingInfo {
   std::string active_load;
   std::string inactive_load;
   std::string reason_name;  // Reason: Name=
+  // SRST: the upstream that accepted this binding (the box keeps a copy), empty when the box
+  // registered the phone itself.
+  std::string registered_with;
 };
 
 struct ServerCounters {
@@ -345,6 +348,40 @@ struct CallCounters {
   std::uint64_t forwarded = 0;        // calls retargeted by forward.*
 };
 
+// SRST (sip.upstream), as listed by show.sip.upstream: one cluster member's probe state.
+struct UpstreamInfo {
+  std::string name;
+  std::string address;  // udp:10.10.200.1:5060
+  std::string state;    // unknown, up, down
+  std::chrono::system_clock::time_point since;
+  std::optional<std::chrono::system_clock::time_point> last_probe;
+  std::optional<std::chrono::system_clock::time_point> last_answer;
+  std::optional<std::chrono::milliseconds> rtt;
+  int last_status = 0;
+  int misses = 0;
+  bool usable = false;  // REGISTERs may go to it (up, and answered for rehome_after_s)
+  std::optional<std::chrono::system_clock::time_point> answering_since;
+};
+
+struct ModeChange {
+  std::chrono::system_clock::time_point at;
+  std::string from;
+  std::string to;
+  std::string why;
+};
+
+// The box's mode: local (no sip.upstream), upstream or survivable, with its upstreams.
+struct UpstreamOverview {
+  std::string mode;
+  std::chrono::system_clock::time_point since;
+  std::string active;  // the upstream REGISTERs and calls go to now, if any
+  std::vector<UpstreamInfo> upstreams;
+  std::vector<ModeChange> changes;  // most recent last
+  int probe_interval_s = 0;
+  int probe_failures = 0;
+  int rehome_after_s = 0;
+};
+
 struct ServerOptions {
   std::chrono::seconds tcp_idle_timeout{300};  // Cisco phones re-REGISTER every ~115 s
   std::size_t tcp_max_connections = 4096;
@@ -394,6 +431,7 @@ class Server {
   ServerCounters counters() const;
   std::vector<CallInfo> calls() const;
   CallCounters call_counters() const;
+  UpstreamOverview upstream() const;
   // Bound local ports (useful with port 0 in tests): first UDP, first TCP.
   std::uint16_t udp_port() const;
   std::uint16_t tcp_port() const;

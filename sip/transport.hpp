@@ -18,6 +18,8 @@
 #include "sip/registrar.hpp"
 #include "sip/uac.hpp"
 #include "sip/phone_control.hpp"
+#include "sip/upstream.hpp"
+#include "sip/upstream_prober.hpp"
 
 namespace ve::sip {
 
@@ -32,7 +34,12 @@ struct Core final : Wire {
       : options(opts),
         registrar(config, store, events, opts),
         proxy(io, config, store, events, opts, *this, registrar.authenticator()),
-        uac(io, *this, opts) {}
+        uac(io, *this, opts),
+        upstream(config->sip, std::chrono::system_clock::now()),
+        prober(std::make_shared<UpstreamProber>(io, upstream, *this, opts.t1)) {
+    registrar.set_upstream(&upstream);
+    proxy.set_upstream(&upstream, &flow_tokens);
+  }
   // One received message: to the proxy (calls, responses) or the registrar. Returns the
   // registrar's reply for the transport to send; the proxy sends its own.
   Reply handle(std::string_view bytes, const Source& src);
@@ -49,6 +56,10 @@ struct Core final : Wire {
   Proxy proxy;
   ClientTransactions uac;  // requests the box originates (phone control)
   CallRecords records;
+  // SRST (sip.upstream): probe state and mode, the prober, the key of the Path flow tokens.
+  UpstreamMonitor upstream;
+  FlowTokens flow_tokens;
+  std::shared_ptr<UpstreamProber> prober;
   std::vector<std::weak_ptr<UdpTransport>> udp;
   std::vector<std::weak_ptr<TcpListener>> tcp;
 };

@@ -16,14 +16,23 @@ namespace ve::sip {
 namespace asio = boost::asio;
 
 Reply Core::handle(std::string_view bytes, const Source& src) {
-  // REGISTER is most of the traffic: straight to the registrar, which parses it once.
-  if (bytes.substr(0, 9) == "REGISTER ") return registrar.handle(bytes, src);
+  // REGISTER is most of the traffic: straight to the registrar, which parses it once. In
+  // upstream mode (SRST) the proxy relays it to the cluster instead.
+  if (bytes.substr(0, 9) == "REGISTER ") {
+    if (upstream.mode() != SipMode::Upstream) return registrar.handle(bytes, src);
+    auto parsed = parse_message(bytes, options.limits);
+    if (!parsed || request_defect(*parsed) || !proxy.relays_register(*parsed)) return registrar.handle(bytes, src);
+    ++registrar.counters().received;
+    proxy.handle(*parsed, src);
+    return {};
+  }
   auto parsed = parse_message(bytes, options.limits);
   // Answers to requests the box sent itself (phone control) end there, not in the proxy.
   if (parsed && !parsed->is_request && uac.on_response(*parsed, src)) {
     ++registrar.counters().received;
     return {};
   }
+  if (parsed && !parsed->is_request && prober->on_response(*parsed, src)) return {};
   if (!parsed || !proxy.wants(*parsed)) return registrar.handle(bytes, src);
   const Message& m = *parsed;
   if (m.is_request && request_defect(m)) return registrar.handle(bytes, src);  // it answers the 400

@@ -315,5 +315,70 @@ TEST(ConfigLoader, DiagnosticsBoundsHaveDefaultsAndRanges) {
   EXPECT_EQ(find_error(errs, "unknown key").line, 21);
 }
 
+TEST(ConfigLoader, UpstreamIsOptionalAndSurvivabilityHasDefaults) {
+  auto r = load_string(kMinimal);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE((*r)->sip.upstream.empty());
+  EXPECT_EQ((*r)->sip.survivability.probe_interval_s, 30);
+  EXPECT_EQ((*r)->sip.survivability.probe_failures, 3);
+  EXPECT_EQ((*r)->sip.survivability.rehome_after_s, 120);
+  // The test intervals (1 s, 2 misses, 3 s) are legal.
+  auto set = load_string(std::string(kMinimal) + R"(sip:
+  upstream:
+    - { name: hq-1, host: 10.10.200.1, port: 5060, transport: udp }
+    - { name: hq-2, host: 10.10.200.5, transport: tcp }
+  survivability: { probe_interval_s: 1, probe_failures: 2, rehome_after_s: 3 }
+)");
+  ASSERT_TRUE(set) << set.error().front().to_string();
+  const auto& c = **set;
+  ASSERT_EQ(c.sip.upstream.size(), 2u);
+  EXPECT_EQ(c.sip.upstream[0].name, "hq-1");
+  EXPECT_EQ(c.sip.upstream[0].transport, "udp");
+  EXPECT_EQ(c.sip.upstream[1].host, "10.10.200.5");
+  EXPECT_EQ(c.sip.upstream[1].port, 5060);
+  EXPECT_EQ(c.sip.upstream[1].transport, "tcp");
+  EXPECT_EQ(c.sip.survivability.probe_interval_s, 1);
+  EXPECT_EQ(c.sip.survivability.probe_failures, 2);
+  EXPECT_EQ(c.sip.survivability.rehome_after_s, 3);
+  const auto j = to_json(c);
+  EXPECT_EQ(j["sip"]["upstream"][1]["transport"], "tcp");
+  EXPECT_EQ(j["sip"]["survivability"]["rehome_after_s"], 3);
+}
+
+TEST(ConfigLoader, BadUpstreamsAreErrorsWithTheirPosition) {
+  auto errs = errors_of(std::string(kMinimal) + R"(sip:
+  listen: ["udp:10.10.100.1:5060"]
+  upstream:
+    - { name: hq-1, host: 10.10.200.1, transport: sctp }
+    - { name: hq-1, host: hq.example.com }
+    - { host: 10.10.200.2, port: 70000 }
+    - { name: "bad name", host: 10.10.200.1, transport: sctp, weight: 3 }
+    - { name: self, host: 10.10.100.1, port: 5060 }
+    - { name: twice, host: 10.10.200.9 }
+    - { name: again, host: 10.10.200.9 }
+  survivability: { probe_interval_s: 0, probe_failures: 1000, rehome: 5 }
+)");
+  auto transport = find_error(errs, "'sctp' is not one of: udp, tcp");
+  EXPECT_EQ(transport.line, 22);
+  EXPECT_EQ(transport.key_path, "sip.upstream[0].transport");
+  auto dup = find_error(errs, "duplicate upstream 'hq-1'");
+  EXPECT_EQ(dup.line, 23);
+  EXPECT_EQ(dup.column, 15);
+  EXPECT_EQ(find_error(errs, "'hq.example.com' is not an IPv4 address").line, 23);
+  EXPECT_EQ(find_error(errs, "missing required key 'name'").line, 24);
+  EXPECT_EQ(find_error(errs, "70000 is out of range 1-65535").line, 24);
+  EXPECT_EQ(find_error(errs, "'bad name' is not a name").line, 25);
+  EXPECT_EQ(find_error(errs, "unknown key (allowed here: name, host, port, transport)").line, 25);
+  EXPECT_EQ(find_error(errs, "it would forward to itself").line, 26);
+  EXPECT_EQ(find_error(errs, "udp:10.10.200.9:5060 is listed twice").line, 28);
+  auto interval = find_error(errs, "0 is out of range 1-3600");
+  EXPECT_EQ(interval.line, 29);
+  EXPECT_EQ(interval.key_path, "sip.survivability.probe_interval_s");
+  EXPECT_EQ(find_error(errs, "1000 is out of range 1-100").line, 29);
+  EXPECT_EQ(find_error(errs, "unknown key (allowed here: probe_interval_s").line, 29);
+  EXPECT_FALSE(errors_of(std::string(kMinimal) + "sip: { upstream: [nonsense] }\n").empty());
+  EXPECT_FALSE(errors_of(std::string(kMinimal) + "sip: { upstream: { name: x } }\n").empty());
+}
+
 }  // namespace
 }  // namespace ve::config

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <random>
 #include <thread>
 
@@ -18,6 +20,11 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+
+std::string read_all(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 config::SiteConfigPtr site(const std::filesystem::path& state) {
   auto c = std::make_shared<config::SiteConfig>();
@@ -228,6 +235,22 @@ TEST(SipServer, KeepsRegistrationsAcrossRestart) {
   EXPECT_EQ(regs[0].contact, "sip:2001@127.0.0.1:5999");
   EXPECT_LE(regs[0].expires_in_s, 600);
   EXPECT_GT(regs[0].expires_in_s, 590);
+}
+
+TEST(SipServer, KeepsTheFlowTokenKeyAcrossRestart) {
+  TempState state;
+  const auto file = state.path / "sip-flow-key";
+  std::string first;
+  {
+    Running r(state.path);
+    ASSERT_TRUE(std::filesystem::exists(file));
+    first = read_all(file);
+    EXPECT_EQ(first.size(), 32u);
+    EXPECT_EQ(std::filesystem::status(file).permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  Running again(state.path);
+  EXPECT_EQ(read_all(file), first) << "the Paths the cluster stored stay valid";
 }
 
 TEST(SipServer, UdpAnswersComeFromTheAddressTheRequestWasSentTo) {
