@@ -1,7 +1,7 @@
 // The hook's only socket: a unix datagram socket connected to the daemon's event socket. Kea's
-// threads send on it directly while the daemon keeps up; what meets a full daemon queue goes to a
-// bounded queue and one sender thread, which waits for room instead of dropping (a connected
-// datagram socket polls writable when the peer has room).
+// threads queue reports (bounded); one sender thread sends them in batches and waits for room
+// when the daemon's queue is full instead of dropping (a connected datagram socket polls writable
+// when the peer has room).
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -37,9 +37,9 @@ LeaseReporter::~LeaseReporter() {
 
 bool LeaseReporter::send(const LeaseReport& report) noexcept {
   try {
-    // Fast path, on Kea's thread: the daemon keeps up, nothing is queued before this report. One
-    // non-blocking send and no thread wake-up.
-    if (connected_.load(std::memory_order_relaxed)) {
+    // Without coalescing, Kea's thread sends itself while nothing is queued before this report:
+    // one non-blocking send and no thread hand-off (but one wake-up of the daemon per report).
+    if (options_.coalesce.count() == 0 && connected_.load(std::memory_order_relaxed)) {
       bool idle = false;
       {
         std::lock_guard lock(mutex_);
@@ -137,6 +137,7 @@ void LeaseReporter::run() {
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
+    if (options_.coalesce.count() > 0 && !stopping_) wake_.wait_for(lock, options_.coalesce, [&] { return stopping_; });
     batch.swap(queue_);
     lock.unlock();
     if (!connected_.load(std::memory_order_relaxed)) connected_.store(try_connect(), std::memory_order_relaxed);
