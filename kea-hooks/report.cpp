@@ -1,6 +1,7 @@
-// The hook's only socket: a unix datagram socket connected to the daemon's event socket, written
-// by one sender thread. Kea's threads only queue; the sender waits for the daemon when its queue
-// is full instead of dropping (a connected datagram socket polls writable when the peer has room).
+// The hook's only socket: a unix datagram socket connected to the daemon's event socket. Kea's
+// threads queue reports (bounded); one sender thread sends them in batches and waits for room
+// when the daemon's queue is full instead of dropping (a connected datagram socket polls writable
+// when the peer has room).
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -17,6 +18,10 @@ using Clock = std::chrono::steady_clock;
 
 LeaseReporter::LeaseReporter(std::string socket_path, Options options, DropHandler on_drop)
     : path_(std::move(socket_path)), options_(options), on_drop_(std::move(on_drop)) {
+  // One socket for the reporter's life: re-connecting it (a new daemon at the path) never closes
+  // the descriptor Kea's threads may be sending on.
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  connected_.store(try_connect(), std::memory_order_relaxed);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -32,16 +37,39 @@ LeaseReporter::~LeaseReporter() {
 
 bool LeaseReporter::send(const LeaseReport& report) noexcept {
   try {
+    // Without coalescing, Kea's thread sends itself while nothing is queued before this report:
+    // one non-blocking send and no thread hand-off (but one wake-up of the daemon per report).
+    if (options_.coalesce.count() == 0 && connected_.load(std::memory_order_relaxed)) {
+      bool idle = false;
+      {
+        std::lock_guard lock(mutex_);
+        idle = queue_.empty();
+      }
+      if (idle) {
+        const std::string datagram = encode_lease_report(report);
+        if (::send(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(datagram.size())) {
+          sent_.fetch_add(1, std::memory_order_relaxed);
+          return true;
+        }
+        // EAGAIN: the daemon's queue is full, the sender waits for room. Anything else: the
+        // daemon went away; the sender reconnects.
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+          connected_.store(false, std::memory_order_relaxed);
+      }
+    }
+    bool was_empty = false;
     {
       std::lock_guard lock(mutex_);
       if (queue_.size() >= options_.queue_limit) {
         dropped_.fetch_add(1, std::memory_order_relaxed);
         return false;
       }
+      was_empty = queue_.empty();
       queue_.push_back(report);
       ++queued_total_;
     }
-    wake_.notify_one();
+    if (was_empty) wake_.notify_one();  // the sender takes whole batches
     return true;
   } catch (...) {  // bad_alloc: still never escape into Kea
     dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -64,27 +92,16 @@ void LeaseReporter::drop(const LeaseReport& report, const char* why) {
   }
 }
 
-bool LeaseReporter::connect_socket() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+bool LeaseReporter::try_connect() {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path_.empty() || path_.size() >= sizeof(addr.sun_path)) return false;
+  if (fd_ < 0 || path_.empty() || path_.size() >= sizeof(addr.sun_path)) return false;
   std::memcpy(addr.sun_path, path_.data(), path_.size());
-  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return false;
-  }
-  fd_ = fd;
-  return true;
+  return ::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
 }
 
-// One report. `tried_connect`: a (re)connect was already attempted for this batch, so a daemon
-// that is not there costs one connect() per batch, not one per report.
-LeaseReporter::Delivery LeaseReporter::deliver(const LeaseReport& report, bool& tried_connect,
-                                               Clock::time_point& stall_until) {
+// One report, on the sender thread.
+LeaseReporter::Delivery LeaseReporter::deliver(const LeaseReport& report, Clock::time_point& stall_until) {
   std::string datagram;
   try {
     datagram = encode_lease_report(report);
@@ -92,11 +109,6 @@ LeaseReporter::Delivery LeaseReporter::deliver(const LeaseReport& report, bool& 
     return Delivery::Dropped;
   }
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (fd_ < 0) {
-      if (tried_connect) return Delivery::Dropped;
-      tried_connect = true;
-      if (!connect_socket()) return Delivery::Dropped;
-    }
     for (;;) {
       if (::send(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
           static_cast<ssize_t>(datagram.size())) {
@@ -112,9 +124,9 @@ LeaseReporter::Delivery LeaseReporter::deliver(const LeaseReport& report, bool& 
       if (::poll(&p, 1, static_cast<int>(left)) == 0) return Delivery::Stalled;
     }
     // ECONNREFUSED, ENOTCONN...: the daemon restarted (a new socket at the path) or left.
-    ::close(fd_);
-    fd_ = -1;
-    if (tried_connect) return Delivery::Dropped;
+    const bool again = try_connect();
+    connected_.store(again, std::memory_order_relaxed);
+    if (!again) return Delivery::NoDaemon;
   }
   return Delivery::Dropped;
 }
@@ -125,19 +137,29 @@ void LeaseReporter::run() {
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
+    if (options_.coalesce.count() > 0 && !stopping_) wake_.wait_for(lock, options_.coalesce, [&] { return stopping_; });
     batch.swap(queue_);
     lock.unlock();
-    bool tried_connect = false;
+    if (!connected_.load(std::memory_order_relaxed)) connected_.store(try_connect(), std::memory_order_relaxed);
+    bool no_daemon = !connected_.load(std::memory_order_relaxed);
     bool stalled = false;
     auto stall_until = Clock::now() + options_.stall_timeout;
     for (const auto& report : batch) {
+      if (no_daemon) {
+        drop(report, "no daemon at the socket");
+        continue;
+      }
       if (stalled) {
         drop(report, "daemon not reading");
         continue;
       }
-      switch (deliver(report, tried_connect, stall_until)) {
+      switch (deliver(report, stall_until)) {
         case Delivery::Sent: sent_.fetch_add(1, std::memory_order_relaxed); break;
-        case Delivery::Dropped: drop(report, "no daemon at the socket"); break;
+        case Delivery::Dropped: drop(report, "send failed"); break;
+        case Delivery::NoDaemon:
+          no_daemon = true;
+          drop(report, "no daemon at the socket");
+          break;
         case Delivery::Stalled:
           stalled = true;
           drop(report, "daemon not reading");
@@ -149,6 +171,10 @@ void LeaseReporter::run() {
     lock.lock();
     done_total_ += n;
     idle_.notify_all();
+    if (no_daemon && !stopping_) {
+      // Nobody at the path: look again in a while, not once per report (each look is a wake-up).
+      wake_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_; });
+    }
   }
 }
 

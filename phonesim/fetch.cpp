@@ -148,6 +148,10 @@ asio::awaitable<FetchResult> FileClient::tftp_get(std::uint32_t server, std::str
   rrq.filename = name;
   rrq.mode = tftp::Mode::Octet;
   rrq.options = {{"blksize", std::to_string(kTftpBlockSize)}};
+  if (settings_.tftp_windowsize > 1) rrq.options.push_back({"windowsize", std::to_string(settings_.tftp_windowsize)});
+  std::size_t window = 1;     // what the server's OACK granted (RFC 7440); 1 without one
+  std::size_t in_window = 0;  // in-order blocks since our last ACK
+  bool gap_acked = false;     // already told the server where a gap began
   std::vector<std::byte> last_sent = tftp::encode(rrq);
   udp::endpoint destination(addr(server), settings_.tftp_port);
   std::optional<udp::endpoint> peer;  // the server's transfer port, fixed by its first answer
@@ -212,8 +216,10 @@ asio::awaitable<FetchResult> FileClient::tftp_get(std::uint32_t server, std::str
     if (auto* oack = std::get_if<tftp::OptionAck>(&*packet)) {
       for (const auto& o : oack->options) {
         if (o.name == "blksize") block_size = static_cast<std::size_t>(std::strtoul(o.value.c_str(), nullptr, 10));
+        if (o.name == "windowsize") window = static_cast<std::size_t>(std::strtoul(o.value.c_str(), nullptr, 10));
       }
       if (block_size < 8 || block_size > 65464) block_size = 512;
+      if (window < 1 || window > settings_.tftp_windowsize) window = 1;
       last_sent = tftp::encode(tftp::Ack{0});
       retries = 0;
       (void)co_await send();
@@ -221,10 +227,20 @@ asio::awaitable<FetchResult> FileClient::tftp_get(std::uint32_t server, std::str
     }
     if (auto* data = std::get_if<tftp::Data>(&*packet)) {
       if (data->block != expected_block) {
-        // A duplicate of the previous block: our ACK was lost, say it again.
-        if (data->block == static_cast<std::uint16_t>(expected_block - 1)) (void)co_await send();
+        if (window == 1) {
+          // A duplicate of the previous block: our ACK was lost, say it again.
+          if (data->block == static_cast<std::uint16_t>(expected_block - 1)) (void)co_await send();
+        } else if (!gap_acked) {
+          // RFC 7440: a gap or a repeated window; ACK the last block in order, once, and the
+          // server goes on from there.
+          last_sent = tftp::encode(tftp::Ack{static_cast<std::uint16_t>(expected_block - 1)});
+          gap_acked = true;
+          in_window = 0;
+          (void)co_await send();
+        }
         continue;
       }
+      gap_acked = false;
       if (body.size() + data->payload.size() > settings_.max_bytes) {
         last_sent = tftp::encode(tftp::Error{tftp::ErrorCode::DiskFull, "too large"});
         (void)co_await send();
@@ -234,10 +250,13 @@ asio::awaitable<FetchResult> FileClient::tftp_get(std::uint32_t server, std::str
       }
       body.append(reinterpret_cast<const char*>(data->payload.data()), data->payload.size());
       const bool last = data->payload.size() < block_size;
-      last_sent = tftp::encode(tftp::Ack{data->block});
       retries = 0;
       ++expected_block;
-      (void)co_await send();
+      if (++in_window >= window || last) {
+        last_sent = tftp::encode(tftp::Ack{data->block});
+        in_window = 0;
+        (void)co_await send();
+      }
       if (last) {
         result.status = FetchStatus::Ok;
         result.body = std::move(body);

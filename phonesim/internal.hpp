@@ -128,6 +128,7 @@ struct FetchSettings {
   std::size_t max_bytes = std::size_t{256} << 20;
   std::uint16_t http_port = 6970;
   std::uint16_t tftp_port = 69;
+  std::uint16_t tftp_windowsize = 1;  // > 1: ask for RFC 7440 windowsize
   std::string user_agent;
 };
 

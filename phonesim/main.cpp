@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 3600));
   app.add_option("--transport", transport, "downloads: auto (HTTP 6970, then TFTP), http or tftp (default auto)")
       ->check(CLI::IsMember({"auto", "http", "tftp"}));
+  app.add_option("--tftp-windowsize", o.tftp_windowsize,
+                 "TFTP downloads ask for this RFC 7440 windowsize (default 1: lockstep, option not sent)")
+      ->check(CLI::Range(1, 64));
   app.add_option("--power-mw", o.power_request_mw, "power the phones ask for over CDP (default 6300)")
       ->check(CLI::Range(1000, 90000));
   app.add_option("--hold-s", hold_s,

@@ -350,6 +350,7 @@ asio::awaitable<bool> Phone::step_dhcp() {
   FetchSettings fs;
   fs.transport = opt.transport;
   fs.timeout = opt.fetch_timeout;
+  fs.tftp_windowsize = opt.tftp_windowsize;
   fs.user_agent = user_agent_for(opt.model, opt.load);
   files_ = std::make_unique<FileClient>(shared_.io.get_executor(), ip_, tftp_servers_, fs);
   co_return true;

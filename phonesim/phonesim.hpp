@@ -355,6 +355,7 @@ struct Options {
   std::chrono::seconds fetch_timeout{10};  // per file
   std::chrono::seconds sip_timeout{10};    // per request
   FetchTransport transport = FetchTransport::Auto;
+  std::uint16_t tftp_windowsize = 1;  // RFC 7440 window asked for over TFTP (1: lockstep, no option)
   std::uint32_t power_request_mw = 6300;
   std::chrono::seconds hold{0};                 // keep registrations refreshed this long after the last boot
   std::chrono::seconds refresh{0};              // re-REGISTER interval while holding; 0 = expires/2

@@ -8,6 +8,13 @@ Topology: netns bsX-box (voiceedged, Kea; veth bsbox 10.20.0.1/16) <-> netns bsX
 voiceedge-phonesim --phones N). All N phones are listed in the site file, share one port (so
 PoE is per port, not per phone) and run the config's load (no firmware download). Traffic stays
 inside the two namespaces. Prints one JSON line per run and a Markdown table row.
+
+Firmware variant (--firmware-mib M): the phones run an older load (--load OLD_LOAD) while the
+site names LOAD, whose .loads file lists one M MiB image in the provisioning root; every phone
+fetches it (step 8) before it registers. Downloads go over TFTP only (--transport tftp), once per
+--tftp-windowsize value (1: lockstep with blksize 1428; 16: RFC 7440 windows).
+
+    sudo /usr/bin/python3 bench/bootstorm/run.py --phones 100 --firmware-mib 10 --tftp-windowsize 1 16
 """
 import argparse
 import json
@@ -21,6 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOAD = "sip78xx.14-2-1-0001-14"
+OLD_LOAD = "sip78xx.12-8-1-0001-455"
 
 
 def sh(*a, check=True):
@@ -65,6 +73,45 @@ def rss_kib(pid):
     return 0
 
 
+def daemon_pid(netns):
+    """voiceedged's pid (ip netns exec execs it, so it is the Popen's pid; found by name to be sure)."""
+    for pid in sh("ip", "netns", "pids", netns, check=False).stdout.split():
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "voiceedged":
+                    return int(pid)
+        except OSError:
+            pass
+    return None
+
+
+def cpu_s(pid):
+    """utime + stime of a process and all its threads, in seconds."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def biggest_mappings(pid, count=6):
+    """The daemon's largest mappings by RSS (/proc/PID/smaps), to see what the RSS is made of."""
+    out, current = [], None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                parts = line.split()
+                if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                    current = {"range": parts[0], "name": parts[5] if len(parts) > 5 else "[anon]", "rss_kib": 0}
+                    out.append(current)
+                elif parts[0] == "Rss:" and current is not None:
+                    current["rss_kib"] = int(parts[1])
+    except OSError:
+        return []
+    out.sort(key=lambda m: -m["rss_kib"])
+    return out[:count]
+
+
 def sample_diag(ctl, stop, peak):
     """The boot recorder's bytes held (show diag), sampled while the storm runs."""
     while not stop.is_set():
@@ -80,7 +127,7 @@ def sample_diag(ctl, stop, peak):
         stop.wait(0.5)
 
 
-def run(n, build, concurrency, diag_total_mib=None):
+def run(n, build, concurrency, diag_total_mib=None, firmware_mib=0, windowsize=1):
     tag = f"bs{os.getpid() % 1000}"
     box, ph = f"{tag}-box", f"{tag}-ph"
     d = tempfile.mkdtemp(prefix="ve-storm-")
@@ -96,6 +143,12 @@ def run(n, build, concurrency, diag_total_mib=None):
         sh("ip", "-n", ph, "link", "set", "eth0", "up")
         os.makedirs(f"{d}/state")
         os.makedirs(f"{d}/tftp")
+        if firmware_mib:
+            image = f"kern78xx.{LOAD[8:]}.sbn"
+            with open(f"{d}/tftp/{LOAD}.loads", "w") as f:
+                f.write(image + "\n")
+            with open(f"{d}/tftp/{image}", "wb") as f:
+                f.write(os.urandom(firmware_mib << 20))
         shutil.copy(os.path.join(build, "kea-hooks/libdhcp_voiceedge.so"), d)
         with open(f"{d}/site.yaml", "w") as f:
             f.write(site(d, n, diag_total_mib))
@@ -111,12 +164,19 @@ def run(n, build, concurrency, diag_total_mib=None):
         stop, peak = threading.Event(), {}
         sampler = threading.Thread(target=sample_diag, args=(ctl, stop, peak))
         sampler.start()
+        extra = []
+        if firmware_mib:
+            extra = ["--transport", "tftp", "--tftp-windowsize", str(windowsize), "--fetch-timeout-s", "300"]
+        load_before = open("/proc/loadavg").read().split()[0]
+        cpu0 = cpu_s(daemon_pid(box))
         t0 = time.time()
         sim = subprocess.run(["ip", "netns", "exec", ph, os.path.join(build, "phonesim/voiceedge-phonesim"),
-                              "--interface", "eth0", "--phones", str(n), "--first-mac", mac(1), "--load", LOAD,
-                              "--concurrency", str(concurrency), "--timeout-s", "600", "--json"],
+                              "--interface", "eth0", "--phones", str(n), "--first-mac", mac(1),
+                              "--load", OLD_LOAD if firmware_mib else LOAD,
+                              "--concurrency", str(concurrency), "--timeout-s", "600", "--json"] + extra,
                              capture_output=True, text=True)
         wall = time.time() - t0
+        cpu1 = cpu_s(daemon_pid(box))
         if os.environ.get("VE_STORM_SIM_OUT"):  # every phone's result, to see where the slow ones waited
             with open(f"{os.environ['VE_STORM_SIM_OUT']}-{n}.jsonl", "w") as f:
                 f.write(sim.stdout)
@@ -133,9 +193,12 @@ def run(n, build, concurrency, diag_total_mib=None):
         phones_seen = json.loads(subprocess.run(ctl + ["--json", "show", "phones"], capture_output=True,
                                                 text=True).stdout or "[]")
         result = {"phones": n, "concurrency": concurrency, "wall_s": round(wall, 2),
+                  "firmware_mib": firmware_mib, "tftp_windowsize": windowsize if firmware_mib else None,
+                  "load_before": load_before, "daemon_cpu_s": round(cpu1 - cpu0, 2),
                   "registered": summary.get("registered"), "summary": summary,
                   "daemon_registered": sum(1 for p in phones_seen if p.get("registered")),
                   "daemon_rss_mib": round(rss_kib(daemon.pid) / 1024, 1),
+                  "daemon_biggest_mappings": biggest_mappings(daemon_pid(box)),
                   "boot_recorder": {"peak_bytes": peak.get("bytes"), "limit_bytes": peak.get("limit"),
                                     "packets_cut": peak.get("cut"), "phones": peak.get("phones"),
                                     "kernel_drops": peak.get("kernel_drops")}}
@@ -163,6 +226,8 @@ def main():
     p.add_argument("--concurrency", type=int, default=200)
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--diag-total-mib", type=int, help="diagnostics.boot_capture_total_mib for the run")
+    p.add_argument("--firmware-mib", type=int, default=0, help="firmware variant: size of the new load's image")
+    p.add_argument("--tftp-windowsize", type=int, nargs="+", default=[1], help="firmware variant: windowsizes")
     a = p.parse_args()
     rows = []
     # The box needs one ARP entry per phone address; the kernel's default table (gc_thresh3 1024,
@@ -174,20 +239,24 @@ def main():
             with open(thresh, "w") as f:
                 f.write("8192")
         for n in a.phones:
-            r = run(n, a.build, a.concurrency, a.diag_total_mib)
-            print(json.dumps(r), flush=True)
-            rows.append(r)
+            for w in (a.tftp_windowsize if a.firmware_mib else [1]):
+                r = run(n, a.build, a.concurrency, a.diag_total_mib, a.firmware_mib, w)
+                print(json.dumps(r), flush=True)
+                rows.append(r)
     finally:
         with open(thresh, "w") as f:
             f.write(old_thresh)
-    print("\n| phones | registered (sim / daemon) | start to all registered | p50 / p95 time to registered | daemon RSS |")
-    print("|---:|---:|---:|---:|---:|")
+    print("\n| phones | firmware | registered (sim / daemon) | start to all registered | p50 / p95 time to registered "
+          "| daemon RSS | daemon CPU | load before |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         s = r["summary"]
-        print(f"| {r['phones']} | {r['registered']} / {r['daemon_registered']} | "
+        fw = f"{r['firmware_mib']} MiB, windowsize {r['tftp_windowsize']}" if r["firmware_mib"] else "none"
+        print(f"| {r['phones']} | {fw} | {r['registered']} / {r['daemon_registered']} | "
               f"{s.get('all_registered_ms', 'n/a')} ms (wall {r['wall_s']} s) | "
               f"{s.get('time_to_registered_ms', {}).get('p50', 'n/a')} / "
-              f"{s.get('time_to_registered_ms', {}).get('p95', 'n/a')} ms | {r['daemon_rss_mib']} MiB |")
+              f"{s.get('time_to_registered_ms', {}).get('p95', 'n/a')} ms | {r['daemon_rss_mib']} MiB | "
+              f"{r['daemon_cpu_s']} s | {r['load_before']} |")
     return 0
 
 

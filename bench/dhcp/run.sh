@@ -138,9 +138,16 @@ if [[ ${MODE:-rate} == cpu ]]; then
       start_kea "$variant"
       load=$(cut -d' ' -f1 /proc/loadavg)
       t0=$(kea_ticks)
+      # VE_BENCH_PERF=PREFIX: a perf profile of Kea per variant (PREFIX.hook, PREFIX.native, ...).
+      perf_pid=""
+      if [[ -n ${VE_BENCH_PERF:-} ]]; then
+        perf record -q -g -p "$kea_pid" -o "$VE_BENCH_PERF.$variant" >/dev/null 2>&1 &
+        perf_pid=$!
+      fi
       out=$(ip netns exec "$cns" perfdhcp -4 -l "$cif" -r "$rate" -R 60000 -p "$seconds" -W 1000000 \
             -o 60,"$vendor_hex" -o 55,"$prl_hex" 2>&1 || true)
       t1=$(kea_ticks)
+      [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; }
       stop_kea
       acks=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /received packets:/ {print $3; exit}')
       sent=$(echo "$out" | awk '/sent packets:/ {print $3}' | paste -sd+ | bc)

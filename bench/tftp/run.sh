@@ -3,7 +3,8 @@
 # same client (atftp), one 10 MiB file. Modes (issue 21):
 #   window   100 concurrent clients, blksize 1428 + windowsize 16 (RFC 2348 + RFC 7440)
 #   lockstep 100 concurrent clients, plain RFC 1350 (512-byte blocks, one ACK per block)
-#   single   1 client, lockstep
+#   single   1 client, lockstep, SINGLE_REPEAT (5) downloads one after the other, each its own
+#            sample (one download is 0.3 s: a neighbour's burst on the shared box moves it a lot)
 # For every server and mode: aggregate MB/s (N x 10 MiB / wall time until the last client ended)
 # and the server's CPU time per MiB sent (utime + stime from /proc/PID/stat, children reaped
 # included: tftpd-hpa forks one per transfer, atftpd and voiceedge use threads). CPU per MiB is the
@@ -24,6 +25,7 @@ build=${1:?usage: run.sh BUILD_DIR [ROUNDS]}
 rounds=${2:-2}
 modes=${MODES:-window lockstep single}
 clients=${CLIENTS:-100}
+single_repeat=${SINGLE_REPEAT:-5}
 serve=$build/provision/ve_provision_serve
 [[ -x $serve ]] || { echo "missing $serve (build target ve_provision_serve)" >&2; exit 1; }
 command -v atftp >/dev/null || { echo "atftp missing" >&2; exit 1; }
@@ -125,11 +127,12 @@ check_copy() {
 
 median() { tr ' ' '\n' <<< "$1" | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-mode_args() {  # $1: mode -> sets args and n
+mode_args() {  # $1: mode -> sets args, n and repeat
+  repeat=1
   case $1 in
     window) args=(--option "blksize 1428" --option "windowsize 16"); n=$clients ;;
     lockstep) args=(); n=$clients ;;
-    single) args=(); n=1 ;;
+    single) args=(); n=1; repeat=$single_repeat ;;
     *) echo "unknown mode $1" >&2; exit 1 ;;
   esac
 }
@@ -156,24 +159,26 @@ for ((round = 1; round <= rounds; round++)); do
     mode_args "$mode"
     # Rotate the order each round so no server always runs right after another's burst.
     order=("${servers[@]:round % 3}" "${servers[@]:0:round % 3}")
-    for server in "${order[@]}"; do
-      load_before=$(cut -d' ' -f1 /proc/loadavg)
-      t0=$(server_ns "$server")
-      t=$(run_clients "${server_port[$server]}" "$n" "${args[@]}")
-      sleep 0.2  # the last tftpd-hpa child exits after its final ACK
-      t1=$(server_ns "$server")
-      load_after=$(cut -d' ' -f1 /proc/loadavg)
-      if [[ $t == FAILED ]]; then
-        echo "| $round | $mode | $server | failed | - | - | $load_before / $load_after |"
-        continue
-      fi
-      mib=$((n * size_mib))
-      mbs=$(echo "$mib * 1.048576 / $t" | bc -l)
-      cpu=$(echo "($t1 - $t0) / 1000000000 / $mib" | bc -l)
-      rates[$mode,$server]+=" $mbs"
-      cpus[$mode,$server]+=" $cpu"
-      printf "| %d | %s | %s | %.2f | %.1f | %.4f | %s / %s |\n" "$round" "$mode" "$server" "$t" "$mbs" "$cpu" \
-        "$load_before" "$load_after"
+    for ((rep = 0; rep < repeat; rep++)); do  # the servers alternate between repeats too
+      for server in "${order[@]}"; do
+        load_before=$(cut -d' ' -f1 /proc/loadavg)
+        t0=$(server_ns "$server")
+        t=$(run_clients "${server_port[$server]}" "$n" "${args[@]}")
+        sleep 0.2  # the last tftpd-hpa child exits after its final ACK
+        t1=$(server_ns "$server")
+        load_after=$(cut -d' ' -f1 /proc/loadavg)
+        if [[ $t == FAILED ]]; then
+          echo "| $round | $mode | $server | failed | - | - | $load_before / $load_after |"
+          continue
+        fi
+        mib=$((n * size_mib))
+        mbs=$(echo "$mib * 1.048576 / $t" | bc -l)
+        cpu=$(echo "($t1 - $t0) / 1000000000 / $mib" | bc -l)
+        rates[$mode,$server]+=" $mbs"
+        cpus[$mode,$server]+=" $cpu"
+        printf "| %d | %s | %s | %.2f | %.1f | %.4f | %s / %s |\n" "$round" "$mode" "$server" "$t" "$mbs" "$cpu" \
+          "$load_before" "$load_after"
+      done
     done
   done
 done

@@ -305,6 +305,20 @@ TEST_F(PhonesimNetns, PhoneOnAnOlderLoadFetchesTheConfiguredLoad) {
   EXPECT_NE(regs.find("sip78xx.12-8-1-0001-455"), std::string::npos) << "InactiveLoad: " << regs;
 }
 
+// Issue 21's firmware storm: the load over TFTP only, with RFC 7440 windows (the 200 000-byte
+// image is 141 blocks of 1428: eight full windows of 16 and a short one).
+TEST_F(PhonesimNetns, OlderLoadOverTftpWithWindowsize16ArrivesWhole) {
+  auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:01", "--load", "sip78xx.12-8-1-0001-455",
+                     "--transport", "tftp", "--tftp-windowsize", "16"});
+  ASSERT_EQ(r.exit_code, 0) << r.raw;
+  const auto& p = r.phones.front();
+  EXPECT_EQ(outcomes(p, 8), std::vector<std::string>{"ok"});
+  EXPECT_EQ(p["active_load"], "sip78xx.14-2-1-0001-14");
+  EXPECT_TRUE(p["registered"].get<bool>()) << r.raw;
+  // The .loads file (40 bytes) and the whole image.
+  EXPECT_NE(r.raw.find("1 listed file(s), 200040 bytes"), std::string::npos) << r.raw;
+}
+
 TEST_F(PhonesimNetns, MissingLoadFileFailsStep8) {
   // Phone 4's config names sip78xx.99-9-9-0001-1, which the server does not have.
   auto r = simulate({"--phones", "1", "--first-mac", "00:11:22:33:44:04", "--load", "sip78xx.14-2-1-0001-14"});
