@@ -792,18 +792,31 @@ std::string Proxy::forward_request(const Message& req, std::string_view target_u
 
 void Proxy::add_branch(const std::shared_ptr<ServerTx>& tx, const Message& req, const Destination& to,
                        std::string_view target_uri, const std::string& user, bool rr) {
+  auto ctx = new_client(tx, to, make_branch(req), user);
+  const std::string via = fmt::format("Via: SIP/2.0/{} {};branch={};rport\r\n", transport_token(to.transport),
+                                      wire_.local_address(to.transport, to.ip), ctx->branch);
+  ctx->request = forward_request(req, target_uri, via, rr ? record_route(tx->src, to) : std::string());
+  start_client(tx, ctx, req.method_text);
+}
+
+// One branch of `tx` (RFC 3261 16.6) towards `to`, its request still to be written.
+std::shared_ptr<Proxy::ClientTx> Proxy::new_client(const std::shared_ptr<ServerTx>& tx, const Destination& to,
+                                                   std::string branch, const std::string& user) {
   auto ctx = std::make_shared<ClientTx>(io_);
-  ctx->branch = make_branch(req);
+  ctx->branch = std::move(branch);
   ctx->method = tx->method;
   ctx->invite = tx->invite;
   ctx->to = to;
   ctx->target_user = user;
   ctx->server = tx;
   ctx->upstream = tx->reply_to;
-  const std::string via = fmt::format("Via: SIP/2.0/{} {};branch={};rport\r\n", transport_token(to.transport),
-                                      wire_.local_address(to.transport, to.ip), ctx->branch);
-  ctx->request = forward_request(req, target_uri, via, rr ? record_route(tx->src, to) : std::string());
-  ctx->key = ctx->branch + "|" + std::string(req.method_text);
+  return ctx;
+}
+
+// Responses find a branch by its Via branch and method (RFC 3261 17.1.3).
+void Proxy::start_client(const std::shared_ptr<ServerTx>& tx, const std::shared_ptr<ClientTx>& ctx,
+                         std::string_view method_text) {
+  ctx->key = ctx->branch + "|" + std::string(method_text);
   clients_[ctx->key] = ctx;
   tx->branches.push_back(ctx);
   send_client(ctx);
@@ -1430,20 +1443,10 @@ std::optional<Destination> Proxy::upstream_next_hop(const Message& m) const {
 
 void Proxy::add_prepared_branch(const std::shared_ptr<ServerTx>& tx, const Destination& to, std::string branch,
                                 std::string bytes, const std::string& user) {
-  auto ctx = std::make_shared<ClientTx>(io_);
-  ctx->branch = std::move(branch);
-  ctx->method = tx->method;
-  ctx->invite = tx->invite;
-  ctx->to = to;
-  ctx->target_user = user;
-  ctx->server = tx;
-  ctx->upstream = tx->reply_to;
+  auto ctx = new_client(tx, to, std::move(branch), user);
   ctx->request = std::move(bytes);
   auto parsed = parse_message(ctx->request, options_.limits);
-  ctx->key = ctx->branch + "|" + std::string(parsed ? parsed->method_text : std::string_view{});
-  clients_[ctx->key] = ctx;
-  tx->branches.push_back(ctx);
-  send_client(ctx);
+  start_client(tx, ctx, parsed ? parsed->method_text : std::string_view{});
 }
 
 // The cluster accepted (or refused) a REGISTER the box relayed. The box keeps a copy of each

@@ -114,6 +114,10 @@ class Proxy {
   void retransmit_request(ClientTx* ctx);
   void terminate_server(const std::string& key);
   void terminate_client(const std::string& key);
+  std::shared_ptr<ClientTx> new_client(const std::shared_ptr<ServerTx>& tx, const Destination& to, std::string branch,
+                                       const std::string& user);
+  void start_client(const std::shared_ptr<ServerTx>& tx, const std::shared_ptr<ClientTx>& ctx,
+                    std::string_view method_text);
   void send_client(const std::shared_ptr<ClientTx>& ctx);
   void client_timeout(ClientTx* ctx);
   void ring_timeout(ClientTx* ctx);
