@@ -45,6 +45,23 @@ class ParsedXml {
 
 using Strings = std::vector<std::string>;
 
+// SRST (issue 23): phones always register with the box, which relays to the cluster or answers
+// itself, so one rendered file serves both modes: naming a cluster changes nothing a phone
+// downloads (no config push, no restart when the WAN comes and goes).
+TEST(ConfigRender, AClusterUpstreamChangesNothingAPhoneDownloads) {
+  auto alone = testing::make_site();
+  auto fronting = testing::make_site();
+  fronting->sip.upstream = {{"hq-1", "10.10.200.1", 5060, "udp"}, {"hq-2", "10.10.200.5", 5060, "tcp"}};
+  for (std::size_t i = 0; i < alone->phones.size(); ++i) {
+    const std::string xml = render_phone_config(*fronting, fronting->phones[i]);
+    EXPECT_EQ(xml, render_phone_config(*alone, alone->phones[i]));
+    ParsedXml doc(xml);
+    ASSERT_TRUE(doc.ok()) << xml;
+    EXPECT_EQ(doc.all("//member/callManager/processNodeName"), (Strings{"10.10.100.1", "10.10.100.2"}));
+    EXPECT_EQ(xml.find("10.10.200."), std::string::npos) << "the cluster's address is never given to a phone";
+  }
+}
+
 TEST(ConfigRender, PhoneConfigIsWellFormedAndCarriesEveryField) {
   auto site = testing::make_site();
   for (const auto& phone : site->phones) {
