@@ -145,10 +145,12 @@ std::vector<MemfileLease> parse_memfile_leases(std::string_view csv);
 // ---- The hook's sender (ve_kea_hooks, report.cpp) ----------------------------------------------
 
 // Sends lease reports to the daemon's unix datagram socket without ever making Kea wait. send()
-// queues (bounded); a sender thread collects for `coalesce` after the first report and sends the
-// batch back to back over a connected socket, so the daemon (and the sender) wake once per batch,
-// not per report: each cross-process wake-up costs the sending Kea thread tens of microseconds
-// on a busy box (bench/dhcp MODE=cpu). With coalesce 0, Kea's thread sends itself while nothing
+// queues (bounded); a sender thread sends a report that follows a quiet spell at once, and
+// collects what arrives within `coalesce` of its last batch into the next one, sent back to back
+// over a connected socket, so in a storm the daemon (and the sender) wake once per window, not per
+// report: each cross-process wake-up costs the sending Kea thread tens of microseconds on a busy
+// box (bench/dhcp MODE=cpu), and a lone phone's lease still reaches the daemon before the phone
+// asks for its files. With coalesce 0, Kea's thread sends itself while nothing
 // is queued. A daemon that is briefly behind (a boot storm fills its 10-datagram queue,
 // net.unix.max_dgram_qlen) costs no report: the sender waits for room (poll POLLOUT on the
 // connected socket), in order. Reports
@@ -159,8 +161,8 @@ class LeaseReporter {
   struct Options {
     std::size_t queue_limit = 16384;                // reports waiting for the sender
     std::chrono::milliseconds stall_timeout{1000};  // a daemon that reads nothing this long
-    // > 0: every report goes through the sender, which collects for this long after the first
-    // one and sends the batch back to back (one wake-up of the daemon per batch, not per report).
+    // > 0: every report goes through the sender; reports within this long of its last batch
+    // are collected and sent back to back (one wake-up of the daemon per window, not per report).
     std::chrono::milliseconds coalesce{10};
   };
   // Called on the sender thread for every dropped report (the hook logs it).

@@ -133,11 +133,18 @@ LeaseReporter::Delivery LeaseReporter::deliver(const LeaseReport& report, Clock:
 
 void LeaseReporter::run() {
   std::deque<LeaseReport> batch;
+  // A report after a quiet spell goes out at once (the phone is about to ask for its files, and
+  // the daemon needs its lease for that); reports that follow within `coalesce` of a batch wait
+  // for the window to end and go out together, so a storm costs one wake-up per window.
+  Clock::time_point last_batch{};
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
-    if (options_.coalesce.count() > 0 && !stopping_) wake_.wait_for(lock, options_.coalesce, [&] { return stopping_; });
+    if (options_.coalesce.count() > 0 && !stopping_) {
+      const auto window_end = last_batch + options_.coalesce;
+      if (Clock::now() < window_end) wake_.wait_until(lock, window_end, [&] { return stopping_; });
+    }
     batch.swap(queue_);
     lock.unlock();
     if (!connected_.load(std::memory_order_relaxed)) connected_.store(try_connect(), std::memory_order_relaxed);
@@ -168,6 +175,7 @@ void LeaseReporter::run() {
     }
     const auto n = batch.size();
     batch.clear();
+    last_batch = Clock::now();
     lock.lock();
     done_total_ += n;
     idle_.notify_all();
