@@ -11,16 +11,14 @@
 #include "sip/digest.hpp"
 #include "sip/location_store.hpp"
 #include "sip/registrar.hpp"
+#include "sip/tests/recording_wire.hpp"
 
 namespace ve::sip {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct RecordingSink : EventSink {
-  void report(PhoneEvent e) override { events.push_back(std::move(e)); }
-  std::vector<PhoneEvent> events;
-};
+using test::RecordingSink;
 
 config::SiteConfigPtr site() {
   auto c = std::make_shared<config::SiteConfig>();

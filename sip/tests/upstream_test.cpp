@@ -8,6 +8,7 @@
 #include "sip/authenticator.hpp"
 #include "sip/digest.hpp"
 #include "sip/proxy.hpp"
+#include "sip/tests/recording_wire.hpp"
 #include "sip/registrar.hpp"
 #include "sip/upstream.hpp"
 #include "sip/upstream_prober.hpp"
@@ -201,31 +202,9 @@ TEST(FlowTokens, PathEntryCarriesTheTokenLrAndOb) {
 
 // ---- the proxy in front of a cluster --------------------------------------------------------
 
-struct RecordingSink : EventSink {
-  void report(PhoneEvent e) override { events.push_back(std::move(e)); }
-  std::vector<PhoneEvent> events;
-};
-
-struct Sent {
-  Destination to;
-  std::string bytes;
-  Message message() const {
-    auto m = parse_message(bytes);
-    EXPECT_TRUE(m) << bytes;
-    return m ? *m : Message{};
-  }
-};
-
-struct RecordingWire : Wire {
-  void send(const Destination& to, const std::string& bytes) override { sent.push_back({to, bytes}); }
-  std::string local_address(Transport t, const std::string&) const override {
-    return t == Transport::Tcp ? "10.0.0.1:5061" : "10.0.0.1:5060";
-  }
-  bool is_local(std::string_view host, std::uint16_t port) const override {
-    return host == "10.0.0.1" && (port == 5060 || port == 5061);
-  }
-  std::vector<Sent> sent;
-};
+using test::RecordingSink;
+using test::RecordingWire;
+using test::Sent;
 
 config::SiteConfigPtr site() {
   auto c = std::make_shared<config::SiteConfig>();
