@@ -209,9 +209,9 @@ void PortState::report_new(const Neighbor& n, bool is_phone) {
   e.time = hooks.wall_now();
   e.port = port.name;
   if (!n.addresses.empty()) e.ip = n.addresses.front();
-  if (valid_vlan(port.voice_vlan)) e.attributes.emplace_back("vlan", std::to_string(port.voice_vlan));
-  if (!n.platform.empty()) e.attributes.emplace_back("model", n.platform);
-  e.attributes.emplace_back("device_name", n.device_id);
+  if (valid_vlan(port.voice_vlan)) e.attributes.emplace_back(Fact::Vlan, std::to_string(port.voice_vlan));
+  if (!n.platform.empty()) e.attributes.emplace_back(Fact::Model, n.platform);
+  e.attributes.emplace_back(Fact::DeviceName, n.device_id);
   emit(std::move(e));
 }
 

@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include "ve/device_status.hpp"
+#include "ve/control_commands.hpp"
+
 namespace ve::ctl {
 
 using nlohmann::json;
@@ -57,17 +60,8 @@ std::string render_phones(const json& data, const json&) {
 std::string render_journey(const json& data, const json&) {
   const auto& ds = data["phone"];
   std::string out = fmt::format("Device Status — {}\n", field(ds, "name"));
-  for (const auto& [label, key] :
-       std::vector<std::pair<const char*, const char*>>{{"Registration", "registration"},
-                                                        {"IPv4 Address", "ipv4_address"},
-                                                        {"Active Load ID", "active_load_id"},
-                                                        {"Inactive Load ID", "inactive_load_id"},
-                                                        {"Download Status", "download_status"},
-                                                        {"Port", "port"},
-                                                        {"Power (W)", "power_w"},
-                                                        {"Voice VLAN", "vlan"},
-                                                        {"Model", "model"}}) {
-    out += fmt::format("  {:<17} {}\n", std::string(label) + ":", field(ds, key));
+  for (const auto& f : kDeviceStatusFields) {
+    out += fmt::format("  {:<17} {}\n", std::string(f.label) + ":", field(ds, std::string(f.key).c_str()));
   }
   out += "\n";
   std::vector<std::vector<std::string>> rows;
@@ -83,20 +77,30 @@ std::string render_journey(const json& data, const json&) {
 }  // namespace
 
 void add_core_commands(CommandTable& table) {
-  table.add({{"version"}, {}, "Versions of the running daemon and of voiceedgectl", [](const json& d, const json&) {
+  table.add({command::words(command::kVersion),
+             {},
+             "Versions of the running daemon and of voiceedgectl",
+             [](const json& d, const json&) {
                return fmt::format("{} {}\nvoiceedgectl {}\n", field(d, "name"), field(d, "version"), VE_VERSION);
              }});
-  table.add(
-      {{"reload"}, {}, "Re-read the site file (the old config keeps running on error)", [](const json& d, const json&) {
-         return fmt::format("reloaded: {} ports, {} phones\n", field(d, "ports"), field(d, "phones"));
-       }});
-  table.add({{"show", "config"}, {}, "The running configuration (passwords masked)", [](const json& d, const json&) {
-               return d.dump(2) + "\n";
+  table.add({command::words(command::kReload),
+             {},
+             "Re-read the site file (the old config keeps running on error)",
+             [](const json& d, const json&) {
+               return fmt::format("reloaded: {} ports, {} phones\n", field(d, "ports"), field(d, "phones"));
              }});
-  table.add(
-      {{"show", "phones"}, {}, "Every phone seen: port, address, registration, first failing step", render_phones});
-  table.add(
-      {{"show", "journey"}, {"phone"}, "The fourteen boot steps of one phone, with times and details", render_journey});
+  table.add({command::words(command::kShowConfig),
+             {},
+             "The running configuration (passwords masked)",
+             [](const json& d, const json&) { return d.dump(2) + "\n"; }});
+  table.add({command::words(command::kShowPhones),
+             {},
+             "Every phone seen: port, address, registration, first failing step",
+             render_phones});
+  table.add({command::words(command::kShowJourney),
+             {"phone"},
+             "The fourteen boot steps of one phone, with times and details",
+             render_journey});
 }
 
 }  // namespace ve::ctl

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include <iterator>
 #include <set>
 #include <stdexcept>
 
@@ -65,7 +66,7 @@ std::string_view missing_hint(Step s) {
 
 nlohmann::json event_json(const PhoneEvent& e) {
   nlohmann::json attrs = nlohmann::json::object();
-  for (const auto& [k, v] : e.attributes) attrs[k] = v;
+  for (const auto& [k, v] : e.attributes) attrs[std::string(to_string(k))] = v;
   return {{"step", static_cast<int>(e.step)},
           {"name", std::string(to_string(e.step))},
           {"outcome", std::string(to_string(e.outcome))},
@@ -108,7 +109,8 @@ PhoneEvent event_from(const MacAddress& mac, const nlohmann::json& j) {
   e.ip = j.value("ip", "");
   e.history_only = j.value("history_only", false);
   if (j.contains("attributes"))
-    for (const auto& [k, v] : j["attributes"].items()) e.attributes.emplace_back(k, v.get<std::string>());
+    for (const auto& [k, v] : j["attributes"].items())
+      if (auto fact = fact_from_string(k)) e.attributes.emplace_back(*fact, v.get<std::string>());
   return e;
 }
 
@@ -295,8 +297,9 @@ PhoneJourney JourneyTracker::journey_from(const MacAddress& mac, const nlohmann:
   // Named locals: iterating items() of a temporary would dangle.
   const auto facts = j.value("facts", nlohmann::json::object());
   if (!facts.is_object()) throw std::invalid_argument("facts is not a map");
+  // A name this build does not know (written by a newer daemon) is left out, not an error.
   for (const auto& [k, v] : facts.items())
-    if (v.is_string()) p.facts[k] = v.get<std::string>();
+    if (auto fact = fact_from_string(k); fact && v.is_string()) p.facts[*fact] = v.get<std::string>();
   for (const auto& e : list("history")) p.history.push_back(event_from(mac, e));
   while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
   return p;
@@ -406,7 +409,7 @@ void JourneyTracker::infer_phone_only_steps(const PhoneEvent& e) {
   // Step 8 is only needed when the config names another load than the one running. The running
   // load arrives with the REGISTER (Cisco's Reason: ActiveLoad=...).
   if (e.step == Step::Register && e.outcome == Outcome::Ok && !p.step(Step::FirmwareLoad).seen) {
-    auto active = p.facts.find("active_load");
+    auto active = p.facts.find(Fact::ActiveLoad);
     std::string wanted;
     if (const auto* listed = config_ ? config_->find_phone(e.mac) : nullptr) wanted = listed->load;
     if (wanted.empty() && config_) wanted = config_->provisioning.default_load;
@@ -422,30 +425,52 @@ void JourneyTracker::infer_phone_only_steps(const PhoneEvent& e) {
   }
 }
 
+namespace {
+// Components report from more than one thread (a TFTP worker posts a transfer's end to the loop,
+// Kea's report comes over a socket), so a phone's events can arrive a few milliseconds out of
+// order: the history is kept in time order and the later event owns a step's state. Beyond this
+// window arrival order wins, so a wall clock stepped back (NTP) cannot freeze a step.
+constexpr auto kReorderWindow = std::chrono::seconds(2);
+
+bool happened_before(std::chrono::system_clock::time_point a, std::chrono::system_clock::time_point b) {
+  return a < b && b - a <= kReorderWindow;
+}
+
+void insert_in_time_order(std::deque<PhoneEvent>& history, const PhoneEvent& e) {
+  auto at = history.end();
+  while (at != history.begin() && happened_before(e.time, std::prev(at)->time)) --at;
+  history.insert(at, e);
+}
+}  // namespace
+
 void JourneyTracker::apply(const PhoneEvent& e) {
   auto& p = phones_[e.mac];
   p.mac = e.mac;
-  if (e.history_only) {
-    p.history.push_back(e);
-    while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
-    return;
-  }
+  insert_in_time_order(p.history, e);
+  while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
+  if (e.history_only) return;
   if (p.first_seen.time_since_epoch().count() == 0 || e.time < p.first_seen) p.first_seen = e.time;
   if (e.time > p.last_seen) p.last_seen = e.time;
   const int n = static_cast<int>(e.step);
   if (n >= 1 && n <= kStepCount) {
     auto& s = p.steps[static_cast<std::size_t>(n) - 1];
+    if (s.seen && happened_before(e.time, s.last)) {
+      // A late report of something older: history only (the step already shows what came after).
+      if (e.time < s.first) s.first = e.time;
+      return;
+    }
     if (!s.seen) s.first = e.time;
     s.seen = true;
     s.outcome = e.outcome;
     s.detail = e.detail;
     s.last = e.time;
   }
-  if (!e.ip.empty()) p.facts["ip"] = e.ip;
-  if (!e.port.empty()) p.facts["port"] = e.port;
-  for (const auto& [k, v] : e.attributes) p.facts[k] = v;
-  p.history.push_back(e);
-  while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
+  if (!e.ip.empty()) p.facts[Fact::Ip] = e.ip;
+  if (!e.port.empty()) p.facts[Fact::Port] = e.port;
+  for (const auto& [k, v] : e.attributes) {
+    p.facts[k] = v;
+    if (k == Fact::LastCall) p.facts[Fact::LastCallTime] = iso_time(e.time);
+  }
 }
 
 void JourneyTracker::flush() { flush_pass(true); }
@@ -518,7 +543,9 @@ void JourneyTracker::flush_pass(bool may_recover) {
                             {"first_ms", to_ms(s.first)},
                             {"last_ms", to_ms(s.last)}});
     }
-    j["facts"] = p.facts;
+    auto facts = nlohmann::json::object();
+    for (const auto& [k, v] : p.facts) facts[std::string(to_string(k))] = v;
+    j["facts"] = std::move(facts);
     j["history"] = nlohmann::json::array();
     for (const auto& e : p.history) j["history"].push_back(event_json(e));
     const auto mac_text = mac.to_string();
@@ -562,12 +589,10 @@ const PhoneJourney* JourneyTracker::find(const std::string& key) const {
     return it == phones_.end() ? nullptr : &it->second;
   }
   for (const auto& [mac, p] : phones_) {
-    auto ip = p.facts.find("ip");
-    if (ip != p.facts.end() && ip->second == key) return &p;
+    if (p.fact(Fact::Ip) == key) return &p;
   }
   for (const auto& [mac, p] : phones_) {
-    auto port = p.facts.find("port");
-    if (port != p.facts.end() && port->second == key) return &p;
+    if (p.fact(Fact::Port) == key) return &p;
   }
   return nullptr;
 }
@@ -594,7 +619,7 @@ Diagnosis JourneyTracker::diagnose(const PhoneJourney& p) const {
   if (p.registered()) return {};
   if (unlisted_dead_end) return {Step::Register, unlisted_reason("")};
   // The power step is only expected where the phone's port is known to voiceedge.
-  const bool port_known = p.facts.contains("port");
+  const bool port_known = p.facts.contains(Fact::Port);
   int highest = 0;
   for (int n = 1; n <= kStepCount; ++n)
     if (p.steps[static_cast<std::size_t>(n) - 1].seen) highest = n;
@@ -609,34 +634,31 @@ Diagnosis JourneyTracker::diagnose(const PhoneJourney& p) const {
 }
 
 nlohmann::json JourneyTracker::device_status(const PhoneJourney& p) const {
-  auto fact = [&](const char* k) {
-    auto it = p.facts.find(k);
-    return it == p.facts.end() ? std::string() : it->second;
-  };
+  auto fact = [&](Fact f) { return p.fact(f); };
   const auto diag = diagnose(p);
   std::string registration;
   if (p.registered()) {
-    const auto with = fact("registered_with");
+    const auto with = fact(Fact::RegisteredWith);
     registration = with.empty() ? "Registered" : "Registered with " + with;
   } else {
     registration = "Not registered (" + diag.reason + ")";
   }
   const config::Phone* listed = config_ ? config_->find_phone(p.mac) : nullptr;
-  std::string model = fact("model");
+  std::string model = fact(Fact::Model);
   if (model.empty() && listed) model = listed->model;
-  std::string download = fact("download_status");
+  std::string download = fact(Fact::DownloadStatus);
   if (download.empty()) download = "None";
   return {{"name", p.mac.sep_name()},
           {"mac", p.mac.to_string()},
           {"registration", registration},
           {"registered", p.registered()},
-          {"ipv4_address", fact("ip")},
-          {"active_load_id", fact("active_load")},
-          {"inactive_load_id", fact("inactive_load")},
+          {"ipv4_address", fact(Fact::Ip)},
+          {"active_load_id", fact(Fact::ActiveLoad)},
+          {"inactive_load_id", fact(Fact::InactiveLoad)},
           {"download_status", download},
-          {"port", fact("port")},
-          {"power_w", fact("power_w")},
-          {"vlan", fact("vlan")},
+          {"port", fact(Fact::Port)},
+          {"power_w", fact(Fact::PowerW)},
+          {"vlan", fact(Fact::Vlan)},
           {"model", model},
           {"listed", listed != nullptr},
           {"description", listed ? listed->description : ""}};

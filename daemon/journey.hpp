@@ -36,12 +36,17 @@ struct PhoneJourney {
   MacAddress mac;
   std::array<StepState, kStepCount> steps{};  // index = step number - 1
   std::deque<PhoneEvent> history;             // newest last, bounded
-  std::map<std::string, std::string> facts;   // ip, port, model, active_load, registered_with, ...
+  std::map<Fact, std::string> facts;          // the newest value of each fact reported
   std::chrono::system_clock::time_point first_seen;
   std::chrono::system_clock::time_point last_seen;
   bool verified = false;  // an event carried verified evidence (see PhoneEvent::verified)
 
   const StepState& step(Step s) const { return steps[static_cast<std::size_t>(s) - 1]; }
+  // The fact's value, empty when nobody reported it.
+  std::string fact(Fact f) const {
+    auto it = facts.find(f);
+    return it == facts.end() ? std::string() : it->second;
+  }
   bool registered() const;
 };
 

@@ -8,6 +8,8 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "ve/device_status.hpp"
+
 namespace ve::daemon::status {
 namespace {
 
@@ -49,11 +51,7 @@ double number(const json& j, const char* key) {
   return j[key].get<double>();
 }
 
-std::string fact(const PhoneJourney* p, const char* key) {
-  if (!p) return "";
-  auto it = p->facts.find(key);
-  return it == p->facts.end() ? std::string() : it->second;
-}
+std::string fact(const PhoneJourney* p, Fact f) { return p ? p->fact(f) : std::string(); }
 
 // A key that sorts "p2" before "p10": every digit run zero-padded to 8 places.
 std::string natural_key(std::string_view s) {
@@ -179,34 +177,34 @@ json phone_model(const JourneyTracker& journey, const PhoneJourney* seen, const 
   j["name"] = mac.sep_name();
   j["listed"] = listed != nullptr;
   j["seen"] = seen != nullptr;
-  std::string port = fact(seen, "port");
+  std::string port = fact(seen, Fact::Port);
   if (port.empty() && listed) port = listed->port;
   j["port"] = port;
   j["port_key"] = natural_key(port);
-  j["ip"] = fact(seen, "ip");
+  j["ip"] = fact(seen, Fact::Ip);
   json extensions = json::array();
   if (listed)
     for (const auto& l : listed->lines) extensions.push_back(l.extension);
   j["extensions"] = extensions;
   j["description"] = listed ? listed->description : "";
   const std::string site_model = listed ? listed->model : "";
-  const std::string reported = fact(seen, "model");
+  const std::string reported = fact(seen, Fact::Model);
   j["site_model"] = site_model;
   j["reported_model"] = reported;
   j["model"] = reported.empty() ? site_model : reported;
   j["model_hint"] = model_mismatch(site_model, reported);
-  j["load"] = fact(seen, "active_load");
+  j["load"] = fact(seen, Fact::ActiveLoad);
   std::string wanted = listed ? listed->load : "";
   if (wanted.empty() && site) wanted = site->provisioning.default_load;
   j["wanted_load"] = wanted;
   // Filled by whoever learns them (the SIP side for registrations, the call side for calls);
   // empty until then, and the page shows a dash.
-  j["registered_with"] = fact(seen, "registered_with");
-  j["registration_mode"] = fact(seen, "registration_mode");
-  j["last_call"] = fact(seen, "last_call");
-  j["last_call_time"] = fact(seen, "last_call_time");
-  j["power_w"] = fact(seen, "power_w");
-  j["vlan"] = fact(seen, "vlan");
+  j["registered_with"] = fact(seen, Fact::RegisteredWith);
+  j["registration_mode"] = fact(seen, Fact::RegistrationMode);
+  j["last_call"] = fact(seen, Fact::LastCall);
+  j["last_call_time"] = fact(seen, Fact::LastCallTime);
+  j["power_w"] = fact(seen, Fact::PowerW);
+  j["vlan"] = fact(seen, Fact::Vlan);
 
   json steps = json::array();
   if (!seen) {
@@ -235,7 +233,7 @@ json phone_model(const JourneyTracker& journey, const PhoneJourney* seen, const 
   int highest = 0;
   for (int n = 1; n <= kStepCount; ++n)
     if (seen->steps[static_cast<std::size_t>(n) - 1].seen) highest = n;
-  const bool port_known = seen->facts.contains("port");
+  const bool port_known = seen->facts.contains(Fact::Port);
   // The next required step after the furthest one reached: being worked on while the phone
   // talks, missing once it went quiet.
   bool any_failed = false;
@@ -270,7 +268,7 @@ json phone_model(const JourneyTracker& journey, const PhoneJourney* seen, const 
   j["stuck_step"] = registered || !diag.step ? json(nullptr) : json(due);
   j["reason"] = registered ? "" : diag.reason;
   if (registered) {
-    const auto with = fact(seen, "registered_with");
+    const auto with = fact(seen, Fact::RegisteredWith);
     j["registration"] = with.empty() ? "Registered" : "Registered with " + with;
   } else {
     j["registration"] = "Not registered";
@@ -330,7 +328,7 @@ json ports_model(const config::SiteConfig* site, const json& poe, const json& cd
   out["remaining_w"] = number(poe, "remaining_w");
   std::map<std::string, const PhoneJourney*> phone_on_port;
   for (const auto& [mac, p] : journey.phones()) {
-    auto it = p.facts.find("port");
+    auto it = p.facts.find(Fact::Port);
     if (it != p.facts.end()) {
       auto& slot = phone_on_port[it->second];
       if (!slot || p.last_seen > slot->last_seen) slot = &p;
@@ -738,16 +736,12 @@ std::string render_phone_main(const json& p, const json& journey, const std::vec
   b += "<div class=phone-grid><section class=ds><h2>Device Status</h2><dl>";
   // As the note shows it: Registration, IPv4 Address, Active/Inactive Load ID, Download Status.
   const json ds = journey.is_object() && journey.contains("phone") ? journey["phone"] : json::object();
-  std::string registration = flag(p, "registered") ? str(p, "registration") : str(ds, "registration");
-  if (registration.empty()) registration = "Not registered";
-  std::string download = str(ds, "download_status");
-  const std::vector<std::pair<const char*, std::string>> note{
-      {"Registration", registration},
-      {"IPv4 Address", str(p, "ip")},
-      {"Active Load ID", str(p, "load")},
-      {"Inactive Load ID", str(ds, "inactive_load_id")},
-      {"Download Status", download.empty() ? "None" : download}};
-  for (const auto& [label, value] : note) b += fmt::format("<dt>{}</dt><dd>{}</dd>", label, or_dash(value));
+  for (const auto& f : phone_screen_fields()) {
+    std::string value = str(ds, std::string(f.key).c_str());
+    if (value.empty() && f.key == "registration") value = "Not registered";
+    if (value.empty() && f.key == "download_status") value = "None";
+    b += fmt::format("<dt>{}</dt><dd>{}</dd>", f.label, or_dash(value));
+  }
   b += "</dl><h3>Phone</h3><dl>";
   std::string lines;
   if (p["extensions"].is_array())

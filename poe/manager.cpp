@@ -216,7 +216,7 @@ struct Manager::Impl {
     ev.port = p.name;
     ev.time = std::chrono::system_clock::now();
     // Device Status shows the power allocated to the phone now.
-    ev.attributes.emplace_back("power_w", fmt::format("{:.1f}", p.allocated_mw / 1000.0));
+    ev.attributes.emplace_back(Fact::PowerW, fmt::format("{:.1f}", p.allocated_mw / 1000.0));
     if (outcome == Outcome::Ok && !ev.mac.is_zero()) p.reported_power_for_mac = true;
     events.report(std::move(ev));
   }

@@ -142,6 +142,13 @@ void Activity::record(TransferRecord r) {
   e.outcome = r.outcome;
   e.detail = fmt::format("{} {} {} {} B {} ms", to_string(r.protocol), r.file, r.result, r.bytes, r.duration.count());
   e.time = r.time;
+  // Device Status' "Download Status" is about the firmware load the phone fetches (step 8).
+  if (e.step == Step::FirmwareLoad)
+    e.attributes.emplace_back(Fact::DownloadStatus,
+                              r.outcome == Outcome::Ok
+                                  ? fmt::format("{} downloaded over {} ({} B, {} ms)", r.file, to_string(r.protocol),
+                                                r.bytes, r.duration.count())
+                                  : fmt::format("{} over {} failed: {}", r.file, to_string(r.protocol), r.result));
   // Only an address the lease or the site file ties to this phone becomes its IP.
   if (r.verified) e.ip = r.client_ip;
   events_.report(std::move(e));

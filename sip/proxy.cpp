@@ -1269,8 +1269,8 @@ void Proxy::report_call(const Call& c, const std::string& user, bool placed, Out
   e.detail = detail;
   e.time = now_();
   e.ip = placed ? c.caller_flow.ip : c.callee_flow.ip;
-  e.attributes.emplace_back(placed ? "last_call_placed" : "last_call_received", detail);
-  if (outcome == Outcome::Failed) e.attributes.emplace_back("last_call_failure", detail);
+  e.attributes.emplace_back(Fact::LastCall, detail);
+  if (outcome == Outcome::Failed) e.attributes.emplace_back(Fact::LastCallFailure, detail);
   events_.report(std::move(e));
 }
 
@@ -1466,7 +1466,7 @@ void Proxy::upstream_register_answered(const ClientTx& ctx, const Message& resp)
                 ctx.upstream_name, resp.status);
     return;
   }
-  auto report = [&](Outcome outcome, std::string detail, std::vector<std::pair<std::string, std::string>> facts) {
+  auto report = [&](Outcome outcome, std::string detail, Facts facts) {
     PhoneEvent e;
     e.mac = phone->mac;
     e.step = Step::Register;
@@ -1547,10 +1547,13 @@ void Proxy::upstream_register_answered(const ClientTx& ctx, const Message& resp)
         store_.flush();
         log_->info("{} registered {} with {} via the box from {} over {} for {} s", user, b.contact, where, b.source,
                    to_string(b.transport), *expires);
-        std::vector<std::pair<std::string, std::string>> facts;
-        facts.emplace_back("registered_with", fmt::format("{} via the box", where));
-        if (!b.active_load.empty()) facts.emplace_back("active_load", b.active_load);
-        if (!b.user_agent.empty()) facts.emplace_back("user_agent", b.user_agent);
+        Facts facts;
+        facts.emplace_back(Fact::RegisteredWith, fmt::format("{} via the box", where));
+        facts.emplace_back(Fact::RegistrationMode, "upstream " + ctx.upstream_name);
+        if (!b.active_load.empty()) facts.emplace_back(Fact::ActiveLoad, b.active_load);
+        if (!b.inactive_load.empty()) facts.emplace_back(Fact::InactiveLoad, b.inactive_load);
+        if (!b.user_agent.empty()) facts.emplace_back(Fact::UserAgent, b.user_agent);
+        if (!b.device_name.empty()) facts.emplace_back(Fact::DeviceName, b.device_name);
         report(Outcome::Ok,
                fmt::format("registered {} with {} via the box (from {} over {}, {} s)", user, ctx.upstream_name,
                            b.source, to_string(b.transport), *expires),

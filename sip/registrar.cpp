@@ -166,7 +166,7 @@ std::pair<const config::Phone*, const config::Line*> Registrar::find_line(const 
 }
 
 void Registrar::report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail,
-                       const Source& src, std::vector<std::pair<std::string, std::string>> attributes) {
+                       const Source& src, Facts attributes) {
   if (!mac) return;
   PhoneEvent e;
   e.attributes = std::move(attributes);
@@ -581,15 +581,16 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
       log->info("{} registered {} from {} over {} for {} s{}", user, b.contact, source, to_string(b.transport),
                 expires[i], b.device_name.empty() ? "" : " (" + b.device_name + ")");
       // Device Status: "Registered with <server address>" and the loads the phone reported.
-      std::vector<std::pair<std::string, std::string>> facts;
+      Facts facts;
       const std::string box = src.local.substr(0, src.local.rfind(':'));
       const std::string unreachable = survivable ? upstream_->unreachable_summary() : std::string();
-      facts.emplace_back("registered_with",
+      facts.emplace_back(Fact::RegisteredWith,
                          survivable ? fmt::format("the box ({}) in survivable mode: {}", box, unreachable) : box);
-      if (!b.active_load.empty()) facts.emplace_back("active_load", b.active_load);
-      if (!b.inactive_load.empty()) facts.emplace_back("inactive_load", b.inactive_load);
-      if (!b.user_agent.empty()) facts.emplace_back("user_agent", b.user_agent);
-      if (!b.device_name.empty()) facts.emplace_back("device_name", b.device_name);
+      facts.emplace_back(Fact::RegistrationMode, survivable ? "survivable" : "local");
+      if (!b.active_load.empty()) facts.emplace_back(Fact::ActiveLoad, b.active_load);
+      if (!b.inactive_load.empty()) facts.emplace_back(Fact::InactiveLoad, b.inactive_load);
+      if (!b.user_agent.empty()) facts.emplace_back(Fact::UserAgent, b.user_agent);
+      if (!b.device_name.empty()) facts.emplace_back(Fact::DeviceName, b.device_name);
       report(b.mac, Step::Register, Outcome::Ok,
              survivable ? fmt::format("registered {} with the box in survivable mode: {} (from {} over {}, {} s)", user,
                                       unreachable, source, to_string(b.transport), expires[i])

@@ -72,7 +72,7 @@ class Registrar {
   void report_claim(const MacAddress& mac, Step step, Outcome outcome, const std::string& detail, const Source& src);
   Reply respond(const Message& m, const Source& src, int code, std::string_view reason, const std::string& extra = {});
   void report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail, const Source& src,
-              std::vector<std::pair<std::string, std::string>> attributes = {});
+              Facts attributes = {});
 
   // SiteConfig::find_line scans every phone; REGISTER rates want a map (same precedence:
   // auth_user first, then extension).

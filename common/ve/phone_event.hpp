@@ -2,6 +2,7 @@
 // PhoneEvent: the one event type every component reports into the journey tracker.
 // Steps are numbered as in shared/docs/phone-boot-sequence.md.
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,6 +54,62 @@ inline std::string_view to_string(Step s) {
   return "?";
 }
 
+// What Device Status shows about a phone beyond its steps. Components attach facts to events; the
+// tracker keeps the newest value of each. A closed set, so that a fact one folder writes under a
+// misspelt name cannot silently vanish from Device Status; `to_string` is the name the state file
+// and the JSON API use (never change one: state files written by an older daemon use it).
+enum class Fact : int {
+  Ip,                // IPv4 address the lease or the site file ties to the phone
+  Port,              // phone-facing interface
+  Model,             // platform reported by CDP/LLDP
+  DeviceName,        // CDP device id
+  Vlan,              // voice VLAN the box advertised to it
+  PowerW,            // PoE power allocated now, in W
+  RegisteredWith,    // "Registered with <this>"
+  RegistrationMode,  // local | upstream <name> | survivable
+  ActiveLoad,        // firmware the phone runs (REGISTER's Reason: ActiveLoad=)
+  InactiveLoad,      // the other firmware bank
+  UserAgent,         // the REGISTER's User-Agent
+  DownloadStatus,    // the last firmware load download, as the phone's Device Status shows it
+  LastCall,          // the last call placed or received, with its end
+  LastCallTime,      // when it ended (ISO 8601, set by the tracker from the event's time)
+  LastCallFailure,   // the last call that failed, with why
+};
+inline constexpr Fact kFacts[] = {Fact::Ip,         Fact::Port,         Fact::Model,          Fact::DeviceName,
+                                  Fact::Vlan,       Fact::PowerW,       Fact::RegisteredWith, Fact::RegistrationMode,
+                                  Fact::ActiveLoad, Fact::InactiveLoad, Fact::UserAgent,      Fact::DownloadStatus,
+                                  Fact::LastCall,   Fact::LastCallTime, Fact::LastCallFailure};
+
+inline std::string_view to_string(Fact f) {
+  switch (f) {
+    case Fact::Ip: return "ip";
+    case Fact::Port: return "port";
+    case Fact::Model: return "model";
+    case Fact::DeviceName: return "device_name";
+    case Fact::Vlan: return "vlan";
+    case Fact::PowerW: return "power_w";
+    case Fact::RegisteredWith: return "registered_with";
+    case Fact::RegistrationMode: return "registration_mode";
+    case Fact::ActiveLoad: return "active_load";
+    case Fact::InactiveLoad: return "inactive_load";
+    case Fact::UserAgent: return "user_agent";
+    case Fact::DownloadStatus: return "download_status";
+    case Fact::LastCall: return "last_call";
+    case Fact::LastCallTime: return "last_call_time";
+    case Fact::LastCallFailure: return "last_call_failure";
+  }
+  return "?";
+}
+
+// The fact a persisted name stands for; nullopt for a name this build does not know.
+inline std::optional<Fact> fact_from_string(std::string_view name) {
+  for (Fact f : kFacts)
+    if (to_string(f) == name) return f;
+  return std::nullopt;
+}
+
+using Facts = std::vector<std::pair<Fact, std::string>>;
+
 // Ok: the step succeeded. Expected: an answer that is not success but is normal (CTL not found on
 // a non-secure site). Failed: the phone cannot go on. Info: something happened worth recording
 // (a refresh, an unplug) that does not change whether the step succeeded.
@@ -75,11 +132,10 @@ struct PhoneEvent {
   std::string detail;  // short, never a secret
   std::chrono::system_clock::time_point time = std::chrono::system_clock::now();
   // Optional attributes a component knows and the tracker keeps for Device Status.
-  std::string port;  // phone-facing interface, if known
-  std::string ip;    // phone's IPv4 address, if known
-  // Further facts for Device Status, by name: "model", "vlan", "power_w", "registered_with",
-  // "active_load", "inactive_load", "device_name", "user_agent". Never a secret.
-  std::vector<std::pair<std::string, std::string>> attributes;
+  std::string port;  // phone-facing interface, if known (becomes Fact::Port)
+  std::string ip;    // phone's IPv4 address, if known (becomes Fact::Ip)
+  // Further facts for Device Status. Never a secret.
+  Facts attributes;
   // The MAC is backed by evidence a host on the voice VLAN cannot forge by itself (an
   // authenticated REGISTER, a lease match), set by the component that has it. False when `mac` is
   // a claim nobody checked: the tracker does not let it change a known phone's state or IP, and

@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "ve/device_status.hpp"
+
 namespace ve::daemon {
 namespace {
 
@@ -49,7 +51,7 @@ void walk_to_registered(JourneyTracker& t) {
   t.report(ev(Step::ConfigFile, Outcome::Ok, "SEP001122334455.cnf.xml"));
   t.report(ev(Step::CallManagerConnect, Outcome::Ok, "TCP to cm1"));
   auto reg = ev(Step::Register, Outcome::Ok, "registered 1001");
-  reg.attributes = {{"registered_with", "10.10.100.1"}, {"active_load", "sip78xx.14-2-1-0001-14"}};
+  reg.attributes = {{Fact::RegisteredWith, "10.10.100.1"}, {Fact::ActiveLoad, "sip78xx.14-2-1-0001-14"}};
   t.report(reg);
 }
 
@@ -65,6 +67,38 @@ TEST(JourneyTracker, RegisteredPhoneShowsDeviceStatus) {
   EXPECT_EQ(ds["active_load_id"], "sip78xx.14-2-1-0001-14");
   EXPECT_EQ(ds["download_status"], "None");
   EXPECT_FALSE(t.diagnose(*p).step.has_value());
+  // voiceedgectl and the status page print every field of this table from this JSON.
+  for (const auto& f : kDeviceStatusFields) EXPECT_TRUE(ds.contains(std::string(f.key))) << f.key;
+}
+
+// Every fact a component can report reaches Device Status or the status page under its one name,
+// and survives a restart (the state file stores the name).
+TEST(JourneyTracker, FactsKeepTheirNamesThroughTheStateFile) {
+  TempDb db("journey-facts");
+  {
+    JourneyTracker t(db.path);
+    walk_to_registered(t);
+    auto load = ev(Step::FirmwareLoad, Outcome::Ok, "tftp sip78xx.14-3-1-0001-14.loads ok");
+    load.attributes = {{Fact::DownloadStatus, "sip78xx.14-3-1-0001-14.loads downloaded over tftp"}};
+    t.report(load);
+    auto call = ev(Step::InService, Outcome::Ok, "call placed to 1002 answered");
+    call.attributes = {{Fact::LastCall, "call placed to 1002 answered"}};
+    t.report(call);
+    const auto* p = t.find("SEP001122334455");
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(t.device_status(*p)["download_status"], "sip78xx.14-3-1-0001-14.loads downloaded over tftp");
+    EXPECT_EQ(p->fact(Fact::LastCall), "call placed to 1002 answered");
+    EXPECT_FALSE(p->fact(Fact::LastCallTime).empty()) << "the tracker stamps when the last call ended";
+    t.flush();
+  }
+  JourneyTracker again(db.path);
+  const auto* p = again.find("SEP001122334455");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->fact(Fact::RegisteredWith), "10.10.100.1");
+  EXPECT_EQ(p->fact(Fact::LastCall), "call placed to 1002 answered");
+  EXPECT_EQ(again.device_status(*p)["download_status"], "sip78xx.14-3-1-0001-14.loads downloaded over tftp");
+  for (Fact f : kFacts) EXPECT_EQ(fact_from_string(to_string(f)), f) << to_string(f);
+  EXPECT_FALSE(fact_from_string("last_call_placed").has_value());
 }
 
 TEST(JourneyTracker, FindsPhoneByEverySpellingIpAndPort) {
@@ -198,7 +232,7 @@ TEST(JourneyTracker, TextThatIsNotUtf8IsPersistedAndLaterWritesStillWork) {
   {
     JourneyTracker t(db);
     auto bad = ev(Step::Register, Outcome::Failed, "User-Agent \xff\xfe");
-    bad.attributes = {{"model", "Cisco \xc3("}};
+    bad.attributes = {{Fact::Model, "Cisco \xc3("}};
     t.report(bad);
     EXPECT_NO_THROW(t.flush());
     auto other = ev(Step::VoiceVlan, Outcome::Ok, "CDP");
@@ -257,7 +291,7 @@ TEST(JourneyTracker, HistoryOnlyNoticeChangesNeitherStepsNorFacts) {
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(p->step(Step::ConfigFile).outcome, Outcome::Ok);
     EXPECT_EQ(p->step(Step::ConfigFile).detail, "SEP001122334455.cnf.xml");
-    EXPECT_EQ(p->facts.at("ip"), "10.10.100.100");
+    EXPECT_EQ(p->fact(Fact::Ip), "10.10.100.100");
     EXPECT_TRUE(p->registered());
     EXPECT_FALSE(t.diagnose(*p).step.has_value());
     ASSERT_FALSE(p->history.empty());
@@ -489,6 +523,36 @@ TEST(JourneyDamage, FileOverwrittenWhileRunningIsRewrittenFromMemory) {
   ASSERT_NE(again.find(kListedA.to_string()), nullptr) << "what was written before the damage is lost";
   EXPECT_TRUE(again.find(kListedA.to_string())->step(Step::Dhcp).seen);
   EXPECT_NE(again.find(kListedB.to_string()), nullptr);
+}
+
+// A TFTP transfer's end is reported from its worker thread, so the phone's next request (answered
+// at once on the loop) can be reported first. The event that happened later owns the step, and
+// the history reads in the order things happened.
+TEST(JourneyTracker, AnEventReportedLateDoesNotOverwriteWhatHappenedAfterIt) {
+  JourneyTracker t({});
+  walk_to_registered(t);
+  const auto start = std::chrono::system_clock::now();
+  auto ringlist = ev(Step::Ringtones, Outcome::Ok, "tftp Ringlist-wb.xml ok 23 B 0 ms");
+  ringlist.time = start;
+  auto distinctive = ev(Step::Ringtones, Outcome::Failed, "tftp DistinctiveRingList.xml not-found 0 B 0 ms");
+  distinctive.time = start + std::chrono::milliseconds(3);
+  t.report(distinctive);
+  t.report(ringlist);
+  const auto* p = t.find("SEP001122334455");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->step(Step::Ringtones).outcome, Outcome::Failed);
+  EXPECT_EQ(p->step(Step::Ringtones).detail, distinctive.detail);
+  EXPECT_EQ(p->step(Step::Ringtones).first, ringlist.time);
+  ASSERT_GE(p->history.size(), 2u);
+  EXPECT_EQ(p->history[p->history.size() - 2].detail, ringlist.detail);
+  EXPECT_EQ(p->history.back().detail, distinctive.detail);
+
+  // Far older than the window: arrival order wins (a wall clock stepped back must not freeze a step).
+  auto after_clock_step = ev(Step::Ringtones, Outcome::Ok, "tftp Ringlist-wb.xml ok 23 B 0 ms (clock stepped back)");
+  after_clock_step.time = start - std::chrono::hours(1);
+  t.report(after_clock_step);
+  EXPECT_EQ(p->step(Step::Ringtones).outcome, Outcome::Ok);
+  EXPECT_EQ(p->history.back().detail, after_clock_step.detail);
 }
 
 }  // namespace ve::daemon::hostile

@@ -88,7 +88,7 @@ class StatusPage : public ::testing::Test {
   void SetUp() override {
     auto reg = ev("00:11:22:33:44:55", Step::Register, Outcome::Ok, "registered 1001");
     reg.ip = "10.10.100.100";
-    reg.attributes = {{"registered_with", "10.10.100.1"}, {"active_load", "sip78xx.14-2-1-0001-14"}};
+    reg.attributes = {{Fact::RegisteredWith, "10.10.100.1"}, {Fact::ActiveLoad, "sip78xx.14-2-1-0001-14"}};
     journey.report(reg);
     auto failed = ev("00:11:22:33:44:66", Step::ConfigFile, Outcome::Failed, "SEP<x>.cnf.xml & \"quotes\"");
     failed.time -= 5min;  // quiet since: stuck, not booting
@@ -132,7 +132,7 @@ TEST_F(StatusPage, EverythingFromPhonesNeighboursAndTheSiteFileIsEscaped) {
   auto site = hostile_site();
   server.set_config_source([site] { return site; });
   auto cdp = ev("00:11:22:33:44:55", Step::VoiceVlan, Outcome::Ok, "CDP <neighbour>");
-  cdp.attributes = {{"model", "Cisco IP Phone 8851<svg onload=alert(3)>"}, {"last_call", "<i>1002</i>"}};
+  cdp.attributes = {{Fact::Model, "Cisco IP Phone 8851<svg onload=alert(3)>"}, {Fact::LastCall, "<i>1002</i>"}};
   journey.report(cdp);
   for (const char* target : {"/", "/phone/SEP001122334455", "/phone/SEP001122334455/fragment"}) {
     const auto body = server.render(target).body;
@@ -164,7 +164,7 @@ TEST_F(StatusPage, EverythingFromPhonesNeighboursAndTheSiteFileIsEscaped) {
 // with U+FFFD in place of what is not UTF-8, instead of failing the request.
 TEST_F(StatusPage, BytesThatAreNotUtf8StillGiveJson) {
   auto cdp = ev("00:11:22:33:44:99", Step::VoiceVlan, Outcome::Ok, "cdp neighbour \xff\xfe");
-  cdp.attributes = {{"model", "Cisco \xc3("}};
+  cdp.attributes = {{Fact::Model, "Cisco \xc3("}};
   journey.report(cdp);
   for (const char* target : {"/api/phones", "/api/dashboard", "/fragment/dashboard"}) {
     SCOPED_TRACE(target);

@@ -531,7 +531,7 @@ TEST(SurvivableRegistrar, GrantsAShortExpiryAndSaysWhyInTheTimeline) {
       << e.detail;
   bool fact = false;
   for (const auto& [k, val] : e.attributes)
-    if (k == "registered_with") fact = val.find("survivable mode") != std::string::npos;
+    if (k == Fact::RegisteredWith) fact = val.find("survivable mode") != std::string::npos;
   EXPECT_TRUE(fact);
 }
 
