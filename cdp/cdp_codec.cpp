@@ -4,6 +4,7 @@
 
 #include "cdp/cdp.hpp"
 #include "cdp/wire.hpp"
+#include "ve/ipv4.hpp"
 
 namespace ve::cdp {
 namespace {
@@ -145,11 +146,7 @@ CdpAddress CdpAddress::ipv4(std::uint32_t host_order) {
 }
 
 std::string CdpAddress::to_string() const {
-  if (is_ipv4()) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", address[0], address[1], address[2], address[3]);
-    return buf;
-  }
+  if (is_ipv4()) return format_ipv4(std::span<const std::uint8_t>(address).first<4>());
   std::string out;
   char buf[3];
   for (auto b : address) {

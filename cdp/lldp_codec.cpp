@@ -10,6 +10,7 @@
 
 #include "cdp/cdp.hpp"
 #include "cdp/wire.hpp"
+#include "ve/ipv4.hpp"
 
 namespace ve::cdp {
 namespace {
@@ -45,11 +46,7 @@ enum MedSubtype : std::uint8_t {
   kMedAssetId = 11,
 };
 
-std::string dotted(ByteView v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", v[0], v[1], v[2], v[3]);
-  return buf;
-}
+std::string dotted(ByteView v) { return format_ipv4(v.first<4>()); }
 
 std::string hex(ByteView v) {
   std::string out;

@@ -1,22 +1,18 @@
 // Small value types of the site file and lookups on a loaded SiteConfig.
 #include "config/config.hpp"
 
-#include <arpa/inet.h>
-
 #include <fmt/format.h>
+
+#include "ve/ipv4.hpp"
 
 namespace ve::config {
 
-std::optional<Ipv4> Ipv4::parse(const std::string& text) {
-  in_addr addr{};
-  // inet_pton accepts exactly four dotted decimal parts, no leading junk.
-  if (text.empty() || inet_pton(AF_INET, text.c_str(), &addr) != 1) return std::nullopt;
-  return Ipv4{ntohl(addr.s_addr)};
+std::optional<Ipv4> Ipv4::parse(std::string_view text) {
+  if (auto a = parse_ipv4(text)) return Ipv4{*a};
+  return std::nullopt;
 }
 
-std::string Ipv4::to_string() const {
-  return fmt::format("{}.{}.{}.{}", value >> 24, (value >> 16) & 0xff, (value >> 8) & 0xff, value & 0xff);
-}
+std::string Ipv4::to_string() const { return format_ipv4(value); }
 
 bool Ipv4Prefix::contains(Ipv4 a) const { return (a.value & mask()) == (network.value & mask()); }
 

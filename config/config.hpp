@@ -8,10 +8,12 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "ve/ipv4.hpp"
 #include "ve/mac.hpp"
 #include "ve/result.hpp"
 
@@ -33,7 +35,7 @@ class Secret {
 
 struct Ipv4 {
   std::uint32_t value = 0;  // host byte order
-  static std::optional<Ipv4> parse(const std::string& text);
+  static std::optional<Ipv4> parse(std::string_view text);
   std::string to_string() const;
   friend auto operator<=>(const Ipv4&, const Ipv4&) = default;
 };
@@ -42,7 +44,7 @@ struct Ipv4Prefix {
   Ipv4 network;
   int length = 0;
   bool contains(Ipv4 a) const;
-  std::uint32_t mask() const { return length == 0 ? 0 : ~std::uint32_t{0} << (32 - length); }
+  std::uint32_t mask() const { return prefix_mask(length); }
   std::string to_string() const;
 };
 

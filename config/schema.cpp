@@ -452,21 +452,17 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
     std::string text;
     bool prefix_ok = false;
     if (s.get_string("prefix", text)) {
-      auto slash = text.find('/');
-      long len = -1;
-      std::optional<Ipv4> net;
-      if (slash != std::string::npos && MapView::parse_long(text.substr(slash + 1), len) && len >= 0 && len <= 32)
-        net = Ipv4::parse(text.substr(0, slash));
-      if (!net) {
+      const auto parsed = parse_ipv4_prefix(text);
+      if (!parsed) {
         r.error(s.child("prefix"), s.child_path("prefix"),
                 fmt::format("'{}' is not an IPv4 prefix like 10.10.100.0/24", text));
       } else {
-        sn.prefix.network = *net;
-        sn.prefix.length = static_cast<int>(len);
-        if ((net->value & sn.prefix.mask()) != net->value) {
+        sn.prefix.network = Ipv4{parsed->address};
+        sn.prefix.length = parsed->length;
+        if ((parsed->address & sn.prefix.mask()) != parsed->address) {
           r.error(s.child("prefix"), s.child_path("prefix"),
                   fmt::format("'{}' has host bits set (network is {})", text,
-                              Ipv4{net->value & sn.prefix.mask()}.to_string()));
+                              Ipv4{parsed->address & sn.prefix.mask()}.to_string()));
         } else {
           prefix_ok = true;
         }
@@ -553,20 +549,13 @@ void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
     }
   }
   for (const auto& [v, n] : pm.get_scalar_list("ouis")) {
-    // Accept 00:11:22, 00-11-22, 001122 (any case); store as 00:11:22.
-    std::string hex;
-    bool bad = false;
-    for (char ch : v) {
-      if (std::isxdigit(static_cast<unsigned char>(ch)))
-        hex.push_back(static_cast<char>(std::tolower(ch)));
-      else if (ch != ':' && ch != '-' && ch != '.')
-        bad = true;
-    }
-    if (bad || hex.size() != 6) {
+    // Stored as 00:11:22, whichever spelling the file used.
+    const auto oui = Oui::parse(v);
+    if (!oui) {
       r.error(n, "dhcp.phone_match.ouis", fmt::format("'{}' is not a MAC prefix like 00:11:22", v));
       continue;
     }
-    c.dhcp.phone_match.ouis.push_back(hex.substr(0, 2) + ":" + hex.substr(2, 2) + ":" + hex.substr(4, 2));
+    c.dhcp.phone_match.ouis.push_back(oui->to_string());
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 namespace {
@@ -104,7 +105,7 @@ std::string render_neighbors(const json& data, const json& args) {
 }  // namespace
 
 void add_cdp_commands(CommandTable& table) {
-  table.add(Command{{"show", "cdp", "neighbors"},
+  table.add(Command{command::words(command::kShowCdpNeighbors),
                     {},
                     "CDP and LLDP neighbours per port (--detail: full entries and per-port counters)",
                     render_neighbors,

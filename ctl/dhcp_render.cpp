@@ -3,6 +3,7 @@
 
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 
@@ -39,8 +40,10 @@ std::string render_leases(const nlohmann::json& data, const nlohmann::json&) {
 }  // namespace
 
 void add_dhcp_commands(CommandTable& table) {
-  table.add(Command{
-      {"show", "dhcp", "leases"}, {}, "DHCP leases reported by Kea (phones marked), and Kea's state", render_leases});
+  table.add(Command{command::words(command::kShowDhcpLeases),
+                    {},
+                    "DHCP leases reported by Kea (phones marked), and Kea's state",
+                    render_leases});
 }
 
 }  // namespace ve::ctl

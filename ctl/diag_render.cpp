@@ -18,6 +18,7 @@
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
 #include "ve/base64.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 namespace {
@@ -140,7 +141,7 @@ int run_capture(const std::string& socket, const json& args, int timeout_s, bool
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  if (!send_all(fd, json{{"cmd", "capture"}, {"args", request_args}}.dump() + "\n")) {
+  if (!send_all(fd, json{{"cmd", command::kCapture}, {"args", request_args}}.dump() + "\n")) {
     std::cerr << "voiceedgectl: cannot send to voiceedged: " << std::strerror(errno) << "\n";
     ::close(fd);
     return kExitUnreachable;
@@ -229,7 +230,7 @@ int run_report(const std::string& socket, const json& args, int timeout_s, bool)
     std::cerr << "voiceedgectl: cannot reach voiceedged at " << socket << ": " << error << "\n";
     return kExitUnreachable;
   }
-  if (!send_all(fd, json{{"cmd", "report"}, {"args", {{"phone", args.value("phone", "")}}}}.dump() + "\n")) {
+  if (!send_all(fd, json{{"cmd", command::kReport}, {"args", {{"phone", args.value("phone", "")}}}}.dump() + "\n")) {
     ::close(fd);
     std::cerr << "voiceedgectl: cannot send to voiceedged\n";
     return kExitUnreachable;
@@ -280,7 +281,7 @@ std::string render_diag(const json& data, const json&) {
 }  // namespace
 
 void add_diag_commands(CommandTable& table) {
-  table.add(Command{{"capture"},
+  table.add(Command{command::words(command::kCapture),
                     {"phone"},
                     "live pcapng of everything the box exchanges with one phone (--write - for a pipe)",
                     nullptr,
@@ -288,7 +289,7 @@ void add_diag_commands(CommandTable& table) {
                     {"seconds", "count", "write"},
                     run_capture,
                     {{"seconds", "N"}, {"count", "N"}, {"write", "FILE|-"}}});
-  table.add(Command{{"report"},
+  table.add(Command{command::words(command::kReport),
                     {"phone"},
                     "one .tar.gz with the phone's timeline, config (masked), lease, logs, boot capture",
                     nullptr,
@@ -297,7 +298,8 @@ void add_diag_commands(CommandTable& table) {
                     run_report,
                     {{"output", "FILE.tar.gz"}},
                     {"output"}});
-  table.add(Command{{"show", "diag"}, {}, "capture interfaces, boot recorder memory, live captures", render_diag});
+  table.add(Command{
+      command::words(command::kShowDiag), {}, "capture interfaces, boot recorder memory, live captures", render_diag});
 }
 
 }  // namespace ve::ctl

@@ -4,6 +4,7 @@
 
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 namespace {
@@ -65,7 +66,7 @@ std::string render_interfaces(const json& data, const json&) {
 }  // namespace
 
 void add_net_commands(CommandTable& table) {
-  table.add(Command{{"show", "interfaces"},
+  table.add(Command{command::words(command::kShowInterfaces),
                     {},
                     "ports: link, speed, PVID, voice VLAN, what is programmed in the kernel and any error",
                     render_interfaces});

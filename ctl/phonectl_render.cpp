@@ -3,6 +3,7 @@
 
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 namespace {
@@ -33,17 +34,19 @@ std::string render_power_cycle(const json& data, const json&) {
 }  // namespace
 
 void add_phonectl_commands(CommandTable& table) {
-  Command restart{{"phone", "restart"},
+  Command restart{command::words(command::kPhoneRestart),
                   {"phone"},
                   "tell a registered phone to fetch its config again (SIP NOTIFY action=restart)",
                   render_push};
   restart.min_timeout_s = kNotifyWait_s;
   table.add(restart);
-  Command reset{
-      {"phone", "reset"}, {"phone"}, "tell a registered phone to reboot (SIP NOTIFY action=reset)", render_push};
+  Command reset{command::words(command::kPhoneReset),
+                {"phone"},
+                "tell a registered phone to reboot (SIP NOTIFY action=reset)",
+                render_push};
   reset.min_timeout_s = kNotifyWait_s;
   table.add(reset);
-  Command cycle{{"phone", "power-cycle"},
+  Command cycle{command::words(command::kPhonePowerCycle),
                 {"phone"},
                 "turn the phone's PoE port off, then on again (default 5 s off)",
                 render_power_cycle};

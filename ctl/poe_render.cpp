@@ -3,6 +3,7 @@
 
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 namespace {
@@ -69,9 +70,11 @@ std::string render_power_inline(const json& data, const json&) {
 }  // namespace
 
 void add_poe_commands(CommandTable& table) {
-  table.add(
-      Command{{"show", "power", "inline"}, {}, "PoE budget and per-port power (IOS layout)", render_power_inline});
-  table.add(Command{{"power", "inline"},
+  table.add(Command{command::words(command::kShowPowerInline),
+                    {},
+                    "PoE budget and per-port power (IOS layout)",
+                    render_power_inline});
+  table.add(Command{command::words(command::kPowerInline),
                     {"port", "mode"},
                     "set a port's PoE mode: on (static, reserved at max_watts), off, auto",
                     render_power_inline});

@@ -3,6 +3,7 @@
 
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 namespace {
@@ -45,8 +46,10 @@ std::string render_provision(const json& data, const json&) {
 }  // namespace
 
 void add_provision_commands(CommandTable& table) {
-  table.add(Command{
-      {"show", "provision"}, {}, "TFTP/HTTP provisioning: listeners, counters, recent transfers", render_provision});
+  table.add(Command{command::words(command::kShowProvision),
+                    {},
+                    "TFTP/HTTP provisioning: listeners, counters, recent transfers",
+                    render_provision});
 }
 
 }  // namespace ve::ctl

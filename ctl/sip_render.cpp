@@ -3,6 +3,7 @@
 
 #include "ctl/ctl_registry.hpp"
 #include "ctl/ctl_util.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::ctl {
 namespace {
@@ -114,17 +115,17 @@ std::string render_upstream(const json& data, const json&) {
 }  // namespace
 
 void add_sip_commands(CommandTable& table) {
-  table.add(Command{{"show", "sip", "registrations"},
+  table.add(Command{command::words(command::kShowSipRegistrations),
                     {},
                     "SIP registrations: AOR, contact, transport, source, expiry, device, user agent",
                     render_registrations,
                     {"detail"}});
-  table.add(Command{{"show", "calls"},
+  table.add(Command{command::words(command::kShowCalls),
                     {},
                     "Calls through the proxy: active calls (from, to, state, since, transports) and recent "
                     "call records (start, answer, end, duration, final code, ending side)",
                     render_calls});
-  table.add(Command{{"show", "sip", "upstream"},
+  table.add(Command{command::words(command::kShowSipUpstream),
                     {},
                     "SRST: the box's mode (upstream or survivable, since when) and each sip.upstream's name, "
                     "address, state, last probe, round-trip time and since when",

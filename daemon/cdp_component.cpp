@@ -5,6 +5,7 @@
 
 #include "cdp/cdp.hpp"
 #include "daemon/daemon_registry.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 #include "ve/time_format.hpp"
 
@@ -193,7 +194,7 @@ void add_cdp_component(Wiring& w) {
   auto component = std::make_unique<CdpComponent>(w.ctx);
   CdpComponent* raw = component.get();
   w.ctx.services.link_listeners.push_back([raw](const std::string& port, bool up) { raw->link_changed(port, up); });
-  w.ctx.control.add("show.cdp.neighbors", [raw](const json& args) -> ControlResult {
+  w.ctx.control.add(command::kShowCdpNeighbors, [raw](const json& args) -> ControlResult {
     bool detail = false;
     if (args.is_object() && args.contains("detail")) {
       if (!args["detail"].is_boolean()) return unexpected(ControlError{"bad-request", "detail must be true or false"});

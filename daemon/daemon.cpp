@@ -8,6 +8,7 @@
 
 #include "daemon/daemon_registry.hpp"
 #include "daemon/status_http.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 
 namespace ve::daemon {
@@ -59,15 +60,15 @@ void Daemon::apply_control_access() {
 }
 
 void Daemon::register_core_commands() {
-  control_.add("version", ControlRole::Read, [](const nlohmann::json&) -> ControlResult {
+  control_.add(command::kVersion, ControlRole::Read, [](const nlohmann::json&) -> ControlResult {
     return nlohmann::json{{"name", "voiceedged"}, {"version", VE_VERSION}};
   });
-  control_.add("show.config", ControlRole::Read,
+  control_.add(command::kShowConfig, ControlRole::Read,
                [this](const nlohmann::json&) -> ControlResult { return config::to_json(*config_); });
-  control_.add("reload", ControlRole::Admin, [this](const nlohmann::json&) { return reload(); });
-  control_.add("show.phones", ControlRole::Read,
+  control_.add(command::kReload, ControlRole::Admin, [this](const nlohmann::json&) { return reload(); });
+  control_.add(command::kShowPhones, ControlRole::Read,
                [this](const nlohmann::json&) -> ControlResult { return journey_.phones_json(); });
-  control_.add("show.journey", ControlRole::Read, [this](const nlohmann::json& args) -> ControlResult {
+  control_.add(command::kShowJourney, ControlRole::Read, [this](const nlohmann::json& args) -> ControlResult {
     if (!args.contains("phone") || !args["phone"].is_string())
       return unexpected(ControlError{"bad-request", "show journey needs a phone (MAC, SEP name, IP or port)"});
     const auto key = args["phone"].get<std::string>();

@@ -18,6 +18,7 @@
 #include "daemon/daemon_registry.hpp"
 #include "diag/diag.hpp"
 #include "provision/provision.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 #include "ve/time_format.hpp"
 
@@ -414,7 +415,7 @@ class DiagComponent final : public Component {
   std::optional<MacAddress> resolve(const std::string& key) const {
     if (auto m = MacAddress::parse(key)) return m;
     if (auto ip = parse_ip(key)) return mac_of(*ip);
-    auto r = ctx_.control.call("show.journey", json{{"phone", key}});
+    auto r = ctx_.control.call(command::kShowJourney, json{{"phone", key}});
     if (r && r->contains("phone") && (*r)["phone"].contains("mac")) {
       const auto& m = (*r)["phone"]["mac"];
       if (m.is_string()) return MacAddress::parse(m.get<std::string>());
@@ -589,7 +590,7 @@ class DiagComponent final : public Component {
     std::string summary = fmt::format("voiceedge problem report for {} ({})\nCreated {} by voiceedged {}\n\n",
                                       mac.sep_name(), mac.to_string(), iso_time(now), VE_VERSION);
 
-    auto journey = ctx_.control.call("show.journey", json{{"phone", mac.to_string()}});
+    auto journey = ctx_.control.call(command::kShowJourney, json{{"phone", mac.to_string()}});
     std::error_code ec;
     if (!journey && !recorder_.find(mac) && !std::filesystem::exists(boot_file(mac, ".pcapng"), ec) &&
         config_->find_phone(mac) == nullptr)
@@ -629,7 +630,7 @@ class DiagComponent final : public Component {
       tar.add(dir + file, (r ? only_about(*r, needles) : json{{"unavailable", r.error().message}}).dump(2) + "\n", now);
     }
     {
-      auto r = ctx_.control.call("show.power.inline", json::object());
+      auto r = ctx_.control.call(command::kShowPowerInline, json::object());
       json poe = r ? (port.empty() ? only_about(*r, needles) : only_about(*r, {port}))
                    : json{{"unavailable", r.error().message}};
       tar.add(dir + "poe-port.json", poe.dump(2) + "\n", now);
@@ -719,17 +720,17 @@ void add_diag_component(Wiring& w) {
   w.ctx.services.event_listeners.push_back([raw](const PhoneEvent& e) { raw->on_event(e); });
   // Admin commands: a capture shows a phone's traffic (its config download with the line
   // password, unmasked), a report its configuration (passwords masked). Streams are always admin.
-  w.ctx.control.add_stream("capture", [raw](const json& args, const std::shared_ptr<ControlStream>& stream) {
+  w.ctx.control.add_stream(command::kCapture, [raw](const json& args, const std::shared_ptr<ControlStream>& stream) {
     return raw->start_capture(args, stream);
   });
-  w.ctx.control.add("report", ControlRole::Admin, [raw](const json& args) -> ControlResult {
+  w.ctx.control.add(command::kReport, ControlRole::Admin, [raw](const json& args) -> ControlResult {
     if (!args.contains("phone") || !args["phone"].is_string())
       return unexpected(ControlError{"bad-request", "report needs a phone (MAC or SEP name)"});
     auto archive = raw->build_report(args["phone"].get<std::string>());
     if (!archive) return unexpected(archive.error());
     return json{{"bytes", archive->size()}, {"archive_base64", base64_encode(*archive)}};
   });
-  w.ctx.control.add("show.diag", ControlRole::Read, [raw](const json&) -> ControlResult { return raw->show(); });
+  w.ctx.control.add(command::kShowDiag, ControlRole::Read, [raw](const json&) -> ControlResult { return raw->show(); });
   w.ctx.services.phone_downloads.push_back(
       {"report.tar.gz", "download report", nullptr, [raw](const MacAddress& mac) -> std::optional<Services::HttpFile> {
          auto archive = raw->build_report(mac.sep_name());

@@ -4,6 +4,7 @@
 // neighbour expiry with its phone events, PoE detection). Control: "show.interfaces".
 #include "daemon/daemon_registry.hpp"
 #include "net/net.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 
 namespace ve::daemon {
@@ -75,7 +76,7 @@ void add_net_component(Wiring& w) {
   NetComponent* raw = component.get();
   // Valid once net has started (it starts first); before that the site file's own interface.
   w.ctx.services.service_interface = [raw](const config::Subnet& subnet) { return raw->service_interface(subnet); };
-  w.ctx.control.add("show.interfaces", [raw](const json& args) { return raw->show(args); });
+  w.ctx.control.add(command::kShowInterfaces, [raw](const json& args) { return raw->show(args); });
   w.components.push_back(std::move(component));
 }
 

@@ -8,6 +8,7 @@
 
 #include "daemon/daemon_registry.hpp"
 #include "provision/provision.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 
 namespace ve::daemon {
@@ -197,12 +198,12 @@ class PhoneControlComponent final : public Component {
 void add_phonectl_component(Wiring& w) {
   auto component = std::make_unique<PhoneControlComponent>(w.ctx);
   PhoneControlComponent* raw = component.get();
-  w.ctx.control.add_async("phone.restart", ControlRole::Admin, [raw](const json& args, ControlDone done) {
+  w.ctx.control.add_async(command::kPhoneRestart, ControlRole::Admin, [raw](const json& args, ControlDone done) {
     raw->command(args, "restart", std::move(done));
   });
-  w.ctx.control.add_async("phone.reset", ControlRole::Admin,
+  w.ctx.control.add_async(command::kPhoneReset, ControlRole::Admin,
                           [raw](const json& args, ControlDone done) { raw->command(args, "reset", std::move(done)); });
-  w.ctx.control.add_async("phone.power-cycle", ControlRole::Admin,
+  w.ctx.control.add_async(command::kPhonePowerCycle, ControlRole::Admin,
                           [raw](const json& args, ControlDone done) { raw->power_cycle(args, std::move(done)); });
   w.components.push_back(std::move(component));
 }

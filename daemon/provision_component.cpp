@@ -4,6 +4,7 @@
 
 #include "daemon/daemon_registry.hpp"
 #include "provision/provision.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 #include "ve/time_format.hpp"
 
@@ -167,7 +168,7 @@ class ProvisionComponent final : public Component {
 void add_provision_component(Wiring& w) {
   auto component = std::make_unique<ProvisionComponent>(w.ctx);
   ProvisionComponent* raw = component.get();
-  w.ctx.control.add("show.provision", [raw](const json& args) -> ControlResult {
+  w.ctx.control.add(command::kShowProvision, [raw](const json& args) -> ControlResult {
     std::size_t limit = 20;
     if (args.is_object() && args.contains("limit")) {
       if (!args["limit"].is_number_unsigned())

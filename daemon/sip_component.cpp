@@ -7,6 +7,7 @@
 #include "daemon/daemon_registry.hpp"
 #include "sip/phone_control.hpp"
 #include "sip/sip.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 #include "ve/time_format.hpp"
 
@@ -263,9 +264,10 @@ Result<json, std::string> service_control(sip::Server& server, const Services::S
 void add_sip_component(Wiring& w) {
   auto component = std::make_unique<SipComponent>(w.ctx);
   SipComponent* raw = component.get();
-  w.ctx.control.add("show.sip.registrations", [raw](const json&) -> ControlResult { return raw->registrations(); });
-  w.ctx.control.add("show.calls", [raw](const json&) -> ControlResult { return raw->calls(); });
-  w.ctx.control.add("show.sip.upstream", [raw](const json&) -> ControlResult { return raw->upstream(); });
+  w.ctx.control.add(command::kShowSipRegistrations,
+                    [raw](const json&) -> ControlResult { return raw->registrations(); });
+  w.ctx.control.add(command::kShowCalls, [raw](const json&) -> ControlResult { return raw->calls(); });
+  w.ctx.control.add(command::kShowSipUpstream, [raw](const json&) -> ControlResult { return raw->upstream(); });
   w.ctx.services.metrics.push_back([raw] { return raw->metrics(); });
   w.ctx.services.service_control = [raw](const Services::ServiceControlCall& call,
                                          std::function<void(const json&)> answered) {

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "daemon/web/assets.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 
 namespace ve::daemon {
@@ -500,8 +501,8 @@ json StatusHttpServer::query(const std::string& cmd) const {
 }
 
 json StatusHttpServer::ports_now() const {
-  return status::ports_model(site().get(), query("show.power.inline"), query("show.cdp.neighbors"),
-                             query("show.interfaces"), journey_);
+  return status::ports_model(site().get(), query(command::kShowPowerInline), query(command::kShowCdpNeighbors),
+                             query(command::kShowInterfaces), journey_);
 }
 
 config::SiteConfigPtr StatusHttpServer::site() const { return config_source_ ? config_source_() : nullptr; }

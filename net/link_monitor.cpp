@@ -22,6 +22,7 @@
 #include <netlink/socket.h>
 
 #include "net/net.hpp"
+#include "ve/netlink.hpp"
 
 namespace ve::net {
 
@@ -30,15 +31,9 @@ constexpr unsigned kIffLowerUp = 1U << 16;
 
 namespace {
 
-struct SockDeleter {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-struct CbDeleter {
-  void operator()(nl_cb* c) const { nl_cb_put(c); }
-};
-struct MsgDeleter {
-  void operator()(nl_msg* m) const { nlmsg_free(m); }
-};
+using nl::CbPtr;
+using nl::MsgPtr;
+using nl::SockPtr;
 
 struct Entry {
   std::string name;
@@ -81,9 +76,9 @@ struct LinkMonitor::Impl : std::enable_shared_from_this<LinkMonitor::Impl> {
   explicit Impl(boost::asio::io_context& io) : stream(io) {}
 
   boost::asio::posix::stream_descriptor stream;
-  std::unique_ptr<nl_sock, SockDeleter> events;  // the subscription
-  std::unique_ptr<nl_sock, SockDeleter> query;   // for dumps
-  std::unique_ptr<nl_cb, CbDeleter> event_cb;
+  SockPtr events;  // the subscription
+  SockPtr query;   // for dumps
+  CbPtr event_cb;
   Handler on_event;
   std::map<int, Entry> table;
   std::uint64_t messages = 0;
@@ -117,12 +112,12 @@ struct LinkMonitor::Impl : std::enable_shared_from_this<LinkMonitor::Impl> {
   }
 
   int dump_into(std::map<int, Entry>& out) {
-    std::unique_ptr<nl_msg, MsgDeleter> m(nlmsg_alloc_simple(RTM_GETLINK, NLM_F_DUMP));
+    MsgPtr m(nlmsg_alloc_simple(RTM_GETLINK, NLM_F_DUMP));
     if (!m) return -NLE_NOMEM;
     ifinfomsg ifi{};
     ifi.ifi_family = AF_UNSPEC;
     if (nlmsg_append(m.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO) < 0) return -NLE_NOMEM;
-    std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_alloc(NL_CB_DEFAULT));
+    CbPtr cb(nl_cb_alloc(NL_CB_DEFAULT));
     if (!cb) return -NLE_NOMEM;
     nl_cb_set(
         cb.get(), NL_CB_VALID, NL_CB_CUSTOM,

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "net/net.hpp"
+#include "ve/ipv4.hpp"
 
 namespace ve::net {
 
@@ -45,10 +46,7 @@ std::string_view to_string(IssueKind k) {
   return "?";
 }
 
-std::string Ipv4Cidr::to_string() const {
-  return fmt::format("{}.{}.{}.{}/{}", address >> 24, (address >> 16) & 0xff, (address >> 8) & 0xff, address & 0xff,
-                     prefix_len);
-}
+std::string Ipv4Cidr::to_string() const { return fmt::format("{}/{}", format_ipv4(address), prefix_len); }
 
 std::string describe(const Action& a) {
   switch (a.kind) {

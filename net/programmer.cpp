@@ -27,6 +27,7 @@
 #include <netlink/socket.h>
 
 #include "net/net.hpp"
+#include "ve/netlink.hpp"
 
 namespace ve::net {
 
@@ -39,12 +40,6 @@ std::string NetError::to_string() const {
 
 namespace {
 
-struct SockDeleter {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-struct MsgDeleter {
-  void operator()(nl_msg* m) const { nlmsg_free(m); }
-};
 struct LinkDeleter {
   void operator()(rtnl_link* l) const { rtnl_link_put(l); }
 };
@@ -57,16 +52,13 @@ struct NlAddrDeleter {
 struct CacheDeleter {
   void operator()(nl_cache* c) const { nl_cache_free(c); }
 };
-struct CbDeleter {
-  void operator()(nl_cb* c) const { nl_cb_put(c); }
-};
-using SockPtr = std::unique_ptr<nl_sock, SockDeleter>;
-using MsgPtr = std::unique_ptr<nl_msg, MsgDeleter>;
+using nl::CbPtr;
+using nl::MsgPtr;
+using nl::SockPtr;
 using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
 using AddrPtr = std::unique_ptr<rtnl_addr, AddrDeleter>;
 using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDeleter>;
 using CachePtr = std::unique_ptr<nl_cache, CacheDeleter>;
-using CbPtr = std::unique_ptr<nl_cb, CbDeleter>;
 
 NetError nl_error(std::string what, int err) {
   int code = err < 0 ? -err : err;

@@ -252,42 +252,4 @@ Result<DhcpServerMessage, DhcpError> decode_dhcp_frame(ByteView f) {
   return decode_dhcp_message(f.subspan(udp + kUdpHeader, udp_length - kUdpHeader));
 }
 
-std::string ipv4_to_string(std::uint32_t a) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff);
-  return buf;
-}
-
-std::optional<std::uint32_t> parse_ipv4(std::string_view text) {
-  std::uint32_t out = 0;
-  int parts = 0;
-  std::size_t i = 0;
-  while (parts < 4) {
-    if (i >= text.size() || text[i] < '0' || text[i] > '9') return std::nullopt;
-    std::uint32_t v = 0;
-    std::size_t digits = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      v = v * 10 + static_cast<std::uint32_t>(text[i] - '0');
-      ++i;
-      if (++digits > 3 || v > 255) return std::nullopt;
-    }
-    out = (out << 8) | v;
-    ++parts;
-    if (parts < 4) {
-      if (i >= text.size() || text[i] != '.') return std::nullopt;
-      ++i;
-    }
-  }
-  if (i != text.size()) return std::nullopt;
-  return out;
-}
-
-std::optional<int> prefix_length(std::uint32_t mask) {
-  int n = 0;
-  while (n < 32 && (mask & (0x80000000u >> n)) != 0) ++n;
-  const std::uint32_t canonical = n == 0 ? 0 : ~std::uint32_t{0} << (32 - n);
-  if (mask != canonical) return std::nullopt;
-  return n;
-}
-
 }  // namespace ve::phonesim

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ve/ipv4.hpp"
 #include "ve/mac.hpp"
 #include "ve/phone_event.hpp"
 #include "ve/result.hpp"
@@ -126,10 +127,11 @@ Result<DhcpServerMessage, DhcpError> decode_dhcp_frame(ByteView frame);
 // RFC 1071 ones' complement sum, as used by the IPv4 and UDP checksums.
 std::uint16_t internet_checksum(ByteView data, std::uint32_t initial = 0);
 
-std::string ipv4_to_string(std::uint32_t host_order);
-std::optional<std::uint32_t> parse_ipv4(std::string_view text);
+// Address text: the project's one parser and printer (ve/ipv4.hpp).
+using ve::parse_ipv4;
+inline std::string ipv4_to_string(std::uint32_t host_order) { return format_ipv4(host_order); }
 // 255.255.255.0 -> 24; nullopt for a non-contiguous mask.
-std::optional<int> prefix_length(std::uint32_t mask);
+inline std::optional<int> prefix_length(std::uint32_t mask) { return prefix_length_of(mask); }
 
 // ---------------------------------------------------------------------------------------------
 // SIP client codec: digest (RFC 2617, MD5, qop=auth or none) and a Cisco-shaped REGISTER.

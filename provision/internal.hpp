@@ -157,6 +157,7 @@ class TftpServer : public std::enable_shared_from_this<TftpServer> {
   void serve_read(const tftp::Request& request, const boost::asio::ip::udp::endpoint& from, bool refuse_config);
   void park(const tftp::Request& request, const boost::asio::ip::udp::endpoint& from);
   void check_parked();
+  void arm_park_timer();
   void reply_error(const boost::asio::ip::udp::endpoint& to, tftp::ErrorCode code, std::string_view message);
   bool warn_allowed();
 

@@ -609,7 +609,12 @@ void TftpServer::park(const tftp::Request& request, const udp::endpoint& from) {
   }
   if (parked_.size() >= kMaxParked) return serve_read(request, from, true);
   parked_.push_back(Parked{request, from, Clock::now() + shared_->lease_wait});
-  if (park_timer_armed_) return;
+  arm_park_timer();
+}
+
+// Parked requests are looked at again every 100 ms until their lease arrives or they time out.
+void TftpServer::arm_park_timer() {
+  if (park_timer_armed_ || parked_.empty()) return;
   park_timer_armed_ = true;
   park_timer_.expires_after(std::chrono::milliseconds(100));
   park_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
@@ -633,15 +638,7 @@ void TftpServer::check_parked() {
     }
     serve_read(p.request, p.from, gate != Gate::Open);
   }
-  if (!parked_.empty() && !park_timer_armed_) {
-    park_timer_armed_ = true;
-    park_timer_.expires_after(std::chrono::milliseconds(100));
-    park_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      self->park_timer_armed_ = false;
-      if (ec || self->stopped_) return;
-      self->check_parked();
-    });
-  }
+  arm_park_timer();
 }
 
 void TftpServer::serve_read(const tftp::Request& request, const udp::endpoint& from, bool refuse_config) {

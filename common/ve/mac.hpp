@@ -8,6 +8,15 @@
 
 namespace ve {
 
+namespace detail {
+constexpr int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace detail
+
 class MacAddress {
  public:
   MacAddress() = default;
@@ -24,7 +33,7 @@ class MacAddress {
     int nibbles = 0;
     char last_sep = 0;
     for (char c : text) {
-      int v = hex_value(c);
+      int v = detail::hex_value(c);
       if (v < 0) {
         if (c != ':' && c != '-' && c != '.') return std::nullopt;
         if (last_sep != 0 && last_sep != c) return std::nullopt;
@@ -62,12 +71,6 @@ class MacAddress {
   friend auto operator<=>(const MacAddress&, const MacAddress&) = default;
 
  private:
-  static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  }
   std::string format(char sep, bool upper) const {
     const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
     std::string s;
@@ -79,6 +82,45 @@ class MacAddress {
     return s;
   }
   std::array<std::uint8_t, 6> bytes_{};
+};
+
+// A vendor prefix: the first three bytes of a MAC. Accepts 00:11:22, 00-11-22, 00.11.22 and
+// 001122 (any case); a separator only between bytes, and one kind of it.
+class Oui {
+ public:
+  static std::optional<Oui> parse(std::string_view text) {
+    Oui out;
+    int nibbles = 0;
+    char sep = 0;
+    for (char c : text) {
+      const int v = detail::hex_value(c);
+      if (v < 0) {
+        if ((c != ':' && c != '-' && c != '.') || nibbles % 2 != 0 || nibbles == 0 || nibbles == 6) return std::nullopt;
+        if (sep != 0 && sep != c) return std::nullopt;
+        sep = c;
+        continue;
+      }
+      if (nibbles >= 6) return std::nullopt;
+      auto& b = out.bytes_[static_cast<std::size_t>(nibbles / 2)];
+      b = static_cast<std::uint8_t>((b << 4) | v);
+      ++nibbles;
+    }
+    // Either no separator or one between every byte.
+    if (nibbles != 6 || (sep != 0 && (text.size() != 8 || text[2] != sep || text[5] != sep))) return std::nullopt;
+    return out;
+  }
+  const std::array<std::uint8_t, 3>& bytes() const { return bytes_; }
+  bool matches(const MacAddress& mac) const {
+    return mac.bytes()[0] == bytes_[0] && mac.bytes()[1] == bytes_[1] && mac.bytes()[2] == bytes_[2];
+  }
+  // 00:11:22
+  std::string to_string() const {
+    return MacAddress({bytes_[0], bytes_[1], bytes_[2], 0, 0, 0}).to_string().substr(0, 8);
+  }
+  friend bool operator==(const Oui&, const Oui&) = default;
+
+ private:
+  std::array<std::uint8_t, 3> bytes_{};
 };
 
 struct MacHash {

@@ -243,18 +243,5 @@ TEST(DhcpCodec, EveryTruncationOfAReplyIsRejectedWithoutReadingPastTheEnd) {
   EXPECT_TRUE(decode_dhcp_frame(frame));
 }
 
-TEST(DhcpCodec, AddressHelpers) {
-  EXPECT_EQ(parse_ipv4("10.10.100.1"), 0x0a0a6401u);
-  EXPECT_FALSE(parse_ipv4("10.10.100"));
-  EXPECT_FALSE(parse_ipv4("10.10.100.256"));
-  EXPECT_FALSE(parse_ipv4("10.10.100.1x"));
-  EXPECT_FALSE(parse_ipv4(""));
-  EXPECT_EQ(ipv4_to_string(0xc0a80001), "192.168.0.1");
-  EXPECT_EQ(prefix_length(0xffffff00), 24);
-  EXPECT_EQ(prefix_length(0), 0);
-  EXPECT_EQ(prefix_length(0xffffffff), 32);
-  EXPECT_FALSE(prefix_length(0xff00ff00));
-}
-
 }  // namespace
 }  // namespace ve::phonesim
