@@ -12,17 +12,15 @@
 
 #include "poe/poe.hpp"
 #include "poe/tests/test_support.hpp"
+#include "poe/tests/worker_loop.hpp"
 
 namespace ve::poe {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace testing;  // ve::poe::testing: the fake clock, the recording sink, site configs
 using config::PoeMode;
 using config::PoePriority;
-using testing::FakeClock;
-using testing::make_config;
-using testing::PortSpec;
-using testing::RecordingSink;
 
 // The simulated PSE behind a gate: while closed, every call waits at it (as a PSE stuck in a
 // netlink round trip); `delay` makes every call that slow. The gate opens by itself after 3 s so
@@ -115,62 +113,24 @@ class GatedDriver final : public PoeDriver {
   std::vector<std::string> calls_;
 };
 
-// The caller's event loop: what the worker posts waits here until the test thread runs it.
-class Loop {
- public:
-  std::function<void(std::function<void()>)> poster() {
-    return [this](std::function<void()> f) {
-      {
-        std::lock_guard lock(mutex_);
-        queue_.push_back(std::move(f));
-      }
-      ready_.notify_all();
-    };
-  }
-  // Runs what is queued now; how many.
-  std::size_t run_ready() {
-    std::deque<std::function<void()>> now;
-    {
-      std::lock_guard lock(mutex_);
-      now.swap(queue_);
-    }
-    for (auto& f : now) f();
-    return now.size();
-  }
-  // Runs results as they come until the manager has nothing in flight.
-  bool drain(const Manager& mgr, std::chrono::milliseconds timeout = 5s) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      run_ready();
-      if (mgr.pending_requests() == 0) return true;
-      std::unique_lock lock(mutex_);
-      if (!ready_.wait_until(lock, until, [this] { return !queue_.empty(); })) return false;
-    }
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::function<void()>> queue_;
-};
-
 enum class Io { Inline, Worker };
 
+// The PSE and the manager, inline or with the worker (the only difference between the two).
 struct Rig {
-  FakeClock clock;
-  RecordingSink sink;
+  Io io;
   std::shared_ptr<config::SiteConfig> cfg;
+  FakeClock clock;
   std::unique_ptr<SimDriver> sim;
   std::unique_ptr<GatedDriver> gate;
+  RecordingSink sink;
   Loop loop;  // before mgr: the worker may post to it until mgr is gone
   std::unique_ptr<Manager> mgr;
-  Io io;
 
   Rig(Io mode, std::vector<PortSpec> ports, double budget, std::map<std::string, SimDevice> plugged, SimOptions so = {})
       : io(mode) {
     cfg = make_config(ports, budget);
     so.phase = 100ms;
-    sim = std::make_unique<SimDriver>(testing::names_of(cfg), std::move(plugged), clock.fn(), so);
+    sim = std::make_unique<SimDriver>(names_of(cfg), std::move(plugged), clock.fn(), so);
     gate = std::make_unique<GatedDriver>(*sim);
     ManagerOptions mo;
     if (mode == Io::Worker) mo.post = loop.poster();
