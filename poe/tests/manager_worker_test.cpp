@@ -146,6 +146,14 @@ struct Rig {
     }
   }
   PortView view(const std::string& port) const { return *mgr->port(port); }
+  // Started and settled, then the worker stuck in a read of `port` at the closed gate.
+  void stuck_in_a_read(const std::string& port) {
+    mgr->start();
+    settle();
+    gate->close();
+    mgr->poll_port(port);
+    ASSERT_TRUE(gate->wait_blocked());
+  }
 };
 
 template <typename F>
@@ -251,11 +259,7 @@ TEST(PoeManagerWorker, ConvergesToTheStateAndEventsOfTheInlineManager) {
 
 TEST(PoeManagerWorker, StatusReadsOfOnePortCoalesce) {
   Rig rig(Io::Worker, {{"eth1"}, {"eth2"}}, 370, {{"eth1", {2, 6300}}});
-  rig.mgr->start();
-  rig.settle();
-  rig.gate->close();
-  rig.mgr->poll_port("eth1");  // read 1: runs, stuck at the gate
-  ASSERT_TRUE(rig.gate->wait_blocked());
+  rig.stuck_in_a_read("eth1");  // read 1: runs, stuck at the gate
   const auto before = rig.gate->count("status eth1");
   for (int i = 0; i < 5; ++i) rig.mgr->poll_port("eth1");  // read 2, queued: all five share it
   rig.mgr->on_pse_events("eth1", PseEvents{.detection = true});
@@ -318,11 +322,7 @@ TEST(PoeManagerWorker, RefusedWriteMarksThePortWhenItsResultIsBackAndThePollRetr
 
 TEST(PoeManagerWorker, ShutdownWaitsForTheRunningCallOnlyAndDropsLateResults) {
   Rig rig(Io::Worker, {{"eth1"}}, 370, {{"eth1", {2, 6300}}});
-  rig.mgr->start();
-  rig.settle();
-  rig.gate->close();
-  rig.mgr->poll_port("eth1");
-  ASSERT_TRUE(rig.gate->wait_blocked());
+  rig.stuck_in_a_read("eth1");
   rig.sim->unplug("eth1");  // the stuck read will say so: a timeline event, if it were applied
   EXPECT_EQ(rig.mgr->negotiate("eth1", 12900), 12900u);  // a limit write, queued
   rig.mgr->poll();                                       // and a round of reads
@@ -338,6 +338,19 @@ TEST(PoeManagerWorker, ShutdownWaitsForTheRunningCallOnlyAndDropsLateResults) {
   EXPECT_EQ(rig.gate->calls().size(), calls) << "what waited behind it was dropped";
   EXPECT_EQ(rig.loop.run_ready(), 1u) << "the running call's result was posted";
   EXPECT_EQ(rig.sink.events.size(), events) << "and not applied by a manager that is gone";
+}
+
+TEST(PoeManagerWorker, AFullQueueFailsTheRequestLikeABusyPseAndNothingHangs) {
+  Rig rig(Io::Worker, {{"eth1"}}, 370, {{"eth1", {2, 6300}}});
+  rig.stuck_in_a_read("eth1");
+  // Every request a new limit: a write each, 1100 of them behind the stuck read.
+  for (int i = 0; i < 1100; ++i) rig.mgr->negotiate("eth1", i % 2 == 0 ? 13000 : 12900);
+  rig.loop.run_ready();  // the refusals come back at once
+  EXPECT_EQ(rig.mgr->pending_requests(), 1u + 1024u) << "the running read and a full queue";
+  rig.gate->open();
+  rig.step();
+  EXPECT_EQ(rig.view("eth1").oper, Oper::On);
+  EXPECT_EQ(rig.gate->count("limit eth1 13000") + rig.gate->count("limit eth1 12900"), 1024u);
 }
 
 // The number the issue asks for: how long negotiate() holds the caller's loop when every PSE call
