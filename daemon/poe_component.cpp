@@ -1,10 +1,13 @@
 // Daemon glue for poe/: the driver the site file names, the manager on the daemon's io_context
 // (polled every second, at once on link changes and on PSE notifications), power negotiation for
 // CDP/LLDP through Services, and the "show.power.inline" / "power.inline" control commands.
+// Every driver call after start-up runs on the manager's PSE worker thread, its result posted back
+// to the io_context: nothing here waits for the PSE on the loop.
 #include <unistd.h>
 
 #include <cmath>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -64,6 +67,7 @@ class PoeComponent final : public Component {
     driver_ = std::move(d.value());
     poe::ManagerOptions options;
     options.state_file = std::filesystem::path(ctx.config->state_dir) / "poe-state.json";
+    options.post = [&io = ctx.io](std::function<void()> f) { boost::asio::post(io, std::move(f)); };
     manager_ = std::make_unique<poe::Manager>(*driver_, ctx.events, ctx.config, poe::steady_clock_now(), options);
     driver_name_ = ctx.config->poe.driver;
   }
@@ -143,10 +147,10 @@ class PoeComponent final : public Component {
     notifications_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                               [this](const boost::system::error_code& ec) {
                                 if (ec) return;
-                                for (const auto& e : driver_->read_notifications()) {
-                                  manager_->on_pse_events(e.port, e.events);
-                                }
-                                wait_notification();
+                                // Waits again once the worker has drained the descriptor.
+                                manager_->read_notifications([this] {
+                                  if (notifications_.is_open()) wait_notification();
+                                });
                               });
   }
 
@@ -183,18 +187,24 @@ void add_poe_component(Wiring& w) {
     });
     w.ctx.services.device_listeners.push_back(
         [mgr](const std::string& port, const MacAddress& mac) { mgr->set_port_device(port, mac); });
-    // Phone control's power-cycle: off now, on after `off_for` (a timer on the loop, never a sleep).
+    // Phone control's power-cycle: off now, on after `off_for` (a timer on the loop, never a sleep)
+    // counted from when the PSE has switched it off; `done` once the PSE has enabled it again.
     w.ctx.services.power_cycle = [mgr, &io = w.ctx.io](
                                      const std::string& port, std::chrono::milliseconds off_for,
                                      std::function<void(Result<void, std::string>)> done) -> Result<void, std::string> {
-      if (auto r = mgr->begin_power_cycle(port); !r) return r;
-      auto timer = std::make_shared<boost::asio::steady_timer>(io, off_for);
-      timer->async_wait([mgr, port, timer, done = std::move(done)](const boost::system::error_code& ec) {
-        mgr->end_power_cycle(port);
-        if (done)
-          done(ec ? Result<void, std::string>(unexpected(std::string("stopping"))) : Result<void, std::string>{});
+      return mgr->begin_power_cycle(port, [mgr, port, off_for, &io, done = std::move(done)] {
+        auto timer = std::make_shared<boost::asio::steady_timer>(io, off_for);
+        timer->async_wait([mgr, port, timer, done](const boost::system::error_code& ec) {
+          if (ec) {
+            mgr->end_power_cycle(port);
+            if (done) done(unexpected(std::string("stopping")));
+            return;
+          }
+          mgr->end_power_cycle(port, [done] {
+            if (done) done(Result<void, std::string>{});
+          });
+        });
       });
-      return {};
     };
     w.ctx.services.poe_port_of = [mgr](const MacAddress& mac) -> std::optional<std::string> {
       for (const auto& v : mgr->ports())
@@ -216,20 +226,20 @@ void add_poe_component(Wiring& w) {
     return raw->show(port);
   });
 
-  w.ctx.control.add("power.inline", [raw](const json& args) -> ControlResult {
+  // Answers once the PSE has done it, so the answer (and a `show` right after) shows the new state.
+  w.ctx.control.add_async("power.inline", ControlRole::Admin, [raw](const json& args, ControlDone done) {
     if (raw->manager() == nullptr) {
-      return unexpected(ControlError{"unavailable", "PoE driver unavailable: " + raw->driver_error()});
+      return done(unexpected(ControlError{"unavailable", "PoE driver unavailable: " + raw->driver_error()}));
     }
     if (!args.is_object() || !args.contains("port") || !args["port"].is_string() || !args.contains("mode") ||
         !args["mode"].is_string()) {
-      return unexpected(ControlError{"bad-request", "power inline needs a port and a mode (on, off or auto)"});
+      return done(unexpected(ControlError{"bad-request", "power inline needs a port and a mode (on, off or auto)"}));
     }
     const auto port = args["port"].get<std::string>();
     const auto mode = mode_word(args["mode"].get<std::string>());
-    if (!mode) return unexpected(ControlError{"bad-request", "mode must be on, off or auto"});
-    auto r = raw->manager()->set_mode(port, *mode);
-    if (!r) return unexpected(ControlError{"not-found", r.error()});
-    return raw->show(port);
+    if (!mode) return done(unexpected(ControlError{"bad-request", "mode must be on, off or auto"}));
+    auto r = raw->manager()->set_mode(port, *mode, [raw, port, done] { done(raw->show(port)); });
+    if (!r) return done(unexpected(ControlError{"not-found", r.error()}));
   });
 
   w.components.push_back(std::move(component));

@@ -1,7 +1,12 @@
 // The PoE manager: budget, per-port modes and priorities, class allocation, negotiation with the
 // device, shedding and restoring, and the persisted state that lets a restarted daemon adopt the
 // hardware without power-cycling anyone.
+//
+// Driver calls go through Impl::call(): at once on the caller's thread (inline), or on the PSE
+// worker thread with the result applied on the loop (ManagerOptions::post). Decisions are made on
+// the loop from the manager's own state; only the I/O moves.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <utility>
@@ -10,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "poe/poe.hpp"
+#include "poe/pse_worker.hpp"
 #include "ve/log.hpp"
 #include "ve/state_file.hpp"
 
@@ -71,7 +77,8 @@ struct Manager::Impl {
     bool reported_power_for_mac = false;  // the power-on event named the device's MAC
     std::string detail;
     std::optional<Oper> oper_before_error;
-    std::optional<std::uint32_t> limit_set_mw;  // last limit written to the PSE
+    std::optional<std::uint32_t> limit_set_mw;      // last limit written to the PSE
+    std::optional<std::uint32_t> limit_pending_mw;  // a limit on its way to the PSE (worker)
     bool limit_unsupported = false;
     // What the PSE reports of its own model (kernel 6.17+ / sim with prio_max).
     std::optional<std::uint32_t> domain;
@@ -79,7 +86,8 @@ struct Manager::Impl {
     std::optional<std::uint32_t> pse_prio_max;
     std::vector<LimitRange> limit_ranges;
     bool prio_unsupported = false;
-    bool over_budget_event = false;  // a PSE over-budget notification not yet evaluated
+    std::optional<std::uint32_t> prio_pending;  // a PSE priority on its way to the PSE (worker)
+    bool over_budget_event = false;             // a PSE over-budget notification not yet evaluated
     std::uint64_t refused_requests = 0;
     bool cycling = false;  // off for a power-cycle; the mode itself is unchanged
 
@@ -100,9 +108,75 @@ struct Manager::Impl {
   bool dirty = false;
   std::shared_ptr<spdlog::logger> log = ve::logger("poe");
 
+  // A status read of one port and what its callers want done with the result. A request for a
+  // port whose read has not started yet joins it: the result is fresh for both.
+  struct Waiter {
+    std::function<void(Port&)> evaluated;  // right after the status is evaluated (event reports)
+    std::function<void()> applied;         // once the writes the evaluation decided are done
+  };
+  struct PortRead {
+    std::atomic<bool> started{false};  // set by the worker thread, read on the loop
+    std::vector<Waiter> waiters;       // loop only
+  };
+  std::map<std::string, std::shared_ptr<PortRead>> reads;  // the latest read of each port in flight
+  // A poll round in flight: one read per port, evaluated as each comes back, settled after the last.
+  struct PollRound {
+    std::atomic<bool> started{false};
+    std::size_t left = 0;
+  };
+  std::shared_ptr<PollRound> polling;
+  bool poll_again = false;  // a poll was asked for after the round in flight had started
+  bool sync_io = false;     // start(): driver calls at once even with a worker
+  std::size_t pending = 0;  // calls on the worker whose result has not been applied yet
+  // Completions posted by the worker run only while this lives (they may outlive the manager in
+  // the loop's queue).
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  std::unique_ptr<PseWorker> worker;  // last: joined before anything a running job uses goes away
+
+  // Waiting requests at most. Reads coalesce (one per port, one poll round), so only a flood of
+  // writes can fill it; a request refused then fails like a busy PSE and the next poll retries.
+  static constexpr std::size_t kQueueCapacity = 1024;
+
   Impl(PoeDriver& d, EventSink& e, config::SiteConfigPtr c, Clock k, ManagerOptions o)
       : driver(d), events(e), config(std::move(c)), clock(std::move(k)), options(std::move(o)) {
     apply_config(false);
+    if (options.post) worker = std::make_unique<PseWorker>(kQueueCapacity);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Driver calls. Inline (no options.post, or start()): `io` and `done` run now, on this thread.
+  // Worker: `io` runs on the PSE thread in the order of the calls, and `done` gets its result
+  // later on the loop through options.post (not at all once the manager is gone).
+  template <typename T>
+  void call(std::function<DriverResult<T>(PoeDriver&)> io, std::function<void(Impl&, DriverResult<T>)> done) {
+    if (!worker || sync_io) {
+      done(*this, io(driver));
+      return;
+    }
+    std::function<void()> job = [&d = driver, post = options.post, alive = std::weak_ptr<int>(alive), self = this,
+                                 io = std::move(io), done] {
+      DriverResult<T> r = io(d);
+      post([alive, self, done, r = std::move(r)]() mutable {
+        if (alive.expired()) return;
+        --self->pending;
+        done(*self, std::move(r));
+      });
+    };
+    ++pending;
+    if (worker->push(job)) return;
+    log->error("PSE request queue full ({} waiting): request failed", kQueueCapacity);
+    options.post([alive = std::weak_ptr<int>(alive), self = this, done] {
+      if (alive.expired()) return;
+      --self->pending;
+      done(*self, unexpected(DriverError{DriverErrorCode::Busy, "PSE request queue full", EBUSY}));
+    });
+  }
+  bool inline_io() const { return !worker || sync_io; }
+
+  // `applied` once every driver call made so far is done (the queue is FIFO).
+  void after_queued(std::function<void()> applied) {
+    call<void>([](PoeDriver&) { return DriverResult<void>{}; },
+               [applied = std::move(applied)](Impl&, DriverResult<void>) { applied(); });
   }
 
   Port* find(const std::string& name) {
@@ -186,8 +260,16 @@ struct Manager::Impl {
     }
     if (!p.pse_budgets() || p.prio_unsupported) return;
     const std::uint32_t want = pse_priority_for(p.cfg.priority, *p.pse_prio_max);
-    if (p.pse_prio == want) return;
-    auto r = driver.set_priority(p.name, want);
+    if (p.pse_prio == want || p.prio_pending == want) return;
+    p.prio_pending = want;
+    call<void>([name = p.name, want](PoeDriver& d) { return d.set_priority(name, want); },
+               [name = p.name, want](Impl& m, DriverResult<void> r) {
+                 if (Port* q = m.find(name)) m.priority_written(*q, want, r);
+               });
+  }
+
+  void priority_written(Port& p, std::uint32_t want, const DriverResult<void>& r) {
+    if (p.prio_pending == want) p.prio_pending.reset();
     if (!r) {
       log->warn("{}: cannot set PSE priority {}: {} ({})", p.name, want, r.error().message, to_string(r.error().code));
       if (r.error().code == DriverErrorCode::NotSupported || r.error().code == DriverErrorCode::Invalid) {
@@ -228,21 +310,31 @@ struct Manager::Impl {
     }
   }
 
+  // Switches the port's power. Inline: false when the PSE refused. Worker: true, the write is taken
+  // as done when decided (so the budget counts it at once); a refusal marks the port when it comes
+  // back, and the next poll reads what the PSE really did.
   bool admin(Port& p, bool enable) {
-    auto r = driver.set_admin(p.name, enable);
-    if (!r) {
-      log->warn("{}: cannot {} PoE: {} ({})", p.name, enable ? "enable" : "disable", r.error().message,
-                to_string(r.error().code));
-      p.detail = r.error().message;
-      if (r.error().code == DriverErrorCode::NoPse) {
-        set_oper(p, Oper::NoPse);
-        p.allocated_mw = 0;
-      } else {
-        set_oper(p, Oper::Error);
-      }
-      return false;
+    bool ok = true;
+    bool* refused_now = inline_io() ? &ok : nullptr;  // only an inline `done` runs before we return
+    call<void>([name = p.name, enable](PoeDriver& d) { return d.set_admin(name, enable); },
+               [name = p.name, enable, refused_now](Impl& m, DriverResult<void> r) {
+                 if (r) return;
+                 if (refused_now != nullptr) *refused_now = false;
+                 if (Port* q = m.find(name)) m.admin_failed(*q, enable, r.error());
+               });
+    return ok;
+  }
+
+  void admin_failed(Port& p, bool enable, const DriverError& e) {
+    log->warn("{}: cannot {} PoE: {} ({})", p.name, enable ? "enable" : "disable", e.message, to_string(e.code));
+    p.detail = e.message;
+    if (e.code == DriverErrorCode::NoPse) {
+      set_oper(p, Oper::NoPse);
+      p.allocated_mw = 0;
+    } else {
+      set_oper(p, Oper::Error);
     }
-    return true;
+    if (!inline_io()) save_if_dirty();  // a late result: nobody else saves after it
   }
 
   // The PSE polices the port at its allocation, where the hardware offers a limit.
@@ -250,8 +342,19 @@ struct Manager::Impl {
     if (p.limit_unsupported || p.allocated_mw == 0) return;
     // Never below what the device draws now: the PSE would trip it (a power cut).
     const std::uint32_t limit = fit_power_limit(std::max(p.allocated_mw, p.measured_mw), p.limit_ranges);
-    if (p.limit_set_mw && *p.limit_set_mw == limit) return;
-    auto r = driver.set_power_limit(p.name, limit);
+    const auto current = p.limit_pending_mw ? p.limit_pending_mw : p.limit_set_mw;
+    if (current && *current == limit) return;
+    p.limit_pending_mw = limit;
+    call<void>([name = p.name, limit](PoeDriver& d) { return d.set_power_limit(name, limit); },
+               [name = p.name, limit](Impl& m, DriverResult<void> r) {
+                 if (Port* q = m.find(name)) m.limit_written(*q, limit, r);
+               });
+  }
+
+  void limit_written(Port& p, std::uint32_t limit, const DriverResult<void>& r) {
+    // Superseded by a newer limit or a release while on its way: that one is what counts.
+    const bool latest = p.limit_pending_mw == limit;
+    if (latest) p.limit_pending_mw.reset();
     if (!r) {
       if (r.error().code == DriverErrorCode::NotSupported || r.error().code == DriverErrorCode::NoPse ||
           r.error().code == DriverErrorCode::Invalid) {
@@ -262,7 +365,7 @@ struct Manager::Impl {
       }
       return;
     }
-    p.limit_set_mw = limit;
+    if (latest) p.limit_set_mw = limit;
   }
 
   void release(Port& p) {
@@ -273,6 +376,7 @@ struct Manager::Impl {
     p.measured_mw = 0;
     p.restore_until.reset();
     p.limit_set_mw.reset();
+    p.limit_pending_mw.reset();
     dirty = true;
   }
 
@@ -560,10 +664,13 @@ struct Manager::Impl {
     set_oper(p, Oper::Searching);
   }
 
-  void on_events(Port& p, const PseEvents& e) {
-    if (e.over_budget) p.over_budget_event = true;
-    evaluate(p, driver.status(p.name));
-    // What a state change above did not already put into the timeline.
+  void on_events(Port& port, const PseEvents& e) {
+    if (e.over_budget) port.over_budget_event = true;
+    read_port(port.name, {[this, e](Port& p) { report_events(p, e); }, {}});
+  }
+
+  // What the state change of a PSE notification did not already put into the timeline.
+  void report_events(Port& p, const PseEvents& e) {
     if (e.over_current && p.oper != Oper::Fault) {
       log->warn("{}: PSE reports over-current", p.name);
       report(p, Outcome::Failed, "PSE reports over-current");
@@ -579,6 +686,40 @@ struct Manager::Impl {
     if (e.over_budget && p.oper != Oper::Shed) {
       log->info("{}: PSE reports domain {} over budget", p.name, domain_text(p));
     }
+  }
+
+  // Reads `name` and reacts (as poll does for every port); `w` says what else to do then.
+  void read_port(const std::string& name, Waiter w) {
+    if (auto it = reads.find(name); it != reads.end() && !it->second->started) {
+      it->second->waiters.push_back(std::move(w));  // not read yet: its result serves this too
+      return;
+    }
+    auto read = std::make_shared<PortRead>();
+    read->waiters.push_back(std::move(w));
+    reads[name] = read;
+    call<PortStatus>(
+        [name, read](PoeDriver& d) {
+          read->started = true;
+          return d.status(name);
+        },
+        [name, read](Impl& m, DriverResult<PortStatus> r) { m.port_read(name, *read, r); });
+  }
+
+  void port_read(const std::string& name, PortRead& read, const DriverResult<PortStatus>& r) {
+    if (auto it = reads.find(name); it != reads.end() && it->second.get() == &read) reads.erase(it);
+    if (Port* p = find(name)) {
+      evaluate(*p, r);
+      for (auto& w : read.waiters) {
+        if (w.evaluated) w.evaluated(*p);
+      }
+    }
+    settle();
+    for (auto& w : read.waiters) {
+      if (w.applied) after_queued(std::move(w.applied));
+    }
+  }
+
+  void settle() {
     enforce_budget();
     restore();
     save_if_dirty();
@@ -625,11 +766,36 @@ struct Manager::Impl {
     }
   }
 
+  // Reads every port, evaluating each as it comes, then settles the budget once. A poll asked for
+  // while a round waits to start is that round; one asked for while a round runs follows it.
   void poll_all() {
-    for (auto& p : ports) evaluate(p, driver.status(p.name));
-    enforce_budget();
-    restore();
-    save_if_dirty();
+    if (polling) {
+      if (polling->started) poll_again = true;
+      return;
+    }
+    if (ports.empty()) return settle();
+    auto round = std::make_shared<PollRound>();
+    round->left = ports.size();
+    polling = round;
+    std::vector<std::string> names;
+    for (const auto& p : ports) names.push_back(p.name);
+    for (const auto& name : names) {
+      call<PortStatus>(
+          [name, round](PoeDriver& d) {
+            round->started = true;
+            return d.status(name);
+          },
+          [name, round](Impl& m, DriverResult<PortStatus> r) {
+            if (Port* p = m.find(name)) m.evaluate(*p, r);
+            if (--round->left == 0) m.poll_done();
+          });
+    }
+  }
+
+  void poll_done() {
+    polling.reset();
+    settle();
+    if (std::exchange(poll_again, false)) poll_all();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -696,7 +862,10 @@ struct Manager::Impl {
     return out;
   }
 
+  // Synchronous even with a worker: it runs before the loop serves anyone, nothing else is queued
+  // yet, and what it adopts decides whether a phone keeps its power across a restart.
   void start() {
+    sync_io = true;
     const auto saved = load_state();
     for (auto& p : ports) {
       nlohmann::json pj;
@@ -743,21 +912,17 @@ struct Manager::Impl {
       evaluate(p, r);
     }
     dirty = true;
-    enforce_budget();
-    restore();
-    save_if_dirty();
+    settle();
+    sync_io = false;
   }
 
   std::uint32_t negotiate(const std::string& name, std::uint32_t requested) {
     Port* p = find(name);
     if (p == nullptr || p->mode() == PoeMode::Off) return 0;
-    // The device may have come up since the last poll: look before answering "no power".
-    if (p->oper != Oper::On) {
-      evaluate(*p, driver.status(p->name));
-      enforce_budget();
-      restore();
-      save_if_dirty();
-    }
+    // The device may have come up since the last poll: look before answering "no power". Inline
+    // the answer below sees it; with a worker the read comes back later, for the next request (a
+    // phone repeats it), and the answer is the state as the manager knows it now.
+    if (p->oper != Oper::On) read_port(p->name, {});
     if (p->oper != Oper::On) return 0;
     // A request below what the device draws now would trip the port (a power cut): refused, the
     // port keeps what it has. Whoever sent it, this cannot be the powered device's real need.
@@ -845,12 +1010,11 @@ Manager::~Manager() = default;
 void Manager::start() { impl_->start(); }
 void Manager::poll() { impl_->poll_all(); }
 
-void Manager::poll_port(const std::string& port) {
-  if (Impl::Port* p = impl_->find(port)) {
-    impl_->evaluate(*p, impl_->driver.status(port));
-    impl_->enforce_budget();
-    impl_->restore();
-    impl_->save_if_dirty();
+void Manager::poll_port(const std::string& port, std::function<void()> applied) {
+  if (impl_->find(port) != nullptr) {
+    impl_->read_port(port, {{}, std::move(applied)});
+  } else if (applied) {
+    applied();
   }
 }
 
@@ -862,12 +1026,28 @@ void Manager::on_pse_events(const std::string& port, const PseEvents& events) {
   if (Impl::Port* p = impl_->find(port)) impl_->on_events(*p, events);
 }
 
+void Manager::read_notifications(std::function<void()> then) {
+  impl_->call<std::vector<PortEvent>>(
+      [](PoeDriver& d) -> DriverResult<std::vector<PortEvent>> { return d.read_notifications(); },
+      [then = std::move(then)](Impl& m, DriverResult<std::vector<PortEvent>> r) {
+        if (r) {
+          for (const auto& e : r.value()) {
+            if (Impl::Port* p = m.find(e.port)) m.on_events(*p, e.events);
+          }
+        }
+        if (then) then();
+      });
+}
+
+std::size_t Manager::pending_requests() const { return impl_->pending; }
+
 std::uint32_t Manager::available(const std::string& port) const {
   const Impl::Port* p = impl_->find(port);
   return p != nullptr && p->oper == Oper::On ? p->allocated_mw : 0;
 }
 
-Result<void, std::string> Manager::set_mode(const std::string& port, config::PoeMode mode) {
+Result<void, std::string> Manager::set_mode(const std::string& port, config::PoeMode mode,
+                                            std::function<void()> applied) {
   Impl::Port* p = impl_->find(port);
   if (p == nullptr) return unexpected(std::string("no such port: ") + port);
   if (mode == p->cfg.mode) {
@@ -882,11 +1062,11 @@ Result<void, std::string> Manager::set_mode(const std::string& port, config::Poe
     p->held_mw = 0;
   }
   impl_->dirty = true;
-  poll_port(port);
+  poll_port(port, std::move(applied));
   return {};
 }
 
-Result<void, std::string> Manager::begin_power_cycle(const std::string& port) {
+Result<void, std::string> Manager::begin_power_cycle(const std::string& port, std::function<void()> applied) {
   Impl::Port* p = impl_->find(port);
   if (p == nullptr) return unexpected(std::string("no such port: ") + port);
   if (p->cycling) return unexpected(port + " is already being power-cycled");
@@ -895,13 +1075,16 @@ Result<void, std::string> Manager::begin_power_cycle(const std::string& port) {
   impl_->log->info("{}: power-cycle: power off", port);
   p->cycling = true;
   impl_->dirty = true;
-  poll_port(port);
+  poll_port(port, std::move(applied));
   return {};
 }
 
-void Manager::end_power_cycle(const std::string& port) {
+void Manager::end_power_cycle(const std::string& port, std::function<void()> applied) {
   Impl::Port* p = impl_->find(port);
-  if (p == nullptr || !p->cycling) return;
+  if (p == nullptr || !p->cycling) {
+    if (applied) applied();
+    return;
+  }
   impl_->log->info("{}: power-cycle: power on", port);
   p->cycling = false;
   if (p->oper == Oper::Shed || p->oper == Oper::Denied) {
@@ -909,7 +1092,7 @@ void Manager::end_power_cycle(const std::string& port) {
     p->held_mw = 0;
   }
   impl_->dirty = true;
-  poll_port(port);
+  poll_port(port, std::move(applied));
 }
 
 void Manager::set_port_device(const std::string& port, const MacAddress& mac) {

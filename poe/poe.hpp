@@ -3,7 +3,12 @@
 // that behaves like the kernel's PSE interface, and the kernel's PSE framework over ethtool
 // generic netlink), and the Manager that owns the budget, priorities and shedding.
 //
-// Threading: everything here is single-threaded; the daemon calls it from its io_context.
+// Threading: the Manager is called from one thread (the daemon's io_context) and keeps all its
+// state there. A driver is used by one thread at a time: the caller's (inline, the default), or the
+// Manager's own PSE worker thread when ManagerOptions::post is set, which is how the daemon runs it
+// so that no PSE request (a netlink round trip of up to 1 s) blocks the loop. Results come back to
+// the loop through `post`. Once the Manager exists, only it may call the driver (read_notifications
+// included); SimDriver's test controls are for when no request is in flight.
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -269,6 +274,12 @@ struct ManagerOptions {
   std::filesystem::path state_file;  // empty = no persistence
   // A restored (re-enabled) port keeps its reservation this long while it searches.
   std::chrono::milliseconds restore_hold{5000};
+  // Where driver calls run. Empty: at once, on the caller's thread (the simulated PSE of the unit
+  // tests, which never blocks). Set: on the manager's PSE worker thread, one at a time in the order
+  // they were decided; each result is handed to `post`, which must run it on the caller's thread
+  // (the daemon: asio::post to its io_context). Decisions stay on the caller's thread and take a
+  // write as done when made; a write the PSE refuses marks the port Error when its result is back.
+  std::function<void(std::function<void()>)> post;
 };
 
 class Manager {
@@ -279,27 +290,36 @@ class Manager {
   Manager& operator=(const Manager&) = delete;
 
   // Adopts what the hardware reports (never switching off a powered port that the site file
-  // still wants powered), then brings every port to its mode.
+  // still wants powered), then brings every port to its mode. Calls the driver synchronously even
+  // with a worker: call it first, before the loop serves anyone.
   void start();
   // Reads the driver for every port and reacts: new devices, unplugs, faults, shedding, restoring.
+  // With a worker the reads run there and the reaction follows when they are back.
   void poll();
-  void poll_port(const std::string& port);
+  // The same for one port; `applied` once what it decided has reached the PSE.
+  void poll_port(const std::string& port, std::function<void()> applied = {});
   // CDP 0x19 / LLDP-MED: the device on `port` asks for `requested_mw`; returns granted mW, capped
   // by the port's max_watts and by what the budget has free. 0 when the port is not powered.
+  // Never waits for the PSE with a worker: the grant is budget arithmetic on the manager's state,
+  // the new power limit is written behind it.
   std::uint32_t negotiate(const std::string& port, std::uint32_t requested_mw);
   // What is allocated on `port` now (0 when not powered).
   std::uint32_t available(const std::string& port) const;
   // The PSE told us about `port` (kernel PSE_NTF / sim): reads the port at once and puts what
   // happened into the phone's timeline.
   void on_pse_events(const std::string& port, const PseEvents& events);
+  // The driver's notification_fd() is readable: reads the notifications (on the worker, if any),
+  // handles each as on_pse_events, then calls `then` (on the caller's thread).
+  void read_notifications(std::function<void()> then);
   // Run-time mode (voiceedgectl power inline); persisted; cleared for a port when a reload
-  // changes that port's poe settings.
-  Result<void, std::string> set_mode(const std::string& port, config::PoeMode mode);
+  // changes that port's poe settings. `applied` once the change has reached the PSE.
+  Result<void, std::string> set_mode(const std::string& port, config::PoeMode mode, std::function<void()> applied = {});
   // Power-cycle one port (voiceedgectl phone power-cycle): begin takes power away without touching
   // the port's mode (nothing is persisted: a daemon restart in between powers the port as its mode
-  // says), end gives it back. Refused for a port without a PSE or whose mode is off.
-  Result<void, std::string> begin_power_cycle(const std::string& port);
-  void end_power_cycle(const std::string& port);
+  // says), end gives it back. Refused for a port without a PSE or whose mode is off. `applied` once
+  // power is off (begin) or enabled again (end) on the PSE.
+  Result<void, std::string> begin_power_cycle(const std::string& port, std::function<void()> applied = {});
+  void end_power_cycle(const std::string& port, std::function<void()> applied = {});
   // A neighbour protocol learned which device is on `port`.
   void set_port_device(const std::string& port, const MacAddress& mac);
   void clear_port_device(const std::string& port);
@@ -308,6 +328,8 @@ class Manager {
   std::vector<PortView> ports() const;
   std::optional<PortView> port(const std::string& name) const;
   Totals totals() const;
+  // PSE requests on the worker whose result has not been applied yet (always 0 inline).
+  std::size_t pending_requests() const;
 
  private:
   struct Impl;
