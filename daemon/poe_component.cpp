@@ -13,6 +13,7 @@
 
 #include "daemon/daemon_registry.hpp"
 #include "poe/poe.hpp"
+#include "ve/control_commands.hpp"
 #include "ve/log.hpp"
 
 namespace ve::daemon {
@@ -213,7 +214,7 @@ void add_poe_component(Wiring& w) {
     };
   }
 
-  w.ctx.control.add("show.power.inline", [raw](const json& args) -> ControlResult {
+  w.ctx.control.add(command::kShowPowerInline, [raw](const json& args) -> ControlResult {
     if (raw->manager() == nullptr) {
       return unexpected(ControlError{"unavailable", "PoE driver unavailable: " + raw->driver_error()});
     }
@@ -227,7 +228,7 @@ void add_poe_component(Wiring& w) {
   });
 
   // Answers once the PSE has done it, so the answer (and a `show` right after) shows the new state.
-  w.ctx.control.add_async("power.inline", ControlRole::Admin, [raw](const json& args, ControlDone done) {
+  w.ctx.control.add_async(command::kPowerInline, ControlRole::Admin, [raw](const json& args, ControlDone done) {
     if (raw->manager() == nullptr) {
       return done(unexpected(ControlError{"unavailable", "PoE driver unavailable: " + raw->driver_error()}));
     }

@@ -19,6 +19,7 @@
 #include "poe/poe.hpp"
 #include "poe/pse_codec.hpp"
 #include "ve/log.hpp"
+#include "ve/netlink.hpp"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
@@ -28,15 +29,8 @@ namespace ve::poe {
 
 namespace {
 
-struct SockDeleter {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-using SockPtr = std::unique_ptr<nl_sock, SockDeleter>;
-
-struct CbDeleter {
-  void operator()(nl_cb* c) const { nl_cb_put(c); }
-};
-using CbPtr = std::unique_ptr<nl_cb, CbDeleter>;
+using nl::CbPtr;
+using nl::SockPtr;
 
 // NLMSGERR_ATTR_MSG from <linux/netlink.h> (4.12): the extended ack's text.
 constexpr int kExtAckMsg = 1;

@@ -16,8 +16,6 @@
 
 namespace ve::poe::pse {
 
-void NlMsgDeleter::operator()(nl_msg* m) const { nlmsg_free(m); }
-
 namespace {
 
 // Starts a request to `family` with the device header every PSE request carries.

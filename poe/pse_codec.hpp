@@ -20,9 +20,8 @@
 #include <vector>
 
 #include "poe/poe.hpp"
+#include "ve/netlink.hpp"
 #include "ve/result.hpp"
-
-struct nl_msg;
 
 namespace ve::poe::pse {
 
@@ -115,10 +114,7 @@ inline constexpr std::uint32_t kExtPdDllPowerType = 7;
 inline constexpr std::uint32_t kExtPowerNotAvailable = 8;
 inline constexpr std::uint32_t kExtShortDetected = 9;
 
-struct NlMsgDeleter {
-  void operator()(nl_msg* m) const;
-};
-using NlMsgPtr = std::unique_ptr<nl_msg, NlMsgDeleter>;
+using NlMsgPtr = nl::MsgPtr;
 
 // Requests. `family` is the resolved id of "ethtool". Each carries the device by name in the
 // ETHTOOL_A_PSE_HEADER nest. Null only when libnl cannot allocate.
