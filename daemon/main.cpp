@@ -11,9 +11,7 @@
 
 #include "config/config.hpp"
 #include "daemon/daemon.hpp"
-#ifdef VE_HAVE_KEA_CONFIG
-#include "daemon/kea_config.hpp"
-#endif
+#include "dhcp/dhcp.hpp"
 
 namespace {
 
@@ -123,13 +121,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (print_kea) {
-#ifdef VE_HAVE_KEA_CONFIG
-    std::cout << ve::daemon::make_kea_config(**loaded, !(*loaded)->dhcp.kea.manage).dump(2) << "\n";
+    std::cout << ve::dhcp::make_kea_config(**loaded, !(*loaded)->dhcp.kea.manage).dump(2) << "\n";
     return 0;
-#else
-    std::cerr << "voiceedged was built without Kea support\n";
-    return 1;
-#endif
   }
   ve::daemon::Daemon daemon(config_path, loaded.value());
   return daemon.run();

@@ -41,8 +41,8 @@ enum class Gate {
   Refuse,  // a phone's config from an address that belongs to someone else: answer "not found"
 };
 
-// Counters, the recent-transfer ring and phone events. Guarded by a mutex only because tests and
-// the control socket read it while the loop writes; the loop itself is single-threaded.
+// Counters, the recent-transfer ring and phone events. Guarded by a mutex: besides the io_context
+// thread, the TFTP worker threads count into it (bump() from a running transfer, tftp_server.cpp).
 class Activity {
  public:
   Activity(EventSink& events, MacLookup mac_for_ip, std::size_t recent_capacity);

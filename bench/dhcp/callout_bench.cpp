@@ -21,7 +21,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kea-hooks/kea_hooks.hpp"
+#include "dhcp/codec.hpp"
 
 namespace {
 
@@ -60,15 +60,15 @@ void BM_Pkt4SendPhone(benchmark::State& state) { run_pkt4_send(state, "Cisco Sys
 void BM_Pkt4SendLaptop(benchmark::State& state) { run_pkt4_send(state, "MSFT 5.0"); }
 
 void BM_EncodeLeaseReport(benchmark::State& state) {
-  ve::kea_hooks::LeaseReport r;
+  ve::dhcp::LeaseReport r;
   r.mac = *ve::MacAddress::parse("00:aa:bb:00:00:01");
   r.ip = 0x0a0a6464;
   r.subnet = "10.10.100.0/24";
   r.vendor_class = "Cisco Systems, Inc. IP Phone CP-7841";
   r.hostname = "SEP00AABB000001";
-  r.phone = ve::kea_hooks::PhoneReason::VendorClass;
+  r.phone = ve::dhcp::PhoneReason::VendorClass;
   r.lifetime_s = 3600;
-  for (auto _ : state) benchmark::DoNotOptimize(ve::kea_hooks::encode_lease_report(r));
+  for (auto _ : state) benchmark::DoNotOptimize(ve::dhcp::encode_lease_report(r));
 }
 
 BENCHMARK(BM_Pkt4SendPhone);

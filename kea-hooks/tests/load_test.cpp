@@ -26,7 +26,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kea-hooks/kea_hooks.hpp"
+#include "dhcp/codec.hpp"
 
 namespace {
 
@@ -143,12 +143,12 @@ TEST_F(HookLoad, ReleaseDeclineAndExpireAreReportedToTheEventSocket) {
   struct Case {
     int hook;
     bool with_query;
-    ve::kea_hooks::LeaseEventKind kind;
+    ve::dhcp::LeaseEventKind kind;
   };
-  for (const auto& c : {Case{hooks_.lease4_release, true, ve::kea_hooks::LeaseEventKind::Release},
-                        Case{hooks_.lease4_decline, true, ve::kea_hooks::LeaseEventKind::Decline},
-                        Case{hooks_.lease4_expire, false, ve::kea_hooks::LeaseEventKind::Expire}}) {
-    SCOPED_TRACE(std::string(ve::kea_hooks::to_string(c.kind)));
+  for (const auto& c : {Case{hooks_.lease4_release, true, ve::dhcp::LeaseEventKind::Release},
+                        Case{hooks_.lease4_decline, true, ve::dhcp::LeaseEventKind::Decline},
+                        Case{hooks_.lease4_expire, false, ve::dhcp::LeaseEventKind::Expire}}) {
+    SCOPED_TRACE(std::string(ve::dhcp::to_string(c.kind)));
     auto hw = boost::make_shared<HWAddr>(std::vector<uint8_t>{0x00, 0xaa, 0xbb, 0x00, 0x00, 0x09}, HTYPE_ETHER);
     auto lease = boost::make_shared<Lease4>(isc::asiolink::IOAddress("10.10.100.150"), hw, nullptr, 0, 3600, 0, 1);
     CalloutHandlePtr handle = HooksManager::createCalloutHandle();
@@ -163,12 +163,11 @@ TEST_F(HookLoad, ReleaseDeclineAndExpireAreReportedToTheEventSocket) {
     char buf[4096];
     const auto n = ::recv(fd, buf, sizeof(buf), 0);
     ASSERT_GT(n, 0);
-    auto r =
-        ve::kea_hooks::decode_lease_report(std::span(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
+    auto r = ve::dhcp::decode_lease_report(std::span(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
     ASSERT_TRUE(r);
     EXPECT_EQ(r->kind, c.kind);
     EXPECT_EQ(r->mac.to_string(), "00:aa:bb:00:00:09");
-    EXPECT_EQ(ve::kea_hooks::format_ipv4(r->ip), "10.10.100.150");
+    EXPECT_EQ(ve::dhcp::format_ipv4(r->ip), "10.10.100.150");
     EXPECT_EQ(r->subnet, "10.10.100.0/24");
   }
   ::close(fd);

@@ -17,11 +17,11 @@
 
 #include <gtest/gtest.h>
 
-#include "daemon/kea_supervisor.hpp"
+#include "dhcp/kea_supervisor.hpp"
 
 extern char** environ;
 
-namespace ve::daemon {
+namespace ve::dhcp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -149,4 +149,4 @@ TEST(KeaConflict, AForeignKeaIsNamedWithItsPid) {
 }
 
 }  // namespace
-}  // namespace ve::daemon
+}  // namespace ve::dhcp

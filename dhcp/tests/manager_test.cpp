@@ -1,39 +1,29 @@
-// The daemon's dhcp component without Kea (manage: false): lease reports arriving on its datagram
-// socket become the lease table (show.dhcp.leases, Services::mac_for_ip) and, for phones, step-4
-// journey events; malformed datagrams are counted and dropped.
+// dhcp::Manager without Kea (manage: false): lease reports arriving on its datagram socket become
+// the lease table (show.dhcp.leases, mac_for_ip) and, for phones, step-4 journey events; malformed
+// datagrams are counted and dropped.
 #include <gtest/gtest.h>
 
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
-#include <map>
 
 #include <boost/asio/io_context.hpp>
 
 #include "config/config.hpp"
-#include "daemon/daemon_registry.hpp"
-#include "kea-hooks/kea_hooks.hpp"
+#include "dhcp/dhcp.hpp"
 
-namespace ve::daemon {
-void add_dhcp_component(Wiring& w);
-
+namespace ve::dhcp {
 namespace {
 
 namespace fs = std::filesystem;
-namespace kh = ve::kea_hooks;
 
 class RecordingSink final : public EventSink {
  public:
   void report(PhoneEvent e) override { events.push_back(std::move(e)); }
   std::vector<PhoneEvent> events;
-};
-
-class TableRegistry final : public ControlRegistry {
- public:
-  void add(const std::string& cmd, ControlHandler h) override { handlers[cmd] = std::move(h); }
-  std::map<std::string, ControlHandler> handlers;
 };
 
 class DhcpComponentTest : public ::testing::Test {
@@ -55,14 +45,11 @@ class DhcpComponentTest : public ::testing::Test {
                             "      pool: 10.10.100.100-10.10.100.199\n      router: 10.10.100.1\n"
                             "      tftp_servers: [10.10.100.1]\n");
     ASSERT_TRUE(loaded) << loaded.error().front().to_string();
-    ctx_ = std::make_unique<Context>(Context{io_, sink_, control_, services_, *loaded});
-    wiring_ = std::make_unique<Wiring>(Wiring{*ctx_, {}});
-    add_dhcp_component(*wiring_);
-    ASSERT_EQ(wiring_->components.size(), 1u);
-    wiring_->components[0]->start();
+    manager_ = std::make_unique<Manager>(io_, *loaded, sink_);
+    manager_->start();
   }
   void TearDown() override {
-    if (wiring_ && !wiring_->components.empty()) wiring_->components[0]->stop();
+    if (manager_) manager_->stop();
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
@@ -76,39 +63,34 @@ class DhcpComponentTest : public ::testing::Test {
               static_cast<ssize_t>(datagram.size()));
     ::close(fd);
   }
-  void send(kh::LeaseEventKind kind, const char* mac, std::uint32_t ip, kh::PhoneReason phone) {
-    kh::LeaseReport r;
+  void send(LeaseEventKind kind, const char* mac, std::uint32_t ip, PhoneReason phone) {
+    LeaseReport r;
     r.kind = kind;
     r.mac = *MacAddress::parse(mac);
     r.ip = ip;
     r.subnet = "10.10.100.0/24";
     r.phone = phone;
-    r.lifetime_s = kind == kh::LeaseEventKind::Ack ? 3600 : 0;
-    send_raw(kh::encode_lease_report(r));
+    r.lifetime_s = kind == LeaseEventKind::Ack ? 3600 : 0;
+    send_raw(encode_lease_report(r));
   }
   void pump() {
     io_.restart();
     io_.run_for(std::chrono::milliseconds(100));
   }
-  nlohmann::json show() {
-    auto r = control_.handlers.at("show.dhcp.leases")(nlohmann::json::object());
-    EXPECT_TRUE(r);
-    return r ? r.value() : nlohmann::json{};
-  }
+  // What show.dhcp.leases answers.
+  nlohmann::json show() const { return {{"leases", manager_->leases()}, {"status", manager_->status()}}; }
+  std::optional<MacAddress> mac_for_ip(const std::string& ip) { return manager_->mac_for_ip(ip); }
 
   fs::path dir_;
   std::string events_path_;
   boost::asio::io_context io_;
   RecordingSink sink_;
-  TableRegistry control_;
-  Services services_;
-  std::unique_ptr<Context> ctx_;
-  std::unique_ptr<Wiring> wiring_;
+  std::unique_ptr<Manager> manager_;
 };
 
 TEST_F(DhcpComponentTest, PhoneAckBecomesALeaseAndAStep4Event) {
-  send(kh::LeaseEventKind::Offer, "00:aa:bb:00:00:01", 0x0a0a6464, kh::PhoneReason::VendorClass);
-  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:01", 0x0a0a6464, kh::PhoneReason::VendorClass);
+  send(LeaseEventKind::Offer, "00:aa:bb:00:00:01", 0x0a0a6464, PhoneReason::VendorClass);
+  send(LeaseEventKind::Ack, "00:aa:bb:00:00:01", 0x0a0a6464, PhoneReason::VendorClass);
   pump();
   ASSERT_EQ(sink_.events.size(), 2u);
   EXPECT_EQ(sink_.events[0].step, Step::Dhcp);
@@ -122,27 +104,26 @@ TEST_F(DhcpComponentTest, PhoneAckBecomesALeaseAndAStep4Event) {
   EXPECT_EQ(data["leases"][0]["state"], "bound");
   EXPECT_EQ(data["leases"][0]["device"], "SEP00AABB000001");
   EXPECT_GT(data["leases"][0]["expires_in_s"].get<int>(), 3500);
-  ASSERT_TRUE(services_.mac_for_ip);
-  EXPECT_EQ(services_.mac_for_ip("10.10.100.100"), MacAddress::parse("00:aa:bb:00:00:01"));
-  EXPECT_FALSE(services_.mac_for_ip("10.10.100.101"));
-  EXPECT_FALSE(services_.mac_for_ip("not an address"));
+  EXPECT_EQ(mac_for_ip("10.10.100.100"), MacAddress::parse("00:aa:bb:00:00:01"));
+  EXPECT_FALSE(mac_for_ip("10.10.100.101"));
+  EXPECT_FALSE(mac_for_ip("not an address"));
 }
 
 TEST_F(DhcpComponentTest, LaptopLeasesAreListedButNotJourneyEvents) {
-  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:02", 0x0a0a6465, kh::PhoneReason::NotPhone);
+  send(LeaseEventKind::Ack, "00:aa:bb:00:00:02", 0x0a0a6465, PhoneReason::NotPhone);
   pump();
   EXPECT_TRUE(sink_.events.empty());
   EXPECT_EQ(show()["leases"].size(), 1u);
 }
 
 TEST_F(DhcpComponentTest, ReleaseAndDeclineChangeTheLeaseAndReportTheOutcome) {
-  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:03", 0x0a0a6466, kh::PhoneReason::Listed);
-  send(kh::LeaseEventKind::Release, "00:aa:bb:00:00:03", 0x0a0a6466, kh::PhoneReason::Listed);
-  send(kh::LeaseEventKind::Decline, "00:aa:bb:00:00:04", 0x0a0a6467, kh::PhoneReason::Oui);
+  send(LeaseEventKind::Ack, "00:aa:bb:00:00:03", 0x0a0a6466, PhoneReason::Listed);
+  send(LeaseEventKind::Release, "00:aa:bb:00:00:03", 0x0a0a6466, PhoneReason::Listed);
+  send(LeaseEventKind::Decline, "00:aa:bb:00:00:04", 0x0a0a6467, PhoneReason::Oui);
   pump();
   ASSERT_EQ(sink_.events.size(), 3u);
   EXPECT_EQ(sink_.events[2].outcome, Outcome::Failed);
-  EXPECT_FALSE(services_.mac_for_ip("10.10.100.102"));  // released
+  EXPECT_FALSE(mac_for_ip("10.10.100.102"));  // released
   auto leases = show()["leases"];
   ASSERT_EQ(leases.size(), 2u);
   EXPECT_EQ(leases[0]["state"], "released");
@@ -153,7 +134,7 @@ TEST_F(DhcpComponentTest, MalformedDatagramsAreCountedAndDropped) {
   send_raw("{not json");
   send_raw(R"({"v":1,"event":"ack","mac":"zz","ip":"10.10.100.100"})");
   send_raw(std::string(5000, 'x'));
-  send(kh::LeaseEventKind::Ack, "00:aa:bb:00:00:05", 0x0a0a6468, kh::PhoneReason::VendorClass);
+  send(LeaseEventKind::Ack, "00:aa:bb:00:00:05", 0x0a0a6468, PhoneReason::VendorClass);
   pump();
   auto data = show();
   EXPECT_EQ(data["status"]["reports_malformed"], 3);
@@ -178,4 +159,4 @@ TEST_F(DhcpComponentWithoutHook, DoesNotStartKeaThatCouldNotLoadTheHook) {
 }
 
 }  // namespace
-}  // namespace ve::daemon
+}  // namespace ve::dhcp

@@ -1,13 +1,13 @@
 // Site file -> kea-dhcp4 configuration. One place decides what Kea is told, so the hook and Kea
 // always agree on subnets, pools and the site file.
-#include "daemon/kea_config.hpp"
+#include "dhcp/dhcp.hpp"
 
 #include <set>
 #include <string>
 
 #include <fmt/format.h>
 
-namespace ve::daemon {
+namespace ve::dhcp {
 
 namespace fs = std::filesystem;
 
@@ -105,4 +105,4 @@ nlohmann::json make_kea_config(const config::SiteConfig& site, bool hook_part_on
                   {"maxver", 2}}}}}}}}}};
 }
 
-}  // namespace ve::daemon
+}  // namespace ve::dhcp

@@ -4,9 +4,9 @@
 
 #include <string>
 
-#include "kea-hooks/kea_hooks.hpp"
+#include "dhcp/codec.hpp"
 
-namespace ve::kea_hooks {
+namespace ve::dhcp {
 namespace {
 
 std::span<const std::uint8_t> bytes(std::string_view s) {
@@ -208,9 +208,9 @@ TEST(LeaseReport, RejectsEachKindOfBadDatagram) {
 }
 
 }  // namespace
-}  // namespace ve::kea_hooks
+}  // namespace ve::dhcp
 
-namespace ve::kea_hooks {
+namespace ve::dhcp {
 namespace {
 
 TEST(MemfileLeases, LaterRowsWinAndJunkIsSkipped) {
@@ -232,4 +232,4 @@ TEST(MemfileLeases, LaterRowsWinAndJunkIsSkipped) {
 }
 
 }  // namespace
-}  // namespace ve::kea_hooks
+}  // namespace ve::dhcp

@@ -1,10 +1,11 @@
 #pragma once
-// Runs kea-dhcp4 for the daemon (dhcp.kea.manage: true): writes its config, starts it in its own
-// session so that a crash of voiceedged does not take DHCP down, adopts a running one (pid file
-// + /proc cmdline) after such a crash, restarts it with backoff when it dies, reloads it over its
-// control socket when the site file changes, and stops it on a clean shutdown. Kea logs to a file
-// in the state directory (never to a pipe into the daemon, which would kill Kea with SIGPIPE once
-// the daemon is gone); the supervisor relays new lines into the daemon's log with a prefix.
+// Private to dhcp/ (Manager and its tests). Runs kea-dhcp4 for the daemon (dhcp.kea.manage:
+// true): writes its config, starts it in its own session so that a crash of voiceedged does not
+// take DHCP down, adopts a running one (pid file + /proc cmdline) after such a crash, restarts it
+// with backoff when it dies, reloads it over its control socket when the site file changes, and
+// stops it on a clean shutdown. Kea logs to a file in the state directory (never to a pipe into
+// the daemon, which would kill Kea with SIGPIPE once the daemon is gone); the supervisor relays
+// new lines into the daemon's log with a prefix.
 #include <sys/types.h>
 
 #include <chrono>
@@ -21,9 +22,9 @@
 #include <spdlog/logger.h>
 
 #include "config/config.hpp"
-#include "daemon/kea_config.hpp"
+#include "dhcp/dhcp.hpp"
 
-namespace ve::daemon {
+namespace ve::dhcp {
 
 // Another DHCP server where our Kea would serve (Debian's kea-dhcp4-server.service, dnsmasq, a
 // second box's config...). Looked for before each start of our Kea, so that it is reported in the
@@ -87,4 +88,4 @@ class KeaSupervisor {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async callbacks after destruction
 };
 
-}  // namespace ve::daemon
+}  // namespace ve::dhcp

@@ -1,4 +1,5 @@
-// Pure parts of the DHCP side: phone classification, option 150/66 building, lease-report format.
+// ve_dhcp_codec: phone classification, option 150/66 building, the lease-report format and Kea's
+// memfile lease file.
 // Input here comes from DHCP clients (option 60/55) and from a datagram socket: every length is
 // checked, nothing throws.
 #include <algorithm>
@@ -7,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kea-hooks/kea_hooks.hpp"
+#include "dhcp/codec.hpp"
 
-namespace ve::kea_hooks {
+namespace ve::dhcp {
 
 std::string_view to_string(PhoneReason r) {
   switch (r) {
@@ -361,4 +362,4 @@ std::vector<MemfileLease> parse_memfile_leases(std::string_view csv) {
   return out;
 }
 
-}  // namespace ve::kea_hooks
+}  // namespace ve::dhcp

@@ -1,5 +1,5 @@
 // kea-dhcp4 as a supervised, crash-surviving child. See kea_supervisor.hpp for the why.
-#include "daemon/kea_supervisor.hpp"
+#include "dhcp/kea_supervisor.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -23,7 +23,7 @@
 
 extern char** environ;
 
-namespace ve::daemon {
+namespace ve::dhcp {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -458,4 +458,4 @@ nlohmann::json KeaSupervisor::status() const {
   return j;
 }
 
-}  // namespace ve::daemon
+}  // namespace ve::dhcp

@@ -7,9 +7,9 @@
 #include <fstream>
 
 #include "config/config.hpp"
-#include "daemon/kea_config.hpp"
+#include "dhcp/dhcp.hpp"
 
-namespace ve::daemon {
+namespace ve::dhcp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -96,4 +96,4 @@ TEST(KeaConfig, RealKeaAcceptsIt) {
 }
 
 }  // namespace
-}  // namespace ve::daemon
+}  // namespace ve::dhcp
