@@ -2,6 +2,7 @@
 // its phone events through the journey sink, Services::mac_for_ip and "show.dhcp.leases".
 #include "daemon/daemon_registry.hpp"
 #include "dhcp/dhcp.hpp"
+#include "ve/control_commands.hpp"
 
 namespace ve::daemon {
 namespace {
@@ -31,7 +32,7 @@ class DhcpComponent final : public Component {
 void add_dhcp_component(Wiring& w) {
   auto component = std::make_unique<DhcpComponent>(w.ctx);
   auto& dhcp = component->manager();
-  w.ctx.control.add("show.dhcp.leases", [&dhcp](const nlohmann::json&) -> ControlResult {
+  w.ctx.control.add(command::kShowDhcpLeases, [&dhcp](const nlohmann::json&) -> ControlResult {
     return nlohmann::json{{"leases", dhcp.leases()}, {"status", dhcp.status()}};
   });
   w.ctx.services.mac_for_ip = [&dhcp](const std::string& ip) { return dhcp.mac_for_ip(ip); };

@@ -24,13 +24,6 @@ std::string_view to_string(PhoneReason r) {
 
 namespace {
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 std::optional<PhoneReason> parse_phone_reason(std::string_view text) {
   for (auto r : {PhoneReason::NotPhone, PhoneReason::VendorClass, PhoneReason::Oui, PhoneReason::Listed})
     if (to_string(r) == text) return r;
@@ -39,31 +32,11 @@ std::optional<PhoneReason> parse_phone_reason(std::string_view text) {
 
 }  // namespace
 
-std::optional<std::array<std::uint8_t, 3>> parse_oui(std::string_view text) {
-  std::array<std::uint8_t, 3> out{};
-  int nibbles = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    const int v = hex_digit(c);
-    if (v < 0) {
-      // Separators only between byte groups.
-      if ((c != ':' && c != '-' && c != '.') || nibbles % 2 != 0 || nibbles == 0) return std::nullopt;
-      continue;
-    }
-    if (nibbles >= 6) return std::nullopt;
-    auto& b = out[static_cast<std::size_t>(nibbles / 2)];
-    b = static_cast<std::uint8_t>((b << 4) | v);
-    ++nibbles;
-  }
-  if (nibbles != 6) return std::nullopt;
-  return out;
-}
-
 PhoneMatcher::PhoneMatcher(const config::PhoneMatch& match, const std::vector<config::Phone>& phones) {
   for (const auto& p : match.vendor_class_prefixes)
     if (!p.empty()) prefixes_.push_back(p);  // an empty prefix would make every client a phone
   for (const auto& o : match.ouis)
-    if (auto parsed = parse_oui(o)) ouis_.push_back(*parsed);
+    if (auto parsed = Oui::parse(o)) ouis_.push_back(*parsed);
   for (const auto& p : phones) listed_.push_back(p.mac);
   std::sort(listed_.begin(), listed_.end());
 }
@@ -72,9 +45,8 @@ PhoneReason PhoneMatcher::classify(const std::optional<MacAddress>& mac,
                                    std::span<const std::uint8_t> vendor_class) const {
   if (mac) {
     if (std::binary_search(listed_.begin(), listed_.end(), *mac)) return PhoneReason::Listed;
-    const auto& b = mac->bytes();
     for (const auto& oui : ouis_)
-      if (b[0] == oui[0] && b[1] == oui[1] && b[2] == oui[2]) return PhoneReason::Oui;
+      if (oui.matches(*mac)) return PhoneReason::Oui;
   }
   for (const auto& prefix : prefixes_) {
     if (vendor_class.size() < prefix.size()) continue;
@@ -127,48 +99,6 @@ const config::Subnet* find_subnet_containing(const std::vector<config::Subnet>& 
     if (best == nullptr || s.prefix.length > best->prefix.length) best = &s;  // longest match
   }
   return best;
-}
-
-std::string format_ipv4(std::uint32_t a) {
-  std::string s;
-  s.reserve(15);
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    s += std::to_string((a >> shift) & 0xff);
-    if (shift != 0) s.push_back('.');
-  }
-  return s;
-}
-
-std::optional<std::uint32_t> parse_ipv4(std::string_view text) {
-  std::uint32_t out = 0;
-  const char* p = text.data();
-  const char* end = text.data() + text.size();
-  for (int part = 0; part < 4; ++part) {
-    if (part != 0) {
-      if (p == end || *p != '.') return std::nullopt;
-      ++p;
-    }
-    if (p == end || *p < '0' || *p > '9') return std::nullopt;
-    unsigned v = 0;
-    auto [next, ec] = std::from_chars(p, std::min(end, p + 3), v);
-    if (ec != std::errc{} || v > 255) return std::nullopt;
-    p = next;
-    out = (out << 8) | v;
-  }
-  if (p != end) return std::nullopt;
-  return out;
-}
-
-std::optional<std::pair<std::uint32_t, int>> parse_prefix(std::string_view text) {
-  const auto slash = text.find('/');
-  if (slash == std::string_view::npos) return std::nullopt;
-  auto net = parse_ipv4(text.substr(0, slash));
-  const auto len_text = text.substr(slash + 1);
-  int len = -1;
-  auto [next, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
-  if (!net || ec != std::errc{} || next != len_text.data() + len_text.size() || len < 0 || len > 32)
-    return std::nullopt;
-  return std::pair{*net, len};
 }
 
 std::string printable(std::span<const std::uint8_t> bytes, std::size_t max_len) {
@@ -266,7 +196,7 @@ Result<LeaseReport, ReportError> decode_lease_report(std::span<const std::uint8_
   r.mac = *parsed_mac;
   r.ip = *parsed_ip;
   if (const auto* s = str("subnet")) {
-    if (!s->empty() && !parse_prefix(*s)) return unexpected(ReportError::BadField);
+    if (!s->empty() && !parse_ipv4_prefix(*s)) return unexpected(ReportError::BadField);
     r.subnet = *s;
   }
   if (const auto* s = str("hostname")) r.hostname = printable(*s);

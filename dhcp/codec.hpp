@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "ve/ipv4.hpp"
 #include "ve/mac.hpp"
 #include "ve/result.hpp"
 
@@ -44,12 +45,9 @@ class PhoneMatcher {
 
  private:
   std::vector<std::string> prefixes_;
-  std::vector<std::array<std::uint8_t, 3>> ouis_;
+  std::vector<Oui> ouis_;
   std::vector<MacAddress> listed_;  // sorted, for binary search
 };
-
-// Parses an OUI as written in the site file: "00:11:22", "00-11-22", "001122" (any case).
-std::optional<std::array<std::uint8_t, 3>> parse_oui(std::string_view text);
 
 // Option 55 (Parameter Request List): the set of option codes a client asked for.
 class RequestedOptions {
@@ -83,10 +81,7 @@ const config::Subnet* find_subnet(const std::vector<config::Subnet>& subnets, st
 // The site subnet an address belongs to (fallback when Kea's choice is unknown).
 const config::Subnet* find_subnet_containing(const std::vector<config::Subnet>& subnets, std::uint32_t address);
 
-std::string format_ipv4(std::uint32_t host_order);
-std::optional<std::uint32_t> parse_ipv4(std::string_view text);
-// "10.10.100.0/24" -> {network, length}
-std::optional<std::pair<std::uint32_t, int>> parse_prefix(std::string_view text);
+// Address text is ve/ipv4.hpp's (format_ipv4, parse_ipv4, parse_ipv4_prefix), like every folder's.
 
 // Client-supplied text made safe to store and print: printable ASCII kept, everything else '?',
 // cut at `max_len` bytes.
