@@ -142,7 +142,7 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
   EXPECT_EQ(reports[1].kind, kea_hooks::LeaseEventKind::Ack);
   for (const auto& r : reports) {
     EXPECT_EQ(r.mac.to_string(), "00:aa:bb:00:00:01");
-    EXPECT_EQ(kea_hooks::format_ipv4(r.ip), reply["ack"]["yiaddr"].get<std::string>());
+    EXPECT_EQ(format_ipv4(r.ip), reply["ack"]["yiaddr"].get<std::string>());
     EXPECT_EQ(r.subnet, "10.10.100.0/24");
     EXPECT_EQ(r.vendor_class, kPhoneClass);
     EXPECT_EQ(r.hostname, "SEP00AABB000001");

@@ -167,7 +167,7 @@ TEST_F(HookLoad, ReleaseDeclineAndExpireAreReportedToTheEventSocket) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->kind, c.kind);
     EXPECT_EQ(r->mac.to_string(), "00:aa:bb:00:00:09");
-    EXPECT_EQ(ve::dhcp::format_ipv4(r->ip), "10.10.100.150");
+    EXPECT_EQ(ve::format_ipv4(r->ip), "10.10.100.150");
     EXPECT_EQ(r->subnet, "10.10.100.0/24");
   }
   ::close(fd);
