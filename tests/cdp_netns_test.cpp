@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
 
 namespace ve::test {
 namespace {

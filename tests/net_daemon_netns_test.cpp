@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
 
 namespace ve::test {
 namespace {

@@ -7,7 +7,7 @@
 
 #include <sstream>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
 
 namespace ve::test {
 namespace {

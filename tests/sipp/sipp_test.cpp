@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
 
 namespace ve::test {
 namespace {
