@@ -13,7 +13,9 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
@@ -21,58 +23,29 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-// Two fresh named namespaces joined by a veth pair; removed (with the veth) in the destructor.
-class Topology {
- public:
-  Topology() {
-    static int counter = 0;
-    const std::string id = std::to_string(::getpid()) + "x" + std::to_string(counter++);
-    switch_ns = "vecdp-sw-" + id;
-    phone_ns = "vecdp-ph-" + id;
-    switch_if = "vcs" + id;  // at most 3 + 7 + 1 + 3 characters: fits IFNAMSIZ
-    phone_if = "vcp" + id;
-    auto r = sh("ip netns add " + switch_ns + " && ip netns add " + phone_ns + " && ip -n " + switch_ns + " link add " +
-                switch_if + " type veth peer name " + phone_if + " netns " + phone_ns + " && ip -n " + switch_ns +
-                " link set lo up && ip -n " + switch_ns + " link set " + switch_if + " up && ip -n " + phone_ns +
-                " link set lo up && ip -n " + phone_ns + " link set " + phone_if + " up");
-    ok = r.exit_code == 0;
-    error = r.err;
-  }
-  ~Topology() {
-    run({"ip", "netns", "del", switch_ns});
-    run({"ip", "netns", "del", phone_ns});
-  }
-  std::vector<std::string> in_switch() const { return {"ip", "netns", "exec", switch_ns}; }
-  std::vector<std::string> in_phone(std::vector<std::string> argv) const {
-    std::vector<std::string> out{"ip", "netns", "exec", phone_ns};
-    out.insert(out.end(), argv.begin(), argv.end());
-    return out;
-  }
-
-  std::string switch_ns, phone_ns, switch_if, phone_if;
-  bool ok = false;
-  std::string error;
+// The switch (voiceedged) and the phone (tshark, lldpd, scapy, ladvd), joined by a veth.
+struct Topology {
+  Namespace switch_ns{"vecdp-sw-"}, phone_ns{"vecdp-ph-"};
+  std::string switch_if = unique_name("vcs"), phone_if = unique_name("vcp");
+  VethPair veth{{&switch_ns, switch_if}, {&phone_ns, phone_if}};
 };
 
+// `phones`: the lines of the phones: list, if any.
 std::string site_yaml(const std::string& port, int voice_vlan, int fast_start = 2, const std::string& phones = "") {
-  std::string ports = port.empty() ? "ports: []\n"
-                                   : "ports:\n  - { name: " + port + ", voice_vlan: " + std::to_string(voice_vlan) +
-                                         ", data_vlan: 10, poe: { mode: auto, priority: high, max_watts: 15.4 } }\n";
-  std::string sim = port.empty() ? "" : "  sim: { " + port + ": { class: 4, draw_watts: 6.3 } }\n";
-  return "site: { name: vecdp-switch }\n"
-         "state_dir: @STATE@\n"
-         "control: { socket: @SOCKET@ }\n" +
-         ports + phones +
-         "cdp: { enabled: true, interval_s: 240, holdtime_s: 255, fast_start_count: " + std::to_string(fast_start) +
-         " }\n"
-         "lldp: { enabled: true, med: true, voice_priority: 5, voice_dscp: 46 }\n"
-         "poe:\n  driver: sim\n  budget_watts: 370\n" +
-         sim +
-         "dhcp: { kea: { manage: false, event_socket: \"@STATE@/kea.sock\" } }\n"
-         "provisioning:\n  root: \"@STATE@/tftp\"\n  tftp: { listen: \"127.0.0.1:0\" }\n"
-         "  http: { listen: \"127.0.0.1:0\" }\n"
-         "sip: { listen: [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"] }\n"
-         "net: { mode: none }\n";
+  SiteFile site;
+  site.name = "vecdp-switch";
+  if (!port.empty()) {
+    site.ports = "\n  - { name: " + port + ", voice_vlan: " + std::to_string(voice_vlan) +
+                 ", data_vlan: 10, poe: { mode: auto, priority: high, max_watts: 15.4 } }\n";
+  }
+  site.sections =
+      "cdp: { enabled: true, interval_s: 240, holdtime_s: 255, fast_start_count: " + std::to_string(fast_start) +
+      " }\n"
+      "lldp: { enabled: true, med: true, voice_priority: 5, voice_dscp: 46 }\n"
+      "poe:\n  driver: sim\n  budget_watts: 370\n" +
+      (port.empty() ? "" : "  sim: { " + port + ": { class: 4, draw_watts: 6.3 } }\n");
+  site.phones = phones;
+  return site.yaml();
 }
 
 // One decoded CDP frame as tshark prints it (-T fields, tab separated).
@@ -108,7 +81,7 @@ class CdpNetns : public ::testing::Test {
   void SetUp() override {
     if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
     topo = std::make_unique<Topology>();
-    ASSERT_TRUE(topo->ok) << topo->error;
+    ASSERT_TRUE(topo->veth.ok()) << topo->veth.error();
   }
 
   // tshark in the phone namespace, decoding every CDP frame it sees, one line each (-l flushes).
@@ -119,7 +92,7 @@ class CdpNetns : public ::testing::Test {
       argv.push_back(f);
     }
     tshark_log = scratch / "tshark.log";
-    tshark = Child(topo->in_phone(argv), tshark_log);
+    tshark = Child(topo->phone_ns.exec(argv), tshark_log);
     // "Capturing on" comes before dumpcap really captures; "Capture started" after. A fast start
     // of one frame sent in between was missed (seen once in 10 runs).
     ASSERT_TRUE(eventually([&] { return read_file(tshark_log).find("Capture started") != std::string::npos; }, 30s))
@@ -130,17 +103,17 @@ class CdpNetns : public ::testing::Test {
   // Re-creates the veth pair with the same names; the switch end comes up only once tshark
   // listens, so the daemon's fast start (retried while the link is down) must reach it.
   void start_tshark_after_recreate() {
-    auto r = run({"ip", "-n", topo->phone_ns, "link", "add", topo->phone_if, "type", "veth", "peer", "name",
-                  topo->switch_if, "netns", topo->switch_ns});
+    auto r = topo->phone_ns.ip({"link", "add", topo->phone_if, "type", "veth", "peer", "name", topo->switch_if, "netns",
+                                topo->switch_ns.name()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    ASSERT_EQ(run({"ip", "-n", topo->phone_ns, "link", "set", topo->phone_if, "up"}).exit_code, 0);
+    ASSERT_EQ(topo->phone_ns.ip({"link", "set", topo->phone_if, "up"}).exit_code, 0);
     start_tshark();
     std::this_thread::sleep_for(4s);  // longer than the daemon's reopen delay: it opens the down link
-    ASSERT_EQ(run({"ip", "-n", topo->switch_ns, "link", "set", topo->switch_if, "up"}).exit_code, 0);
+    ASSERT_EQ(topo->switch_ns.ip({"link", "set", topo->switch_if, "up"}).exit_code, 0);
   }
 
   void start_daemon(const std::string& yaml) {
-    daemon = std::make_unique<Daemon>(yaml, topo->in_switch());
+    daemon = std::make_unique<Daemon>(yaml, topo->switch_ns.exec());
     ASSERT_TRUE(daemon->start()) << daemon->log();
   }
 
@@ -148,14 +121,14 @@ class CdpNetns : public ::testing::Test {
     std::vector<std::string> argv{"/usr/bin/python3", (source_dir() / "tests" / "cdp_phone.py").string(), "--iface",
                                   topo->phone_if};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run(topo->in_phone(argv));
+    return run(topo->phone_ns.exec(argv));
   }
 
   // lldpd in the phone namespace as a class III (phone) LLDP-MED endpoint on the phone's end.
   Child start_lldpd() {
     // lldpcli gives up root before it connects: the socket's directory must be reachable.
     std::filesystem::permissions(scratch.path(), std::filesystem::perms(0755));
-    Child lldpd(topo->in_phone({"lldpd", "-d", "-M", "3", "-I", topo->phone_if, "-u", lldpd_sock().string()}),
+    Child lldpd(topo->phone_ns.exec({"lldpd", "-d", "-M", "3", "-I", topo->phone_if, "-u", lldpd_sock().string()}),
                 scratch / "lldpd.log");
     EXPECT_TRUE(eventually([&] { return std::filesystem::exists(lldpd_sock()); }, 20s))
         << read_file(scratch / "lldpd.log");
@@ -165,7 +138,7 @@ class CdpNetns : public ::testing::Test {
   json lldpcli_json(std::vector<std::string> words) const {
     std::vector<std::string> argv{"lldpcli", "-u", lldpd_sock().string(), "-f", "json"};
     argv.insert(argv.end(), words.begin(), words.end());
-    return json::parse(run(topo->in_phone(argv)).out, nullptr, false);
+    return json::parse(run(topo->phone_ns.exec(argv)).out, nullptr, false);
   }
   // What lldpd learnt from us (its neighbour on the phone's end): the lldp-med object, once it has
   // one for which `done` holds.
@@ -297,12 +270,12 @@ TEST_F(CdpNetns, ScapyPhoneGetsImmediateReplyWithVlanAndPowerAndIsListed) {
 TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
   // An IPv4 address next to the IPv6 link-local one: lldpd advertises the first of each as its
   // management addresses (seen with lldpd 1.0.16), so both decoders are exercised.
-  ASSERT_EQ(run({"ip", "-n", topo->phone_ns, "addr", "add", "192.0.2.77/24", "dev", topo->phone_if}).exit_code, 0);
+  ASSERT_EQ(topo->phone_ns.ip({"addr", "add", "192.0.2.77/24", "dev", topo->phone_if}).exit_code, 0);
   start_daemon(site_yaml(topo->switch_if, 123));
   Child lldpd = start_lldpd();
   // Asking for 12 W.
-  auto cfg = run(topo->in_phone({"lldpcli", "-u", lldpd_sock().string(), "configure", "med", "power", "pd", "source",
-                                 "pse", "priority", "high", "value", "12000"}));
+  auto cfg = run(topo->phone_ns.exec({"lldpcli", "-u", lldpd_sock().string(), "configure", "med", "power", "pd",
+                                      "source", "pse", "priority", "high", "value", "12000"}));
   ASSERT_EQ(cfg.exit_code, 0) << cfg.out << cfg.err;
 
   const json med =
@@ -407,8 +380,7 @@ TEST_F(CdpNetns, LldpdAsMedEndpointLearnsNetworkPolicyAndPower) {
 // Issue 12: a flood of fake phones fills the table; the site file's phone arriving afterwards is
 // listed, negotiates power and gets its timeline, and a second flood cannot push it out.
 TEST_F(CdpNetns, FloodDoesNotKeepALatePhoneOutOfTheTable) {
-  const std::string phones =
-      "phones:\n  - { mac: \"00:11:22:aa:bb:cc\", model: \"7970\", port: " + topo->switch_if + " }\n";
+  const std::string phones = "  - { mac: \"00:11:22:aa:bb:cc\", model: \"7970\", port: " + topo->switch_if + " }\n";
   start_tshark();
   start_daemon(site_yaml(topo->switch_if, 123, 1, phones));
   ASSERT_EQ(phone({"flood", "--count", "300"}).exit_code, 0);
@@ -459,7 +431,7 @@ TEST_F(CdpNetns, LadvdIsListedWithDecodedAddressesAndCapabilities) {
   // regular file kills it (SIGXFSZ, "child exited on signal 25"): it writes into a pipe, and cat
   // writes the log. `exec` keeps the Child's pid ladvd's own, so stopping it stops ladvd. `-t`:
   // ladvd counts a veth as a tun/tap interface and sends nothing on one without it.
-  Child ladvd(topo->in_phone({"bash", "-c", "exec ladvd -f -t -L -C " + topo->phone_if + " > >(exec cat) 2>&1"}),
+  Child ladvd(topo->phone_ns.exec({"bash", "-c", "exec ladvd -f -t -L -C " + topo->phone_if + " > >(exec cat) 2>&1"}),
               scratch / "ladvd.log");
   std::this_thread::sleep_for(2s);
   ASSERT_TRUE(ladvd.running()) << "ladvd exited at start: " << read_file(scratch / "ladvd.log");
@@ -499,7 +471,7 @@ TEST_F(CdpNetns, NeighbourNamesThatAreNotUtf8BreakNothing) {
       "SNAP(OUI=0x0C, code=0x2000) / CDPv2_HDR(vers=2, ttl=180, msg=[CDPMsgDeviceID(val=b'host\\xff\\xfe99'), "
       "CDPMsgCapabilities(cap=0x10), CDPMsgPlatform(val=b'Cisco \\xc3(')]), iface='" +
       topo->phone_if + "', verbose=False)\n";
-  auto r = run(topo->in_phone({"/usr/bin/python3", "-c", script}));
+  auto r = run(topo->phone_ns.exec({"/usr/bin/python3", "-c", script}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json n;
   ASSERT_TRUE(eventually(
@@ -558,7 +530,7 @@ TEST_F(CdpNetns, FloodIsCountedAndCappedAndTheDaemonKeepsAnswering) {
 TEST_F(CdpNetns, InterfaceThatVanishesIsReportedAndPickedUpAgain) {
   start_daemon(site_yaml(topo->switch_if, 123, 1));
   ASSERT_TRUE(eventually([&] { return neighbors(true)["ports"][0]["counters"]["cdp_sent"] == 1; }, 10s));
-  auto r = run({"ip", "-n", topo->switch_ns, "link", "del", topo->switch_if});
+  auto r = topo->switch_ns.ip({"link", "del", topo->switch_if});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json port;
   ASSERT_TRUE(eventually(

@@ -9,29 +9,19 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
 
-std::string site(const std::string& name, const std::string& extra_phone = "") {
-  return R"(site: { name: )" + name + R"( }
-state_dir: @STATE@
-control: { socket: @SOCKET@ }
-ports: []
-dhcp:
-  kea: { manage: false, event_socket: "@STATE@/kea.sock" }
-provisioning:
-  root: "@STATE@/tftp"
-  tftp: { listen: "127.0.0.1:0" }
-  http: { listen: "127.0.0.1:0" }
-sip: { listen: ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"] }
-net: { mode: none }
-phones:
-  - mac: "00:11:22:33:44:55"
+// 16 lines: the errors of a broken reload name the lines after them.
+std::string site(const std::string& name) {
+  return SiteFile{.name = name, .phones = R"(  - mac: "00:11:22:33:44:55"
     lines:
       - { extension: "1001", password: "sup3rs3cret" }
-)" + extra_phone;
+)"}
+      .yaml();
 }
 
 // Sends raw bytes on the control socket and returns the first answer line ("" if none).

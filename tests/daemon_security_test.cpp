@@ -14,7 +14,8 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
@@ -28,27 +29,17 @@ constexpr const char* kPython = "/usr/bin/python3";  // readable by other users,
 
 std::string site(const std::string& sip_tcp = "tcp:127.0.0.1:0", const std::string& tftp = "127.0.0.1:0",
                  const std::string& http = "127.0.0.1:0") {
-  return std::string(R"(site: { name: sec }
-state_dir: @STATE@
-control: { socket: @SOCKET@, read_group: ")") +
-         kReadGid + R"(", admin_group: ")" + kAdminGid + R"(" }
-ports: []
-dhcp:
-  kea: { manage: false, event_socket: "@STATE@/kea.sock" }
-provisioning:
-  root: "@STATE@/tftp"
-  tftp: { listen: ")" +
-         tftp + R"(" }
-  http: { listen: ")" +
-         http + R"(" }
-sip: { listen: ["udp:127.0.0.1:0", ")" +
-         sip_tcp + R"("] }
-net: { mode: none }
-phones:
-  - mac: "00:11:22:33:44:55"
+  return SiteFile{.name = "sec",
+                  .control = std::string("{ socket: @SOCKET@, read_group: \"") + kReadGid + "\", admin_group: \"" +
+                             kAdminGid + "\" }",
+                  .tftp_listen = tftp,
+                  .http_listen = http,
+                  .sip_listen = "[\"udp:127.0.0.1:0\", \"" + sip_tcp + "\"]",
+                  .phones = R"(  - mac: "00:11:22:33:44:55"
     lines:
       - { extension: "1001", password: "sup3rs3cret" }
-)";
+)"}
+      .yaml();
 }
 
 // voiceedgectl as another user: uid 65534, primary group 65534, the given supplementary groups.

@@ -3,6 +3,8 @@
 // does (or a missing daemon) gets in the way of Kea answering.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <atomic>
 #include <set>
 #include <sstream>
@@ -19,7 +21,7 @@ constexpr const char* kPhonePrl = "1,3,6,15,42,66,150";
 const std::string kOption150 = "0a0a64010a0a6402";  // 10.10.100.1, 10.10.100.2 in this order
 const std::string kOption66 = hex_of("10.10.100.1");
 
-std::string site_yaml(const NetnsPair& net, const fs::path& dir) {
+std::string site_yaml(const DhcpNetwork& net, const fs::path& dir) {
   return "site: { name: dhcp-test }\n"
          "state_dir: " +
          dir.string() +
@@ -50,7 +52,7 @@ std::string site_yaml(const NetnsPair& net, const fs::path& dir) {
          "      - { extension: \"1001\", password: \"pw\" }\n";
 }
 
-std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& site, bool multi_threaded = false,
+std::string kea_json(const DhcpNetwork& net, const fs::path& dir, const fs::path& site, bool multi_threaded = false,
                      const std::string& severity = "DEBUG") {
   nlohmann::json c = {
       {"Dhcp4",
@@ -78,7 +80,7 @@ std::string kea_json(const NetnsPair& net, const fs::path& dir, const fs::path& 
 class KeaWithHook : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(net_.ok()) << "could not create namespaces/veth (needs root)";
+    ASSERT_TRUE(net_.veth.ok()) << net_.veth.error() << " (needs root)";
     site_ = dir_.path() / "site.yaml";
     write_file(site_, site_yaml(net_, dir_.path()));
   }
@@ -87,17 +89,32 @@ class KeaWithHook : public ::testing::Test {
   void start_kea(bool multi_threaded = false, const std::string& severity = "DEBUG") {
     const auto conf = dir_.path() / "kea-dhcp4.json";
     write_file(conf, kea_json(net_, dir_.path(), site_, multi_threaded, severity));
-    kea_ = Child({"ip", "netns", "exec", net_.server_ns, "kea-dhcp4", "-c", conf.string()}, log_path(),
-                 {{"KEA_PIDFILE_DIR", dir_.path().string()}, {"KEA_LOCKFILE_DIR", dir_.path().string()}});
-    ASSERT_TRUE(wait_for([&] { return kea_log().find("DHCP4_STARTED") != std::string::npos || !kea_.running(); },
-                         std::chrono::seconds(15)))
+    kea_ = Child(net_.server_ns.exec({"kea-dhcp4", "-c", conf.string()}), log_path(), kea_env());
+    ASSERT_TRUE(eventually([&] { return kea_log().find("DHCP4_STARTED") != std::string::npos || !kea_.running(); },
+                           std::chrono::seconds(15)))
         << kea_log();
     ASSERT_TRUE(kea_.running()) << kea_log();
   }
 
   fs::path log_path() const { return dir_.path() / "kea.log"; }
+  // Kea's pid and lock files in our directory, not the system's.
+  ChildOptions kea_env() const {
+    return {.env = {{"KEA_PIDFILE_DIR", dir_.path().string()}, {"KEA_LOCKFILE_DIR", dir_.path().string()}}};
+  }
   std::string kea_log() const { return read_file(log_path()); }
   std::string events_path() const { return (dir_.path() / "events.sock").string(); }
+
+  // What reaches the daemon's socket until there are `n` reports or 3 s have passed.
+  std::vector<kea_hooks::LeaseReport> reports_within_3s(DatagramReceiver& daemon, std::size_t n) {
+    std::vector<kea_hooks::LeaseReport> reports;
+    (void)eventually(
+        [&] {
+          for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
+          return reports.size() >= n;
+        },
+        std::chrono::seconds(3));
+    return reports;
+  }
 
   std::vector<kea_hooks::LeaseReport> decode_all(const std::vector<std::string>& datagrams) {
     std::vector<kea_hooks::LeaseReport> out;
@@ -109,8 +126,8 @@ class KeaWithHook : public ::testing::Test {
     return out;
   }
 
-  NetnsPair net_;
-  TempDir dir_;
+  DhcpNetwork net_;
+  TempDir dir_{"ve-dhcp"};
   fs::path site_;
   Child kea_;
 };
@@ -131,13 +148,8 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
   EXPECT_EQ(reply["ack"]["yiaddr"], reply["offer"]["yiaddr"]);
 
   // The daemon was told about the offer and the ack, with what it needs for the phone's timeline.
-  std::vector<kea_hooks::LeaseReport> reports;
-  ASSERT_TRUE(wait_for(
-      [&] {
-        for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
-        return reports.size() >= 2;
-      },
-      std::chrono::seconds(3)));
+  const auto reports = reports_within_3s(daemon, 2);
+  ASSERT_GE(reports.size(), 2u);
   EXPECT_EQ(reports[0].kind, kea_hooks::LeaseEventKind::Offer);
   EXPECT_EQ(reports[1].kind, kea_hooks::LeaseEventKind::Ack);
   for (const auto& r : reports) {
@@ -155,7 +167,7 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
 // 150 and 66 requested), gets both from Kea with our hook, and a plain udhcpc gets neither. What
 // udhcpc hands its script is what a phone's DHCP client would act on.
 TEST_F(KeaWithHook, BusyboxUdhcpcAsAPhoneGets150And66AndAsAPcNeither) {
-  if (run("command -v busybox").first != 0) GTEST_FAIL() << "busybox (busybox-static) is required (scripts/deps)";
+  if (sh("command -v busybox").exit_code != 0) GTEST_FAIL() << "busybox (busybox-static) is required (scripts/deps)";
   DatagramReceiver daemon(events_path());
   start_kea();
   const auto script = dir_.path() / "udhcpc.sh";
@@ -163,21 +175,20 @@ TEST_F(KeaWithHook, BusyboxUdhcpcAsAPhoneGets150And66AndAsAPcNeither) {
   fs::permissions(script, fs::perms::owner_all);
   auto lease = [&](const std::string& mac, const std::string& vendor, const std::string& out) {
     // -n: exit if no lease; -q: exit once bound; no interface change (the script does not apply it).
-    const std::string cmd = "ip netns exec " + net_.client_ns + " sh -c 'ip link set " + net_.client_if + " address " +
-                            mac + " && UDHCPC_ENV_OUT=" + out + " busybox udhcpc -i " + net_.client_if +
-                            " -f -n -q -t 5 -T 1 -A 1 " + vendor + " -O 150 -O 66 -s " + script.string() + "'";
-    return run(cmd);
+    return net_.client_ns.sh("ip link set " + net_.client_if + " address " + mac + " && UDHCPC_ENV_OUT=" + out +
+                             " busybox udhcpc -i " + net_.client_if + " -f -n -q -t 5 -T 1 -A 1 " + vendor +
+                             " -O 150 -O 66 -s " + script.string());
   };
   const auto phone_env = (dir_.path() / "phone.env").string();
   auto r = lease("00:aa:bb:00:05:01", std::string("-V \"") + kPhoneClass + "\"", phone_env);
-  ASSERT_EQ(r.first, 0) << r.second << kea_log();
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << kea_log();
   const auto phone = read_file(phone_env);
   EXPECT_NE(phone.find("ip=10.10.100."), std::string::npos) << phone;
   EXPECT_NE(phone.find("opt150=0a0a64010a0a6402"), std::string::npos) << phone;  // both servers, in order
   EXPECT_NE(phone.find("tftp=10.10.100.1"), std::string::npos) << phone;         // option 66
   const auto pc_env = (dir_.path() / "pc.env").string();
   r = lease("00:aa:bb:00:05:02", "-V \"MSFT 5.0\"", pc_env);
-  ASSERT_EQ(r.first, 0) << r.second << kea_log();
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << kea_log();
   const auto pc = read_file(pc_env);
   EXPECT_NE(pc.find("ip=10.10.100."), std::string::npos) << pc;
   EXPECT_EQ(pc.find("opt150="), std::string::npos) << pc;
@@ -194,13 +205,8 @@ TEST_F(KeaWithHook, LaptopGetsNeitherOption) {
     EXPECT_FALSE(reply[step]["options"].contains("150"));
     EXPECT_FALSE(reply[step]["options"].contains("66"));
   }
-  std::vector<kea_hooks::LeaseReport> reports;
-  ASSERT_TRUE(wait_for(
-      [&] {
-        for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
-        return reports.size() >= 2;
-      },
-      std::chrono::seconds(3)));
+  const auto reports = reports_within_3s(daemon, 2);
+  ASSERT_GE(reports.size(), 2u);
   EXPECT_EQ(reports.back().phone, kea_hooks::PhoneReason::NotPhone);  // leases of laptops are reported too
 }
 
@@ -227,8 +233,8 @@ TEST_F(KeaWithHook, KeaKeepsAnsweringWithNoDaemonListening) {
     ASSERT_TRUE(reply["ack"].is_object()) << kea_log();
     EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   }
-  EXPECT_TRUE(wait_for([&] { return kea_log().find("VOICEEDGE_REPORT_DROPPED") != std::string::npos; },
-                       std::chrono::seconds(5)));
+  EXPECT_TRUE(eventually([&] { return kea_log().find("VOICEEDGE_REPORT_DROPPED") != std::string::npos; },
+                         std::chrono::seconds(5)));
   EXPECT_TRUE(kea_.running());
 }
 
@@ -241,8 +247,8 @@ TEST_F(KeaWithHook, KeaKeepsAnsweringWhenTheDaemonStopsReading) {
   EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   // The hook's sender waits for room (stall_timeout, 1 s) before it gives up on a daemon that
   // does not read; Kea answered meanwhile.
-  EXPECT_TRUE(wait_for([&] { return kea_log().find("VOICEEDGE_REPORT_DROPPED") != std::string::npos; },
-                       std::chrono::seconds(10)))
+  EXPECT_TRUE(eventually([&] { return kea_log().find("VOICEEDGE_REPORT_DROPPED") != std::string::npos; },
+                         std::chrono::seconds(10)))
       << kea_log();
 }
 
@@ -253,8 +259,8 @@ TEST_F(KeaWithHook, KeaKeepsAnsweringWhenTheDaemonStopsReading) {
 // as an ACK report, and the hook must count no drop at unload. Kea logs at INFO here: at DEBUG it
 // cannot keep up with the storm itself.
 TEST_F(KeaWithHook, EveryAckOfAStormReachesASlowDaemon) {
-  if (run("command -v perfdhcp").first != 0) GTEST_FAIL() << "perfdhcp (kea-admin) is required (scripts/deps)";
-  ASSERT_EQ(run("ip -n " + net_.client_ns + " addr add 10.10.100.9/24 dev " + net_.client_if).first, 0);
+  if (sh("command -v perfdhcp").exit_code != 0) GTEST_FAIL() << "perfdhcp (kea-admin) is required (scripts/deps)";
+  ASSERT_EQ(net_.client_ns.ip({"addr", "add", "10.10.100.9/24", "dev", net_.client_if}).exit_code, 0);
   DatagramReceiver daemon(events_path());
   ASSERT_TRUE(daemon.bound());
   start_kea(false, "INFO");
@@ -269,8 +275,10 @@ TEST_F(KeaWithHook, EveryAckOfAStormReachesASlowDaemon) {
     }
   });
   const std::string vendor_hex = hex_of(kPhoneClass);
-  const auto [rc, out] = run("ip netns exec " + net_.client_ns + " perfdhcp -4 -l " + net_.client_if +
-                             " -r 300 -R 90 -n 90 -p 10 -o 60," + vendor_hex + " -o 55,0103060f2a4296 2>&1");
+  const auto out = net_.client_ns
+                       .sh("perfdhcp -4 -l " + net_.client_if + " -r 300 -R 90 -n 90 -p 10 -o 60," + vendor_hex +
+                           " -o 55,0103060f2a4296 2>&1")
+                       .out;
   // ACKs perfdhcp received: the "received packets" line of its REQUEST-ACK block.
   std::size_t acks = 0;
   {
@@ -286,11 +294,11 @@ TEST_F(KeaWithHook, EveryAckOfAStormReachesASlowDaemon) {
     }
   }
   ASSERT_GT(acks, 50u) << out << kea_log();
-  EXPECT_TRUE(wait_for([&] { return acked.size() >= acks; }, std::chrono::seconds(10)));
+  EXPECT_TRUE(eventually([&] { return acked.size() >= acks; }, std::chrono::seconds(10)));
   done = true;
   reader.join();
   EXPECT_EQ(acked.size(), acks) << out;
-  kea_.stop();
+  kea_.stop(SIGTERM);
   const auto log = kea_log();
   EXPECT_EQ(log.find("VOICEEDGE_REPORT_DROPPED"), std::string::npos) << log;
   EXPECT_NE(log.find(" lease reports sent, 0 dropped"), std::string::npos) << log;
@@ -339,7 +347,7 @@ TEST_F(KeaWithHook, WorksInMultiThreadedKea) {
     EXPECT_EQ(reply["ack"]["options"].value("150", ""), kOption150);
   }
   std::size_t reports = 0;  // the hook's sender thread delivers them just after Kea answered
-  EXPECT_TRUE(wait_for(
+  EXPECT_TRUE(eventually(
       [&] {
         reports += daemon.drain().size();
         return reports >= 6;
@@ -351,9 +359,8 @@ TEST_F(KeaWithHook, BadSiteFileFailsLoadWithAClearMessage) {
   write_file(site_, "site: { name: x }\nstate_dir: relative/dir\nbogus_key: 1\n");
   const auto conf = dir_.path() / "kea-dhcp4.json";
   write_file(conf, kea_json(net_, dir_.path(), site_));
-  kea_ = Child({"ip", "netns", "exec", net_.server_ns, "kea-dhcp4", "-c", conf.string()}, log_path(),
-               {{"KEA_PIDFILE_DIR", dir_.path().string()}, {"KEA_LOCKFILE_DIR", dir_.path().string()}});
-  ASSERT_TRUE(wait_for([&] { return !kea_.running(); }, std::chrono::seconds(15))) << kea_log();
+  kea_ = Child(net_.server_ns.exec({"kea-dhcp4", "-c", conf.string()}), log_path(), kea_env());
+  ASSERT_TRUE(eventually([&] { return !kea_.running(); }, std::chrono::seconds(15))) << kea_log();
   const auto log = kea_log();
   EXPECT_NE(log.find("VOICEEDGE_LOAD_ERROR"), std::string::npos) << log;
   EXPECT_NE(log.find(site_.string() + ":3:1"), std::string::npos) << log;  // FILE:LINE:COL of bogus_key

@@ -4,8 +4,11 @@
 // the site file changes, and stops Kea on a clean stop.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#include <algorithm>
 
 #include "tests/dhcp_netns_util.hpp"
 
@@ -65,13 +68,13 @@ nlohmann::json control(const std::string& socket_path, const nlohmann::json& req
 class ManagedKea : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(net_.ok()) << "could not create namespaces/veth (needs root)";
+    ASSERT_TRUE(net_.veth.ok()) << net_.veth.error() << " (needs root)";
     fs::create_directories(dir_.path() / "tftp");
     site_ = dir_.path() / "site.yaml";
     write_site("[10.10.100.1, 10.10.100.2]");
   }
   void TearDown() override {
-    daemon_.stop();
+    daemon_.stop(SIGTERM);
     // Never leave a Kea behind, whatever happened in the test.
     for (pid_t p : keas_running(kea_config())) ::kill(p, SIGKILL);
   }
@@ -123,10 +126,9 @@ class ManagedKea : public ::testing::Test {
   }
 
   void start_daemon() {
-    daemon_ = Child(
-        {"ip", "netns", "exec", net_.server_ns, VE_VOICEEDGED, "--config", site_.string(), "--log-level", "debug"},
-        dir_.path() / "voiceedged.log");
-    ASSERT_TRUE(wait_for(
+    daemon_ = Child(net_.server_ns.exec({VE_VOICEEDGED, "--config", site_.string(), "--log-level", "debug"}),
+                    dir_.path() / "voiceedged.log");
+    ASSERT_TRUE(eventually(
         [&] {
           return control(ctl_socket(), {{"cmd", "show.dhcp.leases"}}).is_object();
         },
@@ -135,9 +137,9 @@ class ManagedKea : public ::testing::Test {
   }
 
   void wait_kea_serving() {
-    ASSERT_TRUE(
-        wait_for([&] { return serving_process(kea_pid()) && daemon_log().find("DHCP4_STARTED") != std::string::npos; },
-                 std::chrono::seconds(20)))
+    ASSERT_TRUE(eventually(
+        [&] { return serving_process(kea_pid()) && daemon_log().find("DHCP4_STARTED") != std::string::npos; },
+        std::chrono::seconds(20)))
         << daemon_log();
   }
 
@@ -153,8 +155,8 @@ class ManagedKea : public ::testing::Test {
     return nullptr;
   }
 
-  NetnsPair net_;
-  TempDir dir_;
+  DhcpNetwork net_;
+  TempDir dir_{"ve-dhcp"};
   fs::path site_;
   Child daemon_;
 };
@@ -169,7 +171,7 @@ TEST_F(ManagedKea, DaemonStartsKeaWithTheHookAndShowsThePhonesLease) {
   EXPECT_EQ(reply["ack"]["options"].value("6", ""), "0a0a6401");  // DNS from the site file, via Kea
 
   nlohmann::json lease;
-  ASSERT_TRUE(wait_for(
+  ASSERT_TRUE(eventually(
       [&] {
         lease = lease_of("00:aa:bb:10:00:01");
         return lease.is_object() && lease.value("state", "") == "bound";
@@ -189,8 +191,8 @@ TEST_F(ManagedKea, DaemonStartsKeaWithTheHookAndShowsThePhonesLease) {
   EXPECT_NE(daemon_log().find("kea-dhcp4: INFO  [kea-dhcp4.voiceedge-hooks] VOICEEDGE_LOAD_OK"), std::string::npos);
 
 #ifdef VE_VOICEEDGECTL
-  auto [status, table] = run(std::string(VE_VOICEEDGECTL) + " --socket " + ctl_socket() + " show dhcp leases");
-  EXPECT_EQ(status, 0);
+  const auto [status, table, err] = run({VE_VOICEEDGECTL, "--socket", ctl_socket(), "show", "dhcp", "leases"});
+  EXPECT_EQ(status, 0) << err;
   EXPECT_NE(table.find(reply["ack"]["yiaddr"].get<std::string>()), std::string::npos) << table;
   EXPECT_NE(table.find("SEP00AABB100001"), std::string::npos) << table;
 #endif
@@ -202,7 +204,7 @@ TEST_F(ManagedKea, DaemonCrashLeavesKeaServingAndTheRestartedDaemonAdoptsIt) {
   const pid_t kea = kea_pid();
   ASSERT_TRUE(phone_dora("00:aa:bb:20:00:01")["ack"].is_object());
 
-  daemon_.kill9();
+  daemon_.stop(SIGKILL);
   // DHCP goes on without the daemon; the hook's reports go nowhere.
   auto during = phone_dora("00:aa:bb:20:00:02");
   ASSERT_TRUE(during["ack"].is_object()) << "Kea stopped answering when the daemon died";
@@ -210,7 +212,7 @@ TEST_F(ManagedKea, DaemonCrashLeavesKeaServingAndTheRestartedDaemonAdoptsIt) {
   EXPECT_TRUE(serving_process(kea));
 
   start_daemon();
-  ASSERT_TRUE(wait_for(
+  ASSERT_TRUE(eventually(
       [&] { return daemon_log().find("adopting running kea-dhcp4 (pid " + std::to_string(kea)) != std::string::npos; },
       std::chrono::seconds(5)))
       << daemon_log();
@@ -222,12 +224,11 @@ TEST_F(ManagedKea, DaemonCrashLeavesKeaServingAndTheRestartedDaemonAdoptsIt) {
   // And new leases are reported to the new daemon.
   auto after = phone_dora("00:aa:bb:20:00:03");
   ASSERT_TRUE(after["ack"].is_object());
-  EXPECT_TRUE(wait_for([&] { return lease_of("00:aa:bb:20:00:03").is_object(); }, std::chrono::seconds(5)));
+  EXPECT_TRUE(eventually([&] { return lease_of("00:aa:bb:20:00:03").is_object(); }, std::chrono::seconds(5)));
 
   // A clean stop stops the Kea it adopted.
-  const int status = daemon_.stop();
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_TRUE(wait_for([&] { return !serving_process(kea); }, std::chrono::seconds(3)));
+  EXPECT_EQ(daemon_.stop(SIGTERM), 0) << "exit code; -1: a signal or no exit";
+  EXPECT_TRUE(eventually([&] { return !serving_process(kea); }, std::chrono::seconds(3)));
   EXPECT_TRUE(keas_running(kea_config()).empty());
 }
 
@@ -236,15 +237,15 @@ TEST_F(ManagedKea, KeaThatDiesIsRestarted) {
   wait_kea_serving();
   const pid_t first = kea_pid();
   ::kill(first, SIGKILL);
-  ASSERT_TRUE(wait_for([&] { return kea_pid() != first && serving_process(kea_pid()); }, std::chrono::seconds(10)))
+  ASSERT_TRUE(eventually([&] { return kea_pid() != first && serving_process(kea_pid()); }, std::chrono::seconds(10)))
       << daemon_log();
   EXPECT_NE(daemon_log().find("restarting in"), std::string::npos);
-  ASSERT_TRUE(wait_for([&] { return daemon_log().rfind("DHCP4_STARTED") > daemon_log().find("restarting in"); },
-                       std::chrono::seconds(10)));
+  ASSERT_TRUE(eventually([&] { return daemon_log().rfind("DHCP4_STARTED") > daemon_log().find("restarting in"); },
+                         std::chrono::seconds(10)));
   EXPECT_TRUE(phone_dora("00:aa:bb:30:00:01")["ack"].is_object()) << daemon_log();
   const pid_t second = kea_pid();
-  daemon_.stop();
-  EXPECT_TRUE(wait_for([&] { return !serving_process(second); }, std::chrono::seconds(3)));
+  daemon_.stop(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return !serving_process(second); }, std::chrono::seconds(3)));
 }
 
 TEST_F(ManagedKea, ReloadWithNewTftpServersReachesPhonesWithoutRestartingKea) {
@@ -254,8 +255,8 @@ TEST_F(ManagedKea, ReloadWithNewTftpServersReachesPhonesWithoutRestartingKea) {
   write_site("[10.10.100.3, 10.10.100.1]");
   auto reply = control(ctl_socket(), {{"cmd", "reload"}});
   ASSERT_TRUE(reply.is_object() && reply.value("ok", false)) << reply.dump();
-  ASSERT_TRUE(wait_for([&] { return daemon_log().find("kea-dhcp4 reloaded its configuration") != std::string::npos; },
-                       std::chrono::seconds(10)))
+  ASSERT_TRUE(eventually([&] { return daemon_log().find("kea-dhcp4 reloaded its configuration") != std::string::npos; },
+                         std::chrono::seconds(10)))
       << daemon_log();
   auto dora = phone_dora("00:aa:bb:40:00:01");
   ASSERT_TRUE(dora["ack"].is_object());

@@ -8,46 +8,31 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
 
 namespace ve::test {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A named namespace (the daemon runs in it through `ip netns exec`) plus a peer namespace for the
-// phone ends of the veths. Removed in the destructor, whatever happened.
-class Namespaces {
- public:
-  Namespaces() : box_(fmt::format("ve-netd-{}", getpid())), peer_(fmt::format("ve-netdp-{}", getpid())) {
-    ok_ = run({"ip", "netns", "add", box_}).exit_code == 0 && run({"ip", "netns", "add", peer_}).exit_code == 0 &&
-          in_box({"ip", "link", "set", "lo", "up"});
-  }
-  ~Namespaces() {
-    (void)run({"ip", "netns", "del", box_});
-    (void)run({"ip", "netns", "del", peer_});
-  }
-  bool ok() const { return ok_; }
-  const std::string& box() const { return box_; }
-  bool in_box(std::vector<std::string> argv) const { return in(box_, std::move(argv)); }
-  bool in_peer(std::vector<std::string> argv) const { return in(peer_, std::move(argv)); }
+// The box (the daemon runs in it through `ip netns exec`) and a peer namespace for the phone ends
+// of the veths. Removed in the destructor, whatever happened.
+struct Namespaces {
+  Namespace box{"ve-netd-"}, peer{"ve-netdp-"};
+  std::vector<std::unique_ptr<VethPair>> ports;
   // "<port>" in the box, "<port>p" in the peer namespace, both up.
-  bool add_port(const std::string& port) const {
-    return in_box({"ip", "link", "add", port, "type", "veth", "peer", "name", port + "p", "netns", peer_}) &&
-           in_box({"ip", "link", "set", port, "up"}) && in_peer({"ip", "link", "set", port + "p", "up"});
+  ::testing::AssertionResult add_port(const std::string& port) {
+    ports.push_back(std::make_unique<VethPair>(VethPair::End{&box, port}, VethPair::End{&peer, port + "p"}));
+    if (ports.back()->ok()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << ports.back()->error();
   }
-
- private:
-  static bool in(const std::string& ns, std::vector<std::string> argv) {
-    argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
-    auto r = run(argv);
-    if (r.exit_code != 0) ADD_FAILURE() << "command failed: " << r.err;
-    return r.exit_code == 0;
-  }
-  std::string box_;
-  std::string peer_;
-  bool ok_ = false;
 };
+
+::testing::AssertionResult succeeded(const RunResult& r) {
+  if (r.exit_code == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << describe(r);
+}
 
 std::string site(int voice_vlan) {
   return fmt::format(R"(site: {{ name: net-test }}
@@ -77,10 +62,10 @@ nlohmann::json port(const nlohmann::json& data, const std::string& name) {
 TEST(NetDaemonNetns, ShowInterfacesFollowsLinksLatePortsAndReload) {
   if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
   Namespaces ns;
-  ASSERT_TRUE(ns.ok());
+  ASSERT_TRUE(ns.box.ok() && ns.peer.ok()) << ns.box.error() << ns.peer.error();
   ASSERT_TRUE(ns.add_port("vnd0"));  // vnd1 does not exist yet
 
-  Daemon d(site(100), {"ip", "netns", "exec", ns.box()});
+  Daemon d(site(100), ns.box.exec());
   ASSERT_TRUE(d.start()) << d.log();
 
   auto show = [&] { return d.ctl_json({"show", "interfaces"}); };
@@ -113,9 +98,9 @@ TEST(NetDaemonNetns, ShowInterfacesFollowsLinksLatePortsAndReload) {
   EXPECT_NE(text.out.find("ve-br0.100"), std::string::npos) << text.out;
 
   // The phone end goes down, then up again.
-  ASSERT_TRUE(ns.in_peer({"ip", "link", "set", "vnd0p", "down"}));
+  ASSERT_TRUE(succeeded(ns.peer.ip({"link", "set", "vnd0p", "down"})));
   EXPECT_TRUE(eventually([&] { return port(show(), "vnd0")["link"] == "down"; }, 2s));
-  ASSERT_TRUE(ns.in_peer({"ip", "link", "set", "vnd0p", "up"}));
+  ASSERT_TRUE(succeeded(ns.peer.ip({"link", "set", "vnd0p", "up"})));
   EXPECT_TRUE(eventually([&] { return port(show(), "vnd0")["link"] == "up"; }, 2s));
 
   // A port that appears after start.
@@ -131,7 +116,7 @@ TEST(NetDaemonNetns, ShowInterfacesFollowsLinksLatePortsAndReload) {
 
   // Nothing was created on a kernel without VLAN support.
   if (!vlan_kernel) {
-    EXPECT_NE(run({"ip", "netns", "exec", ns.box(), "ip", "link", "show", "ve-br0"}).exit_code, 0);
+    EXPECT_NE(ns.box.ip({"link", "show", "ve-br0"}).exit_code, 0);
   }
   EXPECT_EQ(d.stop(), 0) << d.log();
 }

@@ -11,52 +11,31 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
+#include "tests/support/sipp.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
 
 std::string site(const std::string& display_1001, const std::string& load_1002, const std::string& desc_1003 = "") {
-  return R"(site: { name: sipp-phonectl }
-state_dir: @STATE@
-control: { socket: @SOCKET@ }
-ports: []
-dhcp:
-  kea: { manage: false, event_socket: "@STATE@/kea.sock" }
-provisioning:
-  root: "@STATE@/tftp"
-  tftp: { listen: "127.0.0.1:0" }
-  http: { listen: "127.0.0.1:0" }
-  default_load: sip88xx.14-2-1-0001-14
-sip:
-  listen: ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
-  realm: voiceedge-test
-net: { mode: none }
-phones:
-  - mac: "00:11:22:33:44:01"
+  return SiteFile{.name = "sipp-phonectl",
+                  .provisioning = "  default_load: sip88xx.14-2-1-0001-14\n",
+                  .sip = "  realm: voiceedge-test\n",
+                  .phones = R"(  - mac: "00:11:22:33:44:01"
     description: "front desk"
     lines: [{ extension: "1001", password: "pw1001", display: ")" +
-         display_1001 + R"(" }]
+                            display_1001 + R"(" }]
   - mac: "00:11:22:33:44:02"
     description: "back office"
 )" + (load_1002.empty() ? std::string() : "    load: " + load_1002 + "\n") +
-         R"(    lines: [{ extension: "1002", password: "pw1002" }]
+                            R"(    lines: [{ extension: "1002", password: "pw1002" }]
   - mac: "00:11:22:33:44:03"
 )" + (desc_1003.empty() ? std::string() : "    description: " + desc_1003 + "\n") +
-         R"(    lines: [{ extension: "1003", password: "pw1003" }]
-)";
-}
-
-std::uint16_t free_udp_port() {
-  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+                            R"(    lines: [{ extension: "1003", password: "pw1003" }]
+)"}
+      .yaml();
 }
 
 std::size_t count(const std::string& text, const std::string& what) {
@@ -97,37 +76,15 @@ class PhoneControl : public ::testing::Test {
     p.user = user;
     p.log = dir / (tag + ".log");
     p.messages = dir / (tag + "_messages.log");
-    const auto port = std::to_string(free_udp_port());
-    p.child = Child({"sipp",
-                     "127.0.0.1:" + std::to_string(udp_port_),
-                     "-sf",
-                     scenario("register_hold.xml"),
-                     "-oocsf",
-                     scenario(ooc),
-                     "-inf",
-                     (dir / (tag + ".csv")).string(),
-                     "-m",
-                     "1",
-                     "-t",
-                     "u1",
-                     "-i",
-                     "127.0.0.1",
-                     "-p",
-                     port,
-                     "-s",
-                     user,
-                     "-au",
-                     user,
-                     "-ap",
-                     "pw" + user,
-                     "-nostdin",
-                     "-trace_msg",
-                     "-message_file",
-                     p.messages.string(),
-                     "-trace_err",
-                     "-error_file",
-                     (dir / (tag + ".err")).string()},
-                    p.log);
+    const SippCommand sipp{
+        .remote = "127.0.0.1:" + std::to_string(udp_port_),
+        .scenario = scenario("register_hold.xml"),
+        .local_port = std::to_string(free_port(SOCK_DGRAM)),
+        .user = user,
+        .password = "pw" + user,
+        .more = {"-oocsf", scenario(ooc), "-inf", (dir / (tag + ".csv")).string(), "-trace_msg", "-message_file",
+                 p.messages.string(), "-trace_err", "-error_file", (dir / (tag + ".err")).string()}};
+    p.child = Child(sipp.argv(), p.log);
     EXPECT_TRUE(eventually([&] { return registered(user); }, std::chrono::seconds(10)))
         << "phone " << user << " did not register\n"
         << read_file(p.log) << read_file(dir / (tag + ".err")) << daemon_->log();

@@ -12,7 +12,9 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
@@ -23,57 +25,30 @@ using nlohmann::json;
 constexpr const char* kPhoneMac = "00:11:22:33:44:66";
 constexpr const char* kPhoneSep = "SEP001122334466";
 
-// Two namespaces joined by a veth pair; removed in the destructor whatever happened.
-class Topology {
- public:
-  Topology() {
-    const std::string id = std::to_string(::getpid());
-    switch_ns = "vepoe-sw-" + id;
-    phone_ns = "vepoe-ph-" + id;
-    switch_if = "vps" + id;
-    phone_if = "vpp" + id;
-    auto r = sh("ip netns add " + switch_ns + " && ip netns add " + phone_ns + " && ip -n " + switch_ns + " link add " +
-                switch_if + " type veth peer name " + phone_if + " netns " + phone_ns + " && ip -n " + switch_ns +
-                " link set lo up && ip -n " + switch_ns + " link set " + switch_if + " up && ip -n " + phone_ns +
-                " link set " + phone_if + " up");
-    ok = r.exit_code == 0;
-    error = r.err;
-  }
-  ~Topology() {
-    run({"ip", "netns", "del", switch_ns});
-    run({"ip", "netns", "del", phone_ns});
-  }
-  Topology(const Topology&) = delete;
-  Topology& operator=(const Topology&) = delete;
-  std::vector<std::string> in_switch() const { return {"ip", "netns", "exec", switch_ns}; }
-  std::vector<std::string> in_phone(std::vector<std::string> argv) const {
-    std::vector<std::string> out{"ip", "netns", "exec", phone_ns};
-    out.insert(out.end(), argv.begin(), argv.end());
-    return out;
-  }
-
-  std::string switch_ns, phone_ns, switch_if, phone_if;
-  bool ok = false;
-  std::string error;
+// The switch (voiceedged, sim PSE) and the phone (scapy, tshark), joined by a veth.
+struct Topology {
+  Namespace switch_ns{"vepoe-sw-"}, phone_ns{"vepoe-ph-"};
+  std::string switch_if = unique_name("vps"), phone_if = unique_name("vpp");
+  VethPair veth{{&switch_ns, switch_if}, {&phone_ns, phone_if}};
 };
 
+// The switch: `ports`, the value of cdp:, and the sim PSE (`sim_pse`: its lines, `sim`: the ports' PDs).
+SiteFile switch_site(const std::string& ports, const std::string& cdp, const std::string& sim_pse,
+                     const std::string& sim) {
+  SiteFile site;
+  site.name = "vepoe-switch";
+  site.ports = ports;
+  site.sections = "cdp: " + cdp + "\nlldp: { enabled: false, med: false }\npoe:\n  driver: sim\n  budget_watts: 370\n" +
+                  sim_pse + "  sim: { " + sim + " }\n";
+  return site;
+}
+
 std::string site_yaml(const std::string& port) {
-  return "site: { name: vepoe-switch }\n"
-         "state_dir: @STATE@\n"
-         "control: { socket: @SOCKET@ }\n"
-         "ports:\n  - { name: " +
-         port +
-         ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: high, max_watts: 15.4 } }\n"
-         "cdp: { enabled: true, interval_s: 60, holdtime_s: 180, fast_start_count: 1 }\n"
-         "lldp: { enabled: false, med: false }\n"
-         "poe:\n  driver: sim\n  budget_watts: 370\n  sim: { " +
-         port +
-         ": { class: 2, draw_watts: 6.3 } }\n"
-         "dhcp: { kea: { manage: false, event_socket: \"@STATE@/kea.sock\" } }\n"
-         "provisioning:\n  root: \"@STATE@/tftp\"\n  tftp: { listen: \"127.0.0.1:0\" }\n"
-         "  http: { listen: \"127.0.0.1:0\" }\n"
-         "sip: { listen: [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"] }\n"
-         "net: { mode: none }\n";
+  return switch_site("\n  - { name: " + port +
+                         ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: high, max_watts: 15.4 } }\n",
+                     "{ enabled: true, interval_s: 60, holdtime_s: 180, fast_start_count: 1 }", "",
+                     port + ": { class: 2, draw_watts: 6.3 }")
+      .yaml();
 }
 
 // The switch's CDP frames as tshark decodes them: request id echoed, Power Available.
@@ -104,14 +79,14 @@ class PoeCdpNetns : public ::testing::Test {
   void SetUp() override {
     if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
     topo = std::make_unique<Topology>();
-    ASSERT_TRUE(topo->ok) << topo->error;
+    ASSERT_TRUE(topo->veth.ok()) << topo->veth.error();
     tshark_log = scratch / "tshark.log";
-    tshark = Child(topo->in_phone({"tshark", "-i", topo->phone_if, "-n", "-l", "-Y", "cdp", "-T", "fields", "-e",
-                                   "cdp.deviceid", "-e", "cdp.request_id", "-e", "cdp.power_available"}),
+    tshark = Child(topo->phone_ns.exec({"tshark", "-i", topo->phone_if, "-n", "-l", "-Y", "cdp", "-T", "fields", "-e",
+                                        "cdp.deviceid", "-e", "cdp.request_id", "-e", "cdp.power_available"}),
                    tshark_log);
     ASSERT_TRUE(eventually([&] { return read_file(tshark_log).find("Capture started") != std::string::npos; }, 30s))
         << read_file(tshark_log);
-    daemon = std::make_unique<Daemon>(site_yaml(topo->switch_if), topo->in_switch());
+    daemon = std::make_unique<Daemon>(site_yaml(topo->switch_if), topo->switch_ns.exec());
     ASSERT_TRUE(daemon->start()) << daemon->log();
     ASSERT_TRUE(eventually([&] { return port_view().value("oper", "") == "on"; }, 20s))
         << power().dump(2) << daemon->log();
@@ -144,9 +119,9 @@ class PoeCdpNetns : public ::testing::Test {
   }
 
   void send_request(int request_id, const std::string& levels, const std::string& mac) {
-    auto r = run(
-        topo->in_phone({"/usr/bin/python3", (source_dir() / "tests" / "poe_cdp_phone.py").string(), "--iface",
-                        topo->phone_if, "--mac", mac, "--request-id", std::to_string(request_id), "--levels", levels}));
+    auto r = run(topo->phone_ns.exec({"/usr/bin/python3", (source_dir() / "tests" / "poe_cdp_phone.py").string(),
+                                      "--iface", topo->phone_if, "--mac", mac, "--request-id",
+                                      std::to_string(request_id), "--levels", levels}));
     EXPECT_EQ(r.exit_code, 0) << r.err;
   }
 
@@ -283,33 +258,19 @@ class PoePseBudgetNetns : public ::testing::Test {
   void SetUp() override {
     if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
     topo = std::make_unique<Topology>();
-    ASSERT_TRUE(topo->ok) << topo->error;
+    ASSERT_TRUE(topo->veth.ok()) << topo->veth.error();
     const std::string low = "vepoelow" + std::to_string(::getpid() % 10000);  // no interface: PoE only
     low_port = low;
-    const std::string yaml =
-        "site: { name: vepoe-switch }\n"
-        "state_dir: @STATE@\n"
-        "control: { socket: @SOCKET@ }\n"
-        "ports:\n  - { name: " +
-        low + ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: low, max_watts: 30 } }\n" +
-        "  - { name: " + topo->switch_if +
-        ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: critical, max_watts: 30 } }\n"
-        "phones:\n  - { mac: \"00:11:22:33:44:77\", model: \"8841\", port: " +
-        low +
-        " }\n"
-        "cdp: { enabled: false }\n"
-        "lldp: { enabled: false, med: false }\n"
-        "poe:\n  driver: sim\n  budget_watts: 370\n"
-        "  sim_pse: { prio_max: 3, domain_budget_watts: 20 }\n"
-        "  sim: { " +
-        low + ": { class: 3, draw_watts: 9 }, " + topo->switch_if +
-        ": { class: 3, draw_watts: 9 } }\n"
-        "dhcp: { kea: { manage: false, event_socket: \"@STATE@/kea.sock\" } }\n"
-        "provisioning:\n  root: \"@STATE@/tftp\"\n  tftp: { listen: \"127.0.0.1:0\" }\n"
-        "  http: { listen: \"127.0.0.1:0\" }\n"
-        "sip: { listen: [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"] }\n"
-        "net: { mode: none }\n";
-    daemon = std::make_unique<Daemon>(yaml, topo->in_switch());
+    SiteFile site =
+        switch_site("\n  - { name: " + low +
+                        ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: low, max_watts: 30 } }\n" +
+                        "  - { name: " + topo->switch_if +
+                        ", voice_vlan: 100, data_vlan: 10, poe: { mode: auto, priority: critical, max_watts: 30 } }\n",
+                    "{ enabled: false }", "  sim_pse: { prio_max: 3, domain_budget_watts: 20 }\n",
+                    low + ": { class: 3, draw_watts: 9 }, " + topo->switch_if + ": { class: 3, draw_watts: 9 }");
+    site.phones = "  - { mac: \"00:11:22:33:44:77\", model: \"8841\", port: " + low + " }\n";
+    const std::string yaml = site.yaml();
+    daemon = std::make_unique<Daemon>(yaml, topo->switch_ns.exec());
     ASSERT_TRUE(daemon->start()) << daemon->log();
   }
 

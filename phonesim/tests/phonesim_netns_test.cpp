@@ -7,36 +7,17 @@
 
 #include <sstream>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
 
 namespace ve::test {
 namespace {
 
+// The box (voiceedged, with 10.10.100.1 on its port) and the phones, joined by a veth.
 struct Namespaces {
-  Namespaces() {
-    const auto id = std::to_string(::getpid() % 10000000);
-    box_ns = "vepsb" + id;
-    phone_ns = "vepsp" + id;
-    box_if = "vepsb" + id;
-    phone_if = "vepsp" + id;
-    cleanup();
-    ok = sh("ip netns add " + box_ns).exit_code == 0 && sh("ip netns add " + phone_ns).exit_code == 0 &&
-         sh("ip link add " + box_if + " type veth peer name " + phone_if).exit_code == 0 &&
-         sh("ip link set " + box_if + " netns " + box_ns).exit_code == 0 &&
-         sh("ip link set " + phone_if + " netns " + phone_ns).exit_code == 0 &&
-         sh("ip -n " + box_ns + " addr add 10.10.100.1/24 dev " + box_if).exit_code == 0 &&
-         sh("ip -n " + box_ns + " link set lo up").exit_code == 0 &&
-         sh("ip -n " + phone_ns + " link set lo up").exit_code == 0 &&
-         sh("ip -n " + box_ns + " link set " + box_if + " up").exit_code == 0 &&
-         sh("ip -n " + phone_ns + " link set " + phone_if + " up").exit_code == 0;
-  }
-  ~Namespaces() { cleanup(); }
-  void cleanup() const {
-    (void)sh("ip netns del " + box_ns + " 2>/dev/null");  // takes the veth pair with it
-    (void)sh("ip netns del " + phone_ns + " 2>/dev/null");
-  }
-  std::string box_ns, phone_ns, box_if, phone_if;
-  bool ok = false;
+  Namespace box_ns{"vepsb"}, phone_ns{"vepsp"};
+  std::string box_if = unique_name("vepsb"), phone_if = unique_name("vepsp");
+  VethPair veth{{&box_ns, box_if, "10.10.100.1/24"}, {&phone_ns, phone_if}};
 };
 
 std::string site_yaml(const Namespaces& n, const std::filesystem::path& dir, int http_port = 6970, int lease_s = 3600) {
@@ -99,7 +80,7 @@ class PhonesimNetns : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(is_root()) << "needs root for network namespaces";
-    ASSERT_TRUE(net_.ok) << "could not create namespaces/veth";
+    ASSERT_TRUE(net_.veth.ok()) << net_.veth.error();
     // Static files the phones ask for after their config (steps 9, 12-14).
     for (const char* d : {"tftp/English_United_States", "tftp/United_States"}) {
       std::filesystem::create_directories(files_.path() / d);
@@ -112,14 +93,12 @@ class PhonesimNetns : public ::testing::Test {
     // The default load, for phones running an older one (step 8).
     files_.write("tftp/sip78xx.14-2-1-0001-14.loads", "# image list\nsip78xx.14-2-1-0001-14.sbn\n");
     files_.write("tftp/sip78xx.14-2-1-0001-14.sbn", std::string(200000, 'L'));
-    daemon_ = std::make_unique<Daemon>(site_yaml(net_, files_.path()),
-                                       std::vector<std::string>{"ip", "netns", "exec", net_.box_ns});
+    daemon_ = std::make_unique<Daemon>(site_yaml(net_, files_.path()), net_.box_ns.exec());
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
   }
 
   std::vector<std::string> sim_argv(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {"ip",          "netns",       "exec",   net_.phone_ns, VE_PHONESIM,
-                                     "--interface", net_.phone_if, "--json", "--timeout-s", "90"};
+    auto argv = net_.phone_ns.exec({VE_PHONESIM, "--interface", net_.phone_if, "--json", "--timeout-s", "90"});
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
   }
@@ -235,8 +214,7 @@ TEST_F(PhonesimNetns, ThreeListedPhonesBootThroughEveryStepToRegistered) {
   }
   EXPECT_NE(regs.find("sip78xx.14-2-1-0001-14"), std::string::npos) << "ActiveLoad from the Reason header: " << regs;
   // The simulator removed the addresses it added.
-  EXPECT_EQ(sh("ip -n " + net_.phone_ns + " -4 addr show dev " + net_.phone_if).out.find("10.10.100."),
-            std::string::npos);
+  EXPECT_EQ(net_.phone_ns.ip({"-4", "addr", "show", "dev", net_.phone_if}).out.find("10.10.100."), std::string::npos);
 }
 
 TEST_F(PhonesimNetns, UnknownPhoneGetsXmlDefaultAndStopsAtStep11WithTheRegistrarsReason) {

@@ -14,11 +14,10 @@
 
 #include "poe/poe.hpp"
 #include "poe/tests/test_support.hpp"
+#include "tests/support/netns.hpp"
 
 namespace ve::poe {
 namespace {
-
-int run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
 
 std::unique_ptr<LinuxPseDriver> open_or_skip(std::vector<std::string> ports) {
   auto d = LinuxPseDriver::open(std::move(ports));
@@ -32,31 +31,10 @@ std::unique_ptr<LinuxPseDriver> open_or_skip(std::vector<std::string> ports) {
   if (!var) GTEST_SKIP() << "kernel has no ethtool generic netlink (CONFIG_ETHTOOL_NETLINK)"
 
 // A veth pair whose one end lives in its own network namespace; removed even when a test fails.
-class VethInNetns {
- public:
-  VethInNetns() {
-    const std::string id = std::to_string(::getpid());
-    ns_ = "vepoe" + id;
-    host_ = "vpoa" + id;
-    peer_ = "vpob" + id;
-    ok_ = run("ip netns add " + ns_) == 0 && run("ip link add " + host_ + " type veth peer name " + peer_) == 0 &&
-          run("ip link set " + peer_ + " netns " + ns_) == 0 && run("ip link set " + host_ + " up") == 0 &&
-          run("ip -n " + ns_ + " link set " + peer_ + " up") == 0;
-  }
-  ~VethInNetns() {
-    run("ip link del " + host_);
-    run("ip netns del " + ns_);
-  }
-  VethInNetns(const VethInNetns&) = delete;
-  VethInNetns& operator=(const VethInNetns&) = delete;
-  bool ok() const { return ok_; }
-  const std::string& ns() const { return ns_; }
-  const std::string& host() const { return host_; }
-  const std::string& peer() const { return peer_; }
-
- private:
-  std::string ns_, host_, peer_;
-  bool ok_ = false;
+struct VethInNetns {
+  test::Namespace ns{"vepoe"};
+  std::string host = test::unique_name("vpoa"), peer = test::unique_name("vpob");  // peer: in ns
+  test::VethPair veth{{nullptr, host}, {&ns, peer}};
 };
 
 TEST(LinuxPse, ResolvesTheEthtoolFamily) {
@@ -110,10 +88,10 @@ TEST(LinuxPse, UnknownInterfaceIsNoSuchPort) {
 TEST(LinuxPse, VethReportsNoPseOnBothSidesOfANetns) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root for ip netns";
   VethInNetns veth;
-  ASSERT_TRUE(veth.ok()) << "could not create netns/veth";
+  ASSERT_TRUE(veth.veth.ok()) << veth.veth.error();
   {
-    OPEN_OR_SKIP(d, {veth.host()});
-    auto s = d->status(veth.host());
+    OPEN_OR_SKIP(d, {veth.host});
+    auto s = d->status(veth.host);
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EQ(s->detection, Detection::NoPse);
   }
@@ -121,12 +99,12 @@ TEST(LinuxPse, VethReportsNoPseOnBothSidesOfANetns) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    const std::string path = "/run/netns/" + veth.ns();
+    const std::string path = "/run/netns/" + veth.ns.name();
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) ::_exit(10);
-    auto d = LinuxPseDriver::open({veth.peer()});
+    auto d = LinuxPseDriver::open({veth.peer});
     if (!d) ::_exit(11);
-    auto s = d.value()->status(veth.peer());
+    auto s = d.value()->status(veth.peer);
     if (!s) ::_exit(12);
     ::_exit(s->detection == Detection::NoPse ? 0 : 13);
   }
@@ -139,17 +117,17 @@ TEST(LinuxPse, VethReportsNoPseOnBothSidesOfANetns) {
 TEST(LinuxPse, ManagerShowsNoPseAndGrantsNothing) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root for ip netns";
   VethInNetns veth;
-  ASSERT_TRUE(veth.ok());
-  OPEN_OR_SKIP(d, {veth.host()});
+  ASSERT_TRUE(veth.veth.ok()) << veth.veth.error();
+  OPEN_OR_SKIP(d, {veth.host});
   testing::RecordingSink sink;
-  auto cfg = testing::make_config({{veth.host()}}, 370);
+  auto cfg = testing::make_config({{veth.host}}, 370);
   Manager mgr(*d, sink, cfg, steady_clock_now());
   mgr.start();
   mgr.poll();
-  auto v = mgr.port(veth.host());
+  auto v = mgr.port(veth.host);
   ASSERT_TRUE(v);
   EXPECT_EQ(v->oper, Oper::NoPse);
-  EXPECT_EQ(mgr.negotiate(veth.host(), 12900), 0u);
+  EXPECT_EQ(mgr.negotiate(veth.host, 12900), 0u);
   EXPECT_TRUE(sink.events.empty()) << "no phone events for a port without PSE";
 }
 

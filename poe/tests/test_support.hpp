@@ -7,10 +7,9 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "config/config.hpp"
 #include "poe/poe.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "ve/phone_event.hpp"
 
 namespace ve::poe::testing {
@@ -36,28 +35,7 @@ struct RecordingSink final : EventSink {
   void clear() { events.clear(); }
 };
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = std::filesystem::temp_directory_path() /
-            ("ve-poe-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-  std::filesystem::path path_;
-};
+using TempDir = ve::test::TempDir;  // tests/support/temp_dir.hpp
 
 struct PortSpec {
   std::string name;

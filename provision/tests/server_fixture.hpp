@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <condition_variable>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -21,6 +22,7 @@
 #include "provision/provision.hpp"
 #include "provision/tests/temp_dir.hpp"
 #include "provision/tests/test_site.hpp"
+#include "tests/support/process.hpp"
 
 namespace ve::provision::testing {
 
@@ -47,16 +49,8 @@ inline std::string random_bytes(std::size_t n, unsigned seed) {
   return s;
 }
 
-// Waits until `pred` holds (the server works on its own thread), at most `limit`.
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
-}
+// Waits until `pred` holds (the server works on its own thread): tests/support's, polled every 20 ms.
+using ve::test::eventually;
 
 class ServerFixture : public ::testing::Test {
  protected:

@@ -12,28 +12,19 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
+#include "tests/support/sipp.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
 
-const std::string kSite = R"(site: { name: sipp-calls }
-state_dir: @STATE@
-control: { socket: @SOCKET@ }
-ports: []
-dhcp:
-  kea: { manage: false, event_socket: "@STATE@/kea.sock" }
-provisioning:
-  root: "@STATE@/tftp"
-  tftp: { listen: "127.0.0.1:0" }
-  http: { listen: "127.0.0.1:0" }
-sip:
-  listen: ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
-  realm: voiceedge-test
-  ring_timeout_s: 2
-net: { mode: none }
-phones:
-  - mac: "00:11:22:33:44:01"
+// Six phones, one line each: 1005 forwards to 1003 when unanswered, 1006 when busy.
+SiteFile calls_site() {
+  return {.name = "sipp-calls",
+          .sip = "  realm: voiceedge-test\n  ring_timeout_s: 2\n",
+          .phones = R"(  - mac: "00:11:22:33:44:01"
     lines: [{ extension: "1001", password: "pw1001" }]
   - mac: "00:11:22:33:44:02"
     lines: [{ extension: "1002", password: "pw1002" }]
@@ -45,29 +36,14 @@ phones:
     lines: [{ extension: "1005", password: "pw1005", forward: { no_answer: "1003", no_answer_s: 1 } }]
   - mac: "00:11:22:33:44:06"
     lines: [{ extension: "1006", password: "pw1006", forward: { busy: "1003" } }]
-)";
-
-std::uint16_t free_port(int type) {
-  int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string describe(const RunResult& r) {
-  return "sipp exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err;
+)"};
 }
 
 class SippCalls : public ::testing::Test {
  public:
   void SetUp() override {
     ASSERT_EQ(sh("command -v sipp").exit_code, 0) << "sipp (package sip-tester) is required";
-    daemon_ = std::make_unique<Daemon>(kSite);
+    daemon_ = std::make_unique<Daemon>(calls_site().yaml());
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
     auto j = daemon_->ctl_json({"show", "sip", "registrations"});
     ASSERT_TRUE(j.is_object()) << daemon_->log();
@@ -82,35 +58,15 @@ class SippCalls : public ::testing::Test {
   std::vector<std::string> sipp_args(const std::string& scenario, const std::string& transport, const std::string& user,
                                      const std::string& password, const std::string& tag) {
     const int port = transport == "t1" ? tcp_port_ : udp_port_;
-    return {"sipp",
-            "127.0.0.1:" + std::to_string(port),
-            "-sf",
-            scenario,
-            "-m",
-            "1",
-            "-t",
-            transport,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            std::to_string(free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM)),
-            "-s",
-            user,
-            "-au",
-            user,
-            "-ap",
-            password,
-            "-cid_str",
-            cid_,
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-recv_timeout",
-            "8000",
-            "-nostdin",
-            "-trace_err",
-            "-error_file",
-            (daemon_->dir() / ("sipp-" + tag + ".err")).string()};
+    return SippCommand{.remote = "127.0.0.1:" + std::to_string(port),
+                       .scenario = scenario,
+                       .transport = transport,
+                       .local_port = std::to_string(free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM)),
+                       .user = user,
+                       .password = password,
+                       .more = {"-cid_str", cid_, "-timeout", "20s", "-timeout_error", "-recv_timeout", "8000",
+                                "-trace_err", "-error_file", (daemon_->dir() / ("sipp-" + tag + ".err")).string()}}
+        .argv();
   }
 
   static std::string scenario(const std::string& name) { return std::string(VE_SIPP_SCENARIOS) + "/calls/" + name; }

@@ -12,30 +12,19 @@
 #include <fstream>
 #include <sstream>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
+#include "tests/support/sipp.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
 
-const std::string kSite = R"(site: { name: sipp-test }
-state_dir: @STATE@
-control: { socket: @SOCKET@ }
-ports: []
-dhcp:
-  kea: { manage: false, event_socket: "@STATE@/kea.sock" }
-provisioning:
-  root: "@STATE@/tftp"
-  tftp: { listen: "127.0.0.1:0" }
-  http: { listen: "127.0.0.1:0" }
-sip:
-  listen: ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
-  realm: voiceedge-test
-  default_expires_s: 3600
-  min_expires_s: 60
-  max_expires_s: 7200
-net: { mode: none }
-phones:
-  - mac: "00:11:22:33:44:55"
+// Three phones with digest credentials; expiry between 60 s and 7200 s.
+SiteFile registrar_site() {
+  return {.name = "sipp-test",
+          .sip = "  realm: voiceedge-test\n  default_expires_s: 3600\n  min_expires_s: 60\n  max_expires_s: 7200\n",
+          .phones = R"(  - mac: "00:11:22:33:44:55"
     lines:
       - { extension: "1001", auth_user: "1001", password: "s3cret" }
   - mac: "9c:57:ad:12:a4:e0"
@@ -46,26 +35,14 @@ phones:
     model: CP-7841
     lines:
       - { extension: "2001", auth_user: "2001", password: "bs2001" }
-)";
-
-// A free local port for sipp's own socket (so that a refresh and an unregister reuse the Contact).
-std::uint16_t free_port(int type, const std::string& ip = "127.0.0.1") {
-  int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+)"};
 }
 
 class SippRegistrar : public ::testing::Test {
  public:
   void SetUp() override {
     ASSERT_EQ(sh("command -v sipp").exit_code, 0) << "sipp (package sip-tester) is required";
-    daemon_ = std::make_unique<Daemon>(kSite);
+    daemon_ = std::make_unique<Daemon>(registrar_site().yaml());
     start_daemon();
   }
 
@@ -92,38 +69,18 @@ class SippRegistrar : public ::testing::Test {
     const int port = transport == "t1" ? tcp_port_ : udp_port_;
     if (local_port == 0) local_port = free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM, local_ip);
     const auto errors = daemon_->dir() / ("sipp-" + scenario + ".err");
-    std::vector<std::string> argv{"sipp",
-                                  "127.0.0.1:" + std::to_string(port),
-                                  "-sf",
-                                  std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
-                                  "-m",
-                                  "1",
-                                  "-t",
-                                  transport,
-                                  "-i",
-                                  local_ip,
-                                  "-p",
-                                  std::to_string(local_port),
-                                  "-s",
-                                  user,
-                                  "-au",
-                                  user,
-                                  "-ap",
-                                  password,
-                                  "-key",
-                                  "expires",
-                                  std::to_string(expires),
-                                  "-timeout",
-                                  "20s",
-                                  "-timeout_error",
-                                  "-recv_timeout",
-                                  std::to_string(recv_timeout_ms),
-                                  "-nostdin",
-                                  "-trace_err",
-                                  "-error_file",
-                                  errors.string()};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto r = run(argv, std::chrono::seconds(40));
+    SippCommand phone{
+        .remote = "127.0.0.1:" + std::to_string(port),
+        .scenario = std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
+        .transport = transport,
+        .local_ip = local_ip,
+        .local_port = std::to_string(local_port),
+        .user = user,
+        .password = password,
+        .more = {"-key", "expires", std::to_string(expires), "-timeout", "20s", "-timeout_error", "-recv_timeout",
+                 std::to_string(recv_timeout_ms), "-trace_err", "-error_file", errors.string()}};
+    phone.more.insert(phone.more.end(), extra.begin(), extra.end());
+    auto r = run(phone.argv(), std::chrono::seconds(40));
     r.err += read_file(errors);
     return r;
   }
@@ -132,10 +89,6 @@ class SippRegistrar : public ::testing::Test {
   int udp_port_ = 0;
   int tcp_port_ = 0;
 };
-
-std::string describe(const RunResult& r) {
-  return "sipp exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err;
-}
 
 void register_refresh_unregister(SippRegistrar& t, const std::string& transport, const std::string& expect_transport) {
   const std::uint16_t phone_port = free_port(transport == "t1" ? SOCK_STREAM : SOCK_DGRAM);
@@ -322,40 +275,20 @@ TEST_F(SippRegistrar, StateFileDamagedWhileRunningLosesNoBinding) {
 TEST_F(SippRegistrar, UdpRegistrationNamesTheAddressThePhoneUsed) {
   // The daemon listens on 0.0.0.0 (below); the phone sends to 127.0.0.3: that is what Device
   // Status must say, and the answer must come from there.
-  auto site = kSite;
-  site.replace(site.find("\"udp:127.0.0.1:0\""), 17, "\"udp:0.0.0.0:0\"");
+  auto site = registrar_site();
+  site.sip_listen = R"(["udp:0.0.0.0:0", "tcp:127.0.0.1:0"])";
   ASSERT_EQ(daemon_->stop(SIGTERM), 0);
-  daemon_ = std::make_unique<Daemon>(site);
+  daemon_ = std::make_unique<Daemon>(site.yaml());
   start_daemon();
   const std::uint16_t local = free_port(SOCK_DGRAM);
-  std::vector<std::string> argv{"sipp",
-                                "127.0.0.3:" + std::to_string(udp_port_),
-                                "-sf",
-                                std::string(VE_SIPP_SCENARIOS) + "/register_refresh.xml",
-                                "-m",
-                                "1",
-                                "-t",
-                                "u1",
-                                "-i",
-                                "127.0.0.1",
-                                "-p",
-                                std::to_string(local),
-                                "-s",
-                                "1001",
-                                "-au",
-                                "1001",
-                                "-ap",
-                                "s3cret",
-                                "-key",
-                                "expires",
-                                "600",
-                                "-timeout",
-                                "20s",
-                                "-timeout_error",
-                                "-recv_timeout",
-                                "5000",
-                                "-nostdin"};
-  auto r = run(argv, std::chrono::seconds(40));
+  const SippCommand phone{
+      .remote = "127.0.0.3:" + std::to_string(udp_port_),
+      .scenario = std::string(VE_SIPP_SCENARIOS) + "/register_refresh.xml",
+      .local_port = std::to_string(local),
+      .user = "1001",
+      .password = "s3cret",
+      .more = {"-key", "expires", "600", "-timeout", "20s", "-timeout_error", "-recv_timeout", "5000"}};
+  auto r = run(phone.argv(), std::chrono::seconds(40));
   ASSERT_EQ(r.exit_code, 0) << describe(r) << daemon_->log();
   const auto journey = daemon_->ctl_json({"show", "journey", "00:11:22:33:44:55"});
   EXPECT_EQ(journey["phone"].value("registration", ""), "Registered with 127.0.0.3") << journey.dump(2);
@@ -415,78 +348,31 @@ TEST_F(SippRegistrar, BaresipOnALineIsTheOwningPhoneNotAPhantom) {
 // Three network namespaces: the box (voiceedged on 0.0.0.0:5060), the phone (10.231.1.2) and an
 // attacker on another link (10.231.2.2) that has sniffed the phone's REGISTER and replays its
 // Authorization to the same Request-URI with its own Call-ID and Contact.
-class Netns {
- public:
-  explicit Netns(std::vector<std::string> names) : names_(std::move(names)) {
-    for (const auto& n : names_) sh("ip netns del " + n + " 2>/dev/null");
-    for (const auto& n : names_) ok_ = ok_ && sh("ip netns add " + n).exit_code == 0;
-  }
-  ~Netns() {
-    for (const auto& n : names_) sh("ip netns del " + n + " 2>/dev/null");
-  }
-  bool ok() const { return ok_; }
-
- private:
-  std::vector<std::string> names_;
-  bool ok_ = true;
-};
-
 TEST(SippNetns, CapturedAuthorizationReplayedFromAnotherHostDoesNotRegister) {
   if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
   ASSERT_EQ(sh("command -v sipp").exit_code, 0) << "sipp (package sip-tester) is required";
-  const std::string box = "ve-sipsec-box", phone = "ve-sipsec-ph", attacker = "ve-sipsec-at";
-  Netns ns({box, phone, attacker});
-  ASSERT_TRUE(ns.ok());
-  const auto setup =
-      sh("set -e; ip -n " + box + " link set lo up; ip -n " + phone + " link set lo up; ip -n " + attacker +
-         " link set lo up; ip -n " + box + " link add vssp0 type veth peer name vssp1 netns " + phone + "; ip -n " +
-         box + " link add vssa0 type veth peer name vssa1 netns " + attacker + "; ip -n " + box +
-         " addr add 10.231.1.1/24 dev vssp0; ip -n " + box + " link set vssp0 up; ip -n " + box +
-         " addr add 10.231.2.1/24 dev vssa0; ip -n " + box + " link set vssa0 up; ip -n " + phone +
-         " addr add 10.231.1.2/24 dev vssp1; ip -n " + phone + " link set vssp1 up; ip -n " + attacker +
-         " addr add 10.231.2.2/24 dev vssa1; ip -n " + attacker + " link set vssa1 up; ip -n " + attacker +
-         " route add default via 10.231.2.1");
-  ASSERT_EQ(setup.exit_code, 0) << setup.out << setup.err;
-  auto site = kSite;
-  const std::string listen = "[\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]";
-  site.replace(site.find(listen), listen.size(), "[\"udp:0.0.0.0:5060\"]");
-  Daemon daemon(site, {"ip", "netns", "exec", box});
+  Namespace box("ve-sipsec-box"), phone("ve-sipsec-ph"), attacker("ve-sipsec-at");
+  VethPair phone_link{{&box, "vssp0", "10.231.1.1/24"}, {&phone, "vssp1", "10.231.1.2/24"}};
+  VethPair attacker_link{{&box, "vssa0", "10.231.2.1/24"}, {&attacker, "vssa1", "10.231.2.2/24"}};
+  ASSERT_TRUE(phone_link.ok()) << phone_link.error();
+  ASSERT_TRUE(attacker_link.ok()) << attacker_link.error();
+  const auto route = attacker.ip({"route", "add", "default", "via", "10.231.2.1"});
+  ASSERT_EQ(route.exit_code, 0) << route.err;
+  auto site = registrar_site();
+  site.sip_listen = R"(["udp:0.0.0.0:5060"])";
+  Daemon daemon(site.yaml(), box.exec());
   ASSERT_TRUE(daemon.start()) << daemon.log();
-  const auto sipp_in = [&](const std::string& netns, const std::string& local_ip, const std::string& scenario,
+  const auto sipp_in = [&](const Namespace& netns, const std::string& local_ip, const std::string& scenario,
                            std::vector<std::string> extra) {
-    std::vector<std::string> argv{"ip",
-                                  "netns",
-                                  "exec",
-                                  netns,
-                                  "sipp",
-                                  "10.231.1.1:5060",
-                                  "-sf",
-                                  std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
-                                  "-m",
-                                  "1",
-                                  "-t",
-                                  "u1",
-                                  "-i",
-                                  local_ip,
-                                  "-p",
-                                  "5070",
-                                  "-s",
-                                  "1001",
-                                  "-au",
-                                  "1001",
-                                  "-ap",
-                                  "s3cret",
-                                  "-key",
-                                  "expires",
-                                  "3600",
-                                  "-timeout",
-                                  "20s",
-                                  "-timeout_error",
-                                  "-recv_timeout",
-                                  "5000",
-                                  "-nostdin"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return run(argv, std::chrono::seconds(40));
+    SippCommand sipp{.remote = "10.231.1.1:5060",
+                     .scenario = std::string(VE_SIPP_SCENARIOS) + "/" + scenario,
+                     .local_ip = local_ip,
+                     .local_port = "5070",
+                     .user = "1001",
+                     .password = "s3cret",
+                     .more = {"-key", "expires", "3600", "-timeout", "20s", "-timeout_error", "-recv_timeout", "5000"}};
+    sipp.more.insert(sipp.more.end(), extra.begin(), extra.end());
+    return netns.run(sipp.argv(), std::chrono::seconds(40));
   };
   const auto trace = daemon.dir() / "netns-phone-messages.log";
   auto reg = sipp_in(phone, "10.231.1.2", "register_refresh.xml", {"-trace_msg", "-message_file", trace.string()});

@@ -14,39 +14,34 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/daemon.hpp"
+#include "tests/support/netns.hpp"
+#include "tests/support/sipp.hpp"
+#include "tests/support/site_file.hpp"
 
 namespace ve::test {
 namespace {
 
 using namespace std::chrono_literals;
 
-const std::string kSite = R"(site: { name: srst-test }
-state_dir: @STATE@
-control: { socket: @SOCKET@, http: "127.0.0.1:8089" }
-ports: []
-dhcp:
-  kea: { manage: false, event_socket: "@STATE@/kea.sock" }
-provisioning:
-  root: "@STATE@/tftp"
-  tftp: { listen: "127.0.0.1:0" }
-  http: { listen: "127.0.0.1:0" }
-sip:
-  listen: ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"]
-  realm: voiceedge-test
-  ring_timeout_s: 5
-  upstream:
-    - { name: hq-1, host: 10.99.0.2, port: 5060, transport: udp }
-  survivability: { probe_interval_s: 1, probe_failures: 2, rehome_after_s: 3 }
-net: { mode: none }
-phones:
-  - mac: "00:11:22:33:44:01"
+// The branch: SIP on every address of the box, Kamailio at 10.99.0.2 as its cluster over `transport`.
+std::string srst_site(const std::string& transport) {
+  return SiteFile{.name = "srst-test",
+                  .control = R"({ socket: @SOCKET@, http: "127.0.0.1:8089" })",
+                  .sip_listen = R"(["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"])",
+                  .sip =
+                      "  realm: voiceedge-test\n  ring_timeout_s: 5\n  upstream:\n"
+                      "    - { name: hq-1, host: 10.99.0.2, port: 5060, transport: " +
+                      transport +
+                      " }\n"
+                      "  survivability: { probe_interval_s: 1, probe_failures: 2, rehome_after_s: 3 }\n",
+                  .phones = R"(  - mac: "00:11:22:33:44:01"
     lines: [{ extension: "1001", password: "pw1001" }]
   - mac: "00:11:22:33:44:02"
     lines: [{ extension: "1002", password: "pw1002" }]
-)";
-
-std::string describe(const RunResult& r) { return "exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err; }
+)"}
+      .yaml();
+}
 
 class Srst : public ::testing::Test {
  public:
@@ -54,28 +49,8 @@ class Srst : public ::testing::Test {
     if (!is_root()) GTEST_SKIP() << "needs root for network namespaces";
     ASSERT_EQ(sh("command -v sipp && command -v kamailio && command -v kamcmd").exit_code, 0)
         << "sipp and kamailio are required (scripts/deps --bench)";
-    const auto id = std::to_string(::getpid());
-    box_ = "ve-srst-box-" + id;
-    hq_ = "ve-srst-hq-" + id;
-    const std::string vb = "vsb" + id, vh = "vsh" + id;
-    for (const auto& cmd : {
-             "ip netns add " + box_,
-             "ip netns add " + hq_,
-             "ip -n " + box_ + " link add " + vb + " type veth peer name " + vh + " netns " + hq_,
-             "ip -n " + box_ + " link set lo up",
-             "ip -n " + hq_ + " link set lo up",
-             "ip -n " + box_ + " addr add 10.99.0.1/24 dev " + vb,
-             "ip -n " + hq_ + " addr add 10.99.0.2/24 dev " + vh,
-             "ip -n " + box_ + " link set " + vb + " up",
-             "ip -n " + hq_ + " link set " + vh + " up",
-         }) {
-      auto r = sh(cmd);
-      ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << describe(r);
-    }
-    std::string site = kSite;
-    if (upstream_transport() == "tcp")
-      site.replace(site.find("port: 5060, transport: udp"), 26, "port: 5060, transport: tcp");
-    daemon_ = std::make_unique<Daemon>(site, std::vector<std::string>{"ip", "netns", "exec", box_});
+    ASSERT_TRUE(link_.ok()) << link_.error();
+    daemon_ = std::make_unique<Daemon>(srst_site(upstream_transport()), box_.exec());
     std::string cfg = read_file(source_dir() / "tests/srst/kamailio.cfg");
     for (std::string::size_type p; (p = cfg.find("HQ_ADDR")) != std::string::npos;) cfg.replace(p, 7, "10.99.0.2");
     for (std::string::size_type p; (p = cfg.find("HQ_CTL")) != std::string::npos;) cfg.replace(p, 6, ctl_socket());
@@ -88,8 +63,6 @@ class Srst : public ::testing::Test {
   void TearDown() override {
     stop_kamailio();
     daemon_.reset();
-    if (!box_.empty()) sh("ip netns del " + box_);
-    if (!hq_.empty()) sh("ip netns del " + hq_);
   }
 
   // The box-cluster leg; the phones use UDP to the box either way.
@@ -100,8 +73,8 @@ class Srst : public ::testing::Test {
   void start_kamailio() {
     const auto multiarch = sh("gcc -print-multiarch").out;
     const std::string modules = "/usr/lib/" + multiarch.substr(0, multiarch.find('\n')) + "/kamailio/modules";
-    kamailio_ = Child({"ip", "netns", "exec", hq_, "kamailio", "-f", (daemon_->dir() / "kamailio.cfg").string(), "-DD",
-                       "-E", "-m", "64", "-M", "8", "-Y", daemon_->dir().path().string(), "-L", modules},
+    kamailio_ = Child(hq_.exec({"kamailio", "-f", (daemon_->dir() / "kamailio.cfg").string(), "-DD", "-E", "-m", "64",
+                                "-M", "8", "-Y", daemon_->dir().path().string(), "-L", modules}),
                       daemon_->dir() / "kamailio.log");
     ASSERT_TRUE(eventually([&] { return std::filesystem::exists(ctl_socket()); }, 10s)) << kamailio_log();
   }
@@ -109,9 +82,8 @@ class Srst : public ::testing::Test {
   // Kamailio's workers can outlive its main process; every process in the hq namespace is ours.
   void stop_kamailio() {
     kamailio_.stop(SIGTERM, 5s);
-    if (hq_.empty()) return;
     for (int round = 0; round < 50; ++round) {
-      const auto pids = sh("ip netns pids " + hq_).out;
+      const auto pids = run({"ip", "netns", "pids", hq_.name()}).out;
       if (pids.find_first_of("0123456789") == std::string::npos) return;
       std::size_t pos = 0;
       while (pos < pids.size()) {
@@ -134,39 +106,15 @@ class Srst : public ::testing::Test {
   }
 
   std::vector<std::string> sipp(const std::string& scenario, const std::string& user, const std::string& tag) {
-    return {"ip",
-            "netns",
-            "exec",
-            box_,
-            "sipp",
-            "127.0.0.1:5060",
-            "-sf",
-            std::string(VE_SIPP_SCENARIOS) + "/calls/" + scenario,
-            "-m",
-            "1",
-            "-t",
-            "u1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            std::to_string(next_port_++),
-            "-s",
-            user,
-            "-au",
-            user,
-            "-ap",
-            "pw" + user,
-            "-cid_str",
-            cid_ + phase_ + "-%u",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-recv_timeout",
-            "15000",
-            "-nostdin",
-            "-trace_err",
-            "-error_file",
-            (daemon_->dir() / ("sipp-" + tag + ".err")).string()};
+    return box_.exec(SippCommand{
+        .remote = "127.0.0.1:5060",
+        .scenario = std::string(VE_SIPP_SCENARIOS) + "/calls/" + scenario,
+        .local_port = std::to_string(next_port_++),
+        .user = user,
+        .password = "pw" + user,
+        .more = {"-cid_str", cid_ + phase_ + "-%u", "-timeout", "20s", "-timeout_error", "-recv_timeout", "15000",
+                 "-trace_err", "-error_file", (daemon_->dir() / ("sipp-" + tag + ".err")).string()}}
+                         .argv());
   }
 
   // The binding of `user` the box holds (its copy in upstream mode), null when none.
@@ -211,8 +159,9 @@ class Srst : public ::testing::Test {
     return r;
   }
 
-  std::string box_;
-  std::string hq_;
+  // The box (voiceedged, the sipp phones on its loopback) and hq (Kamailio), joined by a veth.
+  Namespace box_{"ve-srst-box-"}, hq_{"ve-srst-hq-"};
+  VethPair link_{{&box_, unique_name("vsb"), "10.99.0.1/24"}, {&hq_, unique_name("vsh"), "10.99.0.2/24"}};
   std::unique_ptr<Daemon> daemon_;
   Child kamailio_;
   int next_port_ = 5071;
@@ -329,7 +278,7 @@ TEST_F(Srst, RegistersAndCallsThroughTheClusterSurvivesItsLossAndRehomes) {
   r = call("caller_answered.xml", "1002", "caller-back");
   EXPECT_EQ(r.exit_code, 0) << describe(r) << kamailio_log() << daemon_->log();
   EXPECT_EQ(back.wait(15s), std::optional<int>(0));
-  const auto metrics = sh("ip netns exec " + box_ + " curl -sf http://127.0.0.1:8089/metrics").out;
+  const auto metrics = box_.run({"curl", "-sf", "http://127.0.0.1:8089/metrics"}).out;
   EXPECT_NE(metrics.find("voiceedge_sip_mode{mode=\"upstream\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("voiceedge_sip_upstream_up{upstream=\"hq-1\",address=\"udp:10.99.0.2:5060\"} 1"),
             std::string::npos)

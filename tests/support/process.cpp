@@ -16,10 +16,6 @@ extern char** environ;
 
 namespace ve::test {
 
-std::filesystem::path voiceedged_path() { return VE_VOICEEDGED; }
-std::filesystem::path voiceedgectl_path() { return VE_VOICEEDGECTL; }
-std::filesystem::path source_dir() { return VE_SOURCE_DIR; }
-
 namespace {
 
 std::vector<char*> to_argv(const std::vector<std::string>& args) {
@@ -86,17 +82,31 @@ RunResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout
   return r;
 }
 
+std::string describe(const RunResult& r) { return "exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err; }
+
 RunResult sh(const std::string& command, std::chrono::seconds timeout) { return run({"sh", "-c", command}, timeout); }
 
-Child::Child(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+Child::Child(const std::vector<std::string>& argv, const std::filesystem::path& log, const ChildOptions& options) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  if (options.new_session) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  // The environment: ours, with the options' variables replacing any of the same name.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    if (!options.env.contains(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
+  }
+  for (const auto& [name, value] : options.env) env_strings.push_back(name + "=" + value);
+  auto envp = to_argv(env_strings);
   auto args = to_argv(argv);
   pid_t pid = -1;
-  if (posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ) == 0) pid_ = pid;
+  if (posix_spawnp(&pid, args[0], &fa, &attr, args.data(), envp.data()) == 0) pid_ = pid;
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
 }
 
@@ -153,21 +163,6 @@ int Child::stop(int sig, std::chrono::milliseconds timeout) {
   return -1;
 }
 
-TempDir::TempDir(const std::string& prefix) {
-  std::string templ = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
-  if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = templ;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
-void TempDir::write(const std::string& name, const std::string& content) const {
-  std::ofstream(path_ / name, std::ios::binary | std::ios::trunc) << content;
-}
-
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -175,61 +170,10 @@ std::string read_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
+void write_file(const std::filesystem::path& p, const std::string& content) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+}
+
 bool is_root() { return ::geteuid() == 0; }
-
-namespace {
-std::string substitute(std::string s, const std::string& from, const std::string& to) {
-  for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
-    s.replace(pos, from.size(), to);
-  return s;
-}
-}  // namespace
-
-Daemon::Daemon(const std::string& site_yaml, std::vector<std::string> wrapper)
-    : dir_("ve-daemon"), wrapper_(std::move(wrapper)) {
-  write_site(site_yaml);
-}
-
-Daemon::~Daemon() {
-  if (child_.pid() > 0 && child_.running()) {
-    child_.stop(SIGTERM);
-  }
-}
-
-void Daemon::write_site(const std::string& site_yaml) const {
-  auto text = substitute(site_yaml, "@STATE@", (dir_ / "state").string());
-  text = substitute(text, "@SOCKET@", socket().string());
-  dir_.write("site.yaml", text);
-}
-
-bool Daemon::start(std::chrono::seconds timeout) {
-  std::vector<std::string> argv = wrapper_;
-  argv.push_back(voiceedged_path().string());
-  argv.push_back("--config");
-  argv.push_back(site_file().string());
-  argv.push_back("--log-level");
-  argv.push_back("debug");
-  child_ = Child(argv, dir_ / "voiceedged.log");
-  return eventually(
-             [&] {
-               if (!child_.running()) return true;  // died: report below
-               return ctl({"version"}).exit_code == 0;
-             },
-             timeout) &&
-         child_.running();
-}
-
-RunResult Daemon::ctl(const std::vector<std::string>& words) const {
-  std::vector<std::string> argv = {voiceedgectl_path().string(), "--socket", socket().string()};
-  argv.insert(argv.end(), words.begin(), words.end());
-  return run(argv, std::chrono::seconds(30));
-}
-
-nlohmann::json Daemon::ctl_json(const std::vector<std::string>& words) const {
-  std::vector<std::string> w = {"--json"};
-  w.insert(w.end(), words.begin(), words.end());
-  auto r = ctl(w);
-  return nlohmann::json::parse(r.out, nullptr, false);
-}
 
 }  // namespace ve::test

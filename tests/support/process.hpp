@@ -1,21 +1,17 @@
 #pragma once
-// Test support: run the real binaries (voiceedged, voiceedgectl, peers such as tshark or sipp)
-// as child processes, optionally inside a network namespace, and clean up whatever happens.
+// Test support: run real binaries (peers such as tshark, sipp, kea-dhcp4) as child processes,
+// optionally inside a network namespace (tests/support/netns.hpp), and clean up whatever happens.
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "tests/support/temp_dir.hpp"
 
 namespace ve::test {
-
-// Where CMake put the binaries (compile definitions of the test target).
-std::filesystem::path voiceedged_path();
-std::filesystem::path voiceedgectl_path();
-std::filesystem::path source_dir();
 
 struct RunResult {
   int exit_code = -1;  // -1: did not exit normally (signal, timeout)
@@ -23,17 +19,26 @@ struct RunResult {
   std::string err;
 };
 
+// "exit <code>", stdout and stderr: what a failing assertion on a run shows.
+std::string describe(const RunResult& r);
+
 // Runs a command to completion (argv[0] searched in PATH), capturing stdout and stderr.
 RunResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(60));
 // The same through `sh -c`.
 RunResult sh(const std::string& command, std::chrono::seconds timeout = std::chrono::seconds(60));
+
+// How a Child starts besides its argv.
+struct ChildOptions {
+  std::map<std::string, std::string> env{};  // set on top of the test's own environment
+  bool new_session = false;                  // setsid: signals to the test's group do not reach it
+};
 
 // A child process killed (SIGTERM, then SIGKILL) when this object dies.
 class Child {
  public:
   Child() = default;
   // Output goes to `log` (appended) so a failing test can show it.
-  Child(const std::vector<std::string>& argv, const std::filesystem::path& log);
+  Child(const std::vector<std::string>& argv, const std::filesystem::path& log, const ChildOptions& options = {});
   Child(Child&&) noexcept;
   Child& operator=(Child&&) noexcept;
   Child(const Child&) = delete;
@@ -52,21 +57,6 @@ class Child {
   std::optional<int> status_;
 };
 
-// A private temporary directory, removed with everything in it.
-class TempDir {
- public:
-  explicit TempDir(const std::string& prefix = "ve-test");
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-  void write(const std::string& name, const std::string& content) const;
-
- private:
-  std::filesystem::path path_;
-};
-
 // Polls `pred` every 20 ms until it is true or `timeout` passes.
 template <typename Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
@@ -79,34 +69,7 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seco
 }
 
 std::string read_file(const std::filesystem::path& p);
+void write_file(const std::filesystem::path& p, const std::string& content);  // replaces it
 bool is_root();
-
-// A running voiceedged with its own state dir and control socket.
-// The site YAML may use the placeholders @STATE@ (state dir) and @SOCKET@ (control socket).
-class Daemon {
- public:
-  explicit Daemon(const std::string& site_yaml, std::vector<std::string> wrapper = {});
-  ~Daemon();
-  // Starts the daemon and waits until its control socket answers `version`.
-  bool start(std::chrono::seconds timeout = std::chrono::seconds(20));
-  int stop(int sig = 15) { return child_.stop(sig); }
-  Child& child() { return child_; }
-  const TempDir& dir() const { return dir_; }
-  std::filesystem::path site_file() const { return dir_ / "site.yaml"; }
-  std::filesystem::path socket() const { return dir_ / "control.sock"; }
-  std::string log() const { return read_file(dir_ / "voiceedged.log"); }
-  // Rewrites the site file (same placeholders).
-  void write_site(const std::string& site_yaml) const;
-
-  // voiceedgectl --socket <ours> <words...>
-  RunResult ctl(const std::vector<std::string>& words) const;
-  // voiceedgectl --json ...; the parsed output (null if not JSON).
-  nlohmann::json ctl_json(const std::vector<std::string>& words) const;
-
- private:
-  TempDir dir_;
-  std::vector<std::string> wrapper_;  // e.g. {"ip", "netns", "exec", "ns1"}
-  Child child_;
-};
 
 }  // namespace ve::test
