@@ -297,7 +297,11 @@ TEST_F(KeaWithHook, EveryAckOfAStormReachesASlowDaemon) {
   EXPECT_TRUE(eventually([&] { return acked.size() >= acks; }, std::chrono::seconds(10)));
   done = true;
   reader.join();
-  EXPECT_EQ(acked.size(), acks) << out;
+  // Every ACK perfdhcp counted was reported. Kea may have ACKed a few more than perfdhcp counted
+  // (an ACK arriving after perfdhcp's last exchange, seen on a loaded box: 90 reported, 89 counted),
+  // but never more leases than the 90 clients asked for.
+  EXPECT_GE(acked.size(), acks) << out;
+  EXPECT_LE(acked.size(), 90u) << out;
   kea_.stop(SIGTERM);
   const auto log = kea_log();
   EXPECT_EQ(log.find("VOICEEDGE_REPORT_DROPPED"), std::string::npos) << log;
