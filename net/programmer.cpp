@@ -27,7 +27,7 @@
 #include <netlink/socket.h>
 
 #include "net/net.hpp"
-#include "ve/netlink.hpp"
+#include "ve/netlink_route.hpp"
 
 namespace ve::net {
 
@@ -40,25 +40,13 @@ std::string NetError::to_string() const {
 
 namespace {
 
-struct LinkDeleter {
-  void operator()(rtnl_link* l) const { rtnl_link_put(l); }
-};
-struct AddrDeleter {
-  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
-};
-struct NlAddrDeleter {
-  void operator()(nl_addr* a) const { nl_addr_put(a); }
-};
-struct CacheDeleter {
-  void operator()(nl_cache* c) const { nl_cache_free(c); }
-};
+using nl::AddrPtr;
+using nl::CachePtr;
 using nl::CbPtr;
+using nl::LinkPtr;
 using nl::MsgPtr;
+using nl::NlAddrPtr;
 using nl::SockPtr;
-using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
-using AddrPtr = std::unique_ptr<rtnl_addr, AddrDeleter>;
-using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDeleter>;
-using CachePtr = std::unique_ptr<nl_cache, CacheDeleter>;
 
 NetError nl_error(std::string what, int err) {
   int code = err < 0 ? -err : err;

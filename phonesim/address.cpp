@@ -8,30 +8,25 @@
 #include <netlink/route/route.h>
 
 #include "phonesim/internal.hpp"
+#include "ve/netlink_route.hpp"
 
 namespace ve::phonesim::detail {
 
 namespace {
 
-struct NlAddrFree {
-  void operator()(nl_addr* a) const { nl_addr_put(a); }
-};
-struct RtnlAddrFree {
-  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
-};
-struct RouteFree {
-  void operator()(rtnl_route* r) const { rtnl_route_put(r); }
-};
+using nl::AddrPtr;
+using nl::NlAddrPtr;
+using nl::RoutePtr;
 
-std::unique_ptr<nl_addr, NlAddrFree> v4(std::uint32_t host_order, int prefix) {
+NlAddrPtr v4(std::uint32_t host_order, int prefix) {
   const std::uint32_t be = htonl(host_order);
-  std::unique_ptr<nl_addr, NlAddrFree> a(nl_addr_build(AF_INET, &be, sizeof be));
+  NlAddrPtr a(nl_addr_build(AF_INET, &be, sizeof be));
   if (a) nl_addr_set_prefixlen(a.get(), prefix);
   return a;
 }
 
-std::unique_ptr<rtnl_addr, RtnlAddrFree> address_object(int ifindex, std::uint32_t ip) {
-  std::unique_ptr<rtnl_addr, RtnlAddrFree> a(rtnl_addr_alloc());
+AddrPtr address_object(int ifindex, std::uint32_t ip) {
+  AddrPtr a(rtnl_addr_alloc());
   auto local = v4(ip, 32);
   if (!a || !local) return nullptr;
   rtnl_addr_set_ifindex(a.get(), ifindex);
@@ -41,8 +36,8 @@ std::unique_ptr<rtnl_addr, RtnlAddrFree> address_object(int ifindex, std::uint32
   return a;
 }
 
-std::unique_ptr<rtnl_route, RouteFree> route_object(int ifindex, std::uint32_t network, int prefix) {
-  std::unique_ptr<rtnl_route, RouteFree> r(rtnl_route_alloc());
+RoutePtr route_object(int ifindex, std::uint32_t network, int prefix) {
+  RoutePtr r(rtnl_route_alloc());
   auto dst = v4(network, prefix);
   rtnl_nexthop* nh = rtnl_route_nh_alloc();
   if (!r || !dst || nh == nullptr) {
