@@ -1,10 +1,17 @@
 // Puts each phone's leased address on the interface (rtnetlink via libnl-route) so the kernel
 // stack can carry its TFTP, HTTP and SIP traffic; the box ARPs the address to the interface's MAC.
+// Also the voice VLAN link a tagging phone sends through (--tag-voice-vlan).
 #include <arpa/inet.h>
 #include <net/if.h>
 
+#include <algorithm>
+
+#include <fmt/format.h>
+
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/vlan.h>
 #include <netlink/route/route.h>
 
 #include "phonesim/internal.hpp"
@@ -15,6 +22,7 @@ namespace ve::phonesim::detail {
 namespace {
 
 using nl::AddrPtr;
+using nl::LinkPtr;
 using nl::NlAddrPtr;
 using nl::RoutePtr;
 
@@ -106,6 +114,73 @@ void AddressTable::remove_all() {
     if (auto a = address_object(ifindex_, ip)) (void)rtnl_addr_delete(sock_, a.get(), 0);
   }
   owned_addresses_.clear();
+}
+
+std::string vlan_link_name(const std::string& parent, int vid) {
+  const std::string suffix = "." + std::to_string(vid);
+  constexpr std::size_t kMax = IFNAMSIZ - 1;
+  return parent.substr(0, kMax - std::min(kMax, suffix.size())) + suffix;
+}
+
+VlanLink::~VlanLink() {
+  if (!keep_) remove();
+  if (sock_ != nullptr) nl_socket_free(sock_);
+}
+
+Result<void, std::string> VlanLink::open(const std::string& parent, int vid) {
+  const int parent_index = static_cast<int>(if_nametoindex(parent.c_str()));
+  if (parent_index == 0) return unexpected("no interface " + parent);
+  if (sock_ == nullptr) {
+    sock_ = nl_socket_alloc();
+    if (sock_ == nullptr) return unexpected(std::string("cannot allocate a netlink socket"));
+    if (int rc = nl_connect(sock_, NETLINK_ROUTE); rc < 0) {
+      nl_socket_free(sock_);
+      sock_ = nullptr;
+      return unexpected(std::string("netlink: ") + nl_geterror(rc));
+    }
+  }
+  const std::string name = vlan_link_name(parent, vid);
+  LinkPtr link(rtnl_link_vlan_alloc());
+  if (!link) return unexpected(std::string("out of memory"));
+  rtnl_link_set_link(link.get(), parent_index);
+  rtnl_link_set_name(link.get(), name.c_str());
+  rtnl_link_vlan_set_id(link.get(), vid);
+  const int rc = rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL);
+  bool owned = true;
+  if (rc == -NLE_EXIST) {
+    owned = false;  // left by an earlier run, or made by the operator: used, never deleted
+  } else if (rc < 0) {
+    return unexpected(fmt::format("cannot create {} (802.1Q VLAN {} on {}): {}", name, vid, parent, nl_geterror(rc)));
+  }
+  // Up: the kernel sends nothing through a VLAN link that is down.
+  rtnl_link* found = nullptr;
+  if (int g = rtnl_link_get_kernel(sock_, 0, name.c_str(), &found); g < 0 || found == nullptr)
+    return unexpected(fmt::format("{} vanished after creation: {}", name, nl_geterror(g)));
+  LinkPtr existing(found);
+  if (!owned && rtnl_link_is_vlan(existing.get()) &&
+      (rtnl_link_vlan_get_id(existing.get()) != vid || rtnl_link_get_link(existing.get()) != parent_index))
+    return unexpected(fmt::format("{} exists but is not VLAN {} on {}", name, vid, parent));
+  LinkPtr change(rtnl_link_alloc());
+  if (!change) return unexpected(std::string("out of memory"));
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  if (int c = rtnl_link_change(sock_, existing.get(), change.get(), 0); c < 0) {
+    if (owned) (void)rtnl_link_delete(sock_, existing.get());
+    return unexpected(fmt::format("cannot set {} up: {}", name, nl_geterror(c)));
+  }
+  name_ = name;
+  vid_ = vid;
+  owned_ = owned;
+  return {};
+}
+
+void VlanLink::remove() {
+  if (sock_ == nullptr || !owned_ || name_.empty()) return;
+  LinkPtr link(rtnl_link_alloc());
+  if (link) {
+    rtnl_link_set_name(link.get(), name_.c_str());
+    (void)rtnl_link_delete(sock_, link.get());
+  }
+  owned_ = false;
 }
 
 }  // namespace ve::phonesim::detail

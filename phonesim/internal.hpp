@@ -111,6 +111,36 @@ class AddressTable {
 };
 
 // ---------------------------------------------------------------------------------------------
+// The voice VLAN interface (<interface>.<vlan>, rtnetlink) a tagging phone sends through: the
+// kernel adds the 802.1Q tag. Deleted on destruction when we created it, unless kept.
+
+class VlanLink {
+ public:
+  VlanLink() = default;
+  ~VlanLink();
+  VlanLink(const VlanLink&) = delete;
+  VlanLink& operator=(const VlanLink&) = delete;
+
+  // Creates (or adopts an existing) 802.1Q link for `vid` on `parent` and sets it up.
+  Result<void, std::string> open(const std::string& parent, int vid);
+  void remove();
+  void keep(bool k) { keep_ = k; }
+  const std::string& name() const { return name_; }
+  int vid() const { return vid_; }
+  bool is_open() const { return vid_ != 0; }
+
+ private:
+  nl_sock* sock_ = nullptr;
+  std::string name_;
+  int vid_ = 0;
+  bool owned_ = false;
+  bool keep_ = false;
+};
+
+// "eth0.100"; the parent is shortened so that the name fits IFNAMSIZ.
+std::string vlan_link_name(const std::string& parent, int vid);
+
+// ---------------------------------------------------------------------------------------------
 // Provisioning downloads: HTTP 6970 first, TFTP per file when HTTP cannot be reached.
 
 enum class FetchStatus { Ok, NotFound, Error, Unreachable };
@@ -235,6 +265,13 @@ struct Shared {
   AddressTable& addresses;
   std::mt19937_64 rng{std::random_device{}()};
   bool kernel_has_8021q = false;
+  // Where DHCP frames go and leased addresses live: `link`/`addresses`, or, once the phones tag
+  // (--tag-voice-vlan), the voice VLAN interface's. `ip_interface` names it for messages.
+  RawLink* ip_link = &link;
+  AddressTable* ip_addresses = &addresses;
+  std::string ip_interface = options.interface;
+  // --tag-voice-vlan: switch DHCP and IP traffic to <interface>.<vlan> (idempotent per VLAN).
+  std::function<Result<void, std::string>(int vlan)> join_voice_vlan;
   Clock::time_point start = Clock::now();
   bool stopping = false;  // the hold is over: refresh loops end
   // The switch's CDP, as last heard; phones in step 3 wait for a frame newer than their query.

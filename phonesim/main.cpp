@@ -78,8 +78,12 @@ constexpr const char* kFooter =
     "  phone stops there), skipped (the config names no such file).\n"
     "\n"
     "VLANS\n"
-    "  The phones learn the voice VLAN over CDP but always send untagged frames: where the kernel\n"
-    "  has no 802.1Q support the output says so. --expect-vlan makes a different VLAN a failure.\n"
+    "  The phones learn the voice VLAN over CDP. By default they go on sending untagged frames.\n"
+    "  With --tag-voice-vlan they behave like a Cisco phone: once CDP names a voice VLAN (not 0, 1\n"
+    "  or 4095) the simulator creates <interface>.<vlan> (kernel module 8021q; removed at exit) and\n"
+    "  sends DHCP, TFTP, HTTP and SIP tagged over it; CDP stays untagged on the interface, and so\n"
+    "  does whatever else uses the interface (a PC behind the phone). A kernel without 802.1Q fails\n"
+    "  step 3 then. --expect-vlan makes a different VLAN a failure.\n"
     "\n"
     "EXIT STATUS\n"
     "  0  every phone registered (and, with --hold-s, was still registered at the end; with\n"
@@ -132,6 +136,9 @@ int main(int argc, char** argv) {
   app.add_option("--inactive-load", o.inactive_load, "reported as InactiveLoad in the REGISTER");
   app.add_option("--expect-vlan", expect_vlan, "fail step 3 unless CDP offers this voice VLAN")
       ->check(CLI::Range(1, 4094));
+  app.add_flag("--tag-voice-vlan", o.tag_voice_vlan,
+               "once CDP names a voice VLAN, send DHCP and everything after it tagged, over <interface>.<vlan> "
+               "(see VLANS)");
   app.add_option("-c,--concurrency", o.concurrency, "boots in flight at once (default 100)")
       ->check(CLI::Range(1, 100000));
   app.add_option("--timeout-s", timeout_s, "give up on a phone whose boot takes longer (default 120)")

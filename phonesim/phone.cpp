@@ -200,8 +200,16 @@ asio::awaitable<bool> Phone::step_cdp() {
   }
   if (vlan && is_vlan_tagged(*vlan)) {
     detail = fmt::format("voice VLAN {} from {}", *vlan, from);
-    detail += shared_.kernel_has_8021q ? "; continuing untagged (the simulator does not tag)"
-                                       : "; kernel has no 802.1Q support: continuing untagged";
+    if (opt.tag_voice_vlan) {
+      if (auto r = shared_.join_voice_vlan(*vlan); !r) {
+        record(Step::VoiceVlan, StepOutcome::Failed, fmt::format("{}; cannot tag: {}", detail, r.error()), began);
+        co_return false;
+      }
+      detail += fmt::format("; tagging from now on (over {})", shared_.ip_interface);
+    } else {
+      detail += shared_.kernel_has_8021q ? "; continuing untagged (the simulator does not tag)"
+                                         : "; kernel has no 802.1Q support: continuing untagged";
+    }
   } else {
     detail = vlan ? fmt::format("VLAN {} from {} means untagged", *vlan, from)
                   : fmt::format("no voice VLAN from {}: staying on the native VLAN", from);
@@ -236,7 +244,7 @@ asio::awaitable<bool> Phone::step_dhcp() {
 
   auto send = [&] {
     msg.secs = static_cast<std::uint16_t>(std::min<long>(ms_since(began).count() / 1000, 0xffff));
-    shared_.link.send(encode_dhcp_frame(msg));
+    shared_.ip_link->send(encode_dhcp_frame(msg));
   };
   auto discover = [&] {
     state = State::Selecting;
@@ -285,7 +293,7 @@ asio::awaitable<bool> Phone::step_dhcp() {
       if (state == State::Selecting) {
         record(Step::Dhcp, StepOutcome::Failed,
                fmt::format("no DHCP offer in {} s (vendor class \"{}\"): is kea-dhcp4 serving {}'s VLAN/subnet?",
-                           ms_since(began).count() / 1000, msg.vendor_class, opt.interface),
+                           ms_since(began).count() / 1000, msg.vendor_class, shared_.ip_interface),
                began);
       } else {
         record(Step::Dhcp, StepOutcome::Failed,
@@ -333,15 +341,15 @@ asio::awaitable<bool> Phone::step_dhcp() {
            detail + ": no option 150 or 66 in the ACK, the phone does not know its TFTP server", began);
     co_return false;
   }
-  if (auto r = shared_.addresses.add(ip_); !r) {
+  if (auto r = shared_.ip_addresses->add(ip_); !r) {
     record(Step::Dhcp, StepOutcome::Failed,
-           fmt::format("{}; cannot put {}/32 on {}: {}", detail, result_.ip, opt.interface, r.error()), began);
+           fmt::format("{}; cannot put {}/32 on {}: {}", detail, result_.ip, shared_.ip_interface, r.error()), began);
     co_return false;
   }
-  if (auto r = shared_.addresses.ensure_route(ip_ & mask, prefix); !r) {
+  if (auto r = shared_.ip_addresses->ensure_route(ip_ & mask, prefix); !r) {
     record(Step::Dhcp, StepOutcome::Failed,
-           fmt::format("{}; cannot route {}/{} via {}: {}", detail, ipv4_to_string(ip_ & mask), prefix, opt.interface,
-                       r.error()),
+           fmt::format("{}; cannot route {}/{} via {}: {}", detail, ipv4_to_string(ip_ & mask), prefix,
+                       shared_.ip_interface, r.error()),
            began);
     co_return false;
   }
@@ -755,7 +763,7 @@ asio::awaitable<bool> Phone::renew_lease() {
   auto next_send = Clock::now();
   while (Clock::now() < deadline && !shared_.stopping) {
     if (Clock::now() >= next_send) {
-      shared_.link.send(encode_dhcp_frame(msg));
+      shared_.ip_link->send(encode_dhcp_frame(msg));
       next_send = Clock::now() + std::chrono::seconds(3);
     }
     for (const auto& m : dhcp_inbox_) {

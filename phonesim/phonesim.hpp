@@ -350,6 +350,9 @@ struct Options {
   std::string load;           // the phone's own running load; empty = whatever its config names
   std::string inactive_load;  // reported in the REGISTER Reason header
   std::optional<int> expect_vlan;
+  // As a Cisco phone: once CDP names a voice VLAN, DHCP and all IP traffic go 802.1Q-tagged over
+  // <interface>.<vlan> (created by the simulator; needs the kernel's 8021q), CDP stays untagged.
+  bool tag_voice_vlan = false;
   int concurrency = 100;              // boots in flight
   std::chrono::seconds timeout{120};  // per phone, whole boot
   std::chrono::seconds cdp_timeout{15};

@@ -60,6 +60,9 @@ class Simulator {
     addresses_.keep(options_.keep_addresses);
     shared_ = std::make_unique<Shared>(io_, options_, link_, addresses_);
     shared_->kernel_has_8021q = kernel_has_8021q();
+    shared_->join_voice_vlan = [this](int vlan) { return join_voice_vlan(vlan); };
+    voice_vlan_.keep(options_.keep_addresses);
+    voice_addresses_.keep(options_.keep_addresses);
     shared_->on_boot_done = [this](const Phone& p) { boot_done(p); };
     shared_->on_control = [this](const nlohmann::json& event) { control_done(event); };
     for (int i = 0; i < options_.phones; ++i) {
@@ -140,6 +143,33 @@ class Simulator {
     }
   }
 
+  // --tag-voice-vlan, the first phone that learns a voice VLAN: DHCP, the leased addresses and
+  // with them TFTP, HTTP and SIP move to <interface>.<vlan>. All phones of one simulator share the
+  // switch port, so they share its voice VLAN.
+  Result<void, std::string> join_voice_vlan(int vlan) {
+    if (voice_vlan_.is_open()) {
+      if (voice_vlan_.vid() == vlan) return {};
+      return unexpected(fmt::format("the phones already tag VLAN {} on {}", voice_vlan_.vid(), voice_vlan_.name()));
+    }
+    if (!shared_->kernel_has_8021q) return unexpected(std::string("this kernel has no 802.1Q support (module 8021q)"));
+    if (auto r = voice_vlan_.open(options_.interface, vlan); !r) return r;
+    if (auto r = voice_addresses_.open(voice_vlan_.name()); !r) return r;
+    std::string error;
+    if (!voice_link_.open(
+            voice_vlan_.name(), [this](ByteView f) { on_voice_frame(f); }, error))
+      return unexpected(fmt::format("cannot capture on {}: {}", voice_vlan_.name(), error));
+    shared_->ip_link = &voice_link_;
+    shared_->ip_addresses = &voice_addresses_;
+    shared_->ip_interface = voice_vlan_.name();
+    return {};
+  }
+
+  // On the voice VLAN only DHCP replies matter (the switch's CDP comes untagged).
+  void on_voice_frame(ByteView f) {
+    if (f.size() >= 6 && std::equal(cdp::kCdpMulticast.begin(), cdp::kCdpMulticast.end(), f.begin())) return;
+    on_dhcp_frame(f);
+  }
+
   void on_frame(ByteView f) {
     if (f.size() >= 6 && std::equal(cdp::kCdpMulticast.begin(), cdp::kCdpMulticast.end(), f.begin())) {
       auto decoded = cdp::decode_cdp(f);
@@ -153,6 +183,13 @@ class Simulator {
       for (Phone* p : shared_->cdp_waiters) p->wake();
       return;
     }
+    // Tagging: a reply seen on the untagged interface is not for the phones (they are on the voice
+    // VLAN now; the copy of a tagged one arrives on the VLAN link as well).
+    if (voice_vlan_.is_open()) return;
+    on_dhcp_frame(f);
+  }
+
+  void on_dhcp_frame(ByteView f) {
     auto reply = decode_dhcp_frame(f);
     if (!reply) {
       ++shared_->malformed_frames;
@@ -206,6 +243,8 @@ class Simulator {
     }
     std::string learned = vlans.empty() ? "none learned" : fmt::format("learned {}", fmt::join(vlans, ","));
     if (options_.expect_vlan) learned += fmt::format(" (expected {})", *options_.expect_vlan);
+    if (voice_vlan_.is_open()) return learned + fmt::format("; frames sent tagged over {}", voice_vlan_.name());
+    if (options_.tag_voice_vlan) return learned + "; --tag-voice-vlan: no voice VLAN to tag";
     return learned + (shared_->kernel_has_8021q ? "; frames sent untagged (the simulator does not tag)"
                                                 : "; kernel has no 802.1Q support: frames sent untagged");
   }
@@ -265,6 +304,7 @@ class Simulator {
     // The readers of the call manager connections would keep the io_context running.
     for (auto& p : phones_) p->hang_up_line();
     link_.close();
+    voice_link_.close();
     error_code ignored;
     signals_.cancel(ignored);
     main_signal_.cancel();
@@ -275,7 +315,10 @@ class Simulator {
     // Coroutines are mid-flight on sockets that would take seconds to unwind: report what is
     // known, remove the addresses we added, and leave.
     finish(true);
-    if (!options_.keep_addresses) addresses_.remove_all();
+    if (!options_.keep_addresses) {
+      addresses_.remove_all();
+      voice_vlan_.remove();  // its addresses go with it
+    }
     out_.flush();
     std::_Exit(130);
   }
@@ -286,6 +329,10 @@ class Simulator {
   asio::io_context io_;
   AddressTable addresses_;
   RawLink link_;
+  // Declared before what lives on it: destroyed last, after its addresses and capture.
+  VlanLink voice_vlan_;
+  AddressTable voice_addresses_;
+  RawLink voice_link_{io_};
   asio::signal_set signals_;
   asio::steady_timer main_signal_;
   std::unique_ptr<Shared> shared_;
