@@ -51,6 +51,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/net_testns.hpp"
+#include "tests/support/daemon.hpp"
 #include "tests/support/process.hpp"
 
 namespace {
