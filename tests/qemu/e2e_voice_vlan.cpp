@@ -453,7 +453,9 @@ class Branch {
   // busybox udhcpc as the PC: one lease, asking for option 150 too; the script records what came.
   ve::test::Child start_pc(const fs::path& out) {
     const fs::path script = files_.path().parent_path() / "pc-lease.sh";
-    std::ofstream(script) << "#!/bin/sh\n[ \"$1\" = bound ] && env > " << out.string() << "\nexit 0\n";
+    // Written aside and renamed: the test reads the file as soon as it exists.
+    std::ofstream(script) << "#!/bin/sh\n[ \"$1\" = bound ] && env > " << out.string() << ".part && mv " << out.string()
+                          << ".part " << out.string() << "\nexit 0\n";
     fs::permissions(script, fs::perms::owner_all);
     return ns_->in_peer([&] {
       return ve::test::Child(
