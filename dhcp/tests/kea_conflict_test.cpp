@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "dhcp/kea_supervisor.hpp"
+#include "tests/support/temp_dir.hpp"
 
 extern char** environ;
 
@@ -91,23 +92,7 @@ class FakeKea {
   pid_t pid_ = -1;
 };
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ve-kea-conflict.XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data()) ? fs::path(tmpl) : fs::path();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 TEST(KeaConflict, ATakenPortBlocksAndSaysWhatToDo) {
   BoundUdp taken;
@@ -122,7 +107,7 @@ TEST(KeaConflict, ATakenPortBlocksAndSaysWhatToDo) {
 }
 
 TEST(KeaConflict, AForeignKeaIsNamedWithItsPid) {
-  TempDir dir;
+  TempDir dir("ve-kea-conflict");
   ASSERT_FALSE(dir.path().empty());
   FakeKea kea(dir.path());
   ASSERT_GT(kea.pid(), 0);
