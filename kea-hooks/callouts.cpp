@@ -1,6 +1,7 @@
 // The extern "C" surface Kea looks up in libdhcp_voiceedge.so: load/unload, the callouts and
 // multi_threading_compatible. Nothing may escape into Kea: every entry point catches everything;
 // load() turns a failure into a logged reason and return 1; callouts always return 0.
+#include <dhcp/iface_mgr.h>
 #include <hooks/hooks.h>
 #include <process/daemon.h>
 
@@ -9,6 +10,7 @@
 
 #include "kea-hooks/impl.hpp"
 #include "kea-hooks/log.hpp"
+#include "kea-hooks/vlan_guard.hpp"
 
 namespace ve::kea_hooks {
 namespace {
@@ -45,6 +47,30 @@ int run_callout(const char* name, isc::hooks::CalloutHandle& handle, Fn fn) noex
     log_callout_error(name, "unknown exception");
   }
   return 0;
+}
+
+// Every raw socket Kea has open gets the VLAN guard (vlan_guard.hpp). Kea closes and reopens its
+// sockets on every (re)configuration, just before dhcp4_srv_configured, so this runs each time.
+void guard_kea_sockets() {
+  int guarded = 0;
+  std::string names;
+  for (const auto& iface : isc::dhcp::IfaceMgr::instance().getIfaces()) {
+    for (const auto& socket : iface->getSockets()) {
+      std::string error;
+      switch (guard_packet_socket(socket.sockfd_, error)) {
+        case GuardOutcome::Guarded:
+        case GuardOutcome::AlreadyGuarded:
+          ++guarded;
+          names += (names.empty() ? "" : ", ") + iface->getName();
+          break;
+        case GuardOutcome::NotAPacketSocket: break;
+        case GuardOutcome::Failed:
+          LOG_ERROR(hook_logger, VOICEEDGE_VLAN_GUARD_FAILED).arg(iface->getName()).arg(error);
+          break;
+      }
+    }
+  }
+  LOG_INFO(hook_logger, VOICEEDGE_VLAN_GUARD).arg(guarded).arg(names.empty() ? "none" : names);
 }
 
 }  // namespace
@@ -101,6 +127,17 @@ int unload() {
 
 // Callouts share only read-only state and a datagram socket (atomic sends): safe on many threads.
 int multi_threading_compatible() { return 1; }
+
+int dhcp4_srv_configured(isc::hooks::CalloutHandle&) {
+  try {
+    ve::kea_hooks::guard_kea_sockets();
+  } catch (const std::exception& e) {
+    ve::kea_hooks::log_callout_error("dhcp4_srv_configured", e.what());
+  } catch (...) {
+    ve::kea_hooks::log_callout_error("dhcp4_srv_configured", "unknown exception");
+  }
+  return 0;
+}
 
 int pkt4_send(isc::hooks::CalloutHandle& handle) {
   return run_callout("pkt4_send", handle, [](HookImpl& i, auto& h) { i.on_pkt4_send(h); });

@@ -25,6 +25,12 @@ const isc::log::MessageID VOICEEDGE_PHONE_NO_SUBNET = "VOICEEDGE_PHONE_NO_SUBNET
 // Debug: a lease report could not be handed to the daemon (not running, not reading, or the
 // hook's own queue is full).
 const isc::log::MessageID VOICEEDGE_REPORT_DROPPED = "VOICEEDGE_REPORT_DROPPED";
+// Info, after every (re)configuration: Kea's raw sockets now drop 802.1Q-tagged frames
+// (vlan_guard.hpp), with the interfaces.
+const isc::log::MessageID VOICEEDGE_VLAN_GUARD = "VOICEEDGE_VLAN_GUARD";
+// Error: one raw socket could not be guarded: on that interface Kea may also answer frames that
+// arrived tagged for a VLAN, from the interface's own (untagged) subnet.
+const isc::log::MessageID VOICEEDGE_VLAN_GUARD_FAILED = "VOICEEDGE_VLAN_GUARD_FAILED";
 
 namespace {
 
@@ -44,6 +50,10 @@ const char* message_texts[] = {
     "phone %1 (%2): no site subnet for %3, no TFTP options added",
     "VOICEEDGE_REPORT_DROPPED",
     "lease report %1 for %2 not delivered to %3: %4",
+    "VOICEEDGE_VLAN_GUARD",
+    "%1 raw socket(s) drop 802.1Q-tagged frames (the VLAN interface answers those): %2",
+    "VOICEEDGE_VLAN_GUARD_FAILED",
+    "raw socket on %1 not guarded against tagged frames, Kea may answer them from its untagged subnet: %2",
     nullptr,
 };
 

@@ -21,5 +21,7 @@ extern const isc::log::MessageID VOICEEDGE_CALLOUT_ERROR;
 extern const isc::log::MessageID VOICEEDGE_PHONE_OPTIONS;
 extern const isc::log::MessageID VOICEEDGE_PHONE_NO_SUBNET;
 extern const isc::log::MessageID VOICEEDGE_REPORT_DROPPED;
+extern const isc::log::MessageID VOICEEDGE_VLAN_GUARD;
+extern const isc::log::MessageID VOICEEDGE_VLAN_GUARD_FAILED;
 
 }  // namespace ve::kea_hooks

@@ -10,7 +10,7 @@ import json
 import random
 import sys
 
-from scapy.all import BOOTP, Ether, IP, UDP, Raw, conf, srp1  # noqa: E402
+from scapy.all import BOOTP, AsyncSniffer, Dot1Q, Ether, IP, UDP, Raw, conf, sendp, srp1  # noqa: E402
 
 MAGIC = b"\x63\x82\x53\x63"
 
@@ -59,16 +59,43 @@ def parse_options(raw):
     return out
 
 
+def as_reply(reply):
+    b = bytes(reply[BOOTP])
+    return {"yiaddr": reply[BOOTP].yiaddr, "options": parse_options(b[236:])}
+
+
+def exchange_tagged(args, pkt, xid):
+    """Sends `pkt` 802.1Q-tagged and takes any BOOTP reply with our xid, tagged or not (scapy's
+    srp1 would not match an untagged answer to a tagged request, which is the answer to catch)."""
+    sniffer = AsyncSniffer(iface=args.iface, store=True,
+                           lfilter=lambda p: BOOTP in p and p[BOOTP].op == 2 and p[BOOTP].xid == xid)
+    sniffer.start()
+    try:
+        for _ in range(args.tries):
+            sendp(pkt, iface=args.iface, verbose=0)
+            sniffer.join(timeout=args.timeout)
+            if sniffer.results:
+                break
+    finally:
+        if sniffer.running:
+            sniffer.stop()
+    replies = sniffer.results or []
+    return as_reply(replies[0]) if replies else None
+
+
 def exchange(args, xid, msg_type, requested_ip=None, server_id=None):
     mac = bytes.fromhex(args.mac.replace(":", ""))
     bootp = BOOTP(op=1, htype=1, hlen=6, xid=xid, flags=0x8000, chaddr=mac + b"\x00" * 10)
-    pkt = (Ether(src=args.mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") /
-           UDP(sport=68, dport=67) / bootp / Raw(build_options(msg_type, args, requested_ip, server_id)))
+    ip = (IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / bootp /
+          Raw(build_options(msg_type, args, requested_ip, server_id)))
+    ether = Ether(src=args.mac, dst="ff:ff:ff:ff:ff:ff")
+    if args.vlan is not None:
+        return exchange_tagged(args, ether / Dot1Q(vlan=args.vlan) / ip, xid)
+    pkt = ether / ip
     for _ in range(args.tries):
         reply = srp1(pkt, iface=args.iface, timeout=args.timeout, verbose=0)
         if reply is not None and BOOTP in reply:
-            b = bytes(reply[BOOTP])
-            return {"yiaddr": reply[BOOTP].yiaddr, "options": parse_options(b[236:])}
+            return as_reply(reply)
     return None
 
 
@@ -84,6 +111,7 @@ def main():
     p.add_argument("--timeout", type=float, default=2.0)
     p.add_argument("--tries", type=int, default=2)
     p.add_argument("--discover-only", action="store_true")
+    p.add_argument("--vlan", type=int, help="send 802.1Q-tagged with this VLAN ID (0: priority tag)")
     args = p.parse_args()
     conf.checkIPaddr = False  # replies come from the server's address, not the broadcast we sent to
     xid = random.randint(1, 0xFFFFFFFF)

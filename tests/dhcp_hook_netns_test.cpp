@@ -163,6 +163,36 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
   EXPECT_EQ(reports[1].lifetime_s, 3600u);
 }
 
+// A frame tagged for a VLAN that reaches the interface of an untagged subnet: the kernel strips
+// the tag before Kea's raw socket sees it, so without the hook's VLAN guard Kea answers it,
+// untagged, from this subnet (issue 22: a phone's voice-VLAN DISCOVER answered from the data
+// subnet in subinterface mode). With the guard only the VLAN interface answers it. A
+// priority-tagged frame (VID 0) belongs to the untagged VLAN and is still answered.
+TEST_F(KeaWithHook, ADiscoverTaggedForAVlanIsNotAnsweredOnTheUntaggedInterface) {
+  start_kea();
+  const DhcpClientRequest phone{.mac = "00:aa:bb:00:00:07",
+                                .vendor_class = kPhoneClass,
+                                .prl = kPhonePrl,
+                                .discover_only = true,
+                                .timeout_s = 1.5};
+  auto untagged = dhcp_exchange(net_, phone);
+  ASSERT_TRUE(untagged["offer"].is_object()) << "Kea answers untagged DISCOVERs\n" << untagged.dump() << kea_log();
+
+  auto tagged = phone;
+  tagged.vlan = 100;
+  const auto reply = dhcp_exchange(net_, tagged);
+  EXPECT_TRUE(reply["offer"].is_null()) << "answered a DISCOVER tagged for VLAN 100: " << reply.dump() << kea_log();
+
+  auto priority = phone;
+  priority.vlan = 0;
+  const auto prio = dhcp_exchange(net_, priority);
+  ASSERT_TRUE(prio["offer"].is_object()) << "a priority-tagged DISCOVER is the untagged VLAN's\n"
+                                         << prio.dump() << kea_log();
+  EXPECT_EQ(prio["offer"]["yiaddr"].get<std::string>().rfind("10.10.100.", 0), 0u) << prio.dump();
+  EXPECT_NE(kea_log().find("VOICEEDGE_VLAN_GUARD 1 raw socket(s) drop 802.1Q-tagged frames"), std::string::npos)
+      << kea_log();
+}
+
 // A DHCP client nobody here wrote: BusyBox udhcpc, asking as a Cisco phone (vendor class, options
 // 150 and 66 requested), gets both from Kea with our hook, and a plain udhcpc gets neither. What
 // udhcpc hands its script is what a phone's DHCP client would act on.

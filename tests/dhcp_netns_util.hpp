@@ -35,6 +35,8 @@ struct DhcpClientRequest {
   std::optional<std::string> prl{};  // "1,3,6,15,66,150"
   std::optional<std::string> raw_options_hex{};
   std::optional<std::string> hostname{};
+  std::optional<int> vlan{};  // send 802.1Q-tagged (0: priority-tagged)
+  bool discover_only = false;
   double timeout_s = 2.0;
   int tries = 2;
 };
@@ -50,6 +52,8 @@ inline nlohmann::json dhcp_exchange(const DhcpNetwork& net, const DhcpClientRequ
                                     {"--hostname", r.hostname}}) {
     if (value) argv.insert(argv.end(), {flag, *value});
   }
+  if (r.vlan) argv.insert(argv.end(), {"--vlan", std::to_string(*r.vlan)});
+  if (r.discover_only) argv.push_back("--discover-only");
   const auto client = net.client_ns.run(argv);
   auto j = nlohmann::json::parse(client.out, nullptr, false);
   if (client.exit_code != 0 || j.is_discarded()) {
