@@ -18,6 +18,9 @@
 
 namespace ve::kea_hooks {
 
+// The hook speaks dhcp/'s vocabulary (LeaseReport, PhoneMatcher, the option codes...).
+using namespace ve::dhcp;
+
 namespace {
 
 using isc::dhcp::Lease4Ptr;

@@ -36,10 +36,10 @@ class HookImpl {
   void on_lease4_expire(isc::hooks::CalloutHandle& handle);
 
  private:
-  void report(LeaseReport r);
+  void report(dhcp::LeaseReport r);
 
   config::SiteConfigPtr site_;
-  PhoneMatcher matcher_;
+  dhcp::PhoneMatcher matcher_;
   LeaseReporter reporter_;
 };
 

@@ -16,9 +16,6 @@
 
 namespace ve::kea_hooks {
 
-// The hook's code is written in dhcp/'s vocabulary (LeaseReport, PhoneMatcher, format_ipv4...).
-using namespace ve::dhcp;
-
 // Sends lease reports to the daemon's unix datagram socket without ever making Kea wait. send()
 // queues (bounded); a sender thread sends a report that follows a quiet spell at once, and
 // collects what arrives within `coalesce` of its last batch into the next one, sent back to back
@@ -41,7 +38,7 @@ class LeaseReporter {
     std::chrono::milliseconds coalesce{10};
   };
   // Called on the sender thread for every dropped report (the hook logs it).
-  using DropHandler = std::function<void(const LeaseReport&, const char* why)>;
+  using DropHandler = std::function<void(const dhcp::LeaseReport&, const char* why)>;
 
   explicit LeaseReporter(std::string socket_path) : LeaseReporter(std::move(socket_path), Options{}) {}
   LeaseReporter(std::string socket_path, Options options, DropHandler on_drop = {});
@@ -52,7 +49,7 @@ class LeaseReporter {
 
   // False (and one drop) if the queue is full; otherwise queued for the sender. Never blocks on
   // the daemon, never throws.
-  bool send(const LeaseReport& report) noexcept;
+  bool send(const dhcp::LeaseReport& report) noexcept;
   // Waits until every report queued before the call was delivered or dropped, at most `limit`.
   bool flush(std::chrono::milliseconds limit);
 
@@ -63,9 +60,9 @@ class LeaseReporter {
  private:
   enum class Delivery { Sent, Dropped, NoDaemon, Stalled };
   void run();
-  Delivery deliver(const LeaseReport& report, std::chrono::steady_clock::time_point& stall_until);
+  Delivery deliver(const dhcp::LeaseReport& report, std::chrono::steady_clock::time_point& stall_until);
   bool try_connect();
-  void drop(const LeaseReport& report, const char* why);
+  void drop(const dhcp::LeaseReport& report, const char* why);
 
   std::string path_;
   Options options_;
@@ -77,11 +74,11 @@ class LeaseReporter {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;
-  std::deque<LeaseReport> queue_;   // guarded by mutex_
-  std::uint64_t queued_total_ = 0;  // guarded by mutex_: reports ever queued
-  std::uint64_t done_total_ = 0;    // guarded by mutex_: of those, delivered or dropped
-  bool stopping_ = false;           // guarded by mutex_
-  std::thread thread_;              // last: starts after everything above exists
+  std::deque<dhcp::LeaseReport> queue_;  // guarded by mutex_
+  std::uint64_t queued_total_ = 0;       // guarded by mutex_: reports ever queued
+  std::uint64_t done_total_ = 0;         // guarded by mutex_: of those, delivered or dropped
+  bool stopping_ = false;                // guarded by mutex_
+  std::thread thread_;                   // last: starts after everything above exists
 };
 
 }  // namespace ve::kea_hooks

@@ -14,6 +14,8 @@
 
 namespace ve::kea_hooks {
 
+using dhcp::LeaseReport;
+
 using Clock = std::chrono::steady_clock;
 
 LeaseReporter::LeaseReporter(std::string socket_path, Options options, DropHandler on_drop)

@@ -105,8 +105,8 @@ class KeaWithHook : public ::testing::Test {
   std::string events_path() const { return (dir_.path() / "events.sock").string(); }
 
   // What reaches the daemon's socket until there are `n` reports or 3 s have passed.
-  std::vector<kea_hooks::LeaseReport> reports_within_3s(DatagramReceiver& daemon, std::size_t n) {
-    std::vector<kea_hooks::LeaseReport> reports;
+  std::vector<dhcp::LeaseReport> reports_within_3s(DatagramReceiver& daemon, std::size_t n) {
+    std::vector<dhcp::LeaseReport> reports;
     (void)eventually(
         [&] {
           for (auto& r : decode_all(daemon.drain())) reports.push_back(r);
@@ -116,10 +116,10 @@ class KeaWithHook : public ::testing::Test {
     return reports;
   }
 
-  std::vector<kea_hooks::LeaseReport> decode_all(const std::vector<std::string>& datagrams) {
-    std::vector<kea_hooks::LeaseReport> out;
+  std::vector<dhcp::LeaseReport> decode_all(const std::vector<std::string>& datagrams) {
+    std::vector<dhcp::LeaseReport> out;
     for (const auto& d : datagrams) {
-      auto r = kea_hooks::decode_lease_report(std::span(reinterpret_cast<const std::uint8_t*>(d.data()), d.size()));
+      auto r = dhcp::decode_lease_report(std::span(reinterpret_cast<const std::uint8_t*>(d.data()), d.size()));
       EXPECT_TRUE(r) << d;
       if (r) out.push_back(*r);
     }
@@ -150,15 +150,15 @@ TEST_F(KeaWithHook, PhoneGetsOption150InOrderAnd66WithTheFirstServerInOfferAndAc
   // The daemon was told about the offer and the ack, with what it needs for the phone's timeline.
   const auto reports = reports_within_3s(daemon, 2);
   ASSERT_GE(reports.size(), 2u);
-  EXPECT_EQ(reports[0].kind, kea_hooks::LeaseEventKind::Offer);
-  EXPECT_EQ(reports[1].kind, kea_hooks::LeaseEventKind::Ack);
+  EXPECT_EQ(reports[0].kind, dhcp::LeaseEventKind::Offer);
+  EXPECT_EQ(reports[1].kind, dhcp::LeaseEventKind::Ack);
   for (const auto& r : reports) {
     EXPECT_EQ(r.mac.to_string(), "00:aa:bb:00:00:01");
     EXPECT_EQ(format_ipv4(r.ip), reply["ack"]["yiaddr"].get<std::string>());
     EXPECT_EQ(r.subnet, "10.10.100.0/24");
     EXPECT_EQ(r.vendor_class, kPhoneClass);
     EXPECT_EQ(r.hostname, "SEP00AABB000001");
-    EXPECT_EQ(r.phone, kea_hooks::PhoneReason::VendorClass);
+    EXPECT_EQ(r.phone, dhcp::PhoneReason::VendorClass);
   }
   EXPECT_EQ(reports[1].lifetime_s, 3600u);
 }
@@ -237,7 +237,7 @@ TEST_F(KeaWithHook, LaptopGetsNeitherOption) {
   }
   const auto reports = reports_within_3s(daemon, 2);
   ASSERT_GE(reports.size(), 2u);
-  EXPECT_EQ(reports.back().phone, kea_hooks::PhoneReason::NotPhone);  // leases of laptops are reported too
+  EXPECT_EQ(reports.back().phone, dhcp::PhoneReason::NotPhone);  // leases of laptops are reported too
 }
 
 TEST_F(KeaWithHook, PhoneGetsOnlyWhatItsPrlAsksForButAListedPhoneAlwaysGets150) {
@@ -299,7 +299,7 @@ TEST_F(KeaWithHook, EveryAckOfAStormReachesASlowDaemon) {
   std::thread reader([&] {
     while (!done.load()) {
       for (const auto& r : decode_all(daemon.drain())) {
-        if (r.kind == kea_hooks::LeaseEventKind::Ack) acked.insert(r.mac.to_string());
+        if (r.kind == dhcp::LeaseEventKind::Ack) acked.insert(r.mac.to_string());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a daemon busy elsewhere
     }

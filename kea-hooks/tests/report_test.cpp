@@ -18,6 +18,12 @@
 #include "kea-hooks/kea_hooks.hpp"
 
 namespace ve::kea_hooks {
+
+using dhcp::decode_lease_report;
+using dhcp::LeaseEventKind;
+using dhcp::LeaseReport;
+using dhcp::PhoneReason;
+
 namespace {
 
 using namespace std::chrono_literals;
