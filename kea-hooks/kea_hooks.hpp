@@ -16,25 +16,26 @@
 
 namespace ve::kea_hooks {
 
-// Sends lease reports to the daemon's unix datagram socket without ever making Kea wait. send()
-// queues (bounded); a sender thread sends a report that follows a quiet spell at once, and
-// collects what arrives within `coalesce` of its last batch into the next one, sent back to back
-// over a connected socket, so in a storm the daemon (and the sender) wake once per window, not per
-// report: each cross-process wake-up costs the sending Kea thread tens of microseconds on a busy
-// box (bench/dhcp MODE=cpu), and a lone phone's lease still reaches the daemon before the phone
-// asks for its files. With coalesce 0, Kea's thread sends itself while nothing
-// is queued. A daemon that is briefly behind (a boot storm fills its 10-datagram queue,
-// net.unix.max_dgram_qlen) costs no report: the sender waits for room (poll POLLOUT on the
-// connected socket), in order. Reports
-// are dropped, counted and passed to on_drop only when nobody is bound at the path, when the
-// daemon does not read for stall_timeout, or when the queue is at queue_limit. Thread-safe.
+// Sends lease reports to the daemon's unix datagram socket without ever making Kea wait. A report
+// after a quiet spell (nothing sent for `coalesce`, nothing queued) goes out at once from Kea's
+// own thread: one non-blocking send, no hand-off (a hand-off cost Kea 4 more syscalls per report:
+// the wake of the sender, its waits; bench/dhcp MODE=instructions). Reports that follow within
+// `coalesce` are queued (bounded) and a sender thread sends them as one batch, back to back over
+// the connected socket, when the window ends, so in a storm the daemon (and the sender) wake once
+// per window, not per report: each cross-process wake-up costs the sending Kea thread tens of
+// microseconds on a busy box (bench/dhcp MODE=cpu). A daemon that is briefly behind (a boot storm
+// fills its 10-datagram queue, net.unix.max_dgram_qlen) costs no report: a direct send that
+// meets a full queue is queued, and the sender waits for room (poll POLLOUT on the connected
+// socket), in order. Reports are dropped, counted and passed to on_drop only when nobody is bound
+// at the path, when the daemon does not read for stall_timeout, or when the queue is at
+// queue_limit. Thread-safe.
 class LeaseReporter {
  public:
   struct Options {
     std::size_t queue_limit = 16384;                // reports waiting for the sender
     std::chrono::milliseconds stall_timeout{1000};  // a daemon that reads nothing this long
-    // > 0: every report goes through the sender; reports within this long of its last batch
-    // are collected and sent back to back (one wake-up of the daemon per window, not per report).
+    // Reports within this long of the last send are collected and sent back to back (one
+    // wake-up of the daemon per window, not per report); 0: every report is sent at once.
     std::chrono::milliseconds coalesce{10};
   };
   // Called on the sender thread for every dropped report (the hook logs it).
@@ -62,6 +63,7 @@ class LeaseReporter {
   void run();
   Delivery deliver(const dhcp::LeaseReport& report, std::chrono::steady_clock::time_point& stall_until);
   bool try_connect();
+  bool send_now(const dhcp::LeaseReport& report);
   void drop(const dhcp::LeaseReport& report, const char* why);
 
   std::string path_;
@@ -71,6 +73,8 @@ class LeaseReporter {
   std::atomic<bool> connected_{false};  // false: Kea's threads queue, the sender reconnects
   std::atomic<std::uint64_t> sent_{0};
   std::atomic<std::uint64_t> dropped_{0};
+  // steady_clock ticks of the last datagram sent, by Kea's threads or the sender.
+  std::atomic<std::chrono::steady_clock::rep> last_send_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;
@@ -78,6 +82,7 @@ class LeaseReporter {
   std::uint64_t queued_total_ = 0;       // guarded by mutex_: reports ever queued
   std::uint64_t done_total_ = 0;         // guarded by mutex_: of those, delivered or dropped
   bool stopping_ = false;                // guarded by mutex_
+  bool sending_batch_ = false;           // guarded by mutex_: the sender holds reports
   std::thread thread_;                   // last: starts after everything above exists
 };
 

@@ -1,7 +1,7 @@
 // The hook's only socket: a unix datagram socket connected to the daemon's event socket. Kea's
-// threads queue reports (bounded); one sender thread sends them in batches and waits for room
-// when the daemon's queue is full instead of dropping (a connected datagram socket polls writable
-// when the peer has room).
+// threads send a report after a quiet spell themselves and queue the rest (bounded); one sender
+// thread sends those in batches and waits for room when the daemon's queue is full instead of
+// dropping (a connected datagram socket polls writable when the peer has room).
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -39,26 +39,16 @@ LeaseReporter::~LeaseReporter() {
 
 bool LeaseReporter::send(const LeaseReport& report) noexcept {
   try {
-    // Without coalescing, Kea's thread sends itself while nothing is queued before this report:
-    // one non-blocking send and no thread hand-off (but one wake-up of the daemon per report).
-    if (options_.coalesce.count() == 0 && connected_.load(std::memory_order_relaxed)) {
+    const auto now = Clock::now().time_since_epoch().count();
+    const bool quiet = now - last_send_.load(std::memory_order_relaxed) >=
+                       std::chrono::duration_cast<Clock::duration>(options_.coalesce).count();
+    if (quiet && connected_.load(std::memory_order_relaxed)) {
       bool idle = false;
       {
         std::lock_guard lock(mutex_);
-        idle = queue_.empty();
+        idle = queue_.empty() && !sending_batch_;  // nothing earlier may be overtaken
       }
-      if (idle) {
-        const std::string datagram = encode_lease_report(report);
-        if (::send(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(datagram.size())) {
-          sent_.fetch_add(1, std::memory_order_relaxed);
-          return true;
-        }
-        // EAGAIN: the daemon's queue is full, the sender waits for room. Anything else: the
-        // daemon went away; the sender reconnects.
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-          connected_.store(false, std::memory_order_relaxed);
-      }
+      if (idle && send_now(report)) return true;
     }
     bool was_empty = false;
     {
@@ -77,6 +67,21 @@ bool LeaseReporter::send(const LeaseReport& report) noexcept {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
+}
+
+// One non-blocking send on Kea's thread. False: queue it for the sender (EAGAIN: the daemon's
+// queue is full and the sender waits for room; anything else: the daemon went away and the sender
+// reconnects).
+bool LeaseReporter::send_now(const LeaseReport& report) {
+  const std::string datagram = encode_lease_report(report);
+  if (::send(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+      static_cast<ssize_t>(datagram.size())) {
+    last_send_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    sent_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) connected_.store(false, std::memory_order_relaxed);
+  return false;
 }
 
 bool LeaseReporter::flush(std::chrono::milliseconds limit) {
@@ -114,7 +119,9 @@ LeaseReporter::Delivery LeaseReporter::deliver(const LeaseReport& report, Clock:
     for (;;) {
       if (::send(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
           static_cast<ssize_t>(datagram.size())) {
-        stall_until = Clock::now() + options_.stall_timeout;  // progress: the daemon reads
+        const auto now = Clock::now();
+        stall_until = now + options_.stall_timeout;  // progress: the daemon reads
+        last_send_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
         return Delivery::Sent;
       }
       if (errno == EINTR) continue;
@@ -135,19 +142,19 @@ LeaseReporter::Delivery LeaseReporter::deliver(const LeaseReport& report, Clock:
 
 void LeaseReporter::run() {
   std::deque<LeaseReport> batch;
-  // A report after a quiet spell goes out at once (the phone is about to ask for its files, and
-  // the daemon needs its lease for that); reports that follow within `coalesce` of a batch wait
-  // for the window to end and go out together, so a storm costs one wake-up per window.
-  Clock::time_point last_batch{};
+  // Reports queued within `coalesce` of the last send wait for the window to end and go out
+  // together, so a storm costs one wake-up per window.
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
     if (options_.coalesce.count() > 0 && !stopping_) {
-      const auto window_end = last_batch + options_.coalesce;
+      const Clock::time_point last{Clock::duration{last_send_.load(std::memory_order_relaxed)}};
+      const auto window_end = last + options_.coalesce;
       if (Clock::now() < window_end) wake_.wait_until(lock, window_end, [&] { return stopping_; });
     }
     batch.swap(queue_);
+    sending_batch_ = true;
     lock.unlock();
     if (!connected_.load(std::memory_order_relaxed)) connected_.store(try_connect(), std::memory_order_relaxed);
     bool no_daemon = !connected_.load(std::memory_order_relaxed);
@@ -177,8 +184,8 @@ void LeaseReporter::run() {
     }
     const auto n = batch.size();
     batch.clear();
-    last_batch = Clock::now();
     lock.lock();
+    sending_batch_ = false;
     done_total_ += n;
     idle_.notify_all();
     if (no_daemon && !stopping_) {
