@@ -16,13 +16,14 @@
 
 namespace ve::kea_hooks {
 
-// Sends lease reports to the daemon's unix datagram socket without ever making Kea wait. A report
-// after a quiet spell (nothing sent for `coalesce`, nothing queued) goes out at once from Kea's
-// own thread: one non-blocking send, no hand-off (a hand-off cost Kea 4 more syscalls per report:
-// the wake of the sender, its waits; bench/dhcp MODE=instructions). Reports that follow within
-// `coalesce` are queued (bounded) and a sender thread sends them as one batch, back to back over
-// the connected socket, when the window ends, so in a storm the daemon (and the sender) wake once
-// per window, not per report: each cross-process wake-up costs the sending Kea thread tens of
+// Sends lease reports to the daemon's unix datagram socket without ever making Kea wait. The first
+// `direct_per_window` reports of each `coalesce` window go out at once from Kea's own thread (one
+// non-blocking send each, no hand-off: a hand-off cost Kea about 5 futex calls per report, the
+// wake of the sender, its timed wait and the mutex hand-over; bench/dhcp MODE=instructions), so a
+// phone's OFFER and ACK at a normal pace cost one syscall each. Beyond that, in a storm, reports
+// are queued (bounded) and a sender thread sends them as one batch, back to back over the
+// connected socket, when the window ends, so the daemon (and the sender) wake once per window,
+// not per report: each cross-process wake-up costs the sending Kea thread tens of
 // microseconds on a busy box (bench/dhcp MODE=cpu). A daemon that is briefly behind (a boot storm
 // fills its 10-datagram queue, net.unix.max_dgram_qlen) costs no report: a direct send that
 // meets a full queue is queued, and the sender waits for room (poll POLLOUT on the connected
@@ -37,6 +38,8 @@ class LeaseReporter {
     // Reports within this long of the last send are collected and sent back to back (one
     // wake-up of the daemon per window, not per report); 0: every report is sent at once.
     std::chrono::milliseconds coalesce{10};
+    // Reports per window sent at once by the caller's thread (while nothing is queued).
+    int direct_per_window = 4;
   };
   // Called on the sender thread for every dropped report (the hook logs it).
   using DropHandler = std::function<void(const dhcp::LeaseReport&, const char* why)>;
@@ -75,6 +78,10 @@ class LeaseReporter {
   std::atomic<std::uint64_t> dropped_{0};
   // steady_clock ticks of the last datagram sent, by Kea's threads or the sender.
   std::atomic<std::chrono::steady_clock::rep> last_send_{0};
+  // The current window of direct sends: its start (steady_clock ticks) and the sends in it. Kea's
+  // threads race on these only to the effect of a send more or less in a window.
+  std::atomic<std::chrono::steady_clock::rep> window_start_{0};
+  std::atomic<int> window_sends_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;

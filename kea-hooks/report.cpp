@@ -1,6 +1,6 @@
 // The hook's only socket: a unix datagram socket connected to the daemon's event socket. Kea's
-// threads send a report after a quiet spell themselves and queue the rest (bounded); one sender
-// thread sends those in batches and waits for room when the daemon's queue is full instead of
+// threads send the first few reports of each window themselves and queue the rest (bounded); one
+// sender thread sends those in batches and waits for room when the daemon's queue is full instead of
 // dropping (a connected datagram socket polls writable when the peer has room).
 #include <poll.h>
 #include <sys/socket.h>
@@ -40,9 +40,13 @@ LeaseReporter::~LeaseReporter() {
 bool LeaseReporter::send(const LeaseReport& report) noexcept {
   try {
     const auto now = Clock::now().time_since_epoch().count();
-    const bool quiet = now - last_send_.load(std::memory_order_relaxed) >=
-                       std::chrono::duration_cast<Clock::duration>(options_.coalesce).count();
-    if (quiet && connected_.load(std::memory_order_relaxed)) {
+    if (now - window_start_.load(std::memory_order_relaxed) >=
+        std::chrono::duration_cast<Clock::duration>(options_.coalesce).count()) {
+      window_start_.store(now, std::memory_order_relaxed);
+      window_sends_.store(0, std::memory_order_relaxed);
+    }
+    if (window_sends_.fetch_add(1, std::memory_order_relaxed) < options_.direct_per_window &&
+        connected_.load(std::memory_order_relaxed)) {
       bool idle = false;
       {
         std::lock_guard lock(mutex_);

@@ -17,6 +17,14 @@
 # the load average is printed before every measurement.
 #
 #   MODE=cpu bench/dhcp/run.sh build-rel 5 10 500
+#
+# MODE=instructions: the figure no load can move. Kea runs under callgrind (valgrind) with
+# instrumentation off during start-up; it is switched on for one perfdhcp run at a low rate
+# (the first of `rates`; Kea is ~50x slower under valgrind) and the dump's user-space instruction
+# total is divided by the completed DORAs. Kernel work (the report's send, wake-ups) is not in
+# it: the syscalls of each variant per DORA are counted from a second, plain run (strace -c -f).
+#
+#   MODE=instructions bench/dhcp/run.sh build-rel 1 10 50
 set -euo pipefail
 build=${1:?usage: run.sh BUILD_DIR [runs] [seconds] [rates]}
 runs=${2:-3}
@@ -127,6 +135,54 @@ measure() {
 }
 
 kea_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$kea_pid/stat"; }
+
+if [[ ${MODE:-rate} == instructions ]]; then
+  command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || { echo "valgrind missing" >&2; exit 1; }
+  rate=${rates%% *}
+  echo "load average at start: $(cat /proc/loadavg)"
+  printf '| run | variant | DORAs | user-space instructions per DORA | syscalls per DORA (plain run, strace) |\n|---:|---|---:|---:|---:|\n'
+  dora_count() { echo "$1" | awk '/REQUEST-ACK/ {f=1} f && /received packets:/ {print $3; exit}'; }
+  run_perfdhcp() {
+    ip netns exec "$cns" perfdhcp -4 -l "$cif" -r "$rate" -R 60000 -p "$seconds" -W 1000000 \
+      -o 60,"$vendor_hex" -o 55,"$prl_hex" 2>&1 || true
+  }
+  for run in $(seq "$runs"); do
+    for variant in hook native; do
+      rm -f "$dir"/*.pid "$dir"/callgrind.out.*
+      KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$sns" valgrind --tool=callgrind \
+        --instr-atstart=no --callgrind-out-file="$dir/callgrind.out.%p" \
+        kea-dhcp4 -c "$dir/$variant.json" >"$dir/kea.out" 2>&1 &
+      kea_pid=$!
+      for _ in $(seq 600); do grep -q DHCP4_STARTED "$dir/kea.log" "$dir/kea.out" 2>/dev/null && break; sleep 0.1; done
+      ip netns exec "$sns" ss -lun 2>/dev/null | grep -q ':67 ' || sleep 5
+      callgrind_control -i on "$kea_pid" >/dev/null
+      out=$(run_perfdhcp)
+      callgrind_control -d "$kea_pid" >/dev/null
+      callgrind_control -i off "$kea_pid" >/dev/null
+      stop_kea
+      # Each dump's "totals:" line: the instructions since the previous dump (the one at exit adds
+      # nearly nothing: instrumentation is off by then).
+      ir=$(cat "$dir"/callgrind.out.* 2>/dev/null | awk '/^totals:/ {s += $2} END {printf "%.0f", s}')
+      [[ $ir == 0 ]] && { echo "no instructions recorded:" >&2; ls -la "$dir" >&2; tail -20 "$dir/kea.out" >&2; }
+      acks=$(dora_count "$out")
+      # The same variant without valgrind, strace attached after start-up: syscalls per DORA.
+      start_kea "$variant"
+      strace -f -c -p "$kea_pid" -o "$dir/strace.$variant" 2>/dev/null &
+      strace_pid=$!
+      sleep 1
+      out2=$(run_perfdhcp)
+      kill -INT "$strace_pid"; wait "$strace_pid" 2>/dev/null || true
+      stop_kea
+      calls=$(awk '$NF == "total" {print $4 + 0}' "$dir/strace.$variant")
+      echo "$variant, top syscalls: $(awk '$1 ~ /^[0-9.]+$/ && $NF != "total" {print $NF "=" $4}' "$dir/strace.$variant" | sort -t= -k2 -rn | head -8 | paste -sd' ')" >&2
+      acks2=$(dora_count "$out2")
+      printf '| %d | %s | %d | %.0f | %.2f (%d DORAs) |\n' "$run" "$variant" "${acks:-0}" \
+        "$(echo "$ir / (${acks:-0} + (${acks:-0} == 0))" | bc -l)" \
+        "$(echo "${calls:-0} / (${acks2:-0} + (${acks2:-0} == 0))" | bc -l)" "${acks2:-0}"
+    done
+  done
+  exit 0
+fi
 
 if [[ ${MODE:-rate} == cpu ]]; then
   rate=${rates%% *}

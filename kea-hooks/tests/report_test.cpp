@@ -90,13 +90,13 @@ TEST(LeaseReporter, DeliversADecodableDatagram) {
   EXPECT_EQ(reporter.dropped(), 0u);
 }
 
-// After a quiet spell the caller's own thread sends (no hand-off to the sender thread: fewer
-// syscalls and wake-ups per report); what follows within the coalescing window is held for the
+// The first reports of a window are sent by the caller's own thread (no hand-off to the sender
+// thread: fewer syscalls and wake-ups per report); what follows within the window is held for the
 // sender and arrives as one batch, after the first and in order.
 TEST(LeaseReporter, ALoneReportGoesOutAtOnceAndABurstAfterItIsCoalesced) {
   TempSocketPath path;
   BoundReceiver rx(path.str());
-  LeaseReporter reporter(path.str(), {.coalesce = 1000ms});
+  LeaseReporter reporter(path.str(), {.coalesce = 1000ms, .direct_per_window = 1});
   auto numbered = [](std::uint32_t i) {
     auto r = sample();
     r.ip = 0x0a0a6400 + i;
