@@ -146,7 +146,7 @@ void Daemon::arm_watchdog() {
 // the free pages in the middle too. It runs when another kTrimStep has been freed since the last
 // trim (free bytes that were reused lower the mark), not on every tick.
 void Daemon::trim_heap() {
-  constexpr std::size_t kTrimStep = 4 * 1024 * 1024;
+  constexpr std::size_t kTrimStep = 1024 * 1024;
   const std::size_t free_now = mallinfo2().fordblks;
   heap_free_low_ = std::min(heap_free_low_, free_now);
   if (free_now < heap_free_low_ + kTrimStep) return;
