@@ -71,14 +71,6 @@ nlohmann::json subnet_json(const config::Subnet& s, int id) {
   return j;
 }
 
-// A boot storm's DISCOVERs arrive faster than Kea's one thread answers them. Without a queue,
-// Kea reads its raw socket only between packets and the kernel's receive queue (rmem_default,
-// about 210 KB) overflows: 33 frames of a 500-phone storm were dropped there (ss -0: skmem d), and
-// each such phone waited for its retransmission (docs/benchmarks.md, Boot storm). With the queue
-// on, a receiver thread drains the socket into Kea's ring as packets come. Kea drops the oldest
-// when the ring is full; 2048 is a DISCOVER and a REQUEST from every phone of a 1000-phone site.
-nlohmann::json queue_control() { return {{"enable-queue", true}, {"queue-type", "kea-ring4"}, {"capacity", 2048}}; }
-
 }  // namespace
 
 nlohmann::json make_kea_config(const config::SiteConfig& site, bool hook_part_only) {
@@ -99,7 +91,6 @@ nlohmann::json make_kea_config(const config::SiteConfig& site, bool hook_part_on
             {"lease-database",
              {{"type", "memfile"}, {"persist", true}, {"name", paths.leases.string()}, {"lfc-interval", 3600}}},
             {"valid-lifetime", site.dhcp.kea.valid_lifetime_s},
-            {"dhcp-queue-control", queue_control()},
             {"subnet4", subnets},
             {"hooks-libraries", hooks},
             {"loggers",

@@ -55,10 +55,6 @@ TEST(KeaConfig, DescribesSubnetsPoolsOptionsAndTheHook) {
   EXPECT_EQ(hook["library"], VE_HOOK_LIBRARY);
   EXPECT_EQ(hook["parameters"]["site-file"], "/etc/voiceedge/site.yaml");
   EXPECT_EQ(hook["parameters"]["event-socket"], "/tmp/ve-kea-config-test/ev.sock");
-  // A storm's burst waits in Kea's queue instead of overflowing its socket (capacity > 1 phone).
-  EXPECT_EQ(j["dhcp-queue-control"]["enable-queue"], true);
-  EXPECT_EQ(j["dhcp-queue-control"]["queue-type"], "kea-ring4");
-  EXPECT_GE(j["dhcp-queue-control"]["capacity"].get<int>(), 1000);
   // Option 150 is the hook's business, never a Kea option.
   EXPECT_EQ(j.dump().find("\"150\""), std::string::npos);
 }
