@@ -1,7 +1,9 @@
 #include "daemon/daemon.hpp"
 
+#include <malloc.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <csignal>
 
 #include <fmt/format.h>
@@ -138,11 +140,26 @@ void Daemon::arm_watchdog() {
   });
 }
 
+// A boot storm leaves megabytes free inside glibc's heap (frames copied from the capture ring,
+// HTTP answers, lease file reads, interleaved with what stays), and glibc gives back only the top
+// of the heap: 20 of 62 MB were free but resident after a 1000-phone storm. malloc_trim returns
+// the free pages in the middle too. It runs when another kTrimStep has been freed since the last
+// trim (free bytes that were reused lower the mark), not on every tick.
+void Daemon::trim_heap() {
+  constexpr std::size_t kTrimStep = 1024 * 1024;
+  const std::size_t free_now = mallinfo2().fordblks;
+  heap_free_low_ = std::min(heap_free_low_, free_now);
+  if (free_now < heap_free_low_ + kTrimStep) return;
+  malloc_trim(0);
+  heap_free_low_ = free_now;
+}
+
 void Daemon::arm_flush() {
   flush_timer_.expires_after(std::chrono::milliseconds(500));
   flush_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     journey_.flush();
+    trim_heap();
     arm_flush();
   });
 }

@@ -34,6 +34,7 @@ class Daemon {
   void apply_control_access();
   void arm_watchdog();
   void arm_flush();
+  void trim_heap();
   void wait_signals();
   void shutdown();
 
@@ -58,6 +59,7 @@ class Daemon {
   boost::asio::signal_set signals_;
   boost::asio::steady_timer watchdog_;
   boost::asio::steady_timer flush_timer_;
+  std::size_t heap_free_low_ = 0;  // glibc's free heap bytes after the last trim, or since
   std::chrono::microseconds watchdog_interval_{0};
   FdBudget fd_budget_{};
   ControlServer control_;

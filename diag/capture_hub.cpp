@@ -19,6 +19,7 @@ namespace {
 constexpr int kSnapLength = 65535;
 constexpr int kMaxFramesPerWake = 256;
 constexpr auto kRetry = std::chrono::seconds(3);
+constexpr auto kBlockTimeout = std::chrono::milliseconds(20);
 
 std::optional<MacAddress> interface_mac(const std::string& name) {
   std::ifstream in("/sys/class/net/" + name + "/address");
@@ -78,7 +79,14 @@ struct CaptureHub::Impl : std::enable_shared_from_this<Impl> {
     if (p == nullptr) return fail(errbuf);
     pcap_set_snaplen(p, kSnapLength);
     pcap_set_promisc(p, 0);
-    pcap_set_immediate_mode(p, 1);
+    // Not immediate mode: that makes libpcap use TPACKET_V2, whose ring has one fixed slot per
+    // frame sized for the largest (GRO) frame: 128 KiB per slot on a veth or an offloading NIC,
+    // so an 8 MiB request became 128 slots in 16 MiB, every storm frame costing 128 KiB.
+    // TPACKET_V3 packs frames into 256 KiB blocks: the ring is the size asked for and holds that
+    // many bytes of frames. A block reaches us when full or after kBlockTimeout; the recorder
+    // keeps frames by their capture time, so the delay loses nothing.
+    pcap_set_immediate_mode(p, 0);
+    pcap_set_timeout(p, static_cast<int>(kBlockTimeout.count()));
     pcap_set_buffer_size(p, h->ring_bytes);
     if (int rc = pcap_activate(p); rc < 0) return fail(std::string(pcap_statustostr(rc)) + ": " + pcap_geterr(p));
     if (pcap_datalink(p) != DLT_EN10MB) return fail("not an Ethernet interface");

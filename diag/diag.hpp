@@ -118,12 +118,24 @@ struct BootRecord {
   std::string failure;  // the first failure's detail
   std::chrono::system_clock::time_point started;
   std::chrono::system_clock::time_point ended;  // zero while booting
+  // When the phone registered, also after a failed step (a missing dial plan does not stop a
+  // phone): the boot is over then, later frames are not part of it; zero until then.
+  std::chrono::system_clock::time_point registered_at;
   std::chrono::steady_clock::time_point started_steady;
-  std::deque<Packet> packets;
-  std::size_t bytes = 0;       // sum of packets' data sizes (+ per-packet overhead)
+  std::deque<Packet> packets;  // empty while packed: use all_packets() / packet_count()
+  // A registered boot, once settled, is kept deflated in one buffer: it is rarely asked for, and
+  // per-packet storage (a vector, a deque slot) plus its SIP, HTTP and DHCP text cost about four
+  // times as much (docs/benchmarks.md, Boot storm).
+  std::string packed;
+  std::size_t packed_packets = 0;
+  std::size_t bytes = 0;       // held: packets' data sizes (+ per-packet overhead), or packed size
   std::uint64_t cut = 0;       // packets cut (oldest first) to stay within the bounds
   std::uint64_t recorded = 0;  // packets ever added to this boot
   bool persisted = false;      // the failed boot's file in the state dir is current
+
+  bool is_packed() const { return !packed.empty(); }
+  std::size_t packet_count() const { return is_packed() ? packed_packets : packets.size(); }
+  std::vector<Packet> all_packets() const;  // oldest first, inflated when packed
 };
 
 // Cost of one stored packet against the bounds: its bytes plus bookkeeping.
@@ -143,10 +155,14 @@ class BootRecorder {
   void failed(const MacAddress& mac, const std::string& why, std::chrono::system_clock::time_point now);
   // Boots older than the timeout that have not registered become Failed; returns their MACs.
   std::vector<MacAddress> expire(std::chrono::steady_clock::time_point now);
+  // Packs (deflates) the boots of registered phones (failed steps or not) whose late frames
+  // have all come in; returns how many.
+  std::size_t pack_settled(std::chrono::system_clock::time_point now);
 
   bool booting(const MacAddress& mac) const;
   bool has_record(const MacAddress& mac) const { return boots_.count(mac) != 0; }
-  // Adds a packet to the phone's boot in progress (ignored when it has none).
+  // Adds a packet to the phone's boot in progress (ignored when it has none). A registered boot
+  // still takes packets captured before, or just after, its registration (frames arrive late).
   void add(const MacAddress& mac, const Packet& p);
 
   const BootRecord* find(const MacAddress& mac) const;
@@ -156,11 +172,15 @@ class BootRecorder {
   std::size_t total_bytes() const { return total_; }
   std::size_t phones() const { return boots_.size(); }
   std::uint64_t cut_total() const { return cut_total_; }
+  std::size_t count(BootState s) const;
+  std::size_t packed_boots() const;
 
  private:
   void trim_phone(BootRecord& r);
   void trim_total();
   void drop_front(BootRecord& r);
+  void pack(BootRecord& r);
+  void unpack(BootRecord& r);
 
   // Which record loses its oldest packet when the total is exceeded: registered boots before
   // booting or failed ones, the largest first.
@@ -169,7 +189,7 @@ class BootRecorder {
   void unindex(const BootRecord& r) { index_.erase(rank(r)); }
   // Only records with packets are candidates: an emptied one must not shadow the next victim.
   void reindex(const BootRecord& r) {
-    if (!r.packets.empty()) index_.insert(rank(r));
+    if (!r.packets.empty() || r.is_packed()) index_.insert(rank(r));
   }
 
   RecorderLimits limits_;

@@ -15,8 +15,12 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr auto kCdpResend = seconds(2);
-constexpr auto kDhcpFirstRetransmit = seconds(2);
-constexpr auto kDhcpMaxRetransmit = seconds(8);
+// RFC 2131 4.1: 4 s before the first retransmission, doubling up to 64 s, each randomised by
+// -1..+1 s so that a burst of lost DISCOVERs is not retransmitted in step again. (A fixed 2 s
+// made every lost DISCOVER of a storm show as the same 2-second plateau.)
+constexpr auto kDhcpFirstRetransmit = seconds(4);
+constexpr auto kDhcpMaxRetransmit = seconds(64);
+constexpr auto kDhcpJitter = milliseconds(1000);
 constexpr int kDhcpMaxNaks = 3;
 constexpr auto kRetryPause = seconds(2);  // between rounds when no server answers
 
@@ -256,7 +260,11 @@ asio::awaitable<bool> Phone::step_dhcp() {
     send();
   };
   discover();
-  auto next_send = Clock::now() + interval;
+  auto jittered = [&](Clock::duration base) {
+    const auto span = 2 * kDhcpJitter.count() + 1;
+    return base + milliseconds(static_cast<long>(shared_.rng() % span) - kDhcpJitter.count());
+  };
+  auto next_send = Clock::now() + jittered(interval);
   while (!ack) {
     std::vector<DhcpServerMessage> inbox;
     inbox.swap(dhcp_inbox_);
@@ -271,7 +279,7 @@ asio::awaitable<bool> Phone::step_dhcp() {
         msg.server_id = m.server_id.value_or(m.siaddr);
         interval = kDhcpFirstRetransmit;
         send();
-        next_send = Clock::now() + interval;
+        next_send = Clock::now() + jittered(interval);
       } else if (state == State::Requesting && m.type == DhcpMessageType::Ack) {
         ack = std::move(m);
         break;
@@ -283,7 +291,7 @@ asio::awaitable<bool> Phone::step_dhcp() {
         }
         msg.xid = static_cast<std::uint32_t>(shared_.rng());
         discover();
-        next_send = Clock::now() + interval;
+        next_send = Clock::now() + jittered(interval);
         restarted = true;
       }
     }
@@ -306,7 +314,7 @@ asio::awaitable<bool> Phone::step_dhcp() {
     if (now >= next_send) {
       send();
       interval = std::min<Clock::duration>(interval * 2, kDhcpMaxRetransmit);
-      next_send = now + interval;
+      next_send = now + jittered(interval);
     }
     co_await wait_until(std::min(next_send, deadline));
   }

@@ -4,6 +4,8 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <span>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -97,6 +99,10 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   void start() { do_accept(); }
   void close();
   std::uint16_t port() const { return local_.port(); }
+  // One read buffer for all of this listener's connections: a session waits for readability and
+  // reads into it at once (all on the io_context's thread), so an idle phone's connection costs no
+  // buffer (16 KiB each was 16 MiB of RSS at 1000 phones over TCP).
+  std::span<char> read_scratch() { return read_scratch_; }
   std::size_t connections() const { return sessions_.size(); }
   const boost::asio::ip::tcp::endpoint& local() const { return local_; }
   // Over the phone's own connection (its flow) when it is open, else over a new connection to
@@ -120,6 +126,7 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   std::map<std::string, std::weak_ptr<TcpSession>> by_peer_;    // "ip:port" of the phone's end
   std::map<std::string, std::vector<std::string>> connecting_;  // outbound connects under way
   std::uint64_t next_id_ = 1;
+  std::vector<char> read_scratch_ = std::vector<char>(16384);
   ve::AcceptGuard accept_guard_;  // EMFILE: pause, do not spin
   ve::RateLimitedLog refusal_log_;
   bool closed_ = false;
@@ -138,7 +145,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 
  private:
   void do_read();
-  void on_read(const boost::system::error_code& ec, std::size_t n);
+  void on_readable(const boost::system::error_code& ec);
+  void on_read(const boost::system::error_code& ec, std::string_view data);
   void queue_write(std::string bytes);
   void do_write();
   void arm_idle_timer();
@@ -151,7 +159,6 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   Source source_;
   boost::asio::ip::address peer_;
   StreamFramer framer_;
-  std::array<char, 16384> read_buffer_{};
   std::deque<std::string> writes_;
   bool writing_ = false;
   bool closed_ = false;

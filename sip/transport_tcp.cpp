@@ -171,6 +171,8 @@ TcpSession::TcpSession(tcp::socket socket, std::shared_ptr<TcpListener> listener
 
 void TcpSession::start() {
   ve::logger("sip")->debug("tcp connection {} from {}:{}", id_, source_.ip, source_.port);
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);  // read_some after readiness must not block on a spurious wake-up
   arm_idle_timer();
   do_read();
 }
@@ -198,12 +200,21 @@ void TcpSession::close() {
 }
 
 void TcpSession::do_read() {
-  socket_.async_read_some(
-      asio::buffer(read_buffer_),
-      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) { self->on_read(ec, n); });
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
 }
 
-void TcpSession::on_read(const boost::system::error_code& ec, std::size_t n) {
+void TcpSession::on_readable(const boost::system::error_code& ec) {
+  if (closed_) return;
+  if (ec) return on_read(ec, {});
+  const auto scratch = listener_->read_scratch();
+  boost::system::error_code read_ec;
+  const std::size_t n = socket_.read_some(asio::buffer(scratch.data(), scratch.size()), read_ec);
+  if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) return do_read();
+  on_read(read_ec, std::string_view(scratch.data(), n));
+}
+
+void TcpSession::on_read(const boost::system::error_code& ec, std::string_view data) {
   if (closed_) return;
   if (ec) {
     if (ec != asio::error::eof && ec != asio::error::operation_aborted && ec != asio::error::connection_reset) {
@@ -212,7 +223,7 @@ void TcpSession::on_read(const boost::system::error_code& ec, std::size_t n) {
     close();
     return;
   }
-  framer_.append(std::string_view(read_buffer_.data(), n));
+  framer_.append(data);
   while (true) {
     auto frame = framer_.next();
     if (!frame) {

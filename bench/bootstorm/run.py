@@ -19,6 +19,7 @@ fetches it (step 8) before it registers. Downloads go over TFTP only (--transpor
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,10 +66,11 @@ net: {{ mode: none }}
 """
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """VmRSS: resident now; VmHWM: the peak resident since the process started."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -112,6 +114,50 @@ def biggest_mappings(pid, count=6):
     return out[:count]
 
 
+def kea_statistics(d):
+    """Kea's own counters (statistic-get-all over its control socket): packets received, dropped
+    by Kea, DISCOVERs received and OFFERs sent, to see where unanswered DISCOVERs went."""
+    import socket
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(f"{d}/state/kea/kea4-ctrl.sock")
+        s.sendall(json.dumps({"command": "statistic-get-all"}).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        args = json.loads(data.decode())["arguments"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    names = ["pkt4-received", "pkt4-discover-received", "pkt4-request-received", "pkt4-offer-sent",
+             "pkt4-ack-sent", "pkt4-nak-sent", "pkt4-receive-drop", "pkt4-parse-failed"]
+    return {n: args[n][0][0] for n in names if n in args}
+
+
+def packet_socket_drops(netns):
+    """Per process in the box's namespace: frames its packet sockets' receive queues dropped
+    (ss -0: skmem d), the kernel's count, not the process's."""
+    out = {}
+    text = sh("ip", "netns", "exec", netns, "ss", "-0", "-a", "-m", "-p", "-n", check=False).stdout
+    proc = None
+    for line in text.splitlines():
+        m = re.search(r'users:\(\("([^"]+)"', line)
+        if m:
+            proc = m.group(1)
+        m = re.search(r"skmem:\(([^)]*)\)", line)
+        if m and proc:
+            fields = dict((k, int(v)) for k, v in re.findall(r"([a-z_]+)(\d+)", m.group(1)))
+            entry = out.setdefault(proc, {"sockets": 0, "drops": 0, "rcvbuf": 0})
+            entry["sockets"] += 1
+            entry["drops"] += fields.get("d", 0)
+            entry["rcvbuf"] = max(entry["rcvbuf"], fields.get("rb", 0))
+    return out
+
+
 def sample_diag(ctl, stop, peak):
     """The boot recorder's bytes held (show diag), sampled while the storm runs."""
     while not stop.is_set():
@@ -153,7 +199,9 @@ def run(n, build, concurrency, diag_total_mib=None, firmware_mib=0, windowsize=1
         with open(f"{d}/site.yaml", "w") as f:
             f.write(site(d, n, diag_total_mib))
         log = open(f"{d}/voiceedged.log", "w")
-        daemon = subprocess.Popen(["ip", "netns", "exec", box, os.path.join(build, "daemon/voiceedged"),
+        # VE_STORM_DAEMON_PREFIX: e.g. "heaptrack -o /tmp/storm" to see what the heap holds.
+        prefix = os.environ.get("VE_STORM_DAEMON_PREFIX", "").split()
+        daemon = subprocess.Popen(["ip", "netns", "exec", box] + prefix + [os.path.join(build, "daemon/voiceedged"),
                                    "--config", f"{d}/site.yaml", "--log-level", "warn"], stdout=log, stderr=log)
         ctl = [os.path.join(build, "ctl/voiceedgectl"), "--socket", f"{d}/control.sock"]
         for _ in range(200):
@@ -197,11 +245,18 @@ def run(n, build, concurrency, diag_total_mib=None, firmware_mib=0, windowsize=1
                   "load_before": load_before, "daemon_cpu_s": round(cpu1 - cpu0, 2),
                   "registered": summary.get("registered"), "summary": summary,
                   "daemon_registered": sum(1 for p in phones_seen if p.get("registered")),
-                  "daemon_rss_mib": round(rss_kib(daemon.pid) / 1024, 1),
+                  # After the storm (the simulator has exited, show phones answered): as before.
+                  "daemon_rss_mib": round(rss_kib(daemon_pid(box)) / 1024, 1),
+                  "daemon_peak_rss_mib": round(rss_kib(daemon_pid(box), "VmHWM") / 1024, 1),
                   "daemon_biggest_mappings": biggest_mappings(daemon_pid(box)),
+                  "kea": kea_statistics(d), "packet_socket_drops": packet_socket_drops(box),
                   "boot_recorder": {"peak_bytes": peak.get("bytes"), "limit_bytes": peak.get("limit"),
                                     "packets_cut": peak.get("cut"), "phones": peak.get("phones"),
                                     "kernel_drops": peak.get("kernel_drops")}}
+        if os.environ.get("VE_STORM_INSPECT"):  # e.g. gdb's malloc_info on the daemon, before teardown
+            r = subprocess.run(["sh", "-c", os.environ["VE_STORM_INSPECT"]], capture_output=True, text=True,
+                               env=dict(os.environ, PID=str(daemon_pid(box)), STORM_DIR=d))
+            result["inspect"] = r.stdout + r.stderr
         return result
     finally:
         if daemon:
@@ -228,26 +283,39 @@ def main():
     p.add_argument("--diag-total-mib", type=int, help="diagnostics.boot_capture_total_mib for the run")
     p.add_argument("--firmware-mib", type=int, default=0, help="firmware variant: size of the new load's image")
     p.add_argument("--tftp-windowsize", type=int, nargs="+", default=[1], help="firmware variant: windowsizes")
+    p.add_argument("--rmem-default", type=int,
+                   help="net.core.rmem_default for the run (machine-wide on this kernel, restored after): "
+                        "the receive buffer Kea's raw socket gets")
     a = p.parse_args()
     rows = []
     # The box needs one ARP entry per phone address; the kernel's default table (gc_thresh3 1024,
     # machine-wide on this kernel) overflows near 1000 phones. Raised for the run, then restored.
     thresh = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
     old_thresh = open(thresh).read().strip()
+    # Kea 2.2 cannot size its raw socket's receive buffer: it gets net.core.rmem_default (212992
+    # here), about 167 DISCOVERs; the simulator's first 200 arrive at once (docs/benchmarks.md).
+    rmem = "/proc/sys/net/core/rmem_default"
+    old_rmem = open(rmem).read().strip()
     try:
+        if a.rmem_default:
+            with open(rmem, "w") as f:
+                f.write(str(a.rmem_default))
         if max(a.phones) > 900:
             with open(thresh, "w") as f:
                 f.write("8192")
         for n in a.phones:
             for w in (a.tftp_windowsize if a.firmware_mib else [1]):
                 r = run(n, a.build, a.concurrency, a.diag_total_mib, a.firmware_mib, w)
+                r["rmem_default"] = int(open(rmem).read())
                 print(json.dumps(r), flush=True)
                 rows.append(r)
     finally:
         with open(thresh, "w") as f:
             f.write(old_thresh)
+        with open(rmem, "w") as f:
+            f.write(old_rmem)
     print("\n| phones | firmware | registered (sim / daemon) | start to all registered | p50 / p95 time to registered "
-          "| daemon RSS | daemon CPU | load before |")
+          "| daemon RSS after (peak) | daemon CPU | load before |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         s = r["summary"]
@@ -255,7 +323,8 @@ def main():
         print(f"| {r['phones']} | {fw} | {r['registered']} / {r['daemon_registered']} | "
               f"{s.get('all_registered_ms', 'n/a')} ms (wall {r['wall_s']} s) | "
               f"{s.get('time_to_registered_ms', {}).get('p50', 'n/a')} / "
-              f"{s.get('time_to_registered_ms', {}).get('p95', 'n/a')} ms | {r['daemon_rss_mib']} MiB | "
+              f"{s.get('time_to_registered_ms', {}).get('p95', 'n/a')} ms | "
+              f"{r['daemon_rss_mib']} ({r['daemon_peak_rss_mib']}) MiB | "
               f"{r['daemon_cpu_s']} s | {r['load_before']} |")
     return 0
 
