@@ -61,11 +61,11 @@ void LocationStore::flush() {
   }
   const auto before = write_errors_;
   int rc = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
-  for (const auto& [id, binding] : pending_) {
-    if (binding)
+  for (const auto& [user, key] : pending_) {
+    if (const BindingInfo* binding = find(user, key))
       write_upsert(*binding);
     else
-      write_remove(id.first, id.second);
+      write_remove(user, key);
   }
   if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) {
@@ -318,11 +318,11 @@ std::size_t LocationStore::size() const {
 }
 
 void LocationStore::persist_upsert(const BindingInfo& b) {
-  if (db_) pending_[{b.user, binding_key(b)}] = b;
+  if (db_) pending_.emplace(b.user, binding_key(b));
 }
 
 void LocationStore::persist_remove(const std::string& user, const std::string& key) {
-  if (db_) pending_[{user, key}] = std::nullopt;
+  if (db_) pending_.emplace(user, key);
 }
 
 void LocationStore::write_upsert(const BindingInfo& b) {

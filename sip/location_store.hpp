@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -63,8 +64,10 @@ class LocationStore {
   void persist_remove(const std::string& user, const std::string& key);
   void write_upsert(const BindingInfo& b);
   void write_remove(const std::string& user, const std::string& key);
-  // (user, key) -> the binding to write, or nullopt to delete.
-  std::map<std::pair<std::string, std::string>, std::optional<BindingInfo>> pending_;
+  // The (user, key) pairs changed since the last flush; the flush writes each one's state then
+  // (the binding held in memory, or a delete when there is none), so a queued refresh copies no
+  // binding.
+  std::set<std::pair<std::string, std::string>> pending_;
   std::unordered_map<std::string, std::vector<BindingInfo>> by_user_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_stmt_ = nullptr;

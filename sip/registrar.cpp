@@ -63,6 +63,11 @@ void append_top_via(std::string& out, std::string_view text, const Source& src) 
     out += text;
     return;
   }
+  append_top_via(out, text, *via, src);
+}
+
+void append_top_via(std::string& out, std::string_view text, const Via& parsed, const Source& src) {
+  const Via* via = &parsed;
   auto prefix = text.substr(0, text.find(';'));
   while (!prefix.empty() && (prefix.back() == ' ' || prefix.back() == '\t')) prefix.remove_suffix(1);
   out += prefix;
@@ -217,8 +222,13 @@ Reply Registrar::respond(const Message& m, const Source& src, int code, std::str
     for (auto v : split_list(h.value)) {
       out += "Via: ";
       if (first) {
-        append_top_via(out, v, src);
-        if (auto parsed = parse_via(v)) top = *parsed;
+        // Parsed once: for the received/rport parameters and for the answer's port.
+        if (auto parsed = parse_via(v)) {
+          top = std::move(*parsed);
+          append_top_via(out, v, *top, src);
+        } else {
+          out += v;
+        }
         first = false;
       } else {
         out += v;
@@ -602,7 +612,12 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
 
   // The bindings this request touched first, then the others while a UDP answer still fits the
   // path MTU (RFC 3261 18.1.1); over TCP all of them.
-  const std::string date = "Date: " + http_date(now) + "\r\n";
+  // The Date line changes once a second: formatted then, not per answer.
+  if (const auto second = std::chrono::system_clock::to_time_t(now); second != date_second_ || date_line_.empty()) {
+    date_second_ = second;
+    date_line_ = "Date: " + http_date(now) + "\r\n";
+  }
+  const std::string& date = date_line_;
   std::vector<std::string> lines_own, lines_other;
   if (const auto* list = store_.find(user)) {
     for (const auto& b : *list) {
@@ -613,7 +628,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
   }
   std::string extra;
   for (const auto& l : lines_own) extra += l;
-  if (src.transport == Transport::Udp) {
+  if (src.transport == Transport::Udp && !lines_other.empty()) {
     std::size_t size = respond(m, src, 200, "OK", extra + date).bytes.size();
     bool trimmed = false;
     for (const auto& l : lines_other) {
