@@ -272,7 +272,8 @@ AuthResult Authenticator::verify(const AuthRequest& request, const PasswordLooku
   const auto secret = password(cred->username);
   // Unknown users cost the same hash as known ones, so timing does not tell them apart either.
   const std::string expected = digest_response(*cred, secret.value_or(std::string_view("\x01unknown")), request.method);
-  if (!secret || !equal_secret(expected, cred->response)) {
+  // (An empty expected answer is a hashing failure, never a match for an empty response.)
+  if (!secret || expected.empty() || !equal_secret(expected, cred->response)) {
     ++counters_.failures;
     forget_nonce(nonce_text);
     record_failure(sources_, request.source_ip, now);

@@ -18,6 +18,8 @@ namespace ve::sip {
 
 // A binding is identified within its user by +sip.instance when present, else by Contact URI.
 std::string binding_key(const BindingInfo& b);
+// The same key without a copy, for comparisons (points into the binding).
+inline std::string_view binding_key_view(const BindingInfo& b) { return b.instance.empty() ? b.contact : b.instance; }
 
 class LocationStore {
  public:
@@ -37,7 +39,7 @@ class LocationStore {
   void close();
 
   const std::vector<BindingInfo>* find(const std::string& user) const;
-  const BindingInfo* find(const std::string& user, const std::string& key) const;
+  const BindingInfo* find(const std::string& user, std::string_view key) const;
   // Returns true when the binding is new (no binding with that key before).
   bool upsert(const BindingInfo& b);
   bool remove(const std::string& user, const std::string& key);

@@ -534,7 +534,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     b.aor = aor;
     b.contact = std::string(contacts[i].uri);
     if (const Param* p = find_param(contacts[i].params, "+sip.instance")) b.instance = std::string(p->value);
-    const auto* existing = store_.find(user, binding_key(b));
+    const auto* existing = store_.find(user, binding_key_view(b));
     if (existing && existing->call_id == call_id && cseq < existing->cseq) {
       return respond(m, src, 500, "Server Internal Error (CSeq out of order)");
     }
@@ -555,16 +555,16 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     updates.push_back(std::move(b));
   }
   const auto cap = static_cast<std::size_t>(std::max(1, cfg.sip.max_bindings_per_line));
-  std::set<std::string> own_keys;
+  std::set<std::string, std::less<>> own_keys;
   for (const auto& b : updates) own_keys.insert(binding_key(b));
   for (std::size_t i = 0; i < updates.size(); ++i) {
     auto& b = updates[i];
-    if (expires[i] != 0 && !store_.find(user, binding_key(b))) {
+    if (expires[i] != 0 && !store_.find(user, binding_key_view(b))) {
       // At the cap, a new binding replaces the line's oldest one (not one this request refreshes).
       while (store_.find(user) && store_.find(user)->size() >= cap) {
         const BindingInfo* oldest = nullptr;
         for (const auto& x : *store_.find(user)) {
-          if (own_keys.count(binding_key(x))) continue;
+          if (own_keys.count(binding_key_view(x))) continue;
           if (!oldest || x.registered_at < oldest->registered_at) oldest = &x;
         }
         if (!oldest) break;
@@ -582,7 +582,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
       }
       continue;
     }
-    const auto* existing = store_.find(user, binding_key(b));
+    const auto* existing = store_.find(user, binding_key_view(b));
     const bool changed = !existing || existing->contact != b.contact || existing->source != b.source ||
                          existing->transport != b.transport || existing->registered_with != b.registered_with;
     store_.upsert(b);
@@ -623,7 +623,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     for (const auto& b : *list) {
       const auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count();
       auto text = fmt::format("Contact: <{}>;expires={}\r\n", b.contact, std::max<std::int64_t>(left, 0));
-      (own_keys.count(binding_key(b)) ? lines_own : lines_other).push_back(std::move(text));
+      (own_keys.count(binding_key_view(b)) ? lines_own : lines_other).push_back(std::move(text));
     }
   }
   std::string extra;
