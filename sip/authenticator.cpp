@@ -17,21 +17,6 @@ namespace {
 // A user name as a table key: bounded, so a 8 KB username cannot make the table expensive.
 std::string user_key(std::string_view username) { return std::string(username.substr(0, 64)); }
 
-std::string random_nonce() {
-  std::array<unsigned char, 16> bytes{};
-  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
-    std::random_device rd;
-    for (auto& b : bytes) b = static_cast<unsigned char>(rd());
-  }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (auto b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0xf]);
-  }
-  return out;
-}
-
 std::optional<std::uint64_t> parse_nc(std::string_view nc) {
   if (nc.empty() || nc.size() > 8) return std::nullopt;
   std::uint64_t v = 0;
@@ -110,6 +95,28 @@ void Authenticator::forget_nonce(const std::string& nonce) {
     if (list.empty()) nonces_by_source_.erase(src);
   }
   nonces_.erase(it);
+}
+
+std::string Authenticator::random_nonce() {
+  constexpr std::size_t kBytes = 16;
+  if (random_used_ + kBytes > random_pool_.size()) {
+    if (RAND_bytes(random_pool_.data(), static_cast<int>(random_pool_.size())) != 1) {
+      std::random_device rd;
+      for (auto& b : random_pool_) b = static_cast<unsigned char>(rd());
+    }
+    random_used_ = 0;
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * kBytes);
+  for (std::size_t i = 0; i < kBytes; ++i) {
+    unsigned char& b = random_pool_[random_used_ + i];
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+    b = 0;
+  }
+  random_used_ += kBytes;
+  return out;
 }
 
 std::string Authenticator::challenge(std::string_view source_ip, bool stale, Clock::time_point now) {
@@ -265,7 +272,8 @@ AuthResult Authenticator::verify(const AuthRequest& request, const PasswordLooku
   const auto secret = password(cred->username);
   // Unknown users cost the same hash as known ones, so timing does not tell them apart either.
   const std::string expected = digest_response(*cred, secret.value_or(std::string_view("\x01unknown")), request.method);
-  if (!secret || !equal_secret(expected, cred->response)) {
+  // (An empty expected answer is a hashing failure, never a match for an empty response.)
+  if (!secret || expected.empty() || !equal_secret(expected, cred->response)) {
     ++counters_.failures;
     forget_nonce(nonce_text);
     record_failure(sources_, request.source_ip, now);

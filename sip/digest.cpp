@@ -1,8 +1,10 @@
 // Digest authentication with OpenSSL's MD5.
 #include "sip/digest.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <initializer_list>
 #include <random>
 
 namespace ve::sip {
@@ -37,21 +39,50 @@ std::string md5_hex(std::string_view data) {
   return to_hex(out, len);
 }
 
+namespace {
+// One MD5 context for the three hashes of a response (EVP_Digest makes and frees one per hash);
+// the parts are hashed in place, so A1, which holds the password, is never copied into a string.
+class Md5 {
+ public:
+  Md5() : ctx_(EVP_MD_CTX_new()) {}
+  ~Md5() { EVP_MD_CTX_free(ctx_); }
+  Md5(const Md5&) = delete;
+  Md5& operator=(const Md5&) = delete;
+  // Lowercase hex of MD5(parts...) into out[0..32); false when OpenSSL fails.
+  bool hex(std::initializer_list<std::string_view> parts, char* out) {
+    if (!ctx_ || EVP_DigestInit_ex(ctx_, md5_algorithm(), nullptr) != 1) return false;
+    for (auto p : parts)
+      if (EVP_DigestUpdate(ctx_, p.data(), p.size()) != 1) return false;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(ctx_, digest, &len) != 1 || len != 16) return false;
+    static constexpr char kDigits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 16; ++i) {
+      out[2 * i] = kDigits[digest[i] >> 4];
+      out[2 * i + 1] = kDigits[digest[i] & 0xf];
+    }
+    OPENSSL_cleanse(digest, sizeof digest);
+    return true;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+}  // namespace
+
 std::string digest_response(const DigestCredentials& c, std::string_view password, std::string_view method) {
-  std::string a1;
-  a1.append(c.username).append(":").append(c.realm).append(":").append(password);
-  std::string ha1 = md5_hex(a1);
-  std::string a2;
-  a2.append(method).append(":").append(c.uri);
-  const std::string ha2 = md5_hex(a2);
-  std::string kd = ha1;
-  kd.append(":").append(c.nonce).append(":");
-  if (!c.qop.empty()) kd.append(c.nc).append(":").append(c.cnonce).append(":").append(c.qop).append(":");
-  kd.append(ha2);
-  // Scrub the password-derived intermediate before it goes back to the allocator.
-  std::fill(a1.begin(), a1.end(), '\0');
-  std::fill(ha1.begin(), ha1.end(), '\0');
-  return md5_hex(kd);
+  Md5 md5;
+  char ha1[32], ha2[32], response[32];
+  bool ok = md5.hex({c.username, ":", c.realm, ":", password}, ha1) && md5.hex({method, ":", c.uri}, ha2);
+  const std::string_view h1(ha1, 32), h2(ha2, 32);
+  if (ok) {
+    ok = c.qop.empty() ? md5.hex({h1, ":", c.nonce, ":", h2}, response)
+                       : md5.hex({h1, ":", c.nonce, ":", c.nc, ":", c.cnonce, ":", c.qop, ":", h2}, response);
+  }
+  // Scrub the password-derived intermediate before the stack frame is reused.
+  OPENSSL_cleanse(ha1, sizeof ha1);
+  if (!ok) return {};
+  return std::string(response, 32);
 }
 
 NonceSource::NonceSource() {

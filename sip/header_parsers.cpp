@@ -9,6 +9,13 @@ namespace {
 
 bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
+// One of a few stop characters; a plain loop, not memchr per character scanned.
+bool is_stop(std::string_view stop, char c) {
+  for (char x : stop)
+    if (x == c) return true;
+  return false;
+}
+
 void skip_ws(std::string_view s, std::size_t& i) {
   while (i < s.size() && is_ws(s[i])) ++i;
 }
@@ -44,7 +51,7 @@ bool read_params(std::string_view s, std::size_t& i, Params& out, std::string_vi
     ++j;
     skip_ws(s, j);
     const std::size_t name_begin = j;
-    while (j < s.size() && s[j] != '=' && s[j] != ';' && !is_ws(s[j]) && stop.find(s[j]) == std::string_view::npos) ++j;
+    while (j < s.size() && s[j] != '=' && s[j] != ';' && !is_ws(s[j]) && !is_stop(stop, s[j])) ++j;
     Param p;
     p.name = s.substr(name_begin, j - name_begin);
     if (p.name.empty()) return false;
@@ -58,7 +65,7 @@ bool read_params(std::string_view s, std::size_t& i, Params& out, std::string_vi
         if (!read_quoted(s, k, p.value)) return false;
       } else {
         const std::size_t vb = k;
-        while (k < s.size() && s[k] != ';' && !is_ws(s[k]) && stop.find(s[k]) == std::string_view::npos) ++k;
+        while (k < s.size() && s[k] != ';' && !is_ws(s[k]) && !is_stop(stop, s[k])) ++k;
         p.value = s.substr(vb, k - vb);
       }
       j = k;
@@ -89,7 +96,7 @@ bool read_hostport(std::string_view s, std::size_t& i, std::string_view& host, s
     if (close == std::string_view::npos) return false;
     i = close + 1;
   } else {
-    while (i < s.size() && s[i] != ':' && !is_ws(s[i]) && stop.find(s[i]) == std::string_view::npos) ++i;
+    while (i < s.size() && s[i] != ':' && !is_ws(s[i]) && !is_stop(stop, s[i])) ++i;
   }
   host = s.substr(hb, i - hb);
   if (host.empty()) return false;

@@ -61,11 +61,11 @@ void LocationStore::flush() {
   }
   const auto before = write_errors_;
   int rc = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
-  for (const auto& [id, binding] : pending_) {
-    if (binding)
+  for (const auto& [user, key] : pending_) {
+    if (const BindingInfo* binding = find(user, key))
       write_upsert(*binding);
     else
-      write_remove(id.first, id.second);
+      write_remove(user, key);
   }
   if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) {
@@ -239,19 +239,19 @@ const std::vector<BindingInfo>* LocationStore::find(const std::string& user) con
   return it == by_user_.end() || it->second.empty() ? nullptr : &it->second;
 }
 
-const BindingInfo* LocationStore::find(const std::string& user, const std::string& key) const {
+const BindingInfo* LocationStore::find(const std::string& user, std::string_view key) const {
   const auto* list = find(user);
   if (!list) return nullptr;
   for (const auto& b : *list)
-    if (binding_key(b) == key) return &b;
+    if (binding_key_view(b) == key) return &b;
   return nullptr;
 }
 
 bool LocationStore::upsert(const BindingInfo& b) {
   auto& list = by_user_[b.user];
-  const auto key = binding_key(b);
+  const auto key = binding_key_view(b);
   bool created = true;
-  auto it = std::find_if(list.begin(), list.end(), [&](const BindingInfo& x) { return binding_key(x) == key; });
+  auto it = std::find_if(list.begin(), list.end(), [&](const BindingInfo& x) { return binding_key_view(x) == key; });
   if (it != list.end()) {
     *it = b;
     created = false;
@@ -266,7 +266,7 @@ bool LocationStore::remove(const std::string& user, const std::string& key) {
   auto u = by_user_.find(user);
   if (u == by_user_.end()) return false;
   auto& list = u->second;
-  auto it = std::find_if(list.begin(), list.end(), [&](const BindingInfo& x) { return binding_key(x) == key; });
+  auto it = std::find_if(list.begin(), list.end(), [&](const BindingInfo& x) { return binding_key_view(x) == key; });
   if (it == list.end()) return false;
   list.erase(it);
   if (list.empty()) by_user_.erase(u);
@@ -318,11 +318,11 @@ std::size_t LocationStore::size() const {
 }
 
 void LocationStore::persist_upsert(const BindingInfo& b) {
-  if (db_) pending_[{b.user, binding_key(b)}] = b;
+  if (db_) pending_.emplace(b.user, binding_key_view(b));
 }
 
 void LocationStore::persist_remove(const std::string& user, const std::string& key) {
-  if (db_) pending_[{user, key}] = std::nullopt;
+  if (db_) pending_.emplace(user, key);
 }
 
 void LocationStore::write_upsert(const BindingInfo& b) {

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -17,6 +18,8 @@ namespace ve::sip {
 
 // A binding is identified within its user by +sip.instance when present, else by Contact URI.
 std::string binding_key(const BindingInfo& b);
+// The same key without a copy, for comparisons (points into the binding).
+inline std::string_view binding_key_view(const BindingInfo& b) { return b.instance.empty() ? b.contact : b.instance; }
 
 class LocationStore {
  public:
@@ -36,7 +39,7 @@ class LocationStore {
   void close();
 
   const std::vector<BindingInfo>* find(const std::string& user) const;
-  const BindingInfo* find(const std::string& user, const std::string& key) const;
+  const BindingInfo* find(const std::string& user, std::string_view key) const;
   // Returns true when the binding is new (no binding with that key before).
   bool upsert(const BindingInfo& b);
   bool remove(const std::string& user, const std::string& key);
@@ -63,8 +66,10 @@ class LocationStore {
   void persist_remove(const std::string& user, const std::string& key);
   void write_upsert(const BindingInfo& b);
   void write_remove(const std::string& user, const std::string& key);
-  // (user, key) -> the binding to write, or nullopt to delete.
-  std::map<std::pair<std::string, std::string>, std::optional<BindingInfo>> pending_;
+  // The (user, key) pairs changed since the last flush; the flush writes each one's state then
+  // (the binding held in memory, or a delete when there is none), so a queued refresh copies no
+  // binding.
+  std::set<std::pair<std::string, std::string>> pending_;
   std::unordered_map<std::string, std::vector<BindingInfo>> by_user_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_stmt_ = nullptr;

@@ -63,6 +63,11 @@ void append_top_via(std::string& out, std::string_view text, const Source& src) 
     out += text;
     return;
   }
+  append_top_via(out, text, *via, src);
+}
+
+void append_top_via(std::string& out, std::string_view text, const Via& parsed, const Source& src) {
+  const Via* via = &parsed;
   auto prefix = text.substr(0, text.find(';'));
   while (!prefix.empty() && (prefix.back() == ' ' || prefix.back() == '\t')) prefix.remove_suffix(1);
   out += prefix;
@@ -217,8 +222,13 @@ Reply Registrar::respond(const Message& m, const Source& src, int code, std::str
     for (auto v : split_list(h.value)) {
       out += "Via: ";
       if (first) {
-        append_top_via(out, v, src);
-        if (auto parsed = parse_via(v)) top = *parsed;
+        // Parsed once: for the received/rport parameters and for the answer's port.
+        if (auto parsed = parse_via(v)) {
+          top = std::move(*parsed);
+          append_top_via(out, v, *top, src);
+        } else {
+          out += v;
+        }
         first = false;
       } else {
         out += v;
@@ -524,7 +534,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     b.aor = aor;
     b.contact = std::string(contacts[i].uri);
     if (const Param* p = find_param(contacts[i].params, "+sip.instance")) b.instance = std::string(p->value);
-    const auto* existing = store_.find(user, binding_key(b));
+    const auto* existing = store_.find(user, binding_key_view(b));
     if (existing && existing->call_id == call_id && cseq < existing->cseq) {
       return respond(m, src, 500, "Server Internal Error (CSeq out of order)");
     }
@@ -545,16 +555,16 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     updates.push_back(std::move(b));
   }
   const auto cap = static_cast<std::size_t>(std::max(1, cfg.sip.max_bindings_per_line));
-  std::set<std::string> own_keys;
+  std::set<std::string, std::less<>> own_keys;
   for (const auto& b : updates) own_keys.insert(binding_key(b));
   for (std::size_t i = 0; i < updates.size(); ++i) {
     auto& b = updates[i];
-    if (expires[i] != 0 && !store_.find(user, binding_key(b))) {
+    if (expires[i] != 0 && !store_.find(user, binding_key_view(b))) {
       // At the cap, a new binding replaces the line's oldest one (not one this request refreshes).
       while (store_.find(user) && store_.find(user)->size() >= cap) {
         const BindingInfo* oldest = nullptr;
         for (const auto& x : *store_.find(user)) {
-          if (own_keys.count(binding_key(x))) continue;
+          if (own_keys.count(binding_key_view(x))) continue;
           if (!oldest || x.registered_at < oldest->registered_at) oldest = &x;
         }
         if (!oldest) break;
@@ -572,7 +582,7 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
       }
       continue;
     }
-    const auto* existing = store_.find(user, binding_key(b));
+    const auto* existing = store_.find(user, binding_key_view(b));
     const bool changed = !existing || existing->contact != b.contact || existing->source != b.source ||
                          existing->transport != b.transport || existing->registered_with != b.registered_with;
     store_.upsert(b);
@@ -602,18 +612,23 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
 
   // The bindings this request touched first, then the others while a UDP answer still fits the
   // path MTU (RFC 3261 18.1.1); over TCP all of them.
-  const std::string date = "Date: " + http_date(now) + "\r\n";
+  // The Date line changes once a second: formatted then, not per answer.
+  if (const auto second = std::chrono::system_clock::to_time_t(now); second != date_second_ || date_line_.empty()) {
+    date_second_ = second;
+    date_line_ = "Date: " + http_date(now) + "\r\n";
+  }
+  const std::string& date = date_line_;
   std::vector<std::string> lines_own, lines_other;
   if (const auto* list = store_.find(user)) {
     for (const auto& b : *list) {
       const auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count();
       auto text = fmt::format("Contact: <{}>;expires={}\r\n", b.contact, std::max<std::int64_t>(left, 0));
-      (own_keys.count(binding_key(b)) ? lines_own : lines_other).push_back(std::move(text));
+      (own_keys.count(binding_key_view(b)) ? lines_own : lines_other).push_back(std::move(text));
     }
   }
   std::string extra;
   for (const auto& l : lines_own) extra += l;
-  if (src.transport == Transport::Udp) {
+  if (src.transport == Transport::Udp && !lines_other.empty()) {
     std::size_t size = respond(m, src, 200, "OK", extra + date).bytes.size();
     bool trimmed = false;
     for (const auto& l : lines_other) {

@@ -1,6 +1,7 @@
 #pragma once
 // The registrar's logic without sockets: one received message in, at most one response out.
 // Transports (transport_udp.cpp, transport_tcp.cpp) feed it; tests drive it directly.
+#include <ctime>
 #include <functional>
 #include <set>
 #include <unordered_map>
@@ -36,6 +37,7 @@ struct Source {
 // The top Via of a response built here: received (and rport) say where the request really came
 // from (RFC 3261 18.2.1, RFC 3581). Shared by the registrar and the proxy.
 void append_top_via(std::string& out, std::string_view text, const Source& src);
+void append_top_via(std::string& out, std::string_view text, const Via& via, const Source& src);  // parsed
 
 struct Reply {
   std::string bytes;       // empty: send nothing
@@ -89,6 +91,8 @@ class Registrar {
   NonceSource nonces_;
   Authenticator auth_;
   std::string tag_key_;
+  std::time_t date_second_ = 0;  // the second date_line_ was formatted for
+  std::string date_line_;
   ServerCounters counters_;
   std::set<std::uint64_t> reported_connections_;
   const UpstreamMonitor* upstream_ = nullptr;

@@ -68,7 +68,8 @@ struct Core final : Wire {
 
 class UdpTransport : public std::enable_shared_from_this<UdpTransport> {
  public:
-  UdpTransport(boost::asio::io_context& io, std::shared_ptr<Core> core) : socket_(io), core_(std::move(core)) {}
+  UdpTransport(boost::asio::io_context& io, std::shared_ptr<Core> core);
+  ~UdpTransport();
   Result<void, std::string> open(const boost::asio::ip::udp::endpoint& at);
   void start() { do_receive(); }
   void close();
@@ -77,16 +78,31 @@ class UdpTransport : public std::enable_shared_from_this<UdpTransport> {
   void send_to(const boost::asio::ip::udp::endpoint& to, const std::string& bytes);
 
  private:
+  // Datagrams per recvmmsg / sendmmsg: one wake-up reads a batch, answers it, then sends every
+  // answer in one call (one system call and one wake-up of the peers per batch, not per message).
+  static constexpr std::size_t kBatch = 16;
+  static constexpr std::size_t kSlotBytes = 65536;  // above 64 KiB is not SIP over UDP
+  struct Batch;  // the recvmmsg / sendmmsg headers, addresses and IP_PKTINFO of one batch
+
   void do_receive();
   void on_readable(const boost::system::error_code& ec);
-  // One datagram with recvmsg (for IP_PKTINFO); false when there is nothing more to read.
-  bool receive_one();
+  // One batch with recvmmsg (for IP_PKTINFO); the number of datagrams read, 0 when none.
+  std::size_t receive_batch();
+  void handle_slot(std::size_t i, std::size_t n);
+  // Sends the answers queued by the batch (and before any other send, to keep their order).
+  void flush_replies();
+  // Our address a datagram arrived on, as "ip:port" (the last one is kept: almost always the same).
+  const std::string& local_text_for(const std::optional<boost::asio::ip::address>& a);
 
   boost::asio::ip::udp::socket socket_;
   std::shared_ptr<Core> core_;
   boost::asio::ip::udp::endpoint local_;
   std::string local_text_;
-  std::array<char, 65536> buffer_{};
+  boost::asio::ip::address last_local_;
+  std::string last_local_text_;
+  // kBatch slots of kSlotBytes, left uninitialised: only what the kernel writes is touched.
+  std::unique_ptr<char[]> buffers_ = std::make_unique_for_overwrite<char[]>(kBatch * kSlotBytes);
+  std::unique_ptr<Batch> batch_;
 };
 
 class TcpSession;

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -44,7 +45,30 @@ void UdpTransport::close() {
   socket_.close(ec);
 }
 
+struct UdpTransport::Batch {
+  // Room for IP_PKTINFO or IPV6_PKTINFO (whichever the socket's family delivers).
+  static constexpr std::size_t kControl = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(in_pktinfo));
+  std::array<mmsghdr, kBatch> in{};
+  std::array<iovec, kBatch> in_iov{};
+  std::array<sockaddr_storage, kBatch> peer{};
+  std::array<std::array<char, kControl>, kBatch> in_control{};
+  // The answers of the batch, sent together.
+  std::size_t replies = 0;
+  std::array<mmsghdr, kBatch> out{};
+  std::array<iovec, kBatch> out_iov{};
+  std::array<sockaddr_storage, kBatch> to{};
+  std::array<std::array<char, kControl>, kBatch> out_control{};
+  std::array<std::string, kBatch> bytes;
+  std::array<std::string, kBatch> peer_text;  // for the log line of a failed send
+};
+
+UdpTransport::UdpTransport(asio::io_context& io, std::shared_ptr<Core> core)
+    : socket_(io), core_(std::move(core)), batch_(std::make_unique<Batch>()) {}
+
+UdpTransport::~UdpTransport() = default;
+
 void UdpTransport::send_to(const udp::endpoint& to, const std::string& bytes) {
+  flush_replies();  // the batch's earlier answers leave first, as they would have unbatched
   boost::system::error_code ec;
   // As for answers: a full kernel buffer is a lost datagram, which the transaction layer retransmits.
   socket_.send_to(asio::buffer(bytes), to, 0, ec);
@@ -58,33 +82,75 @@ void UdpTransport::do_receive() {
 
 void UdpTransport::on_readable(const boost::system::error_code& ec) {
   if (ec == asio::error::operation_aborted || !socket_.is_open()) return;
-  // A bounded batch per wake-up, so one busy socket cannot starve the other handlers.
-  for (int i = 0; i < 64 && socket_.is_open(); ++i) {
-    if (!receive_one()) break;
+  // A bounded number of datagrams per wake-up, so one busy socket cannot starve the other
+  // handlers; a short batch means the socket is drained.
+  for (std::size_t total = 0; total < 64 && socket_.is_open();) {
+    const std::size_t n = receive_batch();
+    total += n;
+    if (n < kBatch) break;
   }
   if (socket_.is_open()) do_receive();
 }
 
-bool UdpTransport::receive_one() {
-  sockaddr_storage peer{};
-  iovec iov{buffer_.data(), buffer_.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(in_pktinfo))];
-  msghdr msg{};
-  msg.msg_name = &peer;
-  msg.msg_namelen = sizeof peer;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      ve::logger("sip")->debug("udp receive: {}", std::strerror(errno));  // e.g. ICMP port unreachable
-      return errno == ECONNREFUSED;
-    }
-    return false;
+std::size_t UdpTransport::receive_batch() {
+  Batch& b = *batch_;
+  for (std::size_t i = 0; i < kBatch; ++i) {
+    b.in_iov[i] = iovec{buffers_.get() + i * kSlotBytes, kSlotBytes};
+    msghdr& msg = b.in[i].msg_hdr;
+    msg = msghdr{};
+    msg.msg_name = &b.peer[i];
+    msg.msg_namelen = sizeof b.peer[i];
+    msg.msg_iov = &b.in_iov[i];
+    msg.msg_iovlen = 1;
+    msg.msg_control = b.in_control[i].data();
+    msg.msg_controllen = Batch::kControl;
+    b.in[i].msg_len = 0;
   }
-  if (msg.msg_flags & MSG_TRUNC) return true;  // above 64 KiB: not SIP over UDP
+  int got = 0;
+  for (int errors = 0;; ++errors) {
+    got = ::recvmmsg(socket_.native_handle(), b.in.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (got >= 0) break;
+    // ICMP port unreachable from an earlier send is reported once; the next call reads on.
+    if ((errno == EINTR || errno == ECONNREFUSED) && errors < 8) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) ve::logger("sip")->debug("udp receive: {}", std::strerror(errno));
+    return 0;
+  }
+  const auto n = static_cast<std::size_t>(got);
+  for (std::size_t i = 0; i < n && socket_.is_open(); ++i) handle_slot(i, b.in[i].msg_len);
+  flush_replies();
+  return n;
+}
+
+namespace {
+// Dotted quad without inet_ntop's sprintf: once per datagram.
+std::string ipv4_text(const in_addr& a) {
+  const auto* p = reinterpret_cast<const unsigned char*>(&a);
+  char buf[16];
+  char* out = buf;
+  for (int i = 0; i < 4; ++i) {
+    if (i) *out++ = '.';
+    const unsigned v = p[i];
+    if (v >= 100) *out++ = static_cast<char>('0' + v / 100);
+    if (v >= 10) *out++ = static_cast<char>('0' + v / 10 % 10);
+    *out++ = static_cast<char>('0' + v % 10);
+  }
+  return std::string(buf, static_cast<std::size_t>(out - buf));
+}
+}  // namespace
+
+const std::string& UdpTransport::local_text_for(const std::optional<asio::ip::address>& a) {
+  if (!a) return local_text_;
+  if (last_local_text_.empty() || *a != last_local_) {
+    last_local_ = *a;
+    last_local_text_ = fmt::format("{}:{}", a->to_string(), local_.port());
+  }
+  return last_local_text_;
+}
+
+void UdpTransport::handle_slot(std::size_t i, std::size_t n) {
+  Batch& b = *batch_;
+  msghdr& msg = b.in[i].msg_hdr;
+  if (msg.msg_flags & MSG_TRUNC) return;  // above 64 KiB: not SIP over UDP
 
   // Where it was sent to, for the Source and for the reply's source address.
   std::optional<asio::ip::address> local_address;
@@ -94,58 +160,59 @@ bool UdpTransport::receive_one() {
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       std::memcpy(&v4_info, CMSG_DATA(c), sizeof v4_info);
-      asio::ip::address_v4::bytes_type b;
-      std::memcpy(b.data(), &v4_info.ipi_addr, 4);
-      local_address = asio::ip::address_v4(b);
+      asio::ip::address_v4::bytes_type a;
+      std::memcpy(a.data(), &v4_info.ipi_addr, 4);
+      local_address = asio::ip::address_v4(a);
       have_v4 = true;
     } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
       std::memcpy(&v6_info, CMSG_DATA(c), sizeof v6_info);
-      asio::ip::address_v6::bytes_type b;
-      std::memcpy(b.data(), &v6_info.ipi6_addr, 16);
-      local_address = asio::ip::address_v6(b);
+      asio::ip::address_v6::bytes_type a;
+      std::memcpy(a.data(), &v6_info.ipi6_addr, 16);
+      local_address = asio::ip::address_v6(a);
       have_v6 = true;
     }
   }
 
+  const sockaddr_storage& peer = b.peer[i];
   Source src;
   src.transport = Transport::Udp;
-  asio::ip::address remote_address;
   if (peer.ss_family == AF_INET) {
     const auto* sin = reinterpret_cast<const sockaddr_in*>(&peer);
-    asio::ip::address_v4::bytes_type b;
-    std::memcpy(b.data(), &sin->sin_addr, 4);
-    remote_address = asio::ip::address_v4(b);
+    src.ip = ipv4_text(sin->sin_addr);
     src.port = ntohs(sin->sin_port);
   } else if (peer.ss_family == AF_INET6) {
     const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&peer);
-    asio::ip::address_v6::bytes_type b;
-    std::memcpy(b.data(), &sin6->sin6_addr, 16);
-    remote_address = asio::ip::address_v6(b, sin6->sin6_scope_id);
+    asio::ip::address_v6::bytes_type a;
+    std::memcpy(a.data(), &sin6->sin6_addr, 16);
+    src.ip = asio::ip::address_v6(a, sin6->sin6_scope_id).to_string();
     src.port = ntohs(sin6->sin6_port);
   } else {
-    return true;
+    return;
   }
-  src.ip = remote_address.to_string();
-  src.local = local_address ? fmt::format("{}:{}", local_address->to_string(), local_.port()) : local_text_;
-  Reply reply = core_->handle(std::string_view(buffer_.data(), static_cast<std::size_t>(n)), src);
-  if (reply.bytes.empty()) return true;
+  src.local = local_text_for(local_address);
+  Reply reply = core_->handle(std::string_view(buffers_.get() + i * kSlotBytes, n), src);
+  if (reply.bytes.empty() || !socket_.is_open()) return;
 
   // The reply: to the source address (port per RFC 3581 / 18.2.2), from the address it came to.
-  sockaddr_storage to = peer;
-  socklen_t to_len = msg.msg_namelen;
+  const std::size_t k = b.replies++;
+  sockaddr_storage& to = b.to[k];
+  to = peer;
   if (to.ss_family == AF_INET)
     reinterpret_cast<sockaddr_in*>(&to)->sin_port = htons(reply.port);
   else
     reinterpret_cast<sockaddr_in6*>(&to)->sin6_port = htons(reply.port);
-  iovec out_iov{reply.bytes.data(), reply.bytes.size()};
-  alignas(cmsghdr) char out_control[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
-  msghdr out{};
+  b.bytes[k] = std::move(reply.bytes);
+  b.out_iov[k] = iovec{b.bytes[k].data(), b.bytes[k].size()};
+  msghdr& out = b.out[k].msg_hdr;
+  out = msghdr{};
   out.msg_name = &to;
-  out.msg_namelen = to_len;
-  out.msg_iov = &out_iov;
+  out.msg_namelen = msg.msg_namelen;
+  out.msg_iov = &b.out_iov[k];
   out.msg_iovlen = 1;
+  auto& out_control = b.out_control[k];
+  out_control.fill(0);
   if (have_v4) {
-    out.msg_control = out_control;
+    out.msg_control = out_control.data();
     out.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
     cmsghdr* c = CMSG_FIRSTHDR(&out);
     c->cmsg_level = IPPROTO_IP;
@@ -157,7 +224,7 @@ bool UdpTransport::receive_one() {
     info.ipi_spec_dst = v4_info.ipi_spec_dst;
     std::memcpy(CMSG_DATA(c), &info, sizeof info);
   } else if (have_v6) {
-    out.msg_control = out_control;
+    out.msg_control = out_control.data();
     out.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
     cmsghdr* c = CMSG_FIRSTHDR(&out);
     c->cmsg_level = IPPROTO_IPV6;
@@ -167,12 +234,30 @@ bool UdpTransport::receive_one() {
     info.ipi6_addr = v6_info.ipi6_addr;
     std::memcpy(CMSG_DATA(c), &info, sizeof info);
   }
+  b.peer_text[k] = src.ip;
+}
+
+void UdpTransport::flush_replies() {
+  Batch& b = *batch_;
+  std::size_t sent = 0;
   // A datagram send does not block short of a full kernel buffer; a failed send is the same as a
-  // lost packet and the phone retransmits.
-  if (::sendmsg(socket_.native_handle(), &out, MSG_DONTWAIT) < 0) {
-    ve::logger("sip")->debug("udp send to {}:{} failed: {}", src.ip, reply.port, std::strerror(errno));
+  // lost packet and the phone retransmits. sendmmsg stops at the first failure: skip that one.
+  while (sent < b.replies && socket_.is_open()) {
+    const int r =
+        ::sendmmsg(socket_.native_handle(), b.out.data() + sent, static_cast<unsigned>(b.replies - sent), MSG_DONTWAIT);
+    if (r > 0) {
+      sent += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    const auto port =
+        ntohs(b.to[sent].ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&b.to[sent])->sin_port
+                                              : reinterpret_cast<const sockaddr_in6*>(&b.to[sent])->sin6_port);
+    ve::logger("sip")->debug("udp send to {}:{} failed: {}", b.peer_text[sent], port, std::strerror(errno));
+    ++sent;
   }
-  return true;
+  for (std::size_t k = 0; k < b.replies; ++k) b.bytes[k].clear();
+  b.replies = 0;
 }
 
 }  // namespace ve::sip
