@@ -147,22 +147,60 @@ std::string_view to_string(ReportError e) {
   return "?";
 }
 
+namespace {
+
+// `"key":"text"` for printable ASCII text, escaped as JSON (only '"' and '\\' need it).
+void append_string(std::string& out, std::string_view key, std::string_view text) {
+  out += '"';
+  out += key;
+  out += "\":\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
+void append_number(std::string& out, std::string_view key, std::uint64_t value) {
+  out += '"';
+  out += key;
+  out += "\":";
+  out += std::to_string(value);
+}
+
+}  // namespace
+
 std::string encode_lease_report(const LeaseReport& r) {
-  // Strings are printable ASCII (hence valid UTF-8, so dump() cannot throw) and bounded, so the
-  // datagram stays under kMaxReportBytes.
-  nlohmann::json j = {
-      {"v", 1},
-      {"event", std::string(to_string(r.kind))},
-      {"mac", r.mac.to_string()},
-      {"ip", format_ipv4(r.ip)},
-      {"subnet", printable(r.subnet, 18)},
-      {"hostname", printable(r.hostname)},
-      {"vendor_class", printable(r.vendor_class)},
-      {"phone", std::string(to_string(r.phone))},
-      {"lifetime", r.lifetime_s},
-  };
-  if (r.time_ms != 0) j["time_ms"] = r.time_ms;
-  return j.dump();
+  // Written directly rather than through a JSON DOM: Kea's thread encodes two reports per DORA,
+  // and the DOM was 17 % of Kea's instructions per DORA (bench/dhcp MODE=instructions). Keys in
+  // the order nlohmann's object keeps them, so the bytes are what json::dump() gave (tested).
+  // Strings are printable ASCII and bounded, so the datagram stays under kMaxReportBytes.
+  std::string out;
+  out.reserve(256);
+  out += '{';
+  append_string(out, "event", to_string(r.kind));
+  out += ',';
+  append_string(out, "hostname", printable(r.hostname));
+  out += ',';
+  append_string(out, "ip", format_ipv4(r.ip));
+  out += ',';
+  append_number(out, "lifetime", r.lifetime_s);
+  out += ',';
+  append_string(out, "mac", r.mac.to_string());
+  out += ',';
+  append_string(out, "phone", to_string(r.phone));
+  out += ',';
+  append_string(out, "subnet", printable(r.subnet, 18));
+  if (r.time_ms != 0) {
+    out += ',';
+    append_number(out, "time_ms", r.time_ms);
+  }
+  out += ',';
+  append_number(out, "v", 1);
+  out += ',';
+  append_string(out, "vendor_class", printable(r.vendor_class));
+  out += '}';
+  return out;
 }
 
 Result<LeaseReport, ReportError> decode_lease_report(std::span<const std::uint8_t> datagram) {

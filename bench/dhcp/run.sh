@@ -165,6 +165,11 @@ if [[ ${MODE:-rate} == instructions ]]; then
       ir=$(cat "$dir"/callgrind.out.* 2>/dev/null | awk '/^totals:/ {s += $2} END {printf "%.0f", s}')
       [[ $ir == 0 ]] && { echo "no instructions recorded:" >&2; ls -la "$dir" >&2; tail -20 "$dir/kea.out" >&2; }
       acks=$(dora_count "$out")
+      # VE_BENCH_CALLGRIND=DIR keeps the dumps for callgrind_annotate (DIR/callgrind.VARIANT.*).
+      if [[ -n ${VE_BENCH_CALLGRIND:-} ]]; then
+        mkdir -p "$VE_BENCH_CALLGRIND"
+        for f in "$dir"/callgrind.out.*; do cp "$f" "$VE_BENCH_CALLGRIND/callgrind.$variant.${f##*.}"; done
+      fi
       # The same variant without valgrind, strace attached after start-up: syscalls per DORA.
       start_kea "$variant"
       strace -f -c -p "$kea_pid" -o "$dir/strace.$variant" 2>/dev/null &
