@@ -140,7 +140,9 @@ TEST(BootRecorderTest, PackedBootsAreStillCutFirstOldestFirst) {
   ASSERT_GT(rec->cut, 0u);
   const auto left = rec->all_packets();
   ASSERT_EQ(left.size(), 50u - rec->cut);
-  if (!left.empty()) EXPECT_EQ(left.front().data[0], rec->cut);  // the oldest went first
+  if (!left.empty()) {
+    EXPECT_EQ(left.front().data[0], rec->cut);  // the oldest went first
+  }
   std::size_t sum = 0;
   for (int p = 0; p <= 40; ++p) sum += r.find(mac(p))->bytes;
   EXPECT_EQ(sum, r.total_bytes());
