@@ -8,6 +8,7 @@ Last, two listed phones call each other through the box's proxy (407, 180, 200, 
 
 Run as root: python3 tests/e2e/test_e2e.py  (VE_BUILD_DIR selects the build; VE_KEEP_E2E=1 keeps
 the branch directory for inspection)."""
+import datetime
 import json
 import os
 import signal
@@ -17,6 +18,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from branch import Branch, LOAD, phone_results  # noqa: E402
+
+
+def stamp_ms(iso):
+    """Milliseconds since the epoch of the journey's "2026-12-03T07:44:33.792Z" stamps."""
+    return datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp() * 1000
 
 LISTED = 20
 UNKNOWN = 2
@@ -156,7 +163,11 @@ class EndToEnd(unittest.TestCase):
                 # checked; from DHCP on, every step waits for the previous answer.
                 sequential = [steps[n]["first"] for n in (4, 5, 6, 7, 10, 11)]
                 self.assertEqual(sequential, sorted(sequential), f"first times out of order: {sequential}")
-                self.assertLessEqual(steps[1]["first"], steps[5]["first"])
+                # Power (1) is learned by reading the PSE on the PoE worker, one round for all
+                # ports, so under load its stamp can trail the phone's first download by that
+                # round (seen in CI: 43-56 ms, two phones stamped together); a second is the bound.
+                self.assertLessEqual(stamp_ms(steps[1]["first"]), stamp_ms(steps[5]["first"]) + 1000,
+                                     f"power stamped long after the CTL request: {steps[1]} {steps[5]}")
                 self.assertLessEqual(steps[3]["first"], steps[5]["first"])
                 self.assertIsNone(j["failed_step"])
                 # The human view says the same.
