@@ -127,6 +127,9 @@ struct KeaConfig {
   std::string hook_library = "/usr/lib/x86_64-linux-gnu/kea/hooks/libdhcp_voiceedge.so";
   std::string event_socket = "/run/voiceedge/kea-events.sock";  // the hook reports leases here
   int valid_lifetime_s = 3600;
+  // Receive buffer of each of Kea's raw sockets (the hook sets it; 0 = the kernel's default,
+  // net.core.rmem_default): room for a boot storm's burst of DISCOVERs (receive_buffer.hpp).
+  int socket_receive_buffer_kib = 2048;
 };
 
 struct Subnet {

@@ -60,7 +60,8 @@ nlohmann::json to_json(const SiteConfig& c) {
         {"binary", c.dhcp.kea.binary},
         {"hook_library", c.dhcp.kea.hook_library},
         {"event_socket", c.dhcp.kea.event_socket},
-        {"valid_lifetime_s", c.dhcp.kea.valid_lifetime_s}}},
+        {"valid_lifetime_s", c.dhcp.kea.valid_lifetime_s},
+        {"socket_receive_buffer_kib", c.dhcp.kea.socket_receive_buffer_kib}}},
       {"subnets", subnets},
       {"phone_match",
        {{"vendor_class_prefixes", c.dhcp.phone_match.vendor_class_prefixes}, {"ouis", c.dhcp.phone_match.ouis}}}};

@@ -430,12 +430,14 @@ void read_poe(Reader& r, const YAML::Node& root, SiteConfig& c) {
 
 void read_dhcp(Reader& r, const YAML::Node& root, SiteConfig& c) {
   MapView m(r, root["dhcp"], "dhcp", {"kea", "subnets", "phone_match"});
-  MapView kea(r, m.child("kea"), "dhcp.kea", {"manage", "binary", "hook_library", "event_socket", "valid_lifetime_s"});
+  MapView kea(r, m.child("kea"), "dhcp.kea",
+              {"manage", "binary", "hook_library", "event_socket", "valid_lifetime_s", "socket_receive_buffer_kib"});
   kea.get_bool("manage", c.dhcp.kea.manage);
   kea.get_string("binary", c.dhcp.kea.binary);
   kea.get_string("hook_library", c.dhcp.kea.hook_library);
   kea.get_string("event_socket", c.dhcp.kea.event_socket);
   kea.get_int("valid_lifetime_s", c.dhcp.kea.valid_lifetime_s, 60, 31536000);
+  kea.get_int("socket_receive_buffer_kib", c.dhcp.kea.socket_receive_buffer_kib, 0, 262144);
   if (c.dhcp.kea.event_socket.size() >= 108)
     r.error(kea.child("event_socket"), "dhcp.kea.event_socket", "path longer than 107 bytes");
 

@@ -37,7 +37,8 @@ std::string hook_inputs_digest(const config::SiteConfig& site) {
   for (const auto& p : site.dhcp.phone_match.vendor_class_prefixes) canon += "v:" + p + ";";
   for (const auto& o : site.dhcp.phone_match.ouis) canon += "o:" + o + ";";
   for (const auto& p : site.phones) canon += "m:" + p.mac.to_string() + ";";
-  std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  canon += "rb:" + std::to_string(site.dhcp.kea.socket_receive_buffer_kib) + ";";  // set on Kea's sockets
+  std::uint64_t h = 1469598103934665603ull;                                        // FNV-1a 64
   for (unsigned char c : canon) {
     h ^= c;
     h *= 1099511628211ull;

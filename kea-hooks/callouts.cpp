@@ -5,11 +5,13 @@
 #include <hooks/hooks.h>
 #include <process/daemon.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 
 #include "kea-hooks/impl.hpp"
 #include "kea-hooks/log.hpp"
+#include "kea-hooks/receive_buffer.hpp"
 #include "kea-hooks/vlan_guard.hpp"
 
 namespace ve::kea_hooks {
@@ -49,10 +51,13 @@ int run_callout(const char* name, isc::hooks::CalloutHandle& handle, Fn fn) noex
   return 0;
 }
 
-// Every raw socket Kea has open gets the VLAN guard (vlan_guard.hpp). Kea closes and reopens its
-// sockets on every (re)configuration, just before dhcp4_srv_configured, so this runs each time.
-void guard_kea_sockets() {
+// Every raw socket Kea has open gets the VLAN guard (vlan_guard.hpp) and, when the site asks for
+// one, a larger receive buffer (receive_buffer.hpp). Kea closes and reopens its sockets on every
+// (re)configuration, just before dhcp4_srv_configured, so this runs each time.
+void tune_kea_sockets(int receive_buffer_bytes) {
   int guarded = 0;
+  int sized = 0;
+  int smallest = 0;
   std::string names;
   for (const auto& iface : isc::dhcp::IfaceMgr::instance().getIfaces()) {
     for (const auto& socket : iface->getSockets()) {
@@ -63,14 +68,28 @@ void guard_kea_sockets() {
           ++guarded;
           names += (names.empty() ? "" : ", ") + iface->getName();
           break;
-        case GuardOutcome::NotAPacketSocket: break;
+        case GuardOutcome::NotAPacketSocket: continue;  // Kea's UDP sockets: no burst reaches them
         case GuardOutcome::Failed:
           LOG_ERROR(hook_logger, VOICEEDGE_VLAN_GUARD_FAILED).arg(iface->getName()).arg(error);
           break;
       }
+      if (receive_buffer_bytes <= 0) continue;
+      const auto buffer = raise_receive_buffer(socket.sockfd_, receive_buffer_bytes);
+      if (!buffer.ok || buffer.bytes < receive_buffer_bytes) {
+        LOG_WARN(hook_logger, VOICEEDGE_RECEIVE_BUFFER_SHORT)
+            .arg(iface->getName())
+            .arg(receive_buffer_bytes)
+            .arg(buffer.error);
+        if (!buffer.ok) continue;
+      }
+      ++sized;
+      smallest = sized == 1 ? buffer.bytes : std::min(smallest, buffer.bytes);
     }
   }
   LOG_INFO(hook_logger, VOICEEDGE_VLAN_GUARD).arg(guarded).arg(names.empty() ? "none" : names);
+  if (receive_buffer_bytes > 0) {
+    LOG_INFO(hook_logger, VOICEEDGE_RECEIVE_BUFFER).arg(sized).arg(smallest).arg(names.empty() ? "none" : names);
+  }
 }
 
 }  // namespace
@@ -130,7 +149,8 @@ int multi_threading_compatible() { return 1; }
 
 int dhcp4_srv_configured(isc::hooks::CalloutHandle&) {
   try {
-    ve::kea_hooks::guard_kea_sockets();
+    const auto& impl = ve::kea_hooks::instance();
+    ve::kea_hooks::tune_kea_sockets(impl ? impl->site().dhcp.kea.socket_receive_buffer_kib * 1024 : 0);
   } catch (const std::exception& e) {
     ve::kea_hooks::log_callout_error("dhcp4_srv_configured", e.what());
   } catch (...) {

@@ -31,6 +31,12 @@ const isc::log::MessageID VOICEEDGE_VLAN_GUARD = "VOICEEDGE_VLAN_GUARD";
 // Error: one raw socket could not be guarded: on that interface Kea may also answer frames that
 // arrived tagged for a VLAN, from the interface's own (untagged) subnet.
 const isc::log::MessageID VOICEEDGE_VLAN_GUARD_FAILED = "VOICEEDGE_VLAN_GUARD_FAILED";
+// Info, after every (re)configuration: the receive buffer of Kea's raw sockets
+// (dhcp.kea.socket_receive_buffer_kib, receive_buffer.hpp).
+const isc::log::MessageID VOICEEDGE_RECEIVE_BUFFER = "VOICEEDGE_RECEIVE_BUFFER";
+// Warning: a raw socket's receive buffer could not be raised as asked: a burst of DISCOVERs
+// larger than it is dropped by the kernel (those phones retransmit after 4 s).
+const isc::log::MessageID VOICEEDGE_RECEIVE_BUFFER_SHORT = "VOICEEDGE_RECEIVE_BUFFER_SHORT";
 
 namespace {
 
@@ -54,6 +60,10 @@ const char* message_texts[] = {
     "%1 raw socket(s) drop 802.1Q-tagged frames (the VLAN interface answers those): %2",
     "VOICEEDGE_VLAN_GUARD_FAILED",
     "raw socket on %1 not guarded against tagged frames, Kea may answer them from its untagged subnet: %2",
+    "VOICEEDGE_RECEIVE_BUFFER",
+    "%1 raw socket(s) have a %2-byte receive buffer (dhcp.kea.socket_receive_buffer_kib): %3",
+    "VOICEEDGE_RECEIVE_BUFFER_SHORT",
+    "raw socket on %1: receive buffer not raised to %2 bytes, a larger burst of DISCOVERs is dropped: %3",
     nullptr,
 };
 

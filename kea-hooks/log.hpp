@@ -23,5 +23,7 @@ extern const isc::log::MessageID VOICEEDGE_PHONE_NO_SUBNET;
 extern const isc::log::MessageID VOICEEDGE_REPORT_DROPPED;
 extern const isc::log::MessageID VOICEEDGE_VLAN_GUARD;
 extern const isc::log::MessageID VOICEEDGE_VLAN_GUARD_FAILED;
+extern const isc::log::MessageID VOICEEDGE_RECEIVE_BUFFER;
+extern const isc::log::MessageID VOICEEDGE_RECEIVE_BUFFER_SHORT;
 
 }  // namespace ve::kea_hooks

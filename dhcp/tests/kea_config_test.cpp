@@ -77,6 +77,16 @@ TEST(KeaConfig, ChangingOnlyTftpServersChangesKeasConfig) {
   EXPECT_EQ(make_kea_config(*a, false), make_kea_config(*site(), false));
 }
 
+TEST(KeaConfig, ChangingOnlyTheSocketReceiveBufferChangesKeasConfig) {
+  // The hook sets it on Kea's sockets after each (re)configuration: a reload must reach it.
+  auto a = site();
+  auto b = site();
+  ASSERT_TRUE(a && b);
+  config::SiteConfig changed = *b;
+  changed.dhcp.kea.socket_receive_buffer_kib = 4096;
+  EXPECT_NE(make_kea_config(*a, false), make_kea_config(changed, false));
+}
+
 TEST(KeaConfig, RealKeaAcceptsIt) {
   const auto dir = fs::temp_directory_path() / ("ve-kea-config-" + std::to_string(::getpid()));
   fs::create_directories(dir);
