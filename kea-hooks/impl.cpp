@@ -6,6 +6,8 @@
 #include <dhcp/dhcp4.h>
 #include <dhcp/hwaddr.h>
 #include <dhcp/option4_addrlst.h>
+#include <dhcp/option_int.h>
+#include <dhcp/option_int_array.h>
 #include <dhcp/option_string.h>
 #include <dhcp/pkt4.h>
 #include <dhcpsrv/lease.h>
@@ -28,10 +30,35 @@ using isc::dhcp::OptionPtr;
 using isc::dhcp::Pkt4Ptr;
 using isc::hooks::CalloutHandle;
 
-std::vector<std::uint8_t> option_payload(isc::dhcp::Pkt4& pkt, std::uint16_t code) {
-  OptionPtr opt = pkt.getOption(code);
-  if (!opt) return {};
-  return opt->toBinary(false);
+// The first option `code` of a packet, read in place. Pkt::getOption() would deep-copy it (and
+// swap the copy into the packet): Kea turns that on around callouts so that a library editing an
+// option cannot change the server's configured one, and this hook only reads. The collection is
+// a public member of Kea's Pkt for exactly such direct use.
+const isc::dhcp::Option* find_option(const isc::dhcp::Pkt4& pkt, std::uint16_t code) {
+  const auto it = pkt.options_.find(code);
+  return it == pkt.options_.end() ? nullptr : it->second.get();
+}
+
+// An option's payload without copying it where Kea keeps it as bytes (options 60 and 12 arrive as
+// OptionString, whose value is its data; 55 as a uint8 array). Anything else, such as a site's
+// own option-def for the code, is serialised into `scratch`. Valid while the packet is.
+std::span<const std::uint8_t> option_view(const isc::dhcp::Pkt4& pkt, std::uint16_t code,
+                                          std::vector<std::uint8_t>& scratch) {
+  const auto* opt = find_option(pkt, code);
+  if (opt == nullptr) return {};
+  if (opt->getOptions().empty() && !opt->getData().empty()) return opt->getData();
+  if (const auto* array = dynamic_cast<const isc::dhcp::OptionUint8Array*>(opt)) return array->getValues();
+  scratch = opt->toBinary(false);
+  return scratch;
+}
+
+std::uint32_t lease_time_of(const isc::dhcp::Pkt4& response) {
+  const auto* opt = find_option(response, isc::dhcp::DHO_DHCP_LEASE_TIME);
+  if (opt == nullptr) return 0;
+  if (const auto* value = dynamic_cast<const isc::dhcp::OptionUint32*>(opt)) return value->getValue();
+  const auto bytes = opt->toBinary(false);
+  if (bytes.size() != 4) return 0;
+  return (std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) | (std::uint32_t{bytes[2]} << 8) | bytes[3];
 }
 
 std::optional<MacAddress> client_mac(const isc::dhcp::HWAddrPtr& hw) {
@@ -86,8 +113,9 @@ void HookImpl::on_pkt4_send(CalloutHandle& handle) {
   if (type != isc::dhcp::DHCPOFFER && type != isc::dhcp::DHCPACK) return;
 
   const auto mac = client_mac(query->getHWAddr());
-  const auto vendor_class = option_payload(*query, kOptionVendorClass);
-  const auto prl = option_payload(*query, kOptionPrl);
+  std::vector<std::uint8_t> vendor_scratch, prl_scratch, hostname_scratch;
+  const auto vendor_class = option_view(*query, kOptionVendorClass, vendor_scratch);
+  const auto prl = option_view(*query, kOptionPrl, prl_scratch);
   const auto reason = matcher_.classify(mac, vendor_class);
 
   // The subnet Kea selected is the one the address it assigned lies in (ciaddr for an INFORM).
@@ -96,14 +124,16 @@ void HookImpl::on_pkt4_send(CalloutHandle& handle) {
   const std::uint32_t address = v4(response->getYiaddr()) != 0 ? v4(response->getYiaddr()) : v4(query->getCiaddr());
   const config::Subnet* subnet = address != 0 ? find_subnet_containing(site_->dhcp.subnets, address) : nullptr;
 
-  const std::string mac_text = mac                     ? mac->to_string()
-                               : response->getHWAddr() ? response->getHWAddr()->toText(false)
-                                                       : "?";
+  // What the debug lines print is built only when Kea logs them (most of a DORA's cost otherwise).
+  const bool debug = hook_logger.isDebugEnabled(kDebugPacket);
+  const auto mac_text = [&]() -> std::string {
+    return mac ? mac->to_string() : response->getHWAddr() ? response->getHWAddr()->toText(false) : "?";
+  };
   if (reason != PhoneReason::NotPhone) {
     const auto options = build_phone_options(reason, RequestedOptions::parse(prl), subnet);
     if (subnet == nullptr) {
       LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_PHONE_NO_SUBNET)
-          .arg(mac_text)
+          .arg(mac_text())
           .arg(std::string(to_string(reason)))
           .arg(format_ipv4(address));
     } else if (!options.empty()) {
@@ -112,7 +142,7 @@ void HookImpl::on_pkt4_send(CalloutHandle& handle) {
         isc::dhcp::Option4AddrLst::AddressContainer addrs;
         for (auto s : options.tftp_servers) {
           addrs.push_back(isc::asiolink::IOAddress(s));
-          list += (list.empty() ? "" : ",") + format_ipv4(s);
+          if (debug) list += (list.empty() ? "" : ",") + format_ipv4(s);
         }
         response->delOption(kOptionTftpServers);
         response->addOption(boost::make_shared<isc::dhcp::Option4AddrLst>(kOptionTftpServers, addrs));
@@ -123,7 +153,7 @@ void HookImpl::on_pkt4_send(CalloutHandle& handle) {
                                                                         *options.tftp_server_name));
       }
       LOG_DEBUG(hook_logger, kDebugPacket, VOICEEDGE_PHONE_OPTIONS)
-          .arg(mac_text)
+          .arg(mac_text())
           .arg(std::string(to_string(reason)))
           .arg(prefix_text(*subnet))
           .arg(list)
@@ -137,13 +167,10 @@ void HookImpl::on_pkt4_send(CalloutHandle& handle) {
   r.mac = *mac;
   r.ip = v4(response->getYiaddr());
   r.subnet = subnet != nullptr ? prefix_text(*subnet) : std::string{};
-  r.hostname = printable(option_payload(*query, kOptionHostname));
+  r.hostname = printable(option_view(*query, kOptionHostname, hostname_scratch));
   r.vendor_class = printable(vendor_class);
   r.phone = reason;
-  const auto lease_time = option_payload(*response, isc::dhcp::DHO_DHCP_LEASE_TIME);
-  if (lease_time.size() == 4)
-    r.lifetime_s = (std::uint32_t{lease_time[0]} << 24) | (std::uint32_t{lease_time[1]} << 16) |
-                   (std::uint32_t{lease_time[2]} << 8) | lease_time[3];
+  r.lifetime_s = lease_time_of(*response);
   report(r);
 }
 
@@ -160,8 +187,8 @@ LeaseReport report_from_lease(LeaseEventKind kind, const isc::dhcp::Lease4& leas
   r.ip = v4(lease.addr_);
   if (const auto* subnet = find_subnet_containing(subnets, r.ip)) r.subnet = prefix_text(*subnet);
   r.hostname = printable(lease.hostname_);
-  std::vector<std::uint8_t> vendor_class;
-  if (query) vendor_class = option_payload(*query, kOptionVendorClass);
+  std::vector<std::uint8_t> scratch;
+  const auto vendor_class = query ? option_view(*query, kOptionVendorClass, scratch) : std::span<const std::uint8_t>{};
   r.vendor_class = printable(vendor_class);
   r.phone = matcher.classify(mac, vendor_class);
   return r;
