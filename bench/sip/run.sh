@@ -136,13 +136,14 @@ if [[ -n ${VE_BENCH_CALLGRIND:-} ]]; then
     start_voiceedge digest valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out"
     pid=${pids[-1]}
     drive "$ve_port" register_digest.xml "$pid" > /dev/null  # warm-up, not counted
-    callgrind_control -i on "$pid" > /dev/null
+    callgrind_control -i on "$pid" > /dev/null 2>&1
     read -r ok failed _ _ < <(drive "$ve_port" register_digest.xml "$pid")
-    callgrind_control -i off "$pid" > /dev/null
+    callgrind_control -i off "$pid" > /dev/null 2>&1
     stop_last  # the dump is written at exit; nothing is counted after -i off
-    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out")
+    ir=$(awk '/^totals:/ {print $2}' "$out")
+    # (awk reads to the end: an early exit would stop callgrind_annotate with SIGPIPE.)
     flush=$(callgrind_annotate --inclusive=yes --threshold=100 "$out" 2>/dev/null |
-      awk '/LocationStore::flush\(\)/ {gsub(/,/, "", $1); print $1; exit}')
+      awk '/LocationStore::flush\(\)/ && !f {gsub(/,/, "", $1); print $1; f = 1}')
     printf '| %d | %d | %d | %.0f | %.0f |\n' "$round" "$ok" "$failed" "$(echo "$ir / ($ok + ($ok == 0))" | bc -l)" \
       "$(echo "($ir - ${flush:-0}) / ($ok + ($ok == 0))" | bc -l)"
   done
