@@ -160,6 +160,8 @@ std::string timeline_text(const json& j) {
                        s.value("last", ""), s.value("detail", ""));
   }
   out += "\nEvents (oldest first)\n";
+  if (const auto dropped = j.value("history_dropped", std::uint64_t{0}); dropped > 0)
+    out += fmt::format("({} older event(s) not kept)\n", dropped);
   for (const auto& e : j.value("history", json::array())) {
     out += fmt::format("{}  step {:>2} {:<20} {:<8} {}\n", e.value("time", ""), e.value("step", 0), e.value("name", ""),
                        e.value("outcome", ""), e.value("detail", ""));

@@ -301,7 +301,8 @@ PhoneJourney JourneyTracker::journey_from(const MacAddress& mac, const nlohmann:
   for (const auto& [k, v] : facts.items())
     if (auto fact = fact_from_string(k); fact && v.is_string()) p.facts[*fact] = v.get<std::string>();
   for (const auto& e : list("history")) p.history.push_back(event_from(mac, e));
-  while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
+  p.history_dropped = j.value("history_dropped", std::uint64_t{0});
+  p.history_dropped += trim_history(p.history, kHistoryPerPhone);  // written with a larger bound
   return p;
 }
 
@@ -443,11 +444,42 @@ void insert_in_time_order(std::deque<PhoneEvent>& history, const PhoneEvent& e) 
 }
 }  // namespace
 
+// The boot timeline (status page, report) is drawn from the history: this boot starts at the last
+// power-on (step 1 ok; without one, at the oldest event kept) and each step sits where this boot
+// first reached it (status_render.cpp, render_timeline_svg). Trimming drops the oldest event that
+// is none of those milestones: events of earlier boots first, then repeats (refreshes, calls).
+std::uint64_t trim_history(std::deque<PhoneEvent>& history, std::size_t cap) {
+  std::uint64_t dropped = 0;
+  while (history.size() > cap) {
+    auto boot = history.front().time;
+    for (auto it = history.rbegin(); it != history.rend(); ++it) {
+      if (it->step == Step::Power && it->outcome == Outcome::Ok) {
+        boot = it->time;
+        break;
+      }
+    }
+    std::array<bool, kStepCount + 1> reached{};
+    auto victim = history.begin();
+    for (auto it = history.begin(); it != history.end(); ++it) {
+      const int n = static_cast<int>(it->step);
+      const bool boot_step = n >= 1 && n <= kStepCount && it->time >= boot;
+      if (!boot_step || reached[static_cast<std::size_t>(n)]) {
+        victim = it;
+        break;
+      }
+      reached[static_cast<std::size_t>(n)] = true;  // a milestone: kept
+    }
+    history.erase(victim);
+    ++dropped;
+  }
+  return dropped;
+}
+
 void JourneyTracker::apply(const PhoneEvent& e) {
   auto& p = phones_[e.mac];
   p.mac = e.mac;
   insert_in_time_order(p.history, e);
-  while (p.history.size() > kHistoryPerPhone) p.history.pop_front();
+  p.history_dropped += trim_history(p.history, kHistoryPerPhone);
   if (e.history_only) return;
   if (p.first_seen.time_since_epoch().count() == 0 || e.time < p.first_seen) p.first_seen = e.time;
   if (e.time > p.last_seen) p.last_seen = e.time;
@@ -548,6 +580,7 @@ void JourneyTracker::flush_pass(bool may_recover) {
     j["facts"] = std::move(facts);
     j["history"] = nlohmann::json::array();
     for (const auto& e : p.history) j["history"].push_back(event_json(e));
+    if (p.history_dropped) j["history_dropped"] = p.history_dropped;
     const auto mac_text = mac.to_string();
     const auto data = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // wire text may not be UTF-8
     sqlite3_bind_text(st, 1, mac_text.c_str(), -1, SQLITE_TRANSIENT);
@@ -697,6 +730,7 @@ nlohmann::json JourneyTracker::journey_json(const PhoneJourney& p) const {
   }
   j["history"] = nlohmann::json::array();
   for (const auto& e : p.history) j["history"].push_back(event_json(e));
+  j["history_dropped"] = p.history_dropped;
   return j;
 }
 

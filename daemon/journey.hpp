@@ -5,6 +5,7 @@
 // shows. It is persisted in SQLite so a restart keeps every timeline.
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -35,8 +36,10 @@ struct StepState {
 struct PhoneJourney {
   MacAddress mac;
   std::array<StepState, kStepCount> steps{};  // index = step number - 1
-  std::deque<PhoneEvent> history;             // newest last, bounded
-  std::map<Fact, std::string> facts;          // the newest value of each fact reported
+  std::deque<PhoneEvent> history;             // newest last, bounded (kHistoryPerPhone)
+  // Events pushed out of `history` to keep it bounded, since the phone was first seen.
+  std::uint64_t history_dropped = 0;
+  std::map<Fact, std::string> facts;  // the newest value of each fact reported
   std::chrono::system_clock::time_point first_seen;
   std::chrono::system_clock::time_point last_seen;
   bool verified = false;  // an event carried verified evidence (see PhoneEvent::verified)
@@ -57,9 +60,19 @@ struct Diagnosis {
   std::string reason;  // "step 7: SEP001122334455.cnf.xml not found — phone not in site file"
 };
 
+// Drops events from `history` (time order, oldest first) until at most `cap` are left, and
+// returns how many went. The oldest go first, except the milestones the boot timeline is drawn
+// from: the last power-on (step 1 ok) and the first event of each step since it (without a
+// power-on, since the oldest event). `cap` must exceed kStepCount.
+std::uint64_t trim_history(std::deque<PhoneEvent>& history, std::size_t cap);
+
 class JourneyTracker final : public EventSink {
  public:
-  static constexpr std::size_t kHistoryPerPhone = 200;
+  // The oldest events go first, except the milestones the boot timeline is drawn from (the last
+  // power-on and the first event of each step since it), so at most kStepCount are ever kept
+  // beyond their turn.
+  static constexpr std::size_t kHistoryPerPhone = 64;
+  static_assert(kHistoryPerPhone > static_cast<std::size_t>(kStepCount));
   // Trusted phones: in the site file (never pushed out, not counted here) or verified.
   static constexpr std::size_t kMaxPhones = 20000;
   // MACs nobody vouches for (any host can claim any MAC in a DHCP request, CDP frame or SIP

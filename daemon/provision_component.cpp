@@ -135,7 +135,7 @@ class ProvisionComponent final : public Component {
     const std::size_t first = records.size() > limit ? records.size() - limit : 0;
     for (std::size_t i = first; i < records.size(); ++i) recent.push_back(record_json(records[i]));
     json generated = json::array();
-    for (const auto& [name, bytes] : provisioner_.tree()->generated()) generated.push_back(name);
+    for (const auto& name : provisioner_.tree()->generated_names()) generated.push_back(name);
     const auto& o = provisioner_.options();
     return json{{"tftp",
                  {{"listen", o.tftp.listen.host + ":" + std::to_string(provisioner_.tftp_port())},

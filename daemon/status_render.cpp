@@ -767,8 +767,17 @@ std::string render_phone_main(const json& p, const json& journey, const std::vec
   b += "</div>";
   b += render_timeline_svg(journey);
   b += "</section></div>";
-  // Every event, newest first.
-  b += "<section class=events><h2>Events</h2><div class=tablewrap><table class=grid><thead><tr><th>Time (UTC)</th>"
+  // Every event kept, newest first; how many older ones the bounded history let go.
+  b += "<section class=events><h2>Events</h2>";
+  const std::uint64_t dropped = journey.is_object() && journey["history_dropped"].is_number_unsigned()
+                                    ? journey["history_dropped"].get<std::uint64_t>()
+                                    : 0;
+  if (dropped > 0)
+    b += fmt::format(
+        "<p class=sub id=history-dropped data-dropped=\"{}\">{} older event(s) not kept (the history holds the newest, "
+        "and this boot's power-on and first event of each step)</p>",
+        dropped, dropped);
+  b += "<div class=tablewrap><table class=grid><thead><tr><th>Time (UTC)</th>"
        "<th>+s</th><th>Step</th><th>Outcome</th><th>Detail</th><th>Facts</th></tr></thead><tbody id=events>";
   std::int64_t t0 = 0;
   if (journey.is_object() && journey["history"].is_array()) {

@@ -1,4 +1,4 @@
-// The virtual tree: rendered configs from memory, static files from provisioning.root (read once,
+// The virtual tree: configs rendered on request, static files from provisioning.root (read once,
 // shared), CTL/ITL answered "not found" on non-secure sites, nothing outside the root ever served.
 #include <sys/stat.h>
 
@@ -173,10 +173,41 @@ FileTree::FileTree(config::SiteConfigPtr site, std::shared_ptr<StaticFileCache> 
   std::error_code ec;
   root_ = fs::canonical(site_->provisioning.root, ec);
   if (ec) root_.clear();
-  for (const auto& phone : site_->phones) {
-    generated_[to_upper(phone.mac.sep_name() + ".cnf.xml")] = make_bytes(render_phone_config(*site_, phone));
+  for (std::size_t i = 0; i < site_->phones.size(); ++i) {
+    phone_index_[to_upper(site_->phones[i].mac.sep_name() + ".cnf.xml")] = i;
   }
-  generated_[to_upper("XMLDefault.cnf.xml")] = make_bytes(render_default_config(*site_));
+  rendered_.resize(site_->phones.size());
+  default_config_ = make_bytes(render_default_config(*site_));
+}
+
+std::vector<std::string> FileTree::generated_names() const {
+  std::vector<std::string> names;
+  names.reserve(phone_index_.size() + 1);
+  for (const auto& [name, index] : phone_index_) names.push_back(name);
+  names.push_back(to_upper("XMLDefault.cnf.xml"));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::size_t FileTree::renders() const {
+  std::lock_guard lock(rendered_mutex_);
+  return renders_;
+}
+
+std::size_t FileTree::live_renderings() const {
+  std::lock_guard lock(rendered_mutex_);
+  return static_cast<std::size_t>(
+      std::count_if(rendered_.begin(), rendered_.end(), [](const auto& w) { return !w.expired(); }));
+}
+
+Bytes FileTree::phone_config(std::size_t index) const {
+  std::lock_guard lock(rendered_mutex_);
+  if (auto live = rendered_[index].lock()) return live;
+  // Rendered under the lock: two requests at once still make one copy.
+  Bytes bytes = make_bytes(render_phone_config(*site_, site_->phones[index]));
+  rendered_[index] = bytes;
+  ++renders_;
+  return bytes;
 }
 
 Result<File, LookupError> FileTree::open(std::string_view requested) const {
@@ -202,9 +233,10 @@ Result<File, LookupError> FileTree::open(std::string_view requested) const {
   }
 
   const std::string key = to_upper(name);
-  if (auto it = generated_.find(key); it != generated_.end()) {
-    return File{std::string(name), it->second, true};
+  if (auto it = phone_index_.find(key); it != phone_index_.end()) {
+    return File{std::string(name), phone_config(it->second), true};
   }
+  if (key == "XMLDEFAULT.CNF.XML") return File{std::string(name), default_config_, true};
   const auto base = basename_of(name);
   if (!site_->provisioning.secure && (is_ctl_or_itl(base) || iends_with(base, ".cnf.xml.sgn"))) {
     return unexpected(LookupError{Kind::NotFound, true, "non-secure site"});

@@ -100,20 +100,35 @@ class StaticFileCache {
 inline constexpr std::size_t kMaxRequestName = 255;
 
 // Immutable view of one site file's tree; a reload builds a new one sharing the cache.
+// A phone's SEP<MAC>.cnf.xml is rendered when it is asked for, not held for every phone: the
+// rendering lives as long as a transfer (or any other holder of File::bytes) keeps it, and
+// requests for the same config meanwhile share it. XMLDefault.cnf.xml (one for all) is held.
 class FileTree {
  public:
   FileTree(config::SiteConfigPtr site, std::shared_ptr<StaticFileCache> cache);
   Result<File, LookupError> open(std::string_view requested) const;
-  // Generated files by name (SEP….cnf.xml, XMLDefault.cnf.xml).
-  const std::map<std::string, Bytes>& generated() const { return generated_; }
+  // Names of the generated files, upper-cased (SEP….CNF.XML for each phone, XMLDEFAULT.CNF.XML).
+  std::vector<std::string> generated_names() const;
+  std::size_t phone_configs() const { return phone_index_.size(); }
+  // How many times a phone's config was rendered (a request found no live shared copy).
+  std::size_t renders() const;
+  // Phone configs some holder keeps rendered right now.
+  std::size_t live_renderings() const;
   const config::SiteConfig& site() const { return *site_; }
 
  private:
   Result<File, LookupError> open_static(std::string_view relative) const;
+  Bytes phone_config(std::size_t index) const;
   config::SiteConfigPtr site_;
   std::shared_ptr<StaticFileCache> cache_;
-  std::filesystem::path root_;              // canonical, empty if it does not exist
-  std::map<std::string, Bytes> generated_;  // key: upper-cased name
+  std::filesystem::path root_;  // canonical, empty if it does not exist
+  // Upper-cased SEP<MAC>.CNF.XML -> index into site_->phones.
+  std::map<std::string, std::size_t> phone_index_;
+  Bytes default_config_;
+  // One slot per phone of the site: the rendering some transfer still holds, if any.
+  mutable std::mutex rendered_mutex_;
+  mutable std::vector<std::weak_ptr<const std::vector<std::byte>>> rendered_;
+  mutable std::size_t renders_ = 0;
 };
 
 // ---------------------------------------------------------------- activity

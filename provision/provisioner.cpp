@@ -71,8 +71,7 @@ void Provisioner::stop() {
 
 void Provisioner::reconfigure(config::SiteConfigPtr site) {
   impl_->shared->set_tree(std::make_shared<const FileTree>(std::move(site), impl_->cache));
-  ve::logger("provision")
-      ->info("provisioning tree rebuilt ({} phone configs)", impl_->shared->tree()->generated().size() - 1);
+  ve::logger("provision")->info("provisioning tree rebuilt ({} phone configs)", impl_->shared->tree()->phone_configs());
 }
 
 void Provisioner::set_options(ProvisionerOptions options) { impl_->options = std::move(options); }

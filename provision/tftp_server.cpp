@@ -682,9 +682,12 @@ void TftpServer::serve_read(const tftp::Request& request, const udp::endpoint& f
   }
   if (client_count == 0) per_client_.erase(from.address());
 
+  // Opened once: a phone's config is rendered on request, and the refusal below only needs to
+  // know whether it exists.
+  auto file = tree->open(request.filename);
   if (refuse_config) {
     // Exactly the answer for a file that does not exist: nothing tells the host the config is there.
-    if (const auto owner = config_owner(request.filename); owner && tree->open(request.filename)) {
+    if (const auto owner = config_owner(request.filename); owner && file) {
       shared_->activity.config_refused(site, Protocol::Tftp, *owner, record.client_ip, who, record.file);
       return fail(tftp::ErrorCode::FileNotFound, "File not found", Outcome::Failed, "config-refused");
     }
@@ -692,7 +695,6 @@ void TftpServer::serve_read(const tftp::Request& request, const udp::endpoint& f
     record.mac = who.mac();
   }
 
-  auto file = tree->open(request.filename);
   if (!file) {
     const auto how = outcome_of(file.error(), record.step);
     if (file.error().kind == LookupError::Kind::Refused) {

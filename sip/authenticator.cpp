@@ -15,7 +15,7 @@ namespace ve::sip {
 namespace {
 
 // A user name as a table key: bounded, so a 8 KB username cannot make the table expensive.
-std::string user_key(std::string_view username) { return std::string(username.substr(0, 64)); }
+std::string_view user_key(std::string_view username) { return username.substr(0, 64); }
 
 std::optional<std::uint64_t> parse_nc(std::string_view nc) {
   if (nc.empty() || nc.size() > 8) return std::nullopt;
@@ -85,7 +85,7 @@ AuthResponse response_for(AuthOutcome o) {
 
 Authenticator::Authenticator(std::string realm, AuthPolicy policy) : realm_(std::move(realm)), policy_(policy) {}
 
-void Authenticator::forget_nonce(const std::string& nonce) {
+void Authenticator::forget_nonce(std::string_view nonce) {
   auto it = nonces_.find(nonce);
   if (it == nonces_.end()) return;
   auto src = nonces_by_source_.find(it->second.source);
@@ -97,7 +97,7 @@ void Authenticator::forget_nonce(const std::string& nonce) {
   nonces_.erase(it);
 }
 
-std::string Authenticator::random_nonce() {
+void Authenticator::append_random_nonce(std::string& out) {
   constexpr std::size_t kBytes = 16;
   if (random_used_ + kBytes > random_pool_.size()) {
     if (RAND_bytes(random_pool_.data(), static_cast<int>(random_pool_.size())) != 1) {
@@ -107,8 +107,6 @@ std::string Authenticator::random_nonce() {
     random_used_ = 0;
   }
   static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * kBytes);
   for (std::size_t i = 0; i < kBytes; ++i) {
     unsigned char& b = random_pool_[random_used_ + i];
     out.push_back(kDigits[b >> 4]);
@@ -116,13 +114,20 @@ std::string Authenticator::random_nonce() {
     b = 0;
   }
   random_used_ += kBytes;
-  return out;
 }
 
 std::string Authenticator::challenge(std::string_view source_ip, bool stale, Clock::time_point now) {
+  std::string out;
+  append_challenge(out, source_ip, stale, now);
+  return out;
+}
+
+void Authenticator::append_challenge(std::string& out, std::string_view source_ip, bool stale, Clock::time_point now) {
   ++counters_.challenges;
   // Per source first: a host asking for nonces in a loop only evicts its own.
-  auto& own = nonces_by_source_[std::string(source_ip)];
+  auto own_it = nonces_by_source_.find(source_ip);
+  if (own_it == nonces_by_source_.end()) own_it = nonces_by_source_.try_emplace(std::string(source_ip)).first;
+  auto& own = own_it->second;
   while (own.size() >= policy_.max_nonces_per_source) {
     const std::string oldest = own.front();
     own.pop_front();
@@ -141,17 +146,25 @@ std::string Authenticator::challenge(std::string_view source_ip, bool stale, Clo
   if (nonce_order_.size() > 2 * policy_.max_nonces + 16) {
     std::erase_if(nonce_order_, [&](const std::string& n) { return !nonces_.count(n); });
   }
-  std::string nonce = random_nonce();
-  nonces_[nonce] = Nonce{std::string(source_ip), now, 0};
-  nonces_by_source_[std::string(source_ip)].push_back(nonce);
+  std::string nonce;
+  nonce.reserve(32);
+  append_random_nonce(nonce);
+  // (forget_nonce() above may have dropped this source's list: looked up again.)
+  auto mine = nonces_by_source_.find(source_ip);
+  if (mine == nonces_by_source_.end()) mine = nonces_by_source_.try_emplace(std::string(source_ip)).first;
+  mine->second.push_back(nonce);
   nonce_order_.push_back(nonce);
-  return fmt::format("Digest realm=\"{}\", nonce=\"{}\", qop=\"auth\", algorithm=MD5{}", realm_, nonce,
-                     stale ? ", stale=true" : "");
+  out += "Digest realm=\"";
+  out += realm_;
+  out += "\", nonce=\"";
+  out += nonce;
+  out += "\", qop=\"auth\", algorithm=MD5";
+  if (stale) out += ", stale=true";
+  nonces_.insert_or_assign(std::move(nonce), Nonce{std::string(source_ip), now, 0});
 }
 
-bool Authenticator::blocked(const std::unordered_map<std::string, Strikes>& table, std::string_view key,
-                            Clock::time_point now) {
-  auto it = table.find(std::string(key));
+bool Authenticator::blocked(const Table<Strikes>& table, std::string_view key, Clock::time_point now) {
+  auto it = table.find(key);
   return it != table.end() && it->second.blocked_until > now;
 }
 
@@ -159,9 +172,8 @@ bool Authenticator::source_blocked(std::string_view source_ip, Clock::time_point
   return blocked(sources_, source_ip, now);
 }
 
-void Authenticator::record_failure(std::unordered_map<std::string, Strikes>& table, std::string_view key,
-                                   Clock::time_point now) {
-  auto it = table.find(std::string(key));
+void Authenticator::record_failure(Table<Strikes>& table, std::string_view key, Clock::time_point now) {
+  auto it = table.find(key);
   if (it == table.end()) {
     if (table.size() >= policy_.max_tracked) {
       // Forget what no longer matters; if everything still does, drop one unblocked entry.
@@ -229,7 +241,7 @@ AuthResult Authenticator::verify(const AuthRequest& request, const PasswordLooku
       return result;
     }
   }
-  const std::string nonce_text(cred->nonce);
+  const std::string_view nonce_text = cred->nonce;  // into the request
   auto it = nonces_.find(nonce_text);
   if (it == nonces_.end()) {
     ++counters_.stale;
@@ -259,7 +271,7 @@ AuthResult Authenticator::verify(const AuthRequest& request, const PasswordLooku
     result.outcome = AuthOutcome::UriMismatch;
     return result;
   }
-  const std::string user = user_key(cred->username);
+  const std::string_view user = user_key(cred->username);
   const auto trusted = trusted_source_.find(user);
   const bool from_trusted = trusted != trusted_source_.end() && trusted->second == request.source_ip;
   if (!from_trusted && blocked(users_, user, now)) {
@@ -281,8 +293,12 @@ AuthResult Authenticator::verify(const AuthRequest& request, const PasswordLooku
     result.outcome = secret ? AuthOutcome::WrongPassword : AuthOutcome::WrongUser;
     return result;
   }
-  if (trusted_source_.size() >= policy_.max_tracked && trusted == trusted_source_.end()) trusted_source_.clear();
-  trusted_source_[user] = std::string(request.source_ip);
+  if (trusted == trusted_source_.end()) {
+    if (trusted_source_.size() >= policy_.max_tracked) trusted_source_.clear();
+    trusted_source_.try_emplace(std::string(user), request.source_ip);
+  } else if (trusted->second != request.source_ip) {
+    trusted->second.assign(request.source_ip);
+  }
   result.outcome = AuthOutcome::Ok;
   return result;
 }
@@ -294,7 +310,7 @@ std::optional<std::string> Authenticator::summary(Clock::time_point now) {
   if (c.failures == s.failures && c.blocked == s.blocked && c.blocks == s.blocks && c.replays == s.replays) {
     return std::nullopt;
   }
-  const auto blocked_now = [&](const std::unordered_map<std::string, Strikes>& t) {
+  const auto blocked_now = [&](const Table<Strikes>& t) {
     return std::count_if(t.begin(), t.end(), [&](const auto& kv) { return kv.second.blocked_until > now; });
   };
   std::string line = fmt::format(

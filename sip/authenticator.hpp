@@ -95,6 +95,8 @@ class Authenticator {
 
   // A WWW-Authenticate / Proxy-Authenticate value with a new nonce bound to `source_ip`.
   std::string challenge(std::string_view source_ip, bool stale, Clock::time_point now);
+  // The same value appended to `out` (a response being built).
+  void append_challenge(std::string& out, std::string_view source_ip, bool stale, Clock::time_point now);
   AuthResult verify(const AuthRequest& request, const PasswordLookup& password, Clock::time_point now);
   // True while `source_ip` is blocked (callers may drop before parsing further).
   bool source_blocked(std::string_view source_ip, Clock::time_point now) const;
@@ -106,6 +108,14 @@ class Authenticator {
   std::size_t nonces() const { return nonces_.size(); }
 
  private:
+  // Tables keyed by std::string, looked up by string_view without building a key (C++20
+  // heterogeneous lookup).
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  template <class T>
+  using Table = std::unordered_map<std::string, T, KeyHash, std::equal_to<>>;
   struct Nonce {
     std::string source;
     Clock::time_point issued;
@@ -118,27 +128,26 @@ class Authenticator {
     std::uint32_t blocks = 0;  // for the doubling back-off
     Clock::time_point last_seen{};
   };
-  void record_failure(std::unordered_map<std::string, Strikes>& table, std::string_view key, Clock::time_point now);
-  static bool blocked(const std::unordered_map<std::string, Strikes>& table, std::string_view key,
-                      Clock::time_point now);
-  void forget_nonce(const std::string& nonce);
+  void record_failure(Table<Strikes>& table, std::string_view key, Clock::time_point now);
+  static bool blocked(const Table<Strikes>& table, std::string_view key, Clock::time_point now);
+  void forget_nonce(std::string_view nonce);
 
   std::string realm_;
   AuthPolicy policy_;
-  std::unordered_map<std::string, Nonce> nonces_;
+  Table<Nonce> nonces_;
   std::deque<std::string> nonce_order_;  // issue order; entries may be already forgotten
-  std::unordered_map<std::string, std::deque<std::string>> nonces_by_source_;
-  std::unordered_map<std::string, Strikes> sources_;
-  std::unordered_map<std::string, Strikes> users_;
+  Table<std::deque<std::string>> nonces_by_source_;
+  Table<Strikes> sources_;
+  Table<Strikes> users_;
   // The address each user last authenticated from: a user-name block does not lock it out.
-  std::unordered_map<std::string, std::string> trusted_source_;
+  Table<std::string> trusted_source_;
   AuthCounters counters_;
   AuthCounters summarized_;
   // Nonce bytes from the CSPRNG, fetched for many nonces at once (one RAND_bytes call per nonce
   // was a tenth of a registration's CPU); each byte is handed out once and then wiped.
   std::array<unsigned char, 1024> random_pool_{};
   std::size_t random_used_ = random_pool_.size();
-  std::string random_nonce();
+  void append_random_nonce(std::string& out);
   Clock::time_point last_summary_{};
 };
 

@@ -178,32 +178,7 @@ Result<Uri, ParseError> parse_uri(std::string_view text) {
 
 std::vector<std::string_view> split_list(std::string_view value) {
   std::vector<std::string_view> out;
-  bool quoted = false;
-  int angle = 0;
-  std::size_t begin = 0;
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
-    if (quoted) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        quoted = false;
-      continue;
-    }
-    if (c == '"')
-      quoted = true;
-    else if (c == '<')
-      ++angle;
-    else if (c == '>' && angle > 0)
-      --angle;
-    else if (c == ',' && angle == 0) {
-      auto item = trim(value.substr(begin, i - begin));
-      if (!item.empty()) out.push_back(item);
-      begin = i + 1;
-    }
-  }
-  auto item = trim(value.substr(begin));
-  if (!item.empty()) out.push_back(item);
+  for_each_list_item(value, [&](std::string_view item) { out.push_back(item); });
   return out;
 }
 
@@ -285,9 +260,16 @@ std::vector<std::string_view> via_values(const Message& m) {
   std::vector<std::string_view> out;
   for (const auto& h : m.headers) {
     if (h.type != HeaderType::Via) continue;
-    for (auto v : split_list(h.value)) out.push_back(v);
+    for_each_list_item(h.value, [&](std::string_view v) { out.push_back(v); });
   }
   return out;
+}
+
+bool has_via_value(const Message& m) {
+  for (const auto& h : m.headers) {
+    if (h.type == HeaderType::Via && !for_each_list_item(h.value, [](std::string_view) { return false; })) return true;
+  }
+  return false;
 }
 
 Result<CSeq, ParseError> parse_cseq(std::string_view value) {
@@ -314,13 +296,14 @@ Result<DigestCredentials, ParseError> parse_digest_credentials(std::string_view 
   while (i < s.size() && !is_ws(s[i])) ++i;
   if (!iequals(s.substr(0, i), "Digest")) return unexpected(ParseError::BadAuth);
   DigestCredentials c;
-  for (auto item : split_list(s.substr(i))) {
+  bool well_formed = true;
+  for_each_list_item(s.substr(i), [&](std::string_view item) {
     const auto eq = item.find('=');
-    if (eq == std::string_view::npos) return unexpected(ParseError::BadAuth);
+    if (eq == std::string_view::npos) return well_formed = false;
     const auto name = trim(item.substr(0, eq));
     auto v = trim(item.substr(eq + 1));
     if (!v.empty() && v.front() == '"') {
-      if (v.size() < 2 || v.back() != '"') return unexpected(ParseError::BadAuth);
+      if (v.size() < 2 || v.back() != '"') return well_formed = false;
       v = v.substr(1, v.size() - 2);
     }
     if (iequals(name, "username"))
@@ -343,7 +326,9 @@ Result<DigestCredentials, ParseError> parse_digest_credentials(std::string_view 
       c.qop = v;
     else if (iequals(name, "nc"))
       c.nc = v;
-  }
+    return true;
+  });
+  if (!well_formed) return unexpected(ParseError::BadAuth);
   if (c.username.empty() || c.nonce.empty() || c.response.empty()) return unexpected(ParseError::BadAuth);
   return c;
 }
@@ -358,10 +343,13 @@ bool has_ws(std::string_view s) { return s.find_first_of(" \t\r\n") != std::stri
 // From/To/Contact as RFC 3261 25.1 writes them: an unquoted display name is tokens and spaces
 // only, nothing but the URI between < and >, and an addr-spec without <> carries no '?' headers
 // or commas (RFC 4475 3.1.2.6, 3.1.2.13 - 3.1.2.15).
-bool strict_name_addr(std::string_view value, bool allow_star) {
+// `out` is the parsed value (also when it is not strict).
+bool strict_name_addr(std::string_view value, bool allow_star, NameAddr& out) {
   const auto s = trim(value);
-  auto na = parse_name_addr(s);
-  if (!na) return false;
+  auto parsed = parse_name_addr(s);
+  if (!parsed) return false;
+  out = std::move(*parsed);
+  const NameAddr* na = &out;
   if (na->star) return allow_star;
   const auto lt = s.find('<');
   if (!s.empty() && s.front() != '"' && lt != std::string_view::npos) {
@@ -384,6 +372,11 @@ bool strict_name_addr(std::string_view value, bool allow_star) {
 }  // namespace
 
 std::optional<std::string_view> request_defect(const Message& m) {
+  RequestParts parts;
+  return request_defect(m, parts);
+}
+
+std::optional<std::string_view> request_defect(const Message& m, RequestParts& parts) {
   if (!m.is_request) return std::nullopt;
   if (m.request_uri.empty() || has_ws(m.request_uri) || m.request_uri.front() == '<') return "Request-URI";
   // A sip: or sips: URI must parse; another scheme is not a syntax error but unsupported (416).
@@ -394,41 +387,89 @@ std::optional<std::string_view> request_defect(const Message& m) {
     auto ruri = parse_uri(m.request_uri);
     if (!ruri || ruri->host.empty()) return "Request-URI";
   }
+  // One walk over the headers: counts of the single ones and their values, every Via and Contact
+  // value checked as it comes.
+  std::size_t n_from = 0, n_to = 0, n_call_id = 0, n_cseq = 0, n_max_forwards = 0, n_expires = 0;
+  std::string_view from, to, call_id, cseq_text, max_forwards, expires;
+  bool via_ok = true, contact_ok = true;
+  for (const auto& h : m.headers) {
+    switch (h.type) {
+      case HeaderType::From:
+        if (n_from++ == 0) from = h.value;
+        break;
+      case HeaderType::To:
+        if (n_to++ == 0) to = h.value;
+        break;
+      case HeaderType::CallId:
+        if (n_call_id++ == 0) call_id = h.value;
+        break;
+      case HeaderType::CSeq:
+        if (n_cseq++ == 0) cseq_text = h.value;
+        break;
+      case HeaderType::MaxForwards:
+        if (n_max_forwards++ == 0) max_forwards = h.value;
+        break;
+      case HeaderType::Expires:
+        if (n_expires++ == 0) expires = h.value;
+        break;
+      case HeaderType::Via:
+        if (via_ok) {
+          via_ok = for_each_list_item(h.value, [&](std::string_view v) {
+            auto via = parse_via(v);
+            if (!via) return false;
+            if (parts.top_via_text.empty()) {
+              parts.top_via_text = v;
+              parts.top_via = std::move(*via);
+            }
+            return true;
+          });
+        }
+        break;
+      case HeaderType::Contact:
+        if (contact_ok) {
+          contact_ok = for_each_list_item(h.value, [&](std::string_view v) {
+            NameAddr na;
+            if (!strict_name_addr(v, true, na)) return false;
+            parts.contacts.push_back(std::move(na));
+            return true;
+          });
+        }
+        break;
+      default: break;
+    }
+  }
   struct Single {
-    HeaderType type;
+    std::size_t count;
     std::string_view missing;
     std::string_view repeated;
   };
-  for (const auto& [type, missing, repeated] :
-       {Single{HeaderType::From, "missing From", "repeated From"}, Single{HeaderType::To, "missing To", "repeated To"},
-        Single{HeaderType::CallId, "missing Call-ID", "repeated Call-ID"},
-        Single{HeaderType::CSeq, "missing CSeq", "repeated CSeq"}}) {
-    const auto n = m.count(type);
+  for (const auto& [n, missing, repeated] :
+       {Single{n_from, "missing From", "repeated From"}, Single{n_to, "missing To", "repeated To"},
+        Single{n_call_id, "missing Call-ID", "repeated Call-ID"}, Single{n_cseq, "missing CSeq", "repeated CSeq"}}) {
     if (n == 0) return missing;
     if (n > 1) return repeated;
   }
-  if (m.count(HeaderType::MaxForwards) > 1) return "repeated Max-Forwards";
-  if (m.count(HeaderType::Expires) > 1) return "repeated Expires";
-  for (auto v : via_values(m)) {
-    if (!parse_via(v)) return "Via";
-  }
-  if (!strict_name_addr(m.value(HeaderType::From), false)) return "From";
-  if (!strict_name_addr(m.value(HeaderType::To), false)) return "To";
-  if (trim(m.value(HeaderType::CallId)).empty() || has_ws(m.value(HeaderType::CallId))) return "Call-ID";
+  if (n_max_forwards > 1) return "repeated Max-Forwards";
+  if (n_expires > 1) return "repeated Expires";
+  if (!via_ok) return "Via";
+  if (!strict_name_addr(from, false, parts.from)) return "From";
+  if (!strict_name_addr(to, false, parts.to)) return "To";
+  if (trim(call_id).empty() || has_ws(call_id)) return "Call-ID";
   // RFC 3261 8.1.1.5: the CSeq number is below 2^31.
-  auto cseq = parse_cseq(m.value(HeaderType::CSeq));
+  auto cseq = parse_cseq(cseq_text);
   if (!cseq || cseq->number >= (1u << 31)) return "CSeq";
-  if (const Header* mf = m.find(HeaderType::MaxForwards)) {
-    auto v = parse_uint(mf->value);
+  parts.cseq = *cseq;
+  if (n_max_forwards) {
+    auto v = parse_uint(max_forwards);
     if (!v || *v > 255) return "Max-Forwards";
+    parts.max_forwards = *v;
   }
-  if (const Header* e = m.find(HeaderType::Expires); e && !parse_uint(e->value)) return "Expires";
-  for (const auto& h : m.headers) {
-    if (h.type != HeaderType::Contact) continue;
-    for (auto v : split_list(h.value)) {
-      if (!strict_name_addr(v, true)) return "Contact";
-    }
+  if (n_expires) {
+    auto v = parse_uint(expires);
+    if (!v) return "Expires";
+    parts.expires = *v;
   }
+  if (!contact_ok) return "Contact";
   return std::nullopt;
 }
 

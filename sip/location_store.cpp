@@ -61,11 +61,14 @@ void LocationStore::flush() {
   }
   const auto before = write_errors_;
   int rc = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
-  for (const auto& [user, key] : pending_) {
-    if (const BindingInfo* binding = find(user, key))
-      write_upsert(*binding);
-    else
+  for (const auto& [user_key, what] : pending_) {
+    const auto& [user, key] = user_key;
+    if (const BindingInfo* binding = find(user, key)) {
+      // A refresh is an UPDATE of three columns; the whole row if it is not there (yet).
+      if (what == Write::Row || !write_refresh(*binding)) write_upsert(*binding);
+    } else {
       write_remove(user, key);
+    }
   }
   if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) {
@@ -87,8 +90,9 @@ void LocationStore::close() {
   flush();
   if (upsert_stmt_) sqlite3_finalize(upsert_stmt_);
   if (delete_stmt_) sqlite3_finalize(delete_stmt_);
+  if (refresh_stmt_) sqlite3_finalize(refresh_stmt_);
   if (db_) sqlite3_close(db_);
-  upsert_stmt_ = delete_stmt_ = nullptr;
+  upsert_stmt_ = delete_stmt_ = refresh_stmt_ = nullptr;
   db_ = nullptr;
 }
 
@@ -111,8 +115,9 @@ void LocationStore::recover(const std::string& why) {
   recovering_ = true;
   if (upsert_stmt_) sqlite3_finalize(upsert_stmt_);
   if (delete_stmt_) sqlite3_finalize(delete_stmt_);
+  if (refresh_stmt_) sqlite3_finalize(refresh_stmt_);
   if (db_) sqlite3_close(db_);
-  upsert_stmt_ = delete_stmt_ = nullptr;
+  upsert_stmt_ = delete_stmt_ = refresh_stmt_ = nullptr;
   db_ = nullptr;
   pending_.clear();
   const auto stamp = std::to_string(to_unix(Clock::now()));
@@ -168,7 +173,10 @@ Result<void, std::string> LocationStore::open_file() {
                          "?15,?16,?17,?18)",
                          -1, &upsert_stmt_, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(db_, "DELETE FROM sip_bindings WHERE user=?1 AND binding_key=?2", -1, &delete_stmt_,
-                         nullptr) != SQLITE_OK) {
+                         nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db_,
+                         "UPDATE sip_bindings SET call_id=?3, cseq=?4, expires_at=?5 WHERE user=?1 AND binding_key=?2",
+                         -1, &refresh_stmt_, nullptr) != SQLITE_OK) {
     std::string msg = sqlite3_errmsg(db_);
     return unexpected("cannot prepare statements: " + msg);
   }
@@ -247,19 +255,35 @@ const BindingInfo* LocationStore::find(const std::string& user, std::string_view
   return nullptr;
 }
 
-bool LocationStore::upsert(const BindingInfo& b) {
+bool LocationStore::upsert(const BindingInfo& b) { return upsert(BindingInfo(b)); }
+
+bool LocationStore::upsert(BindingInfo&& b) {
   auto& list = by_user_[b.user];
   const auto key = binding_key_view(b);
-  bool created = true;
   auto it = std::find_if(list.begin(), list.end(), [&](const BindingInfo& x) { return binding_key_view(x) == key; });
-  if (it != list.end()) {
-    *it = b;
-    created = false;
+  const bool created = it == list.end();
+  if (created) {
+    list.push_back(std::move(b));
+    it = std::prev(list.end());
   } else {
-    list.push_back(b);
+    *it = std::move(b);
   }
-  persist_upsert(b);
+  persist_upsert(*it);
   return created;
+}
+
+bool LocationStore::refresh(const std::string& user, std::string_view key, std::string_view call_id, std::uint32_t cseq,
+                            Clock::time_point expires_at) {
+  auto u = by_user_.find(user);
+  if (u == by_user_.end()) return false;
+  auto& list = u->second;
+  auto it = std::find_if(list.begin(), list.end(), [&](const BindingInfo& x) { return binding_key_view(x) == key; });
+  if (it == list.end()) return false;
+  it->call_id.assign(call_id);
+  it->cseq = cseq;
+  it->expires_at = expires_at;
+  persist_upsert(*it, Write::Refresh);
+  return true;
 }
 
 bool LocationStore::remove(const std::string& user, const std::string& key) {
@@ -317,12 +341,35 @@ std::size_t LocationStore::size() const {
   return n;
 }
 
-void LocationStore::persist_upsert(const BindingInfo& b) {
-  if (db_) pending_.emplace(b.user, binding_key_view(b));
+void LocationStore::persist_upsert(const BindingInfo& b, Write what) {
+  if (!db_) return;
+  auto [it, added] = pending_.try_emplace({b.user, std::string(binding_key_view(b))}, what);
+  if (!added && what == Write::Row) it->second = Write::Row;  // a refresh never downgrades a row write
 }
 
 void LocationStore::persist_remove(const std::string& user, const std::string& key) {
-  if (db_) pending_.emplace(user, key);
+  // The flush finds no binding and deletes; a binding made again before then is written whole.
+  if (db_) pending_.insert_or_assign({user, key}, Write::Row);
+}
+
+bool LocationStore::write_refresh(const BindingInfo& b) {
+  if (!refresh_stmt_) return false;
+  auto* st = refresh_stmt_;
+  const auto key = binding_key_view(b);
+  sqlite3_bind_text(st, 1, b.user.data(), static_cast<int>(b.user.size()), SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, b.call_id.data(), static_cast<int>(b.call_id.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, b.cseq);
+  sqlite3_bind_int64(st, 5, to_unix(b.expires_at));
+  const int rc = sqlite3_step(st);
+  const bool updated = rc == SQLITE_DONE && sqlite3_changes(db_) == 1;
+  if (rc != SQLITE_DONE) {
+    ++write_errors_;
+    last_code_ = sqlite3_extended_errcode(db_) & 0xff;
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return updated || rc != SQLITE_DONE;  // after an error the row write would fail the same way
 }
 
 void LocationStore::write_upsert(const BindingInfo& b) {

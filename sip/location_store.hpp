@@ -42,6 +42,11 @@ class LocationStore {
   const BindingInfo* find(const std::string& user, std::string_view key) const;
   // Returns true when the binding is new (no binding with that key before).
   bool upsert(const BindingInfo& b);
+  bool upsert(BindingInfo&& b);
+  // A refresh of an existing binding: only its Call-ID, CSeq and expiry change (in memory now, on
+  // disk with a small UPDATE at the next flush). False when there is no such binding.
+  bool refresh(const std::string& user, std::string_view key, std::string_view call_id, std::uint32_t cseq,
+               std::chrono::system_clock::time_point expires_at);
   bool remove(const std::string& user, const std::string& key);
   std::vector<BindingInfo> remove_all(const std::string& user);
   // Removes and returns the bindings whose expiry is at or before `now`.
@@ -62,18 +67,23 @@ class LocationStore {
   // The file went bad under us (or was bad at open): set it aside, start a new one, write every
   // binding held in memory into it.
   void recover(const std::string& why);
-  void persist_upsert(const BindingInfo& b);
+  // What a pending (user, key) needs written: the whole row, or the refreshed columns only.
+  enum class Write : std::uint8_t { Refresh, Row };
+  void persist_upsert(const BindingInfo& b, Write what = Write::Row);
   void persist_remove(const std::string& user, const std::string& key);
   void write_upsert(const BindingInfo& b);
+  // False when no row was updated (then the caller writes the whole row).
+  bool write_refresh(const BindingInfo& b);
   void write_remove(const std::string& user, const std::string& key);
   // The (user, key) pairs changed since the last flush; the flush writes each one's state then
   // (the binding held in memory, or a delete when there is none), so a queued refresh copies no
   // binding.
-  std::set<std::pair<std::string, std::string>> pending_;
+  std::map<std::pair<std::string, std::string>, Write> pending_;
   std::unordered_map<std::string, std::vector<BindingInfo>> by_user_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_stmt_ = nullptr;
   sqlite3_stmt* delete_stmt_ = nullptr;
+  sqlite3_stmt* refresh_stmt_ = nullptr;
   std::uint64_t write_errors_ = 0;
   std::filesystem::path path_;
   std::vector<std::string> notes_;

@@ -1,6 +1,7 @@
 // Registrar logic (RFC 3261 section 10.3) with digest authentication and Cisco phone specifics.
 #include "sip/registrar.hpp"
 
+#include <charconv>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -46,6 +47,25 @@ std::string unangle(std::string_view v) {
   return std::string(v);
 }
 
+void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_hex16(std::string& out, std::uint64_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  char buf[16];
+  for (int i = 15; i >= 0; --i, v >>= 4) buf[i] = kDigits[v & 0xf];
+  out.append(buf, sizeof buf);
+}
+
+// aor == "sip:" + user + "@" + host, without building it.
+bool aor_is(std::string_view aor, std::string_view user, std::string_view host) {
+  return aor.size() == 5 + user.size() + host.size() && aor.substr(0, 4) == "sip:" &&
+         aor.substr(4, user.size()) == user && aor[4 + user.size()] == '@' && aor.substr(5 + user.size()) == host;
+}
+
 std::string http_date(std::chrono::system_clock::time_point t) {
   const std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
@@ -76,7 +96,8 @@ void append_top_via(std::string& out, std::string_view text, const Via& parsed, 
     if (iequals(p.name, "received")) continue;
     if (iequals(p.name, "rport")) {
       rport = true;
-      fmt::format_to(std::back_inserter(out), ";rport={}", src.port);
+      out += ";rport=";
+      append_uint(out, src.port);
       continue;
     }
     out += ';';
@@ -209,74 +230,106 @@ void Registrar::report_claim(const MacAddress& mac, Step step, Outcome outcome, 
   events_.report(std::move(e));
 }
 
-Reply Registrar::respond(const Message& m, const Source& src, int code, std::string_view reason,
-                         const std::string& extra) {
+Reply Registrar::respond(const Message& m, const RequestParts* parts, const Source& src, int code,
+                         std::string_view reason, std::string_view extra) {
   Reply r;
+  r.bytes.reserve(512 + extra.size());
+  begin_response(r, m, parts, src, code, reason);
+  r.bytes += extra;
+  r.bytes += "Content-Length: 0\r\n\r\n";
+  return r;
+}
+
+void Registrar::begin_response(Reply& r, const Message& m, const RequestParts* parts, const Source& src, int code,
+                               std::string_view reason) {
   std::string& out = r.bytes;
-  out.reserve(512 + extra.size());
-  fmt::format_to(std::back_inserter(out), "SIP/2.0 {} {}\r\n", code, reason);
+  out += "SIP/2.0 ";
+  append_uint(out, static_cast<std::uint64_t>(code));
+  out += ' ';
+  out += reason;
+  out += "\r\n";
   bool first = true;
-  std::optional<Via> top;
+  std::optional<Via> parsed_top;
+  const Via* top = nullptr;
   for (const auto& h : m.headers) {
     if (h.type != HeaderType::Via) continue;
-    for (auto v : split_list(h.value)) {
+    for_each_list_item(h.value, [&](std::string_view v) {
       out += "Via: ";
       if (first) {
-        // Parsed once: for the received/rport parameters and for the answer's port.
-        if (auto parsed = parse_via(v)) {
-          top = std::move(*parsed);
-          append_top_via(out, v, *top, src);
-        } else {
-          out += v;
+        // Parsed once (by request_defect(), or here): for received/rport and the answer's port.
+        if (parts && !parts->top_via_text.empty()) {
+          top = &parts->top_via;
+        } else if (auto via = parse_via(v)) {
+          parsed_top = std::move(*via);
+          top = &*parsed_top;
         }
+        if (top)
+          append_top_via(out, v, *top, src);
+        else
+          out += v;
         first = false;
       } else {
         out += v;
       }
       out += "\r\n";
-    }
+    });
   }
   // A header the request lacks is left out (a 400 for a request without Call-ID, From or To).
-  if (m.find(HeaderType::From)) {
+  const Header* from = m.find(HeaderType::From);
+  if (from) {
     out += "From: ";
-    out += m.value(HeaderType::From);
+    out += from->value;
     out += "\r\n";
   }
-  const auto to = m.value(HeaderType::To);
-  if (m.find(HeaderType::To)) out += "To: ";
-  out += to;
-  if (code > 100 && m.find(HeaderType::To)) {
-    auto na = parse_name_addr(to);
-    if (!na || na->tag().empty()) {
-      // A stable tag per request: retransmissions get the same one (RFC 3261 8.2.6.2).
-      const auto from = parse_name_addr(m.value(HeaderType::From));
-      const auto h = std::hash<std::string>{}(tag_key_ + std::string(m.value(HeaderType::CallId)) +
-                                              std::string(from ? from->tag() : std::string_view{}));
-      fmt::format_to(std::back_inserter(out), ";tag={:016x}", h);
+  if (const Header* to = m.find(HeaderType::To)) {
+    out += "To: ";
+    out += to->value;
+    if (code > 100) {
+      // Tags are views into the message, whichever parse found them.
+      std::string_view to_tag;
+      bool to_ok = true;
+      if (parts) {
+        to_tag = parts->to.tag();
+      } else if (auto na = parse_name_addr(to->value)) {
+        to_tag = na->tag();
+      } else {
+        to_ok = false;
+      }
+      if (!to_ok || to_tag.empty()) {
+        // A stable tag per request: retransmissions get the same one (RFC 3261 8.2.6.2).
+        std::string_view from_tag;
+        if (parts) {
+          from_tag = parts->from.tag();
+        } else if (from) {
+          if (auto na = parse_name_addr(from->value)) from_tag = na->tag();
+        }
+        tag_scratch_.assign(tag_key_);
+        tag_scratch_ += m.value(HeaderType::CallId);
+        tag_scratch_ += from_tag;
+        out += ";tag=";
+        append_hex16(out, std::hash<std::string>{}(tag_scratch_));
+      }
     }
-  }
-  if (m.find(HeaderType::To)) out += "\r\n";
-  if (m.find(HeaderType::CallId)) {
-    out += "Call-ID: ";
-    out += m.value(HeaderType::CallId);
     out += "\r\n";
   }
-  if (m.find(HeaderType::CSeq)) {
+  if (const Header* call_id = m.find(HeaderType::CallId)) {
+    out += "Call-ID: ";
+    out += call_id->value;
+    out += "\r\n";
+  }
+  if (const Header* cseq = m.find(HeaderType::CSeq)) {
     out += "CSeq: ";
-    out += m.value(HeaderType::CSeq);
+    out += cseq->value;
     out += "\r\n";
   }
   out += "Server: ";
   out += kServer;
   out += "\r\n";
-  out += extra;
-  out += "Content-Length: 0\r\n\r\n";
   // UDP: with rport back to the source port, else to the sent-by port (RFC 3261 18.2.2, RFC 3581).
   if (!top || find_param(top->params, "rport"))
     r.port = src.port;
   else
     r.port = top->port.value_or(5060);
-  return r;
 }
 
 bool Registrar::malformed_log_allowed() {
@@ -297,8 +350,9 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
                    to_string(parsed.error()), counters_.malformed_answered);
       }
       // RFC 3261 8.2.2 / RFC 4475 3.1.2.16: a version we do not speak is 505, not a syntax error.
-      if (parsed.error() == ParseError::BadVersion) return respond(*salvaged, src, 505, "Version Not Supported");
-      return respond(*salvaged, src, 400, fmt::format("Bad Request ({})", to_string(parsed.error())));
+      if (parsed.error() == ParseError::BadVersion)
+        return respond(*salvaged, nullptr, src, 505, "Version Not Supported");
+      return respond(*salvaged, nullptr, src, 400, fmt::format("Bad Request ({})", to_string(parsed.error())));
     }
     ++counters_.malformed_dropped;
     if (malformed_log_allowed()) {
@@ -312,69 +366,71 @@ Reply Registrar::handle(std::string_view bytes, const Source& src) {
     ++counters_.responses_ignored;
     return {};
   }
-  if (!m.find(HeaderType::Via) || via_values(m).empty()) {
+  if (!has_via_value(m)) {
     ++counters_.malformed_dropped;  // nowhere to send a response
     return {};
   }
   if (m.method == Method::Ack) return {};  // never answered
   // Everything a method handler relies on is checked first, so a malformed INVITE (or any
   // request) is a 400 whatever its method (RFC 4475 3.1.2, 3.3.1, 3.3.8).
-  if (auto defect = request_defect(m)) {
+  // It parses Via, From, To, CSeq, Expires and every Contact; the handlers use what it parsed.
+  RequestParts parts;
+  if (auto defect = request_defect(m, parts)) {
     ++counters_.malformed_answered;
     if (malformed_log_allowed()) {
       log_->warn("malformed {} from {}:{} ({}): answered 400 ({} so far)", m.method_text, src.ip, src.port, *defect,
                  counters_.malformed_answered);
     }
-    return respond(m, src, 400, fmt::format("Bad Request ({})", *defect));
+    return respond(m, nullptr, src, 400, fmt::format("Bad Request ({})", *defect));
   }
-  auto cseq = parse_cseq(m.value(HeaderType::CSeq));
-  if (!cseq || cseq->method != m.method_text) {
+  if (parts.cseq.method != m.method_text) {
     ++counters_.malformed_answered;
-    return respond(m, src, 400, "Bad Request (CSeq)");
+    return respond(m, &parts, src, 400, "Bad Request (CSeq)");
   }
   // RFC 3261 8.2.2.1: we serve sip: and sips: only (RFC 4475 3.3.2, 3.3.3).
   // (request_defect() made sure a sip:/sips: Request-URI parses.)
   if (const auto scheme = m.request_uri.substr(0, m.request_uri.find(':'));
       !iequals(scheme, "sip") && !iequals(scheme, "sips")) {
-    return respond(m, src, 416, "Unsupported URI Scheme");
+    return respond(m, &parts, src, 416, "Unsupported URI Scheme");
   }
   if (m.method != Method::Cancel) {
     if (const Header* req = m.find(HeaderType::Require)) {
-      return respond(m, src, 420, "Bad Extension", fmt::format("Unsupported: {}\r\n", collapse_whitespace(req->value)));
+      return respond(m, &parts, src, 420, "Bad Extension",
+                     fmt::format("Unsupported: {}\r\n", collapse_whitespace(req->value)));
     }
   }
   switch (m.method) {
-    case Method::Register: return handle_register(m, src);
+    case Method::Register: return handle_register(m, parts, src);
     case Method::Options:
-      return respond(m, src, 200, "OK", fmt::format("Allow: {}\r\nAccept: application/sdp\r\n", kAllow));
+      return respond(m, &parts, src, 200, "OK", fmt::format("Allow: {}\r\nAccept: application/sdp\r\n", kAllow));
     case Method::Refer:
       // Cisco phones report alarms (e.g. why they last unregistered) in an out-of-dialog REFER.
       if (contains_ci(m.value(HeaderType::ContentType), "application/x-cisco-alarm+xml")) {
         log_->debug("cisco alarm from {}:{} ({} bytes)", src.ip, src.port, m.body.size());
-        return respond(m, src, 202, "Accepted");
+        return respond(m, &parts, src, 202, "Accepted");
       }
-      return respond(m, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
+      return respond(m, &parts, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
     case Method::Subscribe:
     case Method::Publish:
       // No event package is served (RFC 6665 / RFC 3903: 489).
-      return respond(m, src, 489, "Bad Event");
+      return respond(m, &parts, src, 489, "Bad Event");
     case Method::Notify:
     case Method::Bye:
     case Method::Cancel:
     case Method::Prack:
-    case Method::Update: return respond(m, src, 481, "Call/Transaction Does Not Exist");
+    case Method::Update: return respond(m, &parts, src, 481, "Call/Transaction Does Not Exist");
     case Method::Invite:
     case Method::Message:
-    case Method::Info: return respond(m, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
+    case Method::Info: return respond(m, &parts, src, 405, "Method Not Allowed", fmt::format("Allow: {}\r\n", kAllow));
     case Method::Ack: return {};
-    case Method::Other: return respond(m, src, 501, "Not Implemented", fmt::format("Allow: {}\r\n", kAllow));
+    case Method::Other: return respond(m, &parts, src, 501, "Not Implemented", fmt::format("Allow: {}\r\n", kAllow));
   }
   return {};
 }
 
-std::optional<Reply> Registrar::authenticate(const Message& m, const Source& src, const std::string& user,
-                                             const config::Phone* phone, const config::Line* line,
-                                             std::chrono::system_clock::time_point now) {
+std::optional<Reply> Registrar::authenticate(const Message& m, const RequestParts& parts, const Source& src,
+                                             const std::string& user, const config::Phone* phone,
+                                             const config::Line* line, std::chrono::system_clock::time_point now) {
   AuthRequest request;
   for (const auto& h : m.headers) {
     if (h.type == HeaderType::Authorization) request.credentials.push_back(h.value);
@@ -382,7 +438,9 @@ std::optional<Reply> Registrar::authenticate(const Message& m, const Source& src
   request.method = m.method_text;
   request.request_uri = m.request_uri;
   request.source_ip = src.ip;
-  const std::string expected_user = !line ? std::string() : line->auth_user.empty() ? line->extension : line->auth_user;
+  const std::string_view expected_user = !line                     ? std::string_view()
+                                         : line->auth_user.empty() ? std::string_view(line->extension)
+                                                                   : std::string_view(line->auth_user);
   // A line without a password cannot authenticate (the site file rejects empty passwords; a line
   // built without one must not register without a challenge).
   const auto password = [&](std::string_view username) -> std::optional<std::string_view> {
@@ -398,8 +456,13 @@ std::optional<Reply> Registrar::authenticate(const Message& m, const Source& src
   counters_.auth_blocks = ac.blocks;
   auto challenge = [&](bool stale) {
     ++counters_.challenges;
-    return respond(m, src, 401, "Unauthorized",
-                   fmt::format("WWW-Authenticate: {}\r\n", auth_.challenge(src.ip, stale, now)));
+    Reply r;
+    r.bytes.reserve(640);
+    begin_response(r, m, &parts, src, 401, "Unauthorized");
+    r.bytes += "WWW-Authenticate: ";
+    auth_.append_challenge(r.bytes, src.ip, stale, now);
+    r.bytes += "\r\nContent-Length: 0\r\n\r\n";
+    return r;
   };
   switch (response_for(result.outcome)) {
     case AuthResponse::Accept: return std::nullopt;
@@ -410,7 +473,7 @@ std::optional<Reply> Registrar::authenticate(const Message& m, const Source& src
       return challenge(true);
     case AuthResponse::BadRequest:
       log_->debug("REGISTER for {} from {}:{}: {}", user, src.ip, src.port, to_string(result.outcome));
-      return respond(m, src, 400, fmt::format("Bad Request (Authorization: {})", to_string(result.outcome)));
+      return respond(m, &parts, src, 400, fmt::format("Bad Request (Authorization: {})", to_string(result.outcome)));
     case AuthResponse::Drop: return Reply{};
     case AuthResponse::Forbidden: break;
   }
@@ -423,52 +486,42 @@ std::optional<Reply> Registrar::authenticate(const Message& m, const Source& src
                                    : "403 wrong password for " + user;
     report_claim(phone->mac, Step::Register, Outcome::Failed, detail, src);
   }
-  return respond(m, src, 403, "Forbidden");
+  return respond(m, &parts, src, 403, "Forbidden");
 }
 
-Reply Registrar::handle_register(const Message& m, const Source& src) {
+Reply Registrar::handle_register(const Message& m, const RequestParts& parts, const Source& src) {
   ++counters_.registers;
   auto& log = log_;
   const auto now = now_();
   const auto& cfg = *config_;
 
-  auto to = parse_name_addr(m.value(HeaderType::To));
-  if (!to || to->star) return respond(m, src, 400, "Bad Request (To)");
-  auto to_uri = parse_uri(to->uri);
-  if (!to_uri || to_uri->user.empty()) return respond(m, src, 400, "Bad Request (To URI)");
+  // To, Contact, Expires and CSeq were parsed (strictly) by request_defect().
+  auto to_uri = parse_uri(parts.to.uri);
+  if (!to_uri || to_uri->user.empty()) return respond(m, &parts, src, 400, "Bad Request (To URI)");
   const std::string user(to_uri->user);
-  const std::string aor = fmt::format("sip:{}@{}", user, to_uri->host);
 
-  std::vector<NameAddr> contacts;
   bool star = false;
-  for (const auto& h : m.headers) {
-    if (h.type != HeaderType::Contact) continue;
-    for (auto v : split_list(h.value)) {
-      auto c = parse_name_addr(v);
-      if (!c) return respond(m, src, 400, "Bad Request (Contact)");
-      if (c->star)
-        star = true;
-      else
-        contacts.push_back(std::move(*c));
-    }
+  std::size_t non_star = 0;
+  for (const auto& c : parts.contacts) {
+    if (c.star)
+      star = true;
+    else
+      ++non_star;
   }
-  std::optional<std::uint32_t> header_expires;
-  if (const Header* e = m.find(HeaderType::Expires)) {
-    auto v = parse_uint(e->value);
-    if (!v) return respond(m, src, 400, "Bad Request (Expires)");
-    header_expires = *v;
-  }
-  if (star && (!contacts.empty() || header_expires != 0u)) return respond(m, src, 400, "Bad Request (Contact *)");
+  const std::optional<std::uint32_t> header_expires = parts.expires;
+  if (star && (non_star != 0 || header_expires != 0u)) return respond(m, &parts, src, 400, "Bad Request (Contact *)");
+  static const std::vector<NameAddr> kNone;
+  const std::vector<NameAddr>& contacts = star ? kNone : parts.contacts;  // with a *, only stars
 
   // Keep-alive REGISTER to a backup call manager: answered, bindings untouched.
   for (const auto& c : contacts) {
-    if (find_param(c.params, "cisco-keep-alive")) return respond(m, src, 200, "OK");
+    if (find_param(c.params, "cisco-keep-alive")) return respond(m, &parts, src, 200, "OK");
   }
 
   const auto [phone, line] = find_line(user);
   // Known and unknown users go through the same steps and get the same answers (401, then 403),
   // so the lines of the site cannot be enumerated.
-  if (auto refused = authenticate(m, src, user, phone, line, now)) return std::move(*refused);
+  if (auto refused = authenticate(m, parts, src, user, phone, line, now)) return std::move(*refused);
 
   // Authenticated: the line's phone in the site file owns this registration. A +sip.instance MAC
   // (Cisco puts the phone's MAC in the last UUID group) is evidence only when it is that phone,
@@ -499,13 +552,14 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     std::uint32_t e = header_expires.value_or(static_cast<std::uint32_t>(cfg.sip.default_expires_s));
     if (const Param* p = find_param(c.params, "expires")) {
       auto v = parse_uint(p->value);
-      if (!v) return respond(m, src, 400, "Bad Request (Contact expires)");
+      if (!v) return respond(m, &parts, src, 400, "Bad Request (Contact expires)");
       e = *v;
     }
     if (e != 0 && e < static_cast<std::uint32_t>(cfg.sip.min_expires_s)) {
       report(mac, Step::Register, Outcome::Failed,
              fmt::format("423 interval too brief for {} ({} s < {} s)", user, e, cfg.sip.min_expires_s), src);
-      return respond(m, src, 423, "Interval Too Brief", fmt::format("Min-Expires: {}\r\n", cfg.sip.min_expires_s));
+      return respond(m, &parts, src, 423, "Interval Too Brief",
+                     fmt::format("Min-Expires: {}\r\n", cfg.sip.min_expires_s));
     }
     expires.push_back(std::min(e, static_cast<std::uint32_t>(cfg.sip.max_expires_s)));
   }
@@ -515,9 +569,11 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     for (auto& e : expires) e = std::min(e, cap);
   }
 
-  const std::string call_id(m.value(HeaderType::CallId));
-  const auto cseq = parse_cseq(m.value(HeaderType::CSeq))->number;
-  const std::string source = fmt::format("{}:{}", src.ip, src.port);
+  const std::string_view call_id = m.value(HeaderType::CallId);
+  const auto cseq = parts.cseq.number;
+  std::string source = src.ip;
+  source += ':';
+  append_uint(source, src.port);
 
   if (star) {
     for (const auto& b : store_.remove_all(user)) {
@@ -526,125 +582,181 @@ Reply Registrar::handle_register(const Message& m, const Source& src) {
     }
   }
 
+  // What each Contact asks for; views into the message. The key identifies the binding (the
+  // +sip.instance, else the Contact URI: binding_key()).
+  struct Wanted {
+    std::string_view uri;
+    std::string_view instance;
+    std::string_view key;
+    CiscoDeviceInfo info;
+  };
+  std::vector<Wanted> wanted;
+  wanted.reserve(contacts.size());
   // RFC 3261 10.3 step 7: same Call-ID with a lower CSeq is out of order; abort before changes.
-  std::vector<BindingInfo> updates;
   for (std::size_t i = 0; i < contacts.size(); ++i) {
-    BindingInfo b;
-    b.user = user;
-    b.aor = aor;
-    b.contact = std::string(contacts[i].uri);
-    if (const Param* p = find_param(contacts[i].params, "+sip.instance")) b.instance = std::string(p->value);
-    const auto* existing = store_.find(user, binding_key_view(b));
+    Wanted w;
+    w.uri = contacts[i].uri;
+    if (const Param* p = find_param(contacts[i].params, "+sip.instance")) w.instance = p->value;
+    w.key = w.instance.empty() ? w.uri : w.instance;
+    const auto* existing = store_.find(user, w.key);
     if (existing && existing->call_id == call_id && cseq < existing->cseq) {
-      return respond(m, src, 500, "Server Internal Error (CSeq out of order)");
+      return respond(m, &parts, src, 500, "Server Internal Error (CSeq out of order)");
     }
-    const auto info = i == 0 ? device : own_device(cisco_device_info(contacts[i], m.value(HeaderType::Reason)));
-    b.transport = src.transport;
-    b.source = source;
-    b.call_id = call_id;
-    b.cseq = cseq;
-    b.registered_at = existing ? existing->registered_at : now;
-    b.expires_at = now + std::chrono::seconds(expires[i]);
-    b.mac = info.mac ? info.mac : mac;
-    b.device_name = info.device_name;
-    b.model = info.model;
-    b.user_agent = collapse_whitespace(m.value(HeaderType::UserAgent));
-    b.active_load = info.active_load.empty() && existing ? existing->active_load : info.active_load;
-    b.inactive_load = info.inactive_load.empty() && existing ? existing->inactive_load : info.inactive_load;
-    b.reason_name = info.reason_name.empty() && existing ? existing->reason_name : info.reason_name;
-    updates.push_back(std::move(b));
+    w.info = i == 0 ? device : own_device(cisco_device_info(contacts[i], m.value(HeaderType::Reason)));
+    wanted.push_back(std::move(w));
   }
+  const auto own_key = [&](std::string_view key) {
+    for (const auto& w : wanted)
+      if (w.key == key) return true;
+    return false;
+  };
+  const std::string user_agent = collapse_whitespace(m.value(HeaderType::UserAgent));
   const auto cap = static_cast<std::size_t>(std::max(1, cfg.sip.max_bindings_per_line));
-  std::set<std::string, std::less<>> own_keys;
-  for (const auto& b : updates) own_keys.insert(binding_key(b));
-  for (std::size_t i = 0; i < updates.size(); ++i) {
-    auto& b = updates[i];
-    if (expires[i] != 0 && !store_.find(user, binding_key_view(b))) {
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    const auto& w = wanted[i];
+    const auto& info = w.info;
+    if (expires[i] != 0 && !store_.find(user, w.key)) {
       // At the cap, a new binding replaces the line's oldest one (not one this request refreshes).
       while (store_.find(user) && store_.find(user)->size() >= cap) {
         const BindingInfo* oldest = nullptr;
         for (const auto& x : *store_.find(user)) {
-          if (own_keys.count(binding_key_view(x))) continue;
+          if (own_key(binding_key_view(x))) continue;
           if (!oldest || x.registered_at < oldest->registered_at) oldest = &x;
         }
         if (!oldest) break;
         const BindingInfo gone = *oldest;
         store_.remove(user, binding_key(gone));
         ++counters_.bindings_replaced;
-        log->info("{} has {} bindings (sip.max_bindings_per_line): {} replaced by {}", user, cap, gone.contact,
-                  b.contact);
+        log->info("{} has {} bindings (sip.max_bindings_per_line): {} replaced by {}", user, cap, gone.contact, w.uri);
       }
     }
     if (expires[i] == 0) {
-      if (store_.remove(user, binding_key(b))) {
-        log->info("{} unregistered {} from {}", user, b.contact, source);
-        report(b.mac, Step::Register, Outcome::Info, "unregistered " + user, src);
+      const std::optional<MacAddress> gone_mac = info.mac ? info.mac : mac;
+      if (store_.remove(user, std::string(w.key))) {
+        log->info("{} unregistered {} from {}", user, w.uri, source);
+        report(gone_mac, Step::Register, Outcome::Info, "unregistered " + user, src);
       }
       continue;
     }
-    const auto* existing = store_.find(user, binding_key_view(b));
+    const auto expires_at = now + std::chrono::seconds(expires[i]);
+    const std::optional<MacAddress> binding_mac = info.mac ? info.mac : mac;
+    const auto* existing = store_.find(user, w.key);
+    // A refresh: everything but the Call-ID, CSeq and expiry as stored (the loads and Reason name
+    // kept when the phone did not repeat them). The store updates those three in place.
+    const auto kept = [](const std::string& stored, const std::string& now_sent) {
+      return now_sent.empty() || now_sent == stored;
+    };
+    if (existing && existing->contact == w.uri && existing->instance == w.instance &&
+        existing->transport == src.transport && existing->source == source && existing->registered_with.empty() &&
+        existing->mac == binding_mac && existing->device_name == info.device_name && existing->model == info.model &&
+        existing->user_agent == user_agent && kept(existing->active_load, info.active_load) &&
+        kept(existing->inactive_load, info.inactive_load) && kept(existing->reason_name, info.reason_name) &&
+        aor_is(existing->aor, user, to_uri->host)) {
+      store_.refresh(user, w.key, call_id, cseq, expires_at);
+      continue;
+    }
+    BindingInfo b;
+    b.user = user;
+    b.aor.reserve(5 + user.size() + to_uri->host.size());
+    b.aor += "sip:";
+    b.aor += user;
+    b.aor += '@';
+    b.aor += to_uri->host;
+    b.contact = std::string(w.uri);
+    b.instance = std::string(w.instance);
+    b.transport = src.transport;
+    b.source = source;
+    b.call_id = std::string(call_id);
+    b.cseq = cseq;
+    b.registered_at = existing ? existing->registered_at : now;
+    b.expires_at = expires_at;
+    b.mac = binding_mac;
+    b.device_name = info.device_name;
+    b.model = info.model;
+    b.user_agent = user_agent;
+    b.active_load = info.active_load.empty() && existing ? existing->active_load : info.active_load;
+    b.inactive_load = info.inactive_load.empty() && existing ? existing->inactive_load : info.inactive_load;
+    b.reason_name = info.reason_name.empty() && existing ? existing->reason_name : info.reason_name;
     const bool changed = !existing || existing->contact != b.contact || existing->source != b.source ||
                          existing->transport != b.transport || existing->registered_with != b.registered_with;
-    store_.upsert(b);
-    if (changed) {
-      store_.flush();  // a new or moved binding is on disk before the 200 OK: a crash cannot lose it
-      log->info("{} registered {} from {} over {} for {} s{}", user, b.contact, source, to_string(b.transport),
-                expires[i], b.device_name.empty() ? "" : " (" + b.device_name + ")");
-      // Device Status: "Registered with <server address>" and the loads the phone reported.
-      Facts facts;
-      const std::string box = src.local.substr(0, src.local.rfind(':'));
-      const std::string unreachable = survivable ? upstream_->unreachable_summary() : std::string();
-      facts.emplace_back(Fact::RegisteredWith,
-                         survivable ? fmt::format("the box ({}) in survivable mode: {}", box, unreachable) : box);
-      facts.emplace_back(Fact::RegistrationMode, survivable ? "survivable" : "local");
-      if (!b.active_load.empty()) facts.emplace_back(Fact::ActiveLoad, b.active_load);
-      if (!b.inactive_load.empty()) facts.emplace_back(Fact::InactiveLoad, b.inactive_load);
-      if (!b.user_agent.empty()) facts.emplace_back(Fact::UserAgent, b.user_agent);
-      if (!b.device_name.empty()) facts.emplace_back(Fact::DeviceName, b.device_name);
-      report(b.mac, Step::Register, Outcome::Ok,
-             survivable ? fmt::format("registered {} with the box in survivable mode: {} (from {} over {}, {} s)", user,
-                                      unreachable, source, to_string(b.transport), expires[i])
-                        : fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(b.transport),
-                                      expires[i]),
-             src, std::move(facts));
+    if (!changed) {
+      store_.upsert(std::move(b));
+      continue;
     }
+    // The journey event needs the binding's values after the store took it.
+    const std::string device_name = b.device_name, active_load = b.active_load, inactive_load = b.inactive_load;
+    const auto transport = b.transport;
+    store_.upsert(std::move(b));
+    store_.flush();  // a new or moved binding is on disk before the 200 OK: a crash cannot lose it
+    log->info("{} registered {} from {} over {} for {} s{}", user, w.uri, source, to_string(transport), expires[i],
+              device_name.empty() ? "" : " (" + device_name + ")");
+    // Device Status: "Registered with <server address>" and the loads the phone reported.
+    Facts facts;
+    const std::string box = src.local.substr(0, src.local.rfind(':'));
+    const std::string unreachable = survivable ? upstream_->unreachable_summary() : std::string();
+    facts.emplace_back(Fact::RegisteredWith,
+                       survivable ? fmt::format("the box ({}) in survivable mode: {}", box, unreachable) : box);
+    facts.emplace_back(Fact::RegistrationMode, survivable ? "survivable" : "local");
+    if (!active_load.empty()) facts.emplace_back(Fact::ActiveLoad, active_load);
+    if (!inactive_load.empty()) facts.emplace_back(Fact::InactiveLoad, inactive_load);
+    if (!user_agent.empty()) facts.emplace_back(Fact::UserAgent, user_agent);
+    if (!device_name.empty()) facts.emplace_back(Fact::DeviceName, device_name);
+    report(binding_mac, Step::Register, Outcome::Ok,
+           survivable
+               ? fmt::format("registered {} with the box in survivable mode: {} (from {} over {}, {} s)", user,
+                             unreachable, source, to_string(transport), expires[i])
+               : fmt::format("registered {} from {} over {} ({} s)", user, source, to_string(transport), expires[i]),
+           src, std::move(facts));
   }
 
-  // The bindings this request touched first, then the others while a UDP answer still fits the
-  // path MTU (RFC 3261 18.1.1); over TCP all of them.
+  // The 200 OK, built in place: the bindings this request touched first, then the others while a
+  // UDP answer still fits the path MTU (RFC 3261 18.1.1); over TCP all of them.
   // The Date line changes once a second: formatted then, not per answer.
   if (const auto second = std::chrono::system_clock::to_time_t(now); second != date_second_ || date_line_.empty()) {
     date_second_ = second;
     date_line_ = "Date: " + http_date(now) + "\r\n";
   }
-  const std::string& date = date_line_;
-  std::vector<std::string> lines_own, lines_other;
+  constexpr std::string_view kEnd = "Content-Length: 0\r\n\r\n";
+  Reply r;
+  r.bytes.reserve(768);
+  begin_response(r, m, &parts, src, 200, "OK");
+  std::string& out = r.bytes;
+  const auto contact_line = [&](std::string& to, const BindingInfo& b) {
+    const auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count();
+    to += "Contact: <";
+    to += b.contact;
+    to += ">;expires=";
+    append_uint(to, static_cast<std::uint64_t>(std::max<std::int64_t>(left, 0)));
+    to += "\r\n";
+  };
   if (const auto* list = store_.find(user)) {
+    bool others = false;
     for (const auto& b : *list) {
-      const auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires_at - now).count();
-      auto text = fmt::format("Contact: <{}>;expires={}\r\n", b.contact, std::max<std::int64_t>(left, 0));
-      (own_keys.count(binding_key_view(b)) ? lines_own : lines_other).push_back(std::move(text));
+      if (own_key(binding_key_view(b)))
+        contact_line(out, b);
+      else
+        others = true;
     }
-  }
-  std::string extra;
-  for (const auto& l : lines_own) extra += l;
-  if (src.transport == Transport::Udp && !lines_other.empty()) {
-    std::size_t size = respond(m, src, 200, "OK", extra + date).bytes.size();
-    bool trimmed = false;
-    for (const auto& l : lines_other) {
-      if (size + l.size() > options_.udp_max_response) {
-        trimmed = true;
-        continue;
+    if (others) {
+      const bool udp = src.transport == Transport::Udp;
+      bool trimmed = false;
+      std::string other;
+      for (const auto& b : *list) {
+        if (own_key(binding_key_view(b))) continue;
+        other.clear();
+        contact_line(other, b);
+        if (udp && out.size() + other.size() + date_line_.size() + kEnd.size() > options_.udp_max_response) {
+          trimmed = true;
+          continue;
+        }
+        out += other;
       }
-      extra += l;
-      size += l.size();
+      if (trimmed) ++counters_.udp_contacts_trimmed;
     }
-    if (trimmed) ++counters_.udp_contacts_trimmed;
-  } else {
-    for (const auto& l : lines_other) extra += l;
   }
-  extra += date;
-  return respond(m, src, 200, "OK", extra);
+  out += date_line_;
+  out += kEnd;
+  return r;
 }
 
 void Registrar::sweep() {

@@ -66,13 +66,19 @@ class Registrar {
   std::vector<BindingInfo> registrations() const;
 
  private:
-  Reply handle_register(const Message& m, const Source& src);
+  Reply handle_register(const Message& m, const RequestParts& parts, const Source& src);
   // nullopt when authenticated, else the answer (challenge, 400, 403, or nothing when blocked).
-  std::optional<Reply> authenticate(const Message& m, const Source& src, const std::string& user,
-                                    const config::Phone* phone, const config::Line* line,
+  std::optional<Reply> authenticate(const Message& m, const RequestParts& parts, const Source& src,
+                                    const std::string& user, const config::Phone* phone, const config::Line* line,
                                     std::chrono::system_clock::time_point now);
   void report_claim(const MacAddress& mac, Step step, Outcome outcome, const std::string& detail, const Source& src);
-  Reply respond(const Message& m, const Source& src, int code, std::string_view reason, const std::string& extra = {});
+  // `parts`: what request_defect() parsed (nullptr before it ran, or when it found a defect: the
+  // headers are parsed here then). The answer's headers up to Server:, then `extra`, then
+  // Content-Length: 0; begin_response() writes the first part only, for answers built in place.
+  Reply respond(const Message& m, const RequestParts* parts, const Source& src, int code, std::string_view reason,
+                std::string_view extra = {});
+  void begin_response(Reply& r, const Message& m, const RequestParts* parts, const Source& src, int code,
+                      std::string_view reason);
   void report(const std::optional<MacAddress>& mac, Step step, Outcome outcome, std::string detail, const Source& src,
               Facts attributes = {});
 
@@ -93,6 +99,7 @@ class Registrar {
   std::string tag_key_;
   std::time_t date_second_ = 0;  // the second date_line_ was formatted for
   std::string date_line_;
+  std::string tag_scratch_;  // the To tag's hash input, reused
   ServerCounters counters_;
   std::set<std::uint64_t> reported_connections_;
   const UpstreamMonitor* upstream_ = nullptr;

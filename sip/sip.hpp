@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "config/config.hpp"
@@ -149,13 +150,6 @@ Result<Message, ParseError> parse_message(std::string_view bytes, const Limits& 
 // CSeq are all present; lines without a colon are skipped.
 std::optional<Message> salvage_request(std::string_view bytes, const Limits& limits = {});
 
-// What makes a parsed request unusable whatever its method (RFC 3261 8.2, RFC 4475 3.1.2, 3.3.1,
-// 3.3.8): From, To, Call-ID or CSeq missing or repeated, a Via, From, To, Contact, CSeq,
-// Max-Forwards or Expires that does not parse (CSeq at or above 2^31, Max-Forwards above 255),
-// or a Request-URI with white space or <>. nullopt when the request is usable; the text names
-// the defect for a "400 Bad Request (...)". Unknown URI schemes are not a defect (that is 416).
-std::optional<std::string_view> request_defect(const Message& m);
-
 // ---- typed parsers over header values (lazy: callers ask for what they need) ----
 
 struct Param {
@@ -187,8 +181,15 @@ struct NameAddr {
 };
 Result<NameAddr, ParseError> parse_name_addr(std::string_view text);
 
+// Calls f(item) for each item of a comma-separated header value, respecting quotes and <>; items
+// are trimmed, empty ones skipped (the items split_list() returns, without building a vector).
+// f returns void, or bool: false stops the walk, and for_each_list_item then returns false.
+template <class F>
+bool for_each_list_item(std::string_view value, F&& f);
 // Splits a comma-separated header value, respecting quotes and <>.
 std::vector<std::string_view> split_list(std::string_view value);
+// True when the message has at least one non-empty Via value (somewhere to send a response).
+bool has_via_value(const Message& m);
 
 struct Via {
   std::string_view protocol;   // "SIP/2.0"
@@ -209,6 +210,29 @@ struct CSeq {
 Result<CSeq, ParseError> parse_cseq(std::string_view value);
 
 Result<std::uint32_t, ParseError> parse_uint(std::string_view value);
+
+// The headers request_defect() checks, as it parsed them, for the handlers to reuse instead of
+// parsing again (views into the message, so into its buffer). Filled only as far as the check
+// got: complete when request_defect() returns nullopt.
+struct RequestParts {
+  std::string_view top_via_text;  // the first Via value
+  Via top_via;
+  NameAddr from;
+  NameAddr to;
+  CSeq cseq;
+  std::optional<std::uint32_t> expires;       // the Expires header
+  std::optional<std::uint32_t> max_forwards;  // the Max-Forwards header
+  std::vector<NameAddr> contacts;             // every Contact value in order (a * has star set)
+};
+
+// What makes a parsed request unusable whatever its method (RFC 3261 8.2, RFC 4475 3.1.2, 3.3.1,
+// 3.3.8): From, To, Call-ID or CSeq missing or repeated, a Via, From, To, Contact, CSeq,
+// Max-Forwards or Expires that does not parse (CSeq at or above 2^31, Max-Forwards above 255),
+// or a Request-URI with white space or <>. nullopt when the request is usable; the text names
+// the defect for a "400 Bad Request (...)". Unknown URI schemes are not a defect (that is 416).
+std::optional<std::string_view> request_defect(const Message& m);
+// The same check, handing back what it parsed.
+std::optional<std::string_view> request_defect(const Message& m, RequestParts& parts);
 
 // Authorization / Proxy-Authorization: Digest credentials.
 struct DigestCredentials {
@@ -258,6 +282,46 @@ class StreamFramer {
   std::size_t pending_ = 0;  // bytes of the frame returned by next()
 };
 std::string_view to_string(StreamFramer::Error e);
+
+std::string_view trim(std::string_view s);
+
+template <class F>
+bool for_each_list_item(std::string_view value, F&& f) {
+  auto emit = [&](std::string_view item) {
+    item = trim(item);
+    if (item.empty()) return true;
+    if constexpr (std::is_same_v<decltype(f(item)), bool>) {
+      return f(item);
+    } else {
+      f(item);
+      return true;
+    }
+  };
+  bool quoted = false;
+  int angle = 0;
+  std::size_t begin = 0;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (quoted) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        quoted = false;
+      continue;
+    }
+    if (c == '"')
+      quoted = true;
+    else if (c == '<')
+      ++angle;
+    else if (c == '>' && angle > 0)
+      --angle;
+    else if (c == ',' && angle == 0) {
+      if (!emit(value.substr(begin, i - begin))) return false;
+      begin = i + 1;
+    }
+  }
+  return emit(value.substr(begin));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Registrar server (sockets, clock, SQLite)

@@ -6,6 +6,16 @@
 #
 #   [SOURCES=N] bench/sip/run.sh BUILD_DIR [ROUNDS] [CALLS] [USERS] [CONCURRENCY]
 #
+# VE_BENCH_CALLGRIND=DIR: the figure no load can move. Instead of the CPU rounds, voiceedged runs
+# under callgrind (valgrind) with instrumentation off during start-up and the warm-up pass; it is
+# switched on for the timed sipp run (the same scenario, CALLS registrations; take a few
+# thousand, valgrind is ~50x slower) and the dump's user-space instruction total is divided by
+# the completed registrations, once in all and once without LocationStore::flush (the
+# once-a-second SQLite write of the refreshed bindings). Kernel work is not in it. ROUNDS runs;
+# the dumps stay in DIR (callgrind.N) for callgrind_annotate.
+#
+#   VE_BENCH_CALLGRIND=/tmp/cg bench/sip/run.sh build-rel 3 5000 1000
+#
 # BUILD_DIR holds a (Release) build of voiceedged. Needs sipp (sip-tester) and kamailio installed;
 # the kamailio service is not used (a private instance runs from bench/sip/kamailio.cfg).
 # One "call" is one complete registration: REGISTER, 401, REGISTER with credentials, 200.
@@ -65,14 +75,15 @@ YAML
   done
 }
 
-start_voiceedge() {  # $1: digest (the state and socket names)
-  local pw=""; [[ $1 == digest ]] && pw=benchpw
-  rm -rf "$work/state-$1"
-  site "$pw" "$1" > "$work/site-$1.yaml"
-  "$voiceedged" --config "$work/site-$1.yaml" --log-level warn > "$work/voiceedged-$1.log" 2>&1 &
+start_voiceedge() {  # $1: digest (the state and socket names) $2...: a wrapper (valgrind ...)
+  local pw="" name=$1; [[ $1 == digest ]] && pw=benchpw
+  shift
+  rm -rf "$work/state-$name"
+  site "$pw" "$name" > "$work/site-$name.yaml"
+  "$@" "$voiceedged" --config "$work/site-$name.yaml" --log-level warn > "$work/voiceedged-$name.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do [[ -S $work/control-$1.sock ]] && return 0; sleep 0.1; done
-  echo "voiceedged did not start:"; cat "$work/voiceedged-$1.log"; exit 1
+  for _ in $(seq 600); do [[ -S $work/control-$name.sock ]] && return 0; sleep 0.1; done
+  echo "voiceedged did not start:"; cat "$work/voiceedged-$name.log"; exit 1
 }
 
 start_kamailio() {  # $1: digest (Kamailio with -A WITH_AUTH)
@@ -112,6 +123,32 @@ if ((sources > 1)); then
   for ((k = 0; k < sources; k++)); do
     { echo "SEQUENTIAL"; tail -n +2 "$work/users.csv" | awk -v n="$sources" -v k="$k" '(NR - 1) % n == k'; } > "$work/users-$k.csv"
   done
+fi
+
+if [[ -n ${VE_BENCH_CALLGRIND:-} ]]; then
+  command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || { echo "valgrind missing" >&2; exit 1; }
+  mkdir -p "$VE_BENCH_CALLGRIND"
+  echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  printf '| run | registrations ok | failed | instructions per registration | without LocationStore::flush |\n|---:|---:|---:|---:|---:|\n'
+  for ((round = 1; round <= rounds; round++)); do
+    out=$VE_BENCH_CALLGRIND/callgrind.$round
+    rm -f "$out"
+    start_voiceedge digest valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out"
+    pid=${pids[-1]}
+    drive "$ve_port" register_digest.xml "$pid" > /dev/null  # warm-up, not counted
+    callgrind_control -i on "$pid" > /dev/null 2>&1
+    read -r ok failed _ _ < <(drive "$ve_port" register_digest.xml "$pid")
+    callgrind_control -i off "$pid" > /dev/null 2>&1
+    stop_last  # the dump is written at exit; nothing is counted after -i off
+    ir=$(awk '/^totals:/ {print $2}' "$out")
+    # (awk reads to the end: an early exit would stop callgrind_annotate with SIGPIPE.)
+    flush=$(callgrind_annotate --inclusive=yes --threshold=100 "$out" 2>/dev/null |
+      awk '/LocationStore::flush\(\)/ && !f {gsub(/,/, "", $1); print $1; f = 1}')
+    printf '| %d | %d | %d | %.0f | %.0f |\n' "$round" "$ok" "$failed" "$(echo "$ir / ($ok + ($ok == 0))" | bc -l)" \
+      "$(echo "($ir - ${flush:-0}) / ($ok + ($ok == 0))" | bc -l)"
+  done
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
 fi
 
 # Digest only: since issue 12 every line of the box needs a password (an empty one is a load

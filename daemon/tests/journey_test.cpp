@@ -190,11 +190,132 @@ TEST(JourneyTracker, UnlistedPhoneIsToldToBeAddedToTheSiteFile) {
   EXPECT_NE(d.reason.find("SEP001122334455 is not in the site file"), std::string::npos) << d.reason;
 }
 
-TEST(JourneyTracker, HistoryIsBounded) {
+TEST(JourneyTracker, HistoryIsBoundedAndCountsWhatItDropped) {
   JourneyTracker t({});
-  for (std::size_t i = 0; i < JourneyTracker::kHistoryPerPhone + 50; ++i)
-    t.report(ev(Step::Register, Outcome::Ok, "refresh"));
-  EXPECT_EQ(t.find("SEP001122334455")->history.size(), JourneyTracker::kHistoryPerPhone);
+  const auto start = std::chrono::system_clock::now();
+  for (std::size_t i = 0; i < JourneyTracker::kHistoryPerPhone + 50; ++i) {
+    auto e = ev(Step::Register, Outcome::Ok, fmt::format("refresh {}", i));
+    e.time = start + std::chrono::milliseconds(i);
+    t.report(e);
+  }
+  const auto* p = t.find("SEP001122334455");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(JourneyTracker::kHistoryPerPhone, 64u);
+  ASSERT_EQ(p->history.size(), JourneyTracker::kHistoryPerPhone);
+  // 114 registers and the inferred step 2; the two milestones (step 2, the first register) stay,
+  // the oldest refreshes after them went.
+  EXPECT_EQ(p->history_dropped, JourneyTracker::kHistoryPerPhone + 50 + 1 - JourneyTracker::kHistoryPerPhone);
+  EXPECT_EQ(p->history[0].detail, "refresh 0");
+  EXPECT_EQ(p->history[1].step, Step::Firmware);  // inferred from the first register, same time
+  EXPECT_EQ(p->history[2].detail, "refresh 52");
+  EXPECT_EQ(p->history.back().detail, fmt::format("refresh {}", JourneyTracker::kHistoryPerPhone + 49));
+  EXPECT_EQ(t.journey_json(*p)["history_dropped"], 51);
+  EXPECT_EQ(t.journey_json(*p)["history"].size(), JourneyTracker::kHistoryPerPhone);
+}
+
+TEST(JourneyTracker, TrimmingKeepsTheBootMilestonesTheTimelineIsDrawnFrom) {
+  JourneyTracker t({});
+  walk_to_registered(t);  // power, (firmware inferred), VLAN, DHCP, CTL, ITL, config, CM, register
+  const auto* p = t.find("SEP001122334455");
+  ASSERT_NE(p, nullptr);
+  const auto boot = p->history;
+  ASSERT_EQ(boot.size(), 9u);
+  for (int i = 0; i < 200; ++i) {
+    t.report(ev(i % 2 ? Step::Register : Step::VoiceVlan, Outcome::Ok, fmt::format("refresh {}", i)));
+  }
+  ASSERT_EQ(p->history.size(), JourneyTracker::kHistoryPerPhone);
+  EXPECT_EQ(p->history_dropped, 9u + 200u - JourneyTracker::kHistoryPerPhone);
+  // The whole boot is still there, in order, at the front; the refreshes kept are the newest.
+  for (std::size_t i = 0; i < boot.size(); ++i) {
+    EXPECT_EQ(p->history[i].step, boot[i].step) << i;
+    EXPECT_EQ(p->history[i].detail, boot[i].detail) << i;
+  }
+  EXPECT_EQ(p->history[boot.size()].detail, fmt::format("refresh {}", 200 - (JourneyTracker::kHistoryPerPhone - 9)));
+  EXPECT_EQ(p->history.back().detail, "refresh 199");
+  // The steps are unchanged by the trimming.
+  EXPECT_TRUE(p->registered());
+  EXPECT_EQ(p->step(Step::Dhcp).detail, "ack 10.10.100.100");
+}
+
+TEST(JourneyTracker, EventsOfAnEarlierBootGoBeforeThisBootsMilestones) {
+  std::deque<PhoneEvent> h;
+  const auto start = std::chrono::system_clock::now();
+  auto add = [&](Step s, const std::string& detail, int ms) {
+    auto e = ev(s, Outcome::Ok, detail);
+    e.time = start + std::chrono::milliseconds(ms);
+    h.push_back(e);
+  };
+  add(Step::Power, "boot 1 power", 0);
+  add(Step::Dhcp, "boot 1 dhcp", 10);
+  add(Step::Power, "boot 2 power", 20);
+  add(Step::Dhcp, "boot 2 dhcp", 30);
+  add(Step::Dhcp, "boot 2 renew", 40);
+  add(Step::Register, "boot 2 register", 50);
+  EXPECT_EQ(trim_history(h, 20), 0u);
+  EXPECT_EQ(trim_history(h, 4), 2u);  // boot 1, oldest first
+  ASSERT_EQ(h.size(), 4u);
+  EXPECT_EQ(h.front().detail, "boot 2 power");
+  EXPECT_EQ(trim_history(h, 3), 1u);  // then a repeat, not a milestone
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h[0].detail, "boot 2 power");
+  EXPECT_EQ(h[1].detail, "boot 2 dhcp");
+  EXPECT_EQ(h[2].detail, "boot 2 register");
+  // Without a power-on the boot starts at the oldest event kept.
+  std::deque<PhoneEvent> no_power;
+  for (int i = 0; i < 5; ++i) {
+    auto e = ev(Step::Register, Outcome::Ok, fmt::format("r{}", i));
+    e.time = start + std::chrono::milliseconds(i);
+    no_power.push_back(e);
+  }
+  EXPECT_EQ(trim_history(no_power, 2), 3u);
+  EXPECT_EQ(no_power[0].detail, "r0");
+  EXPECT_EQ(no_power[1].detail, "r4");
+}
+
+TEST(JourneyTracker, DroppedCountSurvivesARestartAndAnOlderLongerHistoryIsTrimmed) {
+  const TempDb temp("ve-journey-dropped");
+  {
+    JourneyTracker t(temp.path);
+    walk_to_registered(t);
+    for (int i = 0; i < 100; ++i) t.report(ev(Step::Register, Outcome::Ok, "refresh"));
+    t.flush();
+    EXPECT_EQ(t.find("SEP001122334455")->history_dropped, 9u + 100u - JourneyTracker::kHistoryPerPhone);
+  }
+  {
+    JourneyTracker t(temp.path);
+    const auto* p = t.find("SEP001122334455");
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->history.size(), JourneyTracker::kHistoryPerPhone);
+    EXPECT_EQ(p->history_dropped, 9u + 100u - JourneyTracker::kHistoryPerPhone);
+  }
+  // A row written by a daemon that kept 200 events per phone: trimmed on load, counted.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(temp.path.c_str(), &db), SQLITE_OK);
+  const std::int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  nlohmann::json row;
+  row["first_seen_ms"] = now_ms;
+  row["last_seen_ms"] = now_ms + 199;
+  row["verified"] = true;
+  row["history_dropped"] = 7;
+  row["history"] = nlohmann::json::array();
+  for (int i = 0; i < 200; ++i)
+    row["history"].push_back({{"step", 11}, {"outcome", "ok"}, {"detail", "r"}, {"time_ms", now_ms + i}});
+  const auto text = row.dump();
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO phone_journey (mac, data) VALUES ('00:11:22:33:44:99', ?)",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(st, 1, text.c_str(), -1, SQLITE_TRANSIENT);
+  EXPECT_EQ(sqlite3_step(st), SQLITE_DONE);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  JourneyTracker t(temp.path);
+  const auto* old = t.find("00:11:22:33:44:99");
+  ASSERT_NE(old, nullptr);
+  EXPECT_EQ(old->history.size(), JourneyTracker::kHistoryPerPhone);
+  EXPECT_EQ(old->history_dropped, 7u + 200u - JourneyTracker::kHistoryPerPhone);
 }
 
 TEST(JourneyTracker, ZeroMacIsIgnored) {

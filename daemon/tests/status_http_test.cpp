@@ -10,6 +10,7 @@
 
 #include <future>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include <boost/asio/post.hpp>
@@ -224,6 +225,34 @@ TEST_F(StatusPage, TimelinePlacesEventsBySecondsSincePowerOn) {
   EXPECT_LT(dots[0].second, dots[2].second);
   EXPECT_GT(dots.back().second - dots[2].second, 5 * (dots[2].second - dots[0].second));
   EXPECT_NE(svg.find("seconds since power-on"), std::string::npos);
+}
+
+TEST_F(StatusPage, PhonePageSaysHowManyOlderEventsWereNotKeptAndStillDrawsTheBoot) {
+  const auto t0 = std::chrono::system_clock::now() - 1min;
+  auto at = [&](Step s, std::chrono::milliseconds dt) {
+    auto e = ev("00:11:22:33:44:99", s, Outcome::Ok, "x");
+    e.time = t0 + dt;
+    e.port = "eth2";
+    journey.report(e);
+  };
+  at(Step::Power, 0ms);
+  at(Step::Dhcp, 1000ms);  // step 2 inferred here
+  at(Step::ConfigFile, 2000ms);
+  at(Step::Register, 3000ms);
+  EXPECT_EQ(server.render("/phone/SEP001122334499").body.find("history-dropped"), std::string::npos);
+  for (int i = 0; i < 100; ++i) at(Step::Register, 4000ms + std::chrono::milliseconds(i * 100));
+  const auto page = server.render("/phone/SEP001122334499");
+  ASSERT_EQ(page.status, 200);
+  const std::uint64_t dropped = 5 + 100 - JourneyTracker::kHistoryPerPhone;
+  EXPECT_NE(page.body.find(fmt::format("data-dropped=\"{}\"", dropped)), std::string::npos) << page.body;
+  EXPECT_NE(page.body.find(fmt::format("{} older event(s) not kept", dropped)), std::string::npos);
+  // The chart still starts at power-on and shows where each step of the boot was first reached.
+  const auto svg = status::render_timeline_svg(journey.journey_json(*journey.find("00:11:22:33:44:99")));
+  static const std::regex dot(R"re(<circle class="ev o-[a-z-]+" data-step="(\d+)")re");
+  std::set<int> steps;
+  for (std::sregex_iterator it(svg.begin(), svg.end(), dot), end; it != end; ++it) steps.insert(std::stoi((*it)[1]));
+  EXPECT_EQ(steps, (std::set<int>{1, 2, 4, 7, 11})) << svg;
+  EXPECT_EQ(svg.find("earlier boots"), std::string::npos) << svg;
 }
 
 TEST_F(StatusPage, DownloadLinksOnlyWhenTheRouteExists) {

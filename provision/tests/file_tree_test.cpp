@@ -44,7 +44,59 @@ TEST_F(FileTreeTest, ServesRenderedConfigForAnyCaseOfTheMac) {
   EXPECT_EQ(lower->bytes, upper->bytes);  // same shared buffer
   EXPECT_NE(testing::to_string(*upper->bytes).find("<name>1001</name>"), std::string::npos);
   ASSERT_TRUE(t.open("XMLDefault.cnf.xml"));
-  EXPECT_EQ(t.generated().size(), 3u);
+  const std::vector<std::string> names = {"SEP001122334455.CNF.XML", "SEP001122334466.CNF.XML", "XMLDEFAULT.CNF.XML"};
+  EXPECT_EQ(t.generated_names(), names);
+  EXPECT_EQ(t.phone_configs(), 2u);
+}
+
+TEST_F(FileTreeTest, RendersAPhoneConfigOnRequestAndOnlyWhileSomeoneHoldsIt) {
+  auto site = testing::make_site(root_.path().string());
+  FileTree t(site, cache_);
+  EXPECT_EQ(t.renders(), 0u);  // nothing rendered up front
+  EXPECT_EQ(t.live_renderings(), 0u);
+  {
+    auto first = t.open("SEP001122334455.cnf.xml");
+    auto second = t.open("sep001122334455.cnf.xml");
+    ASSERT_TRUE(first && second);
+    EXPECT_EQ(first->bytes, second->bytes);  // one rendering for both holders
+    EXPECT_EQ(t.renders(), 1u);
+    EXPECT_EQ(t.live_renderings(), 1u);
+    EXPECT_EQ(testing::to_string(*first->bytes), render_phone_config(*site, site->phones[0]));
+    auto other = t.open("SEP001122334466.cnf.xml");
+    ASSERT_TRUE(other);
+    EXPECT_NE(other->bytes, first->bytes);
+    EXPECT_EQ(testing::to_string(*other->bytes), render_phone_config(*site, site->phones[1]));
+    EXPECT_EQ(t.renders(), 2u);
+    EXPECT_EQ(t.live_renderings(), 2u);
+  }
+  // The last holder let go: the tree keeps nothing, the next request renders it again, the same.
+  EXPECT_EQ(t.live_renderings(), 0u);
+  auto again = t.open("SEP001122334455.cnf.xml");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(t.renders(), 3u);
+  EXPECT_EQ(testing::to_string(*again->bytes), render_phone_config(*site, site->phones[0]));
+  // XMLDefault is one file for every unlisted phone: held, not counted as a phone's rendering.
+  ASSERT_TRUE(t.open("XMLDefault.cnf.xml"));
+  EXPECT_EQ(t.renders(), 3u);
+}
+
+TEST_F(FileTreeTest, ConcurrentRequestsForOneConfigShareOneRendering) {
+  auto t = tree();
+  constexpr int kThreads = 8;
+  std::vector<Bytes> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      auto f = t.open(i % 2 ? "SEP001122334455.cnf.xml" : "/SEP001122334455.CNF.XML");
+      if (f) got[static_cast<std::size_t>(i)] = f->bytes;  // held until every thread is done
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& b : got) {
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b, got[0]);
+  }
+  EXPECT_EQ(t.renders(), 1u);
 }
 
 TEST_F(FileTreeTest, UnknownPhoneConfigIsNotFound) {

@@ -561,6 +561,51 @@ TEST_F(TftpServerTest, PhoneConfigGoesOnlyToTheAddressLeasedToThatPhone) {
   EXPECT_EQ(own, 1);
 }
 
+TEST_F(TftpServerTest, ARefusedConfigIsLookedUpOnce) {
+  start();
+  lease("127.0.0.2", "00:11:22:33:44:55");
+  lease("127.0.0.1", "02:00:00:00:00:66");
+  UdpClient attacker("127.0.0.1");
+  const auto tree = provisioner_->tree();
+  auto answer = t::decode(first_answer(attacker, provisioner_->tftp_port(), rrq("SEP001122334455.cnf.xml")));
+  ASSERT_TRUE(answer);
+  ASSERT_EQ(std::get<t::Error>(*answer).code, t::ErrorCode::FileNotFound);
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->counters().tftp_config_refused == 1; }));
+  // The refusal needs to know the config exists, and that one lookup is all: one rendering.
+  EXPECT_EQ(tree->renders(), 1u);
+  EXPECT_EQ(tree->live_renderings(), 0u);
+}
+
+TEST_F(TftpServerTest, ConcurrentTransfersOfOneConfigShareOneRendering) {
+  ProvisionerOptions o;
+  o.tftp.retransmit_timeout = 100ms;
+  o.tftp.max_retries = 1;
+  start(o);
+  lease("127.0.0.2", "00:11:22:33:44:55");
+  const auto port = provisioner_->tftp_port();
+  const auto tree = provisioner_->tree();
+  // Three transfers in flight: each sent its first block and waits for an ACK that never comes.
+  std::vector<std::unique_ptr<UdpClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<UdpClient>("127.0.0.2"));
+    clients.back()->send(port, t::encode(rrq("SEP001122334455.cnf.xml")));
+    auto p = clients.back()->receive_packet();
+    ASSERT_TRUE(p);
+    ASSERT_TRUE(std::holds_alternative<t::Data>(*p));
+  }
+  EXPECT_EQ(provisioner_->active_tftp_transfers(), 3u);
+  EXPECT_EQ(tree->renders(), 1u);
+  EXPECT_EQ(tree->live_renderings(), 1u);
+  // They time out; the rendering goes with the last of them.
+  ASSERT_TRUE(testing::eventually([&] { return provisioner_->active_tftp_transfers() == 0; }));
+  ASSERT_TRUE(testing::eventually([&] { return tree->live_renderings() == 0; }));
+  UdpClient phone("127.0.0.2");
+  auto d = download(phone, port, rrq("SEP001122334455.cnf.xml"));
+  ASSERT_FALSE(d.error) << d.error->message;
+  EXPECT_EQ(tree->renders(), 2u);
+  EXPECT_EQ(d.content, render_phone_config(*site_, site_->phones[0]));
+}
+
 TEST_F(TftpServerTest, ConfigRequestWaitsForALeaseThatIsReportedLate) {
   ProvisionerOptions o;
   o.lease_wait = 3s;

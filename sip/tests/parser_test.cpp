@@ -120,6 +120,89 @@ TEST(SipParser, JoinsFoldedLinesAndSplitsMultiValuedHeaders) {
   EXPECT_EQ(collapse_whitespace(m->find_named("Subject")->value), "a long subject");
 }
 
+TEST(SipParser, RequestPartsAreWhatEachHeaderParsesTo) {
+  const std::string msg =
+      "REGISTER sip:b SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport,\r\n"
+      "  SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK2\r\n"
+      "Via: SIP/2.0/UDP 10.0.0.3;branch=z9hG4bK3\r\n"
+      "From: \"Alice\" <sip:a@b>;tag=1\r\n"
+      "To: <sip:a@b>\r\n"
+      "Call-ID: abc\r\n"
+      "CSeq: 2 REGISTER\r\n"
+      "Max-Forwards: 70\r\n"
+      "Expires: 120\r\n"
+      "Contact: \"A, B\" <sip:a@10.0.0.1;x=1,2>;expires=60, <sip:a@10.0.0.9>\r\n"
+      "Contact: <sip:a@10.0.0.10>;+sip.instance=\"<urn:uuid:1>\"\r\n"
+      "Content-Length: 0\r\n\r\n";
+  auto m = parse_message(msg);
+  ASSERT_TRUE(m) << to_string(m.error());
+  RequestParts parts;
+  ASSERT_FALSE(request_defect(*m, parts));
+  EXPECT_EQ(parts.top_via_text, via_values(*m).front());
+  EXPECT_EQ(parts.top_via.host, "10.0.0.1");
+  EXPECT_EQ(parts.top_via.port, 5060);
+  EXPECT_EQ(parts.top_via.branch(), "z9hG4bK1");
+  EXPECT_EQ(parts.from.display, "Alice");
+  EXPECT_EQ(parts.from.tag(), "1");
+  EXPECT_EQ(parts.to.uri, "sip:a@b");
+  EXPECT_TRUE(parts.to.tag().empty());
+  EXPECT_EQ(parts.cseq.number, 2u);
+  EXPECT_EQ(parts.cseq.method, "REGISTER");
+  EXPECT_EQ(parts.max_forwards, 70u);
+  EXPECT_EQ(parts.expires, 120u);
+  std::vector<std::string_view> contact_values;
+  for (const auto& h : m->headers) {
+    if (h.type != HeaderType::Contact) continue;
+    for (auto v : split_list(h.value)) contact_values.push_back(v);
+  }
+  ASSERT_EQ(parts.contacts.size(), 3u);
+  ASSERT_EQ(contact_values.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto one = parse_name_addr(contact_values[i]);
+    ASSERT_TRUE(one);
+    EXPECT_EQ(parts.contacts[i].uri, one->uri);
+    EXPECT_EQ(parts.contacts[i].params.size(), one->params.size());
+  }
+  EXPECT_EQ(parts.contacts[0].uri, "sip:a@10.0.0.1;x=1,2");
+  EXPECT_EQ(find_param(parts.contacts[2].params, "+sip.instance")->value, "<urn:uuid:1>");
+}
+
+TEST(SipParser, RequestDefectWithPartsNamesTheSameDefect) {
+  const std::string base =
+      "REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+      "To: <sip:a@b>\r\nCall-ID: abc\r\nCSeq: 2 REGISTER\r\n";
+  for (const auto& [extra, defect] : std::vector<std::pair<std::string, std::string>>{
+           {"Contact: <sip:a@h>, bad <\r\n", "Contact"},
+           {"Expires: soon\r\n", "Expires"},
+           {"Expires: 1\r\nExpires: 2\r\n", "repeated Expires"},
+           {"Max-Forwards: 300\r\n", "Max-Forwards"},
+           {"Via: SIP/2.0/UDP\r\n", "Via"},
+           {"To: <sip:c@d>\r\n", "repeated To"},
+       }) {
+    auto m = parse_message(base + extra + "Content-Length: 0\r\n\r\n");
+    ASSERT_TRUE(m) << extra;
+    RequestParts parts;
+    const auto with_parts = request_defect(*m, parts);
+    ASSERT_TRUE(with_parts) << extra;
+    EXPECT_EQ(*with_parts, defect) << extra;
+    EXPECT_EQ(request_defect(*m), with_parts) << extra;
+  }
+}
+
+TEST(SipParser, ForEachListItemMatchesSplitListAndCanStop) {
+  const std::string_view value = " a, \"x, y\" <sip:b;p=1,2>;q=3 ,, c ,";
+  std::vector<std::string_view> items;
+  EXPECT_TRUE(for_each_list_item(value, [&](std::string_view v) { items.push_back(v); }));
+  EXPECT_EQ(items, split_list(value));
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[1], "\"x, y\" <sip:b;p=1,2>;q=3");
+  std::size_t seen = 0;
+  EXPECT_FALSE(for_each_list_item(value, [&](std::string_view) { return ++seen < 2; }));
+  EXPECT_EQ(seen, 2u);
+  EXPECT_TRUE(for_each_list_item("", [&](std::string_view) { return false; }));
+}
+
 TEST(SipParser, BodyFollowsContentLengthAndExtraUdpBytesAreIgnored) {
   std::string msg =
       "REFER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@b>\r\n"

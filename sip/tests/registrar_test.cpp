@@ -978,5 +978,88 @@ TEST(SipLocationStore, QueuesWritesUntilFlush) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(SipLocationStore, ARefreshIsWrittenAndSurvivesReopen) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-refresh-{}-{}", ::getpid(), std::random_device{}());
+  std::filesystem::create_directories(dir);
+  const auto db = dir / "sip.sqlite";
+  BindingInfo b;
+  b.user = "1001";
+  b.aor = "sip:1001@h";
+  b.contact = "sip:1001@10.0.0.5";
+  b.call_id = "first-call-id";
+  b.cseq = 1;
+  b.source = "10.0.0.5:5060";
+  b.device_name = "SEP0011223344AA";
+  b.registered_at = std::chrono::system_clock::time_point(1'700'000'000s);
+  b.expires_at = std::chrono::system_clock::time_point(1'700'003'600s);
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));
+    EXPECT_FALSE(s.refresh("1001", "sip:1001@10.0.0.5", "x", 2, b.expires_at)) << "no such binding yet";
+    s.upsert(b);
+    s.flush();
+    const auto later = std::chrono::system_clock::time_point(1'700'007'200s);
+    ASSERT_TRUE(s.refresh("1001", "sip:1001@10.0.0.5", "second-call-id-longer-than-sso", 7, later));
+    EXPECT_EQ(s.pending_writes(), 1u);
+    const auto* held = s.find("1001", "sip:1001@10.0.0.5");
+    ASSERT_NE(held, nullptr);
+    EXPECT_EQ(held->call_id, "second-call-id-longer-than-sso");
+    EXPECT_EQ(held->cseq, 7u);
+    EXPECT_EQ(held->expires_at, later);
+    EXPECT_FALSE(s.refresh("1001", "sip:other@10.0.0.5", "x", 2, later));
+  }  // closing flushes
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));
+    ASSERT_EQ(s.size(), 1u);
+    const auto got = s.all()[0];
+    EXPECT_EQ(got.call_id, "second-call-id-longer-than-sso");
+    EXPECT_EQ(got.cseq, 7u);
+    EXPECT_EQ(got.expires_at, std::chrono::system_clock::time_point(1'700'007'200s));
+    // The rest of the row is as first written.
+    EXPECT_EQ(got.registered_at, b.registered_at);
+    EXPECT_EQ(got.device_name, "SEP0011223344AA");
+    EXPECT_EQ(got.source, "10.0.0.5:5060");
+    EXPECT_EQ(s.write_errors(), 0u);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SipLocationStore, ARefreshBeforeTheRowIsOnDiskWritesTheWholeRow) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("ve-sip-refresh2-{}-{}", ::getpid(), std::random_device{}());
+  std::filesystem::create_directories(dir);
+  const auto db = dir / "sip.sqlite";
+  BindingInfo b;
+  b.user = "1001";
+  b.contact = "sip:1001@10.0.0.5";
+  b.model = "CP-8851";
+  b.expires_at = std::chrono::system_clock::time_point(1'800'000'000s);
+  {
+    LocationStore s;
+    ASSERT_TRUE(s.open(db));
+    s.upsert(b);  // queued, not flushed
+    ASSERT_TRUE(s.refresh("1001", "sip:1001@10.0.0.5", "c", 3, b.expires_at));
+    s.flush();
+    // The row went away on disk (another writer): the next refresh's UPDATE finds nothing and
+    // the whole row is written again.
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(h, "DELETE FROM sip_bindings", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(h);
+    ASSERT_TRUE(s.refresh("1001", "sip:1001@10.0.0.5", "d", 4, b.expires_at));
+    s.flush();
+  }
+  LocationStore s;
+  ASSERT_TRUE(s.open(db));
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s.all()[0].model, "CP-8851");
+  EXPECT_EQ(s.all()[0].cseq, 4u);
+  EXPECT_EQ(s.all()[0].call_id, "d");
+  s.close();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ve::sip
