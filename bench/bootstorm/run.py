@@ -6,7 +6,9 @@ voiceedged + kea-dhcp4 (with our hook), and the daemon's RSS at the end.
 
 Topology: netns bsX-box (voiceedged, Kea; veth bsbox 10.20.0.1/16) <-> netns bsX-ph (eth0,
 voiceedge-phonesim --phones N). All N phones are listed in the site file, share one port (so
-PoE is per port, not per phone) and run the config's load (no firmware download). Traffic stays
+PoE is per port, not per phone) and run the config's load (no firmware download). The tree serves
+dialplan.xml, the rendered config's dialTemplate, as a site does (--without-dialplan leaves it out:
+every step 9 is then a 404 and every boot a failed one, written to the state dir). Traffic stays
 inside the two namespaces. Prints one JSON line per run and a Markdown table row.
 
 Firmware variant (--firmware-mib M): the phones run an older load (--load OLD_LOAD) while the
@@ -173,7 +175,7 @@ def sample_diag(ctl, stop, peak):
         stop.wait(0.5)
 
 
-def run(n, build, concurrency, diag_total_mib=None, firmware_mib=0, windowsize=1):
+def run(n, build, concurrency, diag_total_mib=None, firmware_mib=0, windowsize=1, with_dialplan=True):
     tag = f"bs{os.getpid() % 1000}"
     box, ph = f"{tag}-box", f"{tag}-ph"
     d = tempfile.mkdtemp(prefix="ve-storm-")
@@ -189,6 +191,10 @@ def run(n, build, concurrency, diag_total_mib=None, firmware_mib=0, windowsize=1
         sh("ip", "-n", ph, "link", "set", "eth0", "up")
         os.makedirs(f"{d}/state")
         os.makedirs(f"{d}/tftp")
+        if with_dialplan:  # what every site serves (the rendered config names it as dialTemplate)
+            with open(f"{d}/tftp/dialplan.xml", "w") as f:
+                f.write('<DIALTEMPLATE>\n  <TEMPLATE MATCH="2...." Timeout="0" User="Phone"/>\n'
+                        '  <TEMPLATE MATCH="*" Timeout="5" User="Phone"/>\n</DIALTEMPLATE>\n')
         if firmware_mib:
             image = f"kern78xx.{LOAD[8:]}.sbn"
             with open(f"{d}/tftp/{LOAD}.loads", "w") as f:
@@ -283,6 +289,9 @@ def main():
     p.add_argument("--diag-total-mib", type=int, help="diagnostics.boot_capture_total_mib for the run")
     p.add_argument("--firmware-mib", type=int, default=0, help="firmware variant: size of the new load's image")
     p.add_argument("--tftp-windowsize", type=int, nargs="+", default=[1], help="firmware variant: windowsizes")
+    p.add_argument("--without-dialplan", action="store_true",
+                   help="leave dialplan.xml out of the tree: every phone's step 9 is a 404, so every boot is "
+                        "recorded as failed and written to the state dir (the storm before 2026-12-03 session 8)")
     p.add_argument("--rmem-default", type=int,
                    help="net.core.rmem_default for the run (machine-wide on this kernel, restored after): "
                         "the receive buffer Kea's raw socket gets")
@@ -305,7 +314,7 @@ def main():
                 f.write("8192")
         for n in a.phones:
             for w in (a.tftp_windowsize if a.firmware_mib else [1]):
-                r = run(n, a.build, a.concurrency, a.diag_total_mib, a.firmware_mib, w)
+                r = run(n, a.build, a.concurrency, a.diag_total_mib, a.firmware_mib, w, not a.without_dialplan)
                 r["rmem_default"] = int(open(rmem).read())
                 print(json.dumps(r), flush=True)
                 rows.append(r)
