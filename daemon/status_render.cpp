@@ -769,9 +769,7 @@ std::string render_phone_main(const json& p, const json& journey, const std::vec
   b += "</section></div>";
   // Every event kept, newest first; how many older ones the bounded history let go.
   b += "<section class=events><h2>Events</h2>";
-  const std::uint64_t dropped = journey.is_object() && journey["history_dropped"].is_number_unsigned()
-                                    ? journey["history_dropped"].get<std::uint64_t>()
-                                    : 0;
+  const std::uint64_t dropped = journey.is_object() ? journey.value("history_dropped", std::uint64_t{0}) : 0;
   if (dropped > 0)
     b += fmt::format(
         "<p class=sub id=history-dropped data-dropped=\"{}\">{} older event(s) not kept (the history holds the newest, "

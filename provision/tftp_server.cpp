@@ -682,8 +682,9 @@ void TftpServer::serve_read(const tftp::Request& request, const udp::endpoint& f
   }
   if (client_count == 0) per_client_.erase(from.address());
 
-  // Opened once: a phone's config is rendered on request, and the refusal below only needs to
-  // know whether it exists.
+  // Opened once, for the refusal below and the transfer alike: a phone's config is rendered on
+  // request, and a name that is no generated file is looked up on disk (a refused request for a
+  // config that does not exist used to walk the root twice).
   auto file = tree->open(request.filename);
   if (refuse_config) {
     // Exactly the answer for a file that does not exist: nothing tells the host the config is there.

@@ -571,7 +571,8 @@ TEST_F(TftpServerTest, ARefusedConfigIsLookedUpOnce) {
   ASSERT_TRUE(answer);
   ASSERT_EQ(std::get<t::Error>(*answer).code, t::ErrorCode::FileNotFound);
   ASSERT_TRUE(testing::eventually([&] { return provisioner_->counters().tftp_config_refused == 1; }));
-  // The refusal needs to know the config exists, and that one lookup is all: one rendering.
+  // The refusal is decided from the one lookup the transfer would use: one rendering, none held
+  // after the answer.
   EXPECT_EQ(tree->renders(), 1u);
   EXPECT_EQ(tree->live_renderings(), 0u);
 }
