@@ -165,13 +165,13 @@ void check_parts(const Message& m) {
     for_each_list_item(h.value, [&](std::string_view v) { items.push_back(v); });
     check(items == reference_split_list(h.value));
   }
+  check(!reference_split_via(m).empty() == has_via_value(m));
   RequestParts parts;
   const auto defect = request_defect(m, parts);
   check(defect == reference_defect(m));
   check(request_defect(m) == defect);
   if (defect || !m.is_request) return;
   const auto vias = reference_split_via(m);
-  check(!vias.empty() == has_via_value(m));
   if (!vias.empty()) {
     auto top = parse_via(vias.front());
     check(top.has_value() && parts.top_via_text == vias.front());

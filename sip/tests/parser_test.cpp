@@ -180,7 +180,8 @@ TEST(SipParser, RequestDefectWithPartsNamesTheSameDefect) {
            {"Via: SIP/2.0/UDP\r\n", "Via"},
            {"To: <sip:c@d>\r\n", "repeated To"},
        }) {
-    auto m = parse_message(base + extra + "Content-Length: 0\r\n\r\n");
+    const std::string text = base + extra + "Content-Length: 0\r\n\r\n";  // outlives the views
+    auto m = parse_message(text);
     ASSERT_TRUE(m) << extra;
     RequestParts parts;
     const auto with_parts = request_defect(*m, parts);

@@ -258,13 +258,14 @@ TEST_F(RegistrarTest, ReplayedAuthorizationFromAnotherHostDoesNotRegister) {
 TEST_F(RegistrarTest, NonceCountMustIncreaseAndNoncesAreShortLived) {
   Request r;
   auto challenge = reply(r);
+  // (A reply's views point into the registrar's last answer: copied before the next request.)
+  const auto www = std::string(challenge.value(HeaderType::WwwAuthenticate));
   r.cseq = 2;
   r.authorization = authorize(challenge, r, "1001", "s3cret");
   ASSERT_EQ(reply(r).status, 200);
   // The same nonce with the next nc is a legitimate reuse (RFC 7616 3.4).
   r.cseq = 3;
   std::string next = r.authorization;
-  const auto www = std::string(challenge.value(HeaderType::WwwAuthenticate));
   const auto n0 = www.find("nonce=\"") + 7;
   DigestCredentials c;
   c.username = "1001";
