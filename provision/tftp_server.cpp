@@ -498,8 +498,10 @@ Result<void, std::string> TftpServer::start() {
           log->warn("tftp {} transfer of {} to {} ended: {}{}{}", r.mac ? r.mac->sep_name() : "-", r.file, r.client_ip,
                     r.result, f.client_error.empty() ? "" : ": ", f.client_error);
         }
-        shared->activity.record(std::move(f.record));
+        // Its slot first, then its record: whoever sees the transfer counted as done (tftp_ok and
+        // the events) also sees it gone from the active ones (a test read them in between).
         if (auto server = weak.lock()) server->transfer_finished(f.id, f.client);
+        shared->activity.record(std::move(f.record));
       });
     };
     try {
